@@ -1,0 +1,236 @@
+"""Normalized events: what every venue adapter produces and the store consumes.
+
+Prices and sizes are carried as the exact decimal strings the venue sent (never floats), so what is
+shown or emitted is exactly the venue's number. Times are UNIX seconds as floats: ``recv_ts`` is the
+local receive time, ``exch_ts`` the venue's own time where it gives one.
+
+Market events carry ``venue`` and ``product`` (normalized ``BASE-QUOTE``). Health events carry
+``venue`` and ``conn``, the connection they describe (``"coinbase"``, ``"coinbase/user"``...).
+
+Every class has a ``type`` class attribute: the name used in the NDJSON output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+Side = Literal["buy", "sell"]
+BookSide = Literal["bid", "ask"]
+Level = tuple[str, str]
+"""A book level: ``(price, size)`` as the venue's decimal strings."""
+
+
+@dataclass(slots=True)
+class Event:
+    type: ClassVar[str] = "event"
+    venue: str
+    recv_ts: float
+
+
+# --- market data ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Ticker(Event):
+    type: ClassVar[str] = "ticker"
+    product: str
+    exch_ts: float | None
+    price: str | None = None
+    bid: str | None = None
+    bid_size: str | None = None
+    ask: str | None = None
+    ask_size: str | None = None
+    volume_24h: str | None = None
+    low_24h: str | None = None
+    high_24h: str | None = None
+    change_pct_24h: str | None = None
+    """24h price change in percent, as the venue sent it."""
+
+
+@dataclass(slots=True)
+class Trade(Event):
+    type: ClassVar[str] = "trade"
+    product: str
+    exch_ts: float | None
+    trade_id: str
+    price: str
+    size: str
+    side: Side
+    """The aggressor (taker) side: ``buy`` lifted an ask, ``sell`` hit a bid."""
+
+
+@dataclass(slots=True)
+class BookSnapshot(Event):
+    type: ClassVar[str] = "book_snapshot"
+    product: str
+    exch_ts: float | None
+    bids: list[Level]
+    asks: list[Level]
+
+
+@dataclass(slots=True)
+class BookUpdate(Event):
+    type: ClassVar[str] = "book_update"
+    product: str
+    exch_ts: float | None
+    changes: list[tuple[BookSide, str, str]]
+    """``(side, price, size)``; the size is absolute, a numerically-zero size removes the level."""
+
+
+@dataclass(slots=True)
+class Candle(Event):
+    type: ClassVar[str] = "candle"
+    product: str
+    exch_ts: float | None
+    start: int
+    """Bucket start, UNIX seconds."""
+    interval: int
+    """Bucket length in seconds."""
+    open: str
+    high: str
+    low: str
+    close: str
+    volume: str
+
+
+@dataclass(slots=True)
+class ProductStatus(Event):
+    type: ClassVar[str] = "status"
+    product: str
+    exch_ts: float | None
+    status: str
+    message: str = ""
+
+
+@dataclass(slots=True)
+class OrderUpdate(Event):
+    type: ClassVar[str] = "order"
+    product: str
+    exch_ts: float | None
+    order_id: str
+    side: Side
+    order_type: str
+    status: str
+    price: str | None
+    filled_size: str | None
+    leaves_size: str | None
+    avg_price: str | None
+    client_order_id: str = ""
+    snapshot: bool = False
+    """True when the venue restates an open order (initial dump), not a new change."""
+
+
+@dataclass(slots=True)
+class BalanceUpdate(Event):
+    type: ClassVar[str] = "balance"
+    exch_ts: float | None
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+# --- health -----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class HealthEvent(Event):
+    conn: str
+
+
+@dataclass(slots=True)
+class Connecting(HealthEvent):
+    type: ClassVar[str] = "connecting"
+    url: str
+    """The endpoint with any credential removed."""
+    attempt: int
+
+
+@dataclass(slots=True)
+class Connected(HealthEvent):
+    type: ClassVar[str] = "connected"
+    url: str
+
+
+@dataclass(slots=True)
+class Subscribed(HealthEvent):
+    type: ClassVar[str] = "subscribed"
+    subscriptions: dict[str, list[str]]
+    """What the venue's acknowledgement says is now subscribed: channel -> products."""
+
+
+@dataclass(slots=True)
+class Closed(HealthEvent):
+    type: ClassVar[str] = "closed"
+    code: int | None
+    reason: str
+
+
+@dataclass(slots=True)
+class RetryScheduled(HealthEvent):
+    type: ClassVar[str] = "retry"
+    attempt: int
+    delay: float
+
+
+@dataclass(slots=True)
+class GaveUp(HealthEvent):
+    type: ClassVar[str] = "gave_up"
+    reason: str
+
+
+@dataclass(slots=True)
+class Gap(HealthEvent):
+    type: ClassVar[str] = "gap"
+    expected: int
+    received: int
+    scope: str = ""
+    """What the sequence counts: ``connection``, a product, a channel..."""
+
+
+@dataclass(slots=True)
+class BookUnsafe(HealthEvent):
+    type: ClassVar[str] = "book_unsafe"
+    product: str
+    reason: str
+
+
+@dataclass(slots=True)
+class BookResyncing(HealthEvent):
+    type: ClassVar[str] = "book_resyncing"
+    product: str
+
+
+@dataclass(slots=True)
+class BookResynced(HealthEvent):
+    type: ClassVar[str] = "book_resynced"
+    product: str
+
+
+@dataclass(slots=True)
+class VenueError(HealthEvent):
+    type: ClassVar[str] = "venue_error"
+    message: str
+    fatal: bool = False
+    """True when the error ends a subscription (auth, bad command) rather than being transient."""
+
+
+@dataclass(slots=True)
+class Stale(HealthEvent):
+    type: ClassVar[str] = "stale"
+    age: float
+    """Seconds since the last message of any kind."""
+
+
+@dataclass(slots=True)
+class Malformed(HealthEvent):
+    type: ClassVar[str] = "malformed"
+    reason: str
+
+
+@dataclass(slots=True)
+class Heartbeat(HealthEvent):
+    type: ClassVar[str] = "heartbeat"
+    counter: int | None
+    exch_ts: float | None = None
+
+
+MARKET_TYPES = (Ticker, Trade, BookSnapshot, BookUpdate, Candle, ProductStatus, OrderUpdate, BalanceUpdate)

@@ -1,0 +1,115 @@
+"""Per-connection health: what the connection-health panel and the ``stale``/``gap`` checks read."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+CLOSE_MEANINGS: dict[int, str] = {
+    1000: "normal closure",
+    1001: "going away (server restart or maintenance)",
+    1002: "protocol error",
+    1003: "unsupported data",
+    1005: "no status code given",
+    1006: "connection dropped without a close frame",
+    1007: "invalid frame payload",
+    1008: "policy violation (rate limit, auth or misuse)",
+    1009: "message too big",
+    1011: "server internal error",
+    1012: "service restart",
+    1013: "try again later",
+    1015: "TLS handshake failure",
+}
+
+
+def close_meaning(code: int | None) -> str:
+    """Plain words for a WebSocket close code."""
+    if code is None:
+        return "no close frame"
+    if code in CLOSE_MEANINGS:
+        return CLOSE_MEANINGS[code]
+    if 4000 <= code < 5000:
+        return "application-specific close"
+    return "unknown close code"
+
+
+@dataclass(slots=True)
+class GapRecord:
+    expected: int
+    received: int
+    at: float
+    scope: str
+
+
+@dataclass(slots=True)
+class ConnectionHealth:
+    conn: str
+    venue: str
+    state: str = "idle"
+    """idle, connecting, connected, subscribed, stale, closed, retrying, gave_up."""
+    state_since: float = 0.0
+    url: str = ""
+    connected_at: float | None = None
+    attempt: int = 0
+    """Consecutive failed attempts (reset once a connection proves stable)."""
+    retries: int = 0
+    """Reconnects scheduled since start."""
+    next_retry_at: float | None = None
+    last_close_code: int | None = None
+    last_close_reason: str = ""
+    closes: int = 0
+    gaps: int = 0
+    last_gap: GapRecord | None = None
+    malformed: int = 0
+    unknown: int = 0
+    out_of_order: int = 0
+    stale_count: int = 0
+    resyncs: int = 0
+    messages: int = 0
+    last_msg_at: float | None = None
+    last_heartbeat_at: float | None = None
+    gave_up_reason: str = ""
+    subscriptions: dict[str, list[str]] = field(default_factory=dict)
+    errors: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=20))
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
+    _rate: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=11))
+
+    def set_state(self, state: str, now: float) -> None:
+        if state != self.state:
+            self.state = state
+            self.state_since = now
+
+    def note_message(self, now: float, exch_ts: float | None) -> None:
+        """Count one received frame (called by the stream worker per frame)."""
+        self.messages += 1
+        self.last_msg_at = now
+        sec = int(now)
+        rate = self._rate
+        if rate and rate[-1][0] == sec:
+            rate[-1] = (sec, rate[-1][1] + 1)
+        else:
+            rate.append((sec, 1))
+        if exch_ts is not None:
+            self.latencies_ms.append((now - exch_ts) * 1000.0)
+
+    def rate(self, now: float, window: int = 5) -> float:
+        """Messages per second over the last ``window`` whole seconds."""
+        sec = int(now)
+        total = sum(n for s, n in self._rate if sec - window <= s < sec)
+        return total / window
+
+    def latency(self) -> tuple[float, float] | None:
+        """Exchange-to-local latency p50 and p99 in milliseconds over recent frames."""
+        if not self.latencies_ms:
+            return None
+        data = sorted(self.latencies_ms)
+        n = len(data)
+        return data[(n - 1) // 2], data[min(n - 1, int(n * 0.99))]
+
+    def uptime(self, now: float) -> float | None:
+        if self.connected_at is None or self.state not in ("connected", "subscribed", "stale"):
+            return None
+        return now - self.connected_at
+
+    def last_message_age(self, now: float) -> float | None:
+        return None if self.last_msg_at is None else now - self.last_msg_at

@@ -1,0 +1,289 @@
+"""The store: everything the dashboard (or a script) reads, built by applying normalized events.
+
+Stream workers call ``apply`` as frames arrive; readers poll the version counters at their own rate
+and redraw only what changed. Everything is bounded: the tape, candles, orders and error lists have
+fixed lengths, so memory does not grow however long it runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import replace
+
+from tickerterm.core.book import OrderBook
+from tickerterm.core.candles import INTERVALS, CandleSeries
+from tickerterm.core.events import (
+    BalanceUpdate,
+    BookResynced,
+    BookResyncing,
+    BookSnapshot,
+    BookUnsafe,
+    BookUpdate,
+    Candle,
+    Closed,
+    Connected,
+    Connecting,
+    Event,
+    GaveUp,
+    Gap,
+    HealthEvent,
+    Heartbeat,
+    Malformed,
+    OrderUpdate,
+    ProductStatus,
+    RetryScheduled,
+    Stale,
+    Subscribed,
+    Ticker,
+    Trade,
+    VenueError,
+)
+from tickerterm.core.health import ConnectionHealth, GapRecord
+
+Key = tuple[str, str]
+"""``(venue, product)``."""
+
+
+class Store:
+    def __init__(
+        self,
+        *,
+        tape_len: int = 500,
+        candle_len: int = 500,
+        orders_len: int = 500,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.clock = clock
+        self.tape_len = tape_len
+        self.candle_len = candle_len
+        self.orders_len = orders_len
+        self.books: dict[Key, OrderBook] = {}
+        self.tickers: dict[Key, Ticker] = {}
+        self.tapes: dict[Key, deque[Trade]] = {}
+        self.tape: deque[Trade] = deque(maxlen=tape_len)
+        """Every product's trades, newest last."""
+        self._seen_trades: dict[Key, OrderedDict[str, None]] = {}
+        self.candles: dict[Key, dict[int, CandleSeries]] = {}
+        """Built from trades, per interval in seconds."""
+        self.venue_candles: dict[Key, dict[int, CandleSeries]] = {}
+        """As the venue sent them, per interval in seconds."""
+        self.statuses: dict[Key, ProductStatus] = {}
+        self.orders: OrderedDict[tuple[str, str], OrderUpdate] = OrderedDict()
+        self.balances: dict[str, dict[str, str]] = {}
+        self.health: dict[str, ConnectionHealth] = {}
+        self.tickers_version = 0
+        self.tape_version = 0
+        self.candles_version = 0
+        self.health_version = 0
+        self.orders_version = 0
+        self.books_version = 0
+        self._conn = ""
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def book(self, venue: str, product: str) -> OrderBook:
+        key = (venue, product)
+        book = self.books.get(key)
+        if book is None:
+            book = self.books[key] = OrderBook(venue, product)
+        return book
+
+    def connection(self, conn: str, venue: str) -> ConnectionHealth:
+        health = self.health.get(conn)
+        if health is None:
+            health = self.health[conn] = ConnectionHealth(conn, venue, state_since=self.clock())
+        return health
+
+    def candle_series(self, venue: str, product: str, interval: int) -> CandleSeries | None:
+        """The venue's candles for ``interval`` where it sends them, otherwise the trade-built ones."""
+        key = (venue, product)
+        series = self.venue_candles.get(key, {}).get(interval)
+        if series is not None and len(series):
+            return series
+        return self.candles.get(key, {}).get(interval)
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def apply(self, event: Event, conn: str = "") -> list[Event]:
+        """Apply one event; returns the events it implies (a crossed book, a resynced book).
+
+        ``conn`` names the connection the event came from, for the health events it implies.
+        """
+        handler = _HANDLERS.get(type(event))
+        if handler is None:
+            return []
+        self._conn = conn or event.venue
+        return handler(self, event)
+
+    def _book_snapshot(self, ev: BookSnapshot) -> list[Event]:
+        book = self.book(ev.venue, ev.product)
+        was = book.state
+        book.apply_snapshot(ev.bids, ev.asks)
+        book.exch_ts = ev.exch_ts
+        self.books_version += 1
+        out: list[Event] = []
+        if was in ("unsafe", "resyncing"):
+            out.append(BookResynced(ev.venue, ev.recv_ts, self._conn, ev.product))
+        out.extend(self._check_crossed(book, ev))
+        return out
+
+    def _book_update(self, ev: BookUpdate) -> list[Event]:
+        book = self.book(ev.venue, ev.product)
+        if book.state == "empty":
+            book.mark_unsafe("update before snapshot")
+            self.books_version += 1
+            return [BookUnsafe(ev.venue, ev.recv_ts, self._conn, ev.product, "update before snapshot")]
+        book.apply_changes(ev.changes)
+        book.exch_ts = ev.exch_ts
+        self.books_version += 1
+        return self._check_crossed(book, ev)
+
+    def _check_crossed(self, book: OrderBook, ev: BookSnapshot | BookUpdate) -> list[Event]:
+        if book.state == "ok" and book.crossed:
+            bid, ask = book.best_bid, book.best_ask
+            assert bid is not None and ask is not None
+            reason = f"crossed book: bid {bid[0]} >= ask {ask[0]}"
+            book.mark_unsafe(reason)
+            return [BookUnsafe(ev.venue, ev.recv_ts, self._conn, ev.product, reason)]
+        return []
+
+    def _ticker(self, ev: Ticker) -> list[Event]:
+        key = (ev.venue, ev.product)
+        old = self.tickers.get(key)
+        if old is not None:
+            # ticker_batch-style frames omit best bid/ask: keep what we knew rather than blank it
+            missing = {n: getattr(old, n) for n in _TICKER_FIELDS if getattr(ev, n) is None}
+            if missing:
+                ev = replace(ev, **missing)
+        self.tickers[key] = ev
+        self.tickers_version += 1
+        return []
+
+    def _trade(self, ev: Trade) -> list[Event]:
+        key = (ev.venue, ev.product)
+        seen = self._seen_trades.get(key)
+        if seen is None:
+            seen = self._seen_trades[key] = OrderedDict()
+        if ev.trade_id:
+            if ev.trade_id in seen:
+                return []  # a restated trade (e.g. the snapshot after a resubscribe)
+            seen[ev.trade_id] = None
+            if len(seen) > 4 * self.tape_len:
+                seen.popitem(last=False)
+        tape = self.tapes.get(key)
+        if tape is None:
+            tape = self.tapes[key] = deque(maxlen=self.tape_len)
+        tape.append(ev)
+        self.tape.append(ev)
+        self.tape_version += 1
+        ts = ev.exch_ts if ev.exch_ts is not None else ev.recv_ts
+        per = self.candles.get(key)
+        if per is None:
+            per = self.candles[key] = {i: CandleSeries(i, self.candle_len) for i in INTERVALS.values()}
+        for series in per.values():
+            series.add_trade(ts, ev.price, ev.size)
+        self.candles_version += 1
+        return []
+
+    def _candle(self, ev: Candle) -> list[Event]:
+        per = self.venue_candles.setdefault((ev.venue, ev.product), {})
+        series = per.get(ev.interval)
+        if series is None:
+            series = per[ev.interval] = CandleSeries(ev.interval, self.candle_len)
+        series.put(ev.start, ev.open, ev.high, ev.low, ev.close, ev.volume)
+        self.candles_version += 1
+        return []
+
+    def _status(self, ev: ProductStatus) -> list[Event]:
+        self.statuses[(ev.venue, ev.product)] = ev
+        self.tickers_version += 1
+        return []
+
+    def _order(self, ev: OrderUpdate) -> list[Event]:
+        key = (ev.venue, ev.order_id)
+        self.orders.pop(key, None)
+        self.orders[key] = ev
+        while len(self.orders) > self.orders_len:
+            self.orders.popitem(last=False)
+        self.orders_version += 1
+        return []
+
+    def _balance(self, ev: BalanceUpdate) -> list[Event]:
+        self.balances.setdefault(ev.venue, {}).update(ev.fields)
+        self.orders_version += 1
+        return []
+
+    def _health(self, ev: HealthEvent) -> list[Event]:
+        h = self.connection(ev.conn, ev.venue)
+        now = ev.recv_ts
+        match ev:
+            case Connecting():
+                h.url = ev.url
+                h.next_retry_at = None
+                h.set_state("connecting", now)
+            case Connected():
+                h.url = ev.url
+                h.connected_at = now
+                h.set_state("connected", now)
+            case Subscribed():
+                h.subscriptions = ev.subscriptions
+                h.set_state("subscribed", now)
+            case Closed():
+                h.last_close_code = ev.code
+                h.last_close_reason = ev.reason
+                h.closes += 1
+                h.set_state("closed", now)
+            case RetryScheduled():
+                h.retries += 1
+                h.attempt = ev.attempt
+                h.next_retry_at = now + ev.delay
+                h.set_state("retrying", now)
+            case GaveUp():
+                h.gave_up_reason = ev.reason
+                h.next_retry_at = None
+                h.set_state("gave_up", now)
+            case Gap():
+                h.gaps += 1
+                h.last_gap = GapRecord(ev.expected, ev.received, now, ev.scope)
+            case VenueError():
+                h.errors.append((now, ev.message))
+            case Stale():
+                h.stale_count += 1
+                h.set_state("stale", now)
+            case Malformed():
+                h.malformed += 1
+            case Heartbeat():
+                h.last_heartbeat_at = now
+            case BookUnsafe():
+                book = self.book(ev.venue, ev.product)
+                if book.state != "unsafe" or book.reason != ev.reason:
+                    book.mark_unsafe(ev.reason)
+                self.books_version += 1
+            case BookResynced():
+                self.books_version += 1
+            case BookResyncing():
+                self.book(ev.venue, ev.product).mark_resyncing()
+                h.resyncs += 1
+                self.books_version += 1
+        self.health_version += 1
+        return []
+
+
+_HANDLERS: dict[type, Callable[[Store, Event], list[Event]]] = {
+    BookSnapshot: Store._book_snapshot,  # type: ignore[dict-item]
+    BookUpdate: Store._book_update,  # type: ignore[dict-item]
+    Ticker: Store._ticker,  # type: ignore[dict-item]
+    Trade: Store._trade,  # type: ignore[dict-item]
+    Candle: Store._candle,  # type: ignore[dict-item]
+    ProductStatus: Store._status,  # type: ignore[dict-item]
+    OrderUpdate: Store._order,  # type: ignore[dict-item]
+    BalanceUpdate: Store._balance,  # type: ignore[dict-item]
+}
+_TICKER_FIELDS = ("price", "bid", "bid_size", "ask", "ask_size", "volume_24h", "low_24h", "high_24h",
+                  "change_pct_24h")
+
+for _cls in (Connecting, Connected, Subscribed, Closed, RetryScheduled, GaveUp, Gap, VenueError, Stale,
+             Malformed, Heartbeat, BookUnsafe, BookResyncing, BookResynced):
+    _HANDLERS[_cls] = Store._health  # type: ignore[assignment]
