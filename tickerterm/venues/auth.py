@@ -1,0 +1,178 @@
+"""Credentials and request signing: loaded from the environment or a key file, never shown.
+
+``Secret`` wraps a secret string so that ``repr``/``str`` (and so logs, tracebacks and f-strings) show
+``***`` instead of its value; only ``reveal()`` gives it out, at the point of signing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from tickerterm.core.errors import CredentialsError
+
+JWT_LIFETIME = 120
+"""Seconds a Coinbase Advanced Trade JWT is valid."""
+
+
+class Secret:
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and secrets.compare_digest(self._value, other._value)
+
+    def __hash__(self) -> int:
+        return hash(("Secret", len(self._value)))
+
+
+@dataclass(frozen=True, slots=True)
+class CdpKey:
+    """A Coinbase Developer Platform API key: its name (``organizations/…/apiKeys/…``) and private key."""
+
+    name: str
+    private_key: Secret
+    source: str
+    """Where it came from, for messages: the variable or file name (never the value)."""
+
+
+ENV_KEY = "COINBASE_API_KEY"
+ENV_SECRET = "COINBASE_API_SECRET"
+ENV_KEY_FILE = "COINBASE_KEY_FILE"
+
+
+def load_cdp_key(env: Mapping[str, str] | None = None, key_file: str | None = None) -> CdpKey | None:
+    """The CDP key from ``key_file``, ``$COINBASE_KEY_FILE``, or ``$COINBASE_API_KEY`` + ``$COINBASE_API_SECRET``.
+
+    Returns None when none is configured. A key file is the JSON Coinbase hands out
+    (``{"name": …, "privateKey": …}``; ``id`` is accepted for ``name``).
+    """
+    env = os.environ if env is None else env
+    path = key_file or env.get(ENV_KEY_FILE)
+    if path:
+        return _from_file(Path(path), "--key-file" if key_file else ENV_KEY_FILE)
+    name, secret = env.get(ENV_KEY), env.get(ENV_SECRET)
+    if name and secret:
+        key = CdpKey(name.strip(), Secret(_unescape(secret)), ENV_SECRET)
+        signing_key(key)  # fail now, with a clear message, rather than at the first subscribe
+        return key
+    if name or secret:
+        missing = ENV_SECRET if name else ENV_KEY
+        raise CredentialsError(f"{missing} is not set (both {ENV_KEY} and {ENV_SECRET} are needed)")
+    return None
+
+
+def _from_file(path: Path, source: str) -> CdpKey:
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise CredentialsError(f"cannot read key file named by {source}: {exc.strerror}") from None
+    except ValueError:
+        raise CredentialsError(f"key file named by {source} is not JSON") from None
+    if not isinstance(data, dict):
+        raise CredentialsError(f"key file named by {source} is not a JSON object")
+    name = data.get("name") or data.get("id")
+    secret = data.get("privateKey")
+    if not isinstance(name, str) or not isinstance(secret, str):
+        raise CredentialsError(f"key file named by {source} needs \"name\" and \"privateKey\"")
+    key = CdpKey(name.strip(), Secret(_unescape(secret)), source)
+    signing_key(key)
+    return key
+
+
+def _unescape(text: str) -> str:
+    # PEM keys pasted into an environment variable often carry literal "\n"
+    return text.replace("\\n", "\n").strip()
+
+
+_KEY_CACHE: dict[CdpKey, tuple[Any, str]] = {}
+
+
+def signing_key(key: CdpKey) -> tuple[Any, str]:
+    """The loaded private key and its JWT algorithm: ``ES256`` for a PEM EC P-256 key, ``EdDSA`` for
+    Ed25519 (PEM, or base64 of the raw 32- or 64-byte secret)."""
+    cached = _KEY_CACHE.get(key)
+    if cached is not None:
+        return cached
+    text = key.private_key.reveal()
+    bad = CredentialsError(f"{key.source}: not a PEM EC P-256 key or a base64 Ed25519 key")
+    loaded: Any
+    if "-----BEGIN" in text:
+        try:
+            loaded = serialization.load_pem_private_key(text.encode(), password=None)
+        except (ValueError, TypeError):
+            raise bad from None
+        if isinstance(loaded, ec.EllipticCurvePrivateKey) and isinstance(loaded.curve, ec.SECP256R1):
+            result = (loaded, "ES256")
+        elif isinstance(loaded, ed25519.Ed25519PrivateKey):
+            result = (loaded, "EdDSA")
+        else:
+            raise bad
+    else:
+        try:
+            raw = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise bad from None
+        if len(raw) not in (32, 64):
+            raise bad
+        result = (ed25519.Ed25519PrivateKey.from_private_bytes(raw[:32]), "EdDSA")
+    _KEY_CACHE[key] = result
+    return result
+
+
+def build_jwt(key: CdpKey, now: float) -> str:
+    """A fresh WebSocket JWT: ``iss=cdp``, ``sub``/``kid`` = key name, random ``nonce``, 120 s life,
+    no ``uri`` claim (that is for REST)."""
+    private, alg = signing_key(key)
+    issued = int(now)
+    payload = {"iss": "cdp", "sub": key.name, "nbf": issued, "exp": issued + JWT_LIFETIME}
+    headers = {"kid": key.name, "nonce": secrets.token_hex(16), "typ": "JWT"}
+    return jwt.encode(payload, private, algorithm=alg, headers=headers)
+
+
+def verify_jwt(token: str, public_keys: Mapping[str, Any], now: float, leeway: float = 5.0) -> str:
+    """Check a Coinbase AT WebSocket JWT; returns the key name. Raises ``jwt.InvalidTokenError``.
+
+    Accepts ``iss`` ``cdp`` and the old ``coinbase-cloud``; requires ``kid`` == ``sub``, a known key,
+    the algorithm matching that key, and ``nbf``/``exp`` valid at ``now``.
+    """
+    header = jwt.get_unverified_header(token)
+    kid = header.get("kid")
+    public = public_keys.get(kid) if isinstance(kid, str) else None
+    if public is None:
+        raise jwt.InvalidTokenError("unknown key")
+    alg = "EdDSA" if isinstance(public, ed25519.Ed25519PublicKey) else "ES256"
+    if header.get("alg") != alg:
+        raise jwt.InvalidAlgorithmError("algorithm does not match the key")
+    claims = jwt.decode(
+        token, public, algorithms=[alg], options={"require": ["exp", "nbf", "sub", "iss"], "verify_exp": False,
+                                                   "verify_nbf": False},
+    )
+    if claims.get("iss") not in ("cdp", "coinbase-cloud"):
+        raise jwt.InvalidIssuerError("bad issuer")
+    if claims.get("sub") != kid:
+        raise jwt.InvalidTokenError("sub does not match kid")
+    if not (claims["nbf"] - leeway <= now < claims["exp"] + leeway):
+        raise jwt.ExpiredSignatureError("token not valid now")
+    return kid

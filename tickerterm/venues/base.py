@@ -1,0 +1,196 @@
+"""What every venue adapter provides to the stream worker.
+
+An adapter is pure: it never touches a socket. It turns intents (subscribe these products to that
+channel) into frames and frames into normalized events, and declares what the shared stream worker
+needs to know about the venue (endpoints, frame size, outbound rate, how staleness is judged, which
+errors are final). Per-connection protocol state (sequence numbers) lives in a ``Parser`` made for
+each connection, so a reconnect starts clean.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from tickerterm.core.errors import ConfigError
+from tickerterm.core.events import Event, Gap
+
+ErrorClass = Literal["auth", "command", "transient"]
+
+_PRODUCT = re.compile(r"^[A-Z0-9]{1,20}-[A-Z0-9]{1,20}$")
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSpec:
+    """One of a venue's channels as the user and the worker see it."""
+
+    name: str
+    """The venue's own channel name (what goes on the wire)."""
+    kind: str
+    """What it feeds: ``ticker``, ``trades``, ``book``, ``candles``, ``status``, ``heartbeat``, ``user``,
+    ``balance``."""
+    private: bool = False
+    """Needs credentials."""
+    endpoint: str = "market"
+    """Which of the venue's endpoints serves it."""
+    per_product: bool = True
+    """Takes a product list (else the channel is venue-wide)."""
+
+
+class Subscriptions:
+    """Tracked subscription state: channel -> products (insertion-ordered), restored on reconnect."""
+
+    def __init__(self) -> None:
+        self._subs: dict[str, dict[str, None]] = {}
+
+    def add(self, channel: str, products: Iterable[str]) -> list[str]:
+        """Add products; returns those that were new."""
+        have = self._subs.setdefault(channel, {})
+        new = [p for p in products if p not in have]
+        for p in new:
+            have[p] = None
+        return new
+
+    def remove(self, channel: str, products: Iterable[str] | None = None) -> list[str]:
+        """Remove products (all of the channel when ``products`` is None); returns those removed."""
+        have = self._subs.get(channel)
+        if have is None:
+            return []
+        if products is None:
+            del self._subs[channel]
+            return list(have)
+        gone = [p for p in products if p in have]
+        for p in gone:
+            del have[p]
+        if not have:
+            del self._subs[channel]
+        return gone
+
+    def channels(self) -> list[str]:
+        return list(self._subs)
+
+    def products(self, channel: str) -> list[str]:
+        return list(self._subs.get(channel, ()))
+
+    def __contains__(self, channel: object) -> bool:
+        return channel in self._subs
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {c: list(p) for c, p in self._subs.items()}
+
+
+class Parser(ABC):
+    """Per-connection frame parser. ``parse`` raises ``FrameError`` for a frame it cannot use."""
+
+    def __init__(self, venue: str, conn: str) -> None:
+        self.venue = venue
+        self.conn = conn
+        self.unknown = 0
+        """Frames of a type this parser does not know (ignored, counted)."""
+        self.out_of_order = 0
+        """Frames older than one already seen (ignored, counted)."""
+        self.last_exch_ts: float | None = None
+        """The venue's time on the last frame, for latency."""
+
+    @abstractmethod
+    def parse(self, raw: bytes | str, recv_ts: float) -> list[Event]: ...
+
+
+class VenueAdapter(ABC):
+    name: ClassVar[str]
+    title: ClassVar[str]
+    endpoints: ClassVar[Mapping[str, str]]
+    """Endpoint name -> default URL."""
+    channels: ClassVar[Mapping[str, ChannelSpec]]
+    aliases: ClassVar[Mapping[str, str]] = {}
+    """Extra names accepted for channels (e.g. ``book`` -> ``level2``)."""
+    default_channels: ClassVar[tuple[str, ...]]
+    keepalive_channels: ClassVar[tuple[str, ...]] = ()
+    """Subscribed on every connection, so quiet channels are not closed and staleness can be judged."""
+    max_frame_size: ClassVar[int] = 16 * 2**20
+    outbound_per_second: ClassVar[float] = 8.0
+    stale_after: ClassVar[float] = 10.0
+    """Seconds without any frame (heartbeats included) after which a connection is stale."""
+    credential_help: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        *,
+        urls: Mapping[str, str] | None = None,
+        credentials: object | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.urls = {**self.endpoints, **(urls or {})}
+        self.credentials = credentials
+        self.clock = clock
+
+    # --- naming ----------------------------------------------------------------------------
+
+    def channel(self, name: str) -> ChannelSpec:
+        """The channel named ``name`` (the venue's name or an alias); ConfigError if unknown."""
+        key = self.aliases.get(name, name)
+        spec = self.channels.get(key)
+        if spec is None:
+            known = ", ".join(sorted(set(self.channels) | set(self.aliases)))
+            raise ConfigError(f"unknown channel {name!r} for {self.name} (choose from: {known})")
+        return spec
+
+    def channel_for_kind(self, kind: str) -> ChannelSpec | None:
+        for spec in self.channels.values():
+            if spec.kind == kind:
+                return spec
+        return None
+
+    def normalize_product(self, product: str) -> str:
+        """``btc-usd`` -> ``BTC-USD``; ConfigError when it cannot be a product of this venue."""
+        p = product.strip().upper()
+        if not _PRODUCT.match(p):
+            raise ConfigError(f"unknown product {product!r}: expected BASE-QUOTE such as BTC-USD")
+        return p
+
+    def connection_id(self, endpoint: str) -> str:
+        return self.name if endpoint == "market" else f"{self.name}/{endpoint}"
+
+    def url(self, endpoint: str) -> str:
+        return self.urls[endpoint]
+
+    def display_url(self, endpoint: str) -> str:
+        """The URL as it may be shown or logged (credentials removed)."""
+        return self.urls[endpoint]
+
+    def connect_headers(self, endpoint: str) -> dict[str, str]:
+        return {}
+
+    def check_credentials(self, channels: Iterable[str]) -> None:
+        """Raise CredentialsError if any of ``channels`` is private and no credentials are set."""
+
+    # --- frames ----------------------------------------------------------------------------
+
+    @abstractmethod
+    def parser(self, conn: str) -> Parser: ...
+
+    @abstractmethod
+    def subscribe_frames(self, channel: str, products: list[str]) -> list[str]: ...
+
+    @abstractmethod
+    def unsubscribe_frames(self, channel: str, products: list[str] | None) -> list[str]: ...
+
+    def resync_frames(self, products: list[str]) -> list[str] | None:
+        """Frames that make the venue send fresh book snapshots for ``products``; None = reconnect."""
+        return None
+
+    def classify_error(self, message: str) -> ErrorClass:
+        """Whether a venue error ends things (``auth``, ``command``) or may pass (``transient``)."""
+        return "transient"
+
+    def gap_products(self, gap: Gap, book_products: list[str]) -> list[str]:
+        """The books a sequence gap makes unsafe: every book on a connection-wide counter, else the
+        product the counter belongs to."""
+        if gap.scope in ("", "connection"):
+            return list(book_products)
+        product = gap.scope.rsplit(":", 1)[-1]
+        return [product] if product in book_products else []

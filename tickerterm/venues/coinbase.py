@@ -1,0 +1,316 @@
+"""Coinbase Advanced Trade WebSocket (``--venue coinbase``). See protocols.md section 1.
+
+Wire facts this adapter relies on:
+- one channel per subscribe frame; ``heartbeats`` (plural) always subscribed so quiet channels live;
+- a fresh ES256/EdDSA JWT on every frame for a private channel (``user``, ``futures_balance_summary``),
+  none for public ones;
+- ``sequence_num`` is ONE counter per connection across every channel, restarting at 0: a jump is a
+  gap (every level2 book on the connection is unsafe), a lower number is stale and ignored;
+- level2 arrives on channel ``l2_data`` with sides ``bid``/``offer`` and absolute sizes;
+- ``market_trades.side`` is the MAKER side: the aggressor is the opposite;
+- errors are not enveloped: ``{"type":"error","message":…}``; unknown message types are ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
+
+from tickerterm.core.clock import parse_rfc3339
+from tickerterm.core.errors import CredentialsError, FrameError
+from tickerterm.core.events import (
+    BalanceUpdate,
+    BookSide,
+    BookSnapshot,
+    BookUpdate,
+    Candle,
+    Event,
+    Gap,
+    Heartbeat,
+    Level,
+    OrderUpdate,
+    ProductStatus,
+    Side,
+    Subscribed,
+    Ticker,
+    Trade,
+    VenueError,
+)
+from tickerterm.venues.auth import ENV_KEY, ENV_KEY_FILE, ENV_SECRET, CdpKey, build_jwt
+from tickerterm.venues.base import ChannelSpec, ErrorClass, Parser, VenueAdapter
+
+MARKET_URL = "wss://advanced-trade-ws.coinbase.com"
+USER_URL = "wss://advanced-trade-ws-user.coinbase.com"
+CANDLE_INTERVAL = 300
+"""Advanced Trade candles are 5-minute buckets."""
+
+CHANNELS: dict[str, ChannelSpec] = {
+    "heartbeats": ChannelSpec("heartbeats", "heartbeat", per_product=False),
+    "status": ChannelSpec("status", "status"),
+    "ticker": ChannelSpec("ticker", "ticker"),
+    "ticker_batch": ChannelSpec("ticker_batch", "ticker"),
+    "level2": ChannelSpec("level2", "book"),
+    "market_trades": ChannelSpec("market_trades", "trades"),
+    "candles": ChannelSpec("candles", "candles"),
+    "user": ChannelSpec("user", "user", private=True, endpoint="user"),
+    "futures_balance_summary": ChannelSpec("futures_balance_summary", "balance", private=True,
+                                           endpoint="user", per_product=False),
+}
+
+_MAKER_TO_AGGRESSOR: dict[str, Side] = {"BUY": "sell", "SELL": "buy"}
+_ORDER_SIDE: dict[str, Side] = {"BUY": "buy", "SELL": "sell"}
+_BOOK_SIDE: dict[str, BookSide] = {"bid": "bid", "offer": "ask"}
+
+
+class CoinbaseAdvancedTrade(VenueAdapter):
+    name = "coinbase"
+    title = "Coinbase Advanced Trade"
+    endpoints: ClassVar[dict[str, str]] = {"market": MARKET_URL, "user": USER_URL}
+    channels = CHANNELS
+    aliases: ClassVar[dict[str, str]] = {"book": "level2", "l2": "level2", "trades": "market_trades",
+                                         "heartbeat": "heartbeats", "balance": "futures_balance_summary"}
+    default_channels = ("ticker", "level2", "market_trades", "candles")
+    keepalive_channels = ("heartbeats",)
+    max_frame_size = 32 * 2**20  # BTC-USD snapshots are several MB
+    outbound_per_second = 8.0
+    stale_after = 10.0  # heartbeats come every second
+    credential_help = f"set {ENV_KEY} and {ENV_SECRET}, or {ENV_KEY_FILE}"
+
+    credentials: CdpKey | None
+
+    def check_credentials(self, channels: Iterable[str]) -> None:
+        private = [c for c in channels if self.channel(c).private]
+        if private and self.credentials is None:
+            raise CredentialsError(
+                f"channel {private[0]!r} needs a Coinbase API key: {self.credential_help}"
+            )
+
+    def parser(self, conn: str) -> CoinbaseParser:
+        return CoinbaseParser(self.name, conn)
+
+    def _frame(self, kind: str, channel: str, products: list[str] | None) -> str:
+        spec = self.channel(channel)
+        msg: dict[str, Any] = {"type": kind}
+        if products is not None:
+            msg["product_ids"] = products if spec.per_product else []
+        msg["channel"] = spec.name
+        if spec.private:
+            if self.credentials is None:
+                raise CredentialsError(f"channel {spec.name!r} needs a Coinbase API key: {self.credential_help}")
+            msg["jwt"] = build_jwt(self.credentials, self.clock())
+        return json.dumps(msg, separators=(",", ":"))
+
+    def subscribe_frames(self, channel: str, products: list[str]) -> list[str]:
+        return [self._frame("subscribe", channel, products)]
+
+    def unsubscribe_frames(self, channel: str, products: list[str] | None) -> list[str]:
+        return [self._frame("unsubscribe", channel, products)]
+
+    def resync_frames(self, products: list[str]) -> list[str]:
+        # resubscribing level2 makes the venue send a fresh snapshot for each product
+        return self.unsubscribe_frames("level2", products) + self.subscribe_frames("level2", products)
+
+    def classify_error(self, message: str) -> ErrorClass:
+        text = message.lower()
+        if "authentication" in text or "unauthorized" in text or "jwt" in text:
+            return "auth"
+        if "failure to subscribe" in text or "failed to subscribe" in text or "invalid" in text:
+            return "command"
+        return "transient"
+
+
+class CoinbaseParser(Parser):
+    def __init__(self, venue: str, conn: str) -> None:
+        super().__init__(venue, conn)
+        self.last_seq: int | None = None
+        self._handlers: dict[str, Callable[[list[Any], float | None, float, list[Event]], None]] = {
+            "l2_data": self._l2,
+            "market_trades": self._trades,
+            "ticker": self._ticker,
+            "ticker_batch": self._ticker,
+            "heartbeats": self._heartbeat,
+            "subscriptions": self._subscriptions,
+            "candles": self._candles,
+            "status": self._status,
+            "user": self._user,
+            "futures_balance_summary": self._balance,
+        }
+
+    def parse(self, raw: bytes | str, recv_ts: float) -> list[Event]:
+        try:
+            msg = json.loads(raw)
+        except ValueError:
+            raise FrameError("not valid JSON") from None
+        if not isinstance(msg, dict):
+            raise FrameError("not a JSON object")
+        channel = msg.get("channel")
+        if channel is None:
+            if msg.get("type") == "error":
+                text = str(msg.get("message", "")) or "error without a message"
+                return [VenueError(self.venue, recv_ts, self.conn, text)]
+            self.unknown += 1
+            return []
+        seq = msg.get("sequence_num")
+        if seq is not None and not isinstance(seq, int):
+            raise FrameError("sequence_num is not an integer")
+        last = self.last_seq
+        if seq is not None and last is not None and seq <= last:
+            self.out_of_order += 1
+            return []
+        handler = self._handlers.get(channel)
+        if handler is None:
+            self.unknown += 1
+            if seq is not None:
+                return self._advance(seq, last, recv_ts, [])
+            return []
+        ts = msg.get("timestamp")
+        exch_ts = parse_rfc3339(ts) if isinstance(ts, str) else None
+        self.last_exch_ts = exch_ts
+        events = msg.get("events")
+        if not isinstance(events, list):
+            raise FrameError(f"{channel}: events is not a list")
+        out: list[Event] = []
+        try:
+            handler(events, exch_ts, recv_ts, out)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # the frame is lost to us: leave last_seq alone so the next frame shows the gap
+            raise FrameError(f"{channel}: {type(exc).__name__} {exc}") from None
+        if seq is None:
+            return out
+        return self._advance(seq, last, recv_ts, out)
+
+    def _advance(self, seq: int, last: int | None, recv_ts: float, out: list[Event]) -> list[Event]:
+        expected = 0 if last is None else last + 1
+        self.last_seq = seq
+        if seq != expected:
+            out.insert(0, Gap(self.venue, recv_ts, self.conn, expected, seq, "connection"))
+        return out
+
+    # --- channels --------------------------------------------------------------------------
+
+    def _l2(self, events: list[Any], exch_ts: float | None, recv_ts: float, out: list[Event]) -> None:
+        venue = self.venue
+        for ev in events:
+            product = ev["product_id"]
+            kind = ev["type"]
+            if kind == "snapshot":
+                bids: list[Level] = []
+                asks: list[Level] = []
+                for u in ev["updates"]:
+                    side = u["side"]
+                    level = (_num(u["price_level"]), _num(u["new_quantity"]))
+                    if side == "bid":
+                        bids.append(level)
+                    elif side == "offer":
+                        asks.append(level)
+                    else:
+                        raise ValueError(f"unknown side {side!r}")
+                out.append(BookSnapshot(venue, recv_ts, product, exch_ts, bids, asks))
+            elif kind == "update":
+                changes = [(_BOOK_SIDE[u["side"]], _num(u["price_level"]), _num(u["new_quantity"]))
+                           for u in ev["updates"]]
+                out.append(BookUpdate(venue, recv_ts, product, exch_ts, changes))
+            else:
+                raise ValueError(f"unknown l2_data event type {kind!r}")
+
+    def _trades(self, events: list[Any], exch_ts: float | None, recv_ts: float, out: list[Event]) -> None:
+        venue = self.venue
+        for ev in events:
+            for t in ev["trades"]:
+                t_ts = parse_rfc3339(t["time"]) if "time" in t else None
+                out.append(Trade(venue, recv_ts, t["product_id"], t_ts if t_ts is not None else exch_ts,
+                                 str(t["trade_id"]), _num(t["price"]), _num(t["size"]),
+                                 _MAKER_TO_AGGRESSOR[t["side"]]))
+
+    def _ticker(self, events: list[Any], exch_ts: float | None, recv_ts: float, out: list[Event]) -> None:
+        venue = self.venue
+        for ev in events:
+            for t in ev["tickers"]:
+                out.append(Ticker(
+                    venue, recv_ts, t["product_id"], exch_ts,
+                    price=_opt(t, "price"), bid=_opt(t, "best_bid"), bid_size=_opt(t, "best_bid_quantity"),
+                    ask=_opt(t, "best_ask"), ask_size=_opt(t, "best_ask_quantity"),
+                    volume_24h=_opt(t, "volume_24_h"), low_24h=_opt(t, "low_24_h"),
+                    high_24h=_opt(t, "high_24_h"), change_pct_24h=_opt(t, "price_percent_chg_24_h"),
+                ))
+
+    def _candles(self, events: list[Any], exch_ts: float | None, recv_ts: float, out: list[Event]) -> None:
+        venue = self.venue
+        for ev in events:
+            for c in ev["candles"]:
+                out.append(Candle(venue, recv_ts, c["product_id"], exch_ts, int(c["start"]), CANDLE_INTERVAL,
+                                  _num(c["open"]), _num(c["high"]), _num(c["low"]), _num(c["close"]),
+                                  _num(c["volume"])))
+
+    def _heartbeat(self, events: list[Any], exch_ts: float | None, recv_ts: float, out: list[Event]) -> None:
+        for ev in events:
+            counter = ev.get("heartbeat_counter")
+            if isinstance(counter, str):  # the docs' example shows a string; the wire sends an integer
+                counter = int(counter)
+            out.append(Heartbeat(self.venue, recv_ts, self.conn, counter, exch_ts))
+
+    def _subscriptions(self, events: list[Any], exch_ts: float | None, recv_ts: float,
+                       out: list[Event]) -> None:
+        for ev in events:
+            subs = ev["subscriptions"]
+            if not isinstance(subs, dict):
+                raise TypeError("subscriptions is not an object")
+            out.append(Subscribed(self.venue, recv_ts, self.conn,
+                                  {str(k): [str(p) for p in v] for k, v in subs.items()}))
+
+    def _status(self, events: list[Any], exch_ts: float | None, recv_ts: float, out: list[Event]) -> None:
+        for ev in events:
+            for p in ev["products"]:
+                out.append(ProductStatus(self.venue, recv_ts, p["id"], exch_ts, str(p.get("status", "")),
+                                         str(p.get("status_message", ""))))
+
+    def _user(self, events: list[Any], exch_ts: float | None, recv_ts: float, out: list[Event]) -> None:
+        for ev in events:
+            snapshot = ev.get("type") == "snapshot"
+            for o in ev.get("orders") or ():
+                out.append(OrderUpdate(
+                    self.venue, recv_ts, o["product_id"], exch_ts, str(o["order_id"]),
+                    _ORDER_SIDE[o["order_side"]], str(o.get("order_type", "")), str(o["status"]),
+                    _opt(o, "limit_price"), _opt(o, "cumulative_quantity"), _opt(o, "leaves_quantity"),
+                    _opt(o, "avg_price"), client_order_id=str(o.get("client_order_id", "")),
+                    snapshot=snapshot,
+                ))
+
+    def _balance(self, events: list[Any], exch_ts: float | None, recv_ts: float, out: list[Event]) -> None:
+        for ev in events:
+            summary = ev["fcm_balance_summary"]
+            out.append(BalanceUpdate(self.venue, recv_ts, exch_ts, _flatten(summary)))
+
+
+def _num(value: Any) -> str:
+    """A price or size as the venue's exact text; anything but a finite, non-negative decimal string
+    makes the frame malformed."""
+    if type(value) is not str:
+        raise TypeError(f"expected a decimal string, got {type(value).__name__}")
+    if not 0.0 <= float(value) < _INF:
+        raise ValueError(f"not a finite non-negative number: {value[:20]!r}")
+    return value
+
+
+def _opt(obj: dict[str, Any], key: str) -> str | None:
+    value = obj.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"{key}: expected a string")
+    return value
+
+
+_INF = float("inf")
+
+
+def _flatten(obj: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        elif value is not None:
+            out[name] = str(value)
+    return out
