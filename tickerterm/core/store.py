@@ -90,6 +90,11 @@ class Store:
             book = self.books[key] = OrderBook(venue, product)
         return book
 
+    def drop_book(self, venue: str, product: str) -> None:
+        """Forget a book nobody updates any more (its channel was unsubscribed)."""
+        if self.books.pop((venue, product), None) is not None:
+            self.books_version += 1
+
     def connection(self, conn: str, venue: str) -> ConnectionHealth:
         health = self.health.get(conn)
         if health is None:

@@ -250,7 +250,7 @@ class CoinbaseSimConnection(SimConnection):
         out = {"type": "ticker", "product_id": m.product, "price": m.price_text(m.last_price),
                "volume_24_h": m.size_text(m.volume_24h), "low_24_h": m.price_text(m.low_24h),
                "high_24_h": m.price_text(m.high_24h), "low_52_w": m.price_text(m.low_24h // 2),
-               "high_52_w": m.price_text(m.high_24h * 2), "price_percent_chg_24_h": str(change)}
+               "high_52_w": m.price_text(m.high_24h * 2), "price_percent_chg_24_h": format(change, "f")}
         if with_book:
             bb, ba = m.best_bid(), m.best_ask()
             out |= {"best_bid": m.price_text(bb), "best_bid_quantity": m.size_text(m.bids[bb]),

@@ -138,6 +138,7 @@ class CoinbaseParser(Parser):
         }
 
     def parse(self, raw: bytes | str, recv_ts: float) -> list[Event]:
+        self.last_exch_ts = None
         try:
             msg = json.loads(raw)
         except ValueError:

@@ -1,0 +1,378 @@
+"""The connection loop, written once for every venue.
+
+connect → subscribe (tracked state) → read → on close: classify, back off, reconnect, restore.
+
+Each frame is parsed by the venue's per-connection parser, applied to the store, and the events (with
+the ones the store implies) handed to the sink. Integrity rules live here, not in the venues: a
+sequence gap makes the affected books UNSAFE and triggers a resync; a crossed book does too; a resync
+that does not complete in time reconnects; a feed that goes silent longer than the venue's heartbeat
+allows is stale and is reconnected; auth and command errors stop that subscription instead of looping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+from tickerterm.core.errors import FrameError
+from tickerterm.core.events import (
+    BookResynced,
+    BookResyncing,
+    BookUnsafe,
+    Closed,
+    Connected,
+    Connecting,
+    Event,
+    GaveUp,
+    Gap,
+    Malformed,
+    RetryScheduled,
+    Stale,
+    VenueError,
+)
+from tickerterm.core.health import close_meaning
+from tickerterm.core.store import Store
+from tickerterm.stream.policy import RateLimiter, RetryPolicy
+from tickerterm.venues.base import Subscriptions, VenueAdapter
+
+log = logging.getLogger(__name__)
+
+Sink = Callable[[list[Event]], Awaitable[None] | None]
+
+UNREACHABLE_HINT = "check the URL (--url) and the network; --sim runs the built-in simulator"
+
+
+@dataclass(slots=True)
+class _End:
+    code: int | None
+    reason: str
+    fatal: str | None = None
+    """Set when the connection must not be retried (auth or command failure)."""
+
+
+class Connection:
+    """One endpoint of one venue, kept connected and subscribed until ``stop()`` or a final failure."""
+
+    def __init__(
+        self,
+        adapter: VenueAdapter,
+        endpoint: str,
+        store: Store,
+        *,
+        subscriptions: Subscriptions | None = None,
+        sink: Sink | None = None,
+        policy: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.adapter = adapter
+        self.endpoint = endpoint
+        self.conn_id = adapter.connection_id(endpoint)
+        self.store = store
+        self.subs = subscriptions or Subscriptions()
+        self.sink = sink
+        self.policy = policy or RetryPolicy()
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.health = store.connection(self.conn_id, adapter.name)
+        self.stale_after = self.policy.stale_after or adapter.stale_after
+        self._limiter = RateLimiter(adapter.outbound_per_second)
+        self._ws: ClientConnection | None = None
+        self._stopping = False
+        self._wake = asyncio.Event()
+        self._end: _End | None = None
+        self._resyncing: dict[str, float] = {}
+        self._resync_wanted: dict[str, None] = {}
+        self._last_sub: tuple[str, list[str]] | None = None
+        self._last_rx = 0.0
+        self.finished = asyncio.Event()
+        for channel in adapter.keepalive_channels:  # on every endpoint: quiet channels stay open
+            self.subs.add(channel, [])
+
+    # --- public ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Keep the connection up until ``stop()`` or until it gives up."""
+        try:
+            await self._run()
+        finally:
+            self.finished.set()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        ws = self._ws
+        if ws is not None:
+            await ws.close(1000, "client closing")
+
+    async def subscribe(self, channel: str, products: list[str]) -> None:
+        """Add products to a channel now (if connected) and in the state restored on reconnect."""
+        spec = self.adapter.channel(channel)
+        new = self.subs.add(spec.name, products if spec.per_product else [])
+        if spec.per_product and not new:
+            return
+        self._last_sub = (spec.name, new)
+        if self._ws is not None:
+            await self._send(self.adapter.subscribe_frames(spec.name, new))
+
+    async def unsubscribe(self, channel: str, products: list[str] | None = None) -> None:
+        """Remove products (or the whole channel) now and from the restored state."""
+        spec = self.adapter.channel(channel)
+        removed = self.subs.remove(spec.name, products if spec.per_product else None)
+        if not removed and spec.per_product:
+            return
+        if spec.kind == "book":
+            for p in removed:  # a book nobody updates any more must not be shown as live
+                self.store.drop_book(self.adapter.name, p)
+                self._resyncing.pop(p, None)
+        if self._ws is not None:
+            await self._send(self.adapter.unsubscribe_frames(spec.name, None if products is None else removed))
+
+    # --- the loop --------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        adapter, policy = self.adapter, self.policy
+        attempt = 0
+        url = adapter.url(self.endpoint)
+        shown = adapter.display_url(self.endpoint)
+        while not self._stopping:
+            await self._emit([Connecting(adapter.name, self.clock(), self.conn_id, shown, attempt + 1)])
+            opened: float | None = None
+            try:
+                ws = await connect(
+                    url,
+                    additional_headers=adapter.connect_headers(self.endpoint) or None,
+                    max_size=adapter.max_frame_size,
+                    compression=None if _is_loopback(url) else "deflate",
+                    proxy=None if _is_loopback(url) else True,
+                    open_timeout=policy.open_timeout,
+                    ping_interval=20,
+                    ping_timeout=20,
+                    close_timeout=2,
+                    user_agent_header="tickerterm",
+                )
+            except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+                end = _End(None, f"connect failed: {_describe(exc)}")
+                if isinstance(exc, InvalidStatus) and exc.response.status_code in (401, 403):
+                    end.fatal = f"the venue refused the connection (HTTP {exc.response.status_code})"
+            else:
+                opened = time.monotonic()
+                end = await self._session(ws)
+            if self._stopping:
+                break
+            if end.fatal:
+                await self._emit([GaveUp(adapter.name, self.clock(), self.conn_id, end.fatal)])
+                return
+            lived = None if opened is None else time.monotonic() - opened
+            if lived is not None and lived >= policy.stable_after:
+                attempt = 0
+            attempt += 1
+            if policy.budget is not None and attempt > policy.budget:
+                reason = f"{policy.budget} reconnect attempts failed; last: {end.reason}"
+                if opened is None:
+                    reason += f" ({UNREACHABLE_HINT})"
+                await self._emit([GaveUp(adapter.name, self.clock(), self.conn_id, reason)])
+                return
+            delay = policy.delay(attempt, self.rng)
+            if lived is not None and lived < policy.short_lived:
+                delay = max(delay, policy.min_after_short)
+            await self._emit([RetryScheduled(adapter.name, self.clock(), self.conn_id, attempt, delay)])
+            log.info("%s: closed (%s); retry %d in %.2fs", self.conn_id, end.reason, attempt, delay)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def _session(self, ws: ClientConnection) -> _End:
+        adapter = self.adapter
+        self._ws = ws
+        self._end = None
+        self._resyncing.clear()
+        self._resync_wanted.clear()
+        parser = adapter.parser(self.conn_id)
+        health = self.health
+        store = self.store
+        await self._emit([Connected(adapter.name, self.clock(), self.conn_id, adapter.display_url(self.endpoint))])
+        restored = self.subs.as_dict()
+        log.info("%s: connected; restoring %s (retries so far %d, last close %s)", self.conn_id,
+                 restored, health.retries, health.last_close_code)
+        self._last_rx = time.monotonic()
+        watchdog = asyncio.create_task(self._watchdog(ws))
+        end: _End
+        try:
+            for channel in self.subs.channels():
+                products = self.subs.products(channel)
+                if adapter.channel(channel).per_product and not products:
+                    continue
+                await self._send(adapter.subscribe_frames(channel, products))
+            # the books this connection feeds start from the snapshots the subscriptions bring
+            while True:
+                raw = await ws.recv(decode=False)
+                self._last_rx = time.monotonic()
+                now = self.clock()
+                try:
+                    events = parser.parse(raw, now)
+                except FrameError as exc:
+                    health.note_message(now, None)
+                    await self._emit([Malformed(adapter.name, now, self.conn_id, str(exc))])
+                    continue
+                health.note_message(now, parser.last_exch_ts)
+                health.unknown = parser.unknown
+                health.out_of_order = parser.out_of_order
+                if events:
+                    await self._dispatch(events, store)
+                if self._resync_wanted:
+                    await self._resync()
+                if self._end is not None:
+                    await ws.close(1000, "client closing")
+                    end = self._end
+                    break
+        except ConnectionClosed as exc:
+            if self._end is not None:
+                end = self._end
+            else:
+                rcvd = exc.rcvd
+                code = rcvd.code if rcvd is not None else 1006
+                end = _End(code, (rcvd.reason if rcvd is not None else "") or close_meaning(code))
+        finally:
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
+            self._ws = None
+            self._resyncing.clear()
+        now = self.clock()
+        closed: list[Event] = [Closed(adapter.name, now, self.conn_id, end.code, end.reason)]
+        book = adapter.channel_for_kind("book")
+        if book is not None:  # what arrives until the next snapshot is lost: say so
+            reason = f"connection lost: {end.reason}"
+            closed += [BookUnsafe(adapter.name, now, self.conn_id, p, reason)
+                       for p in self.subs.products(book.name)
+                       if store.book(adapter.name, p).state in ("ok", "resyncing")]
+        await self._emit(closed)
+        return end
+
+    async def _dispatch(self, events: list[Event], store: Store) -> None:
+        out: list[Event] = []
+        conn = self.conn_id
+        apply = store.apply
+        i = 0
+        while i < len(events):
+            ev = events[i]
+            i += 1
+            out.append(ev)
+            implied = apply(ev, conn)
+            cls = type(ev)
+            if cls is Gap:
+                self._on_gap(ev, events, i)  # type: ignore[arg-type]
+            elif cls is BookUnsafe:
+                self._resync_wanted[ev.product] = None  # type: ignore[attr-defined]
+            elif cls is BookResynced:
+                self._resyncing.pop(ev.product, None)  # type: ignore[attr-defined]
+            elif cls is VenueError:
+                self._on_error(ev)  # type: ignore[arg-type]
+            if implied:
+                events[i:i] = implied
+        await self._emit(out, applied=True)
+
+    def _on_gap(self, gap: Gap, events: list[Event], at: int) -> None:
+        spec = self.adapter.channel_for_kind("book")
+        if spec is None:
+            return
+        books = self.subs.products(spec.name)
+        reason = f"sequence gap: expected {gap.expected}, got {gap.received}"
+        unsafe: list[Event] = [BookUnsafe(gap.venue, gap.recv_ts, self.conn_id, p, reason)
+                               for p in self.adapter.gap_products(gap, books)]
+        events[at:at] = unsafe
+
+    def _on_error(self, ev: VenueError) -> None:
+        kind = self.adapter.classify_error(ev.message)
+        if kind == "transient":
+            return
+        ev.fatal = True
+        if kind == "auth":
+            self._end = _End(None, ev.message, fatal=f"{ev.message} (check the API key: "
+                                                     f"{self.adapter.credential_help})")
+        elif self._last_sub is not None:
+            channel, products = self._last_sub
+            self.subs.remove(channel, products)  # stop widening: don't send it again on reconnect
+            self._last_sub = None
+
+    async def _resync(self) -> None:
+        products = [p for p in self._resync_wanted if p not in self._resyncing]
+        self._resync_wanted.clear()
+        if not products:
+            return
+        frames = self.adapter.resync_frames(products)
+        now = self.clock()
+        await self._emit([BookResyncing(self.adapter.name, now, self.conn_id, p) for p in products])
+        if frames is None:
+            self._end = _End(None, f"reconnecting to resync {', '.join(products)}")
+            return
+        started = time.monotonic()
+        for p in products:
+            self._resyncing[p] = started
+        await self._send(frames)
+
+    async def _watchdog(self, ws: ClientConnection) -> None:
+        check = min(1.0, self.stale_after / 4)
+        while True:
+            await asyncio.sleep(check)
+            now = time.monotonic()
+            age = now - self._last_rx
+            if age > self.stale_after:
+                self._end = _End(None, f"stale: no message for {age:.1f}s")
+                await self._emit([Stale(self.adapter.name, self.clock(), self.conn_id, round(age, 3))])
+                ws.transport.abort()
+                return
+            late = [p for p, t in self._resyncing.items() if now - t > self.policy.resync_timeout]
+            if late:
+                self._end = _End(None, f"resync of {', '.join(late)} did not complete")
+                ws.transport.abort()
+                return
+
+    async def _send(self, frames: list[str]) -> None:
+        ws = self._ws
+        if ws is None:
+            return
+        for frame in frames:
+            await self._limiter.acquire()
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(frame)
+
+    async def _emit(self, events: list[Event], *, applied: bool = False) -> None:
+        """Apply ``events`` to the store (unless already ``applied``) and hand them to the sink."""
+        if not applied:
+            for ev in events:
+                self.store.apply(ev, self.conn_id)
+        if self.sink is not None and events:
+            result = self.sink(events)
+            if result is not None:
+                await result
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, InvalidStatus):
+        return f"HTTP {exc.response.status_code}"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:200]
