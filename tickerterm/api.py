@@ -11,6 +11,7 @@ from tickerterm.sim import SimServer, simulator_class
 from tickerterm.sim.keys import generate_cdp_key
 from tickerterm.stream.feed import Feed
 from tickerterm.stream.policy import RetryPolicy
+from tickerterm.stream.worker import Sink
 from tickerterm.venues import venue_class
 from tickerterm.venues.auth import load_cdp_key
 
@@ -28,6 +29,7 @@ async def open_feed(
     key_file: str | None = None,
     policy: RetryPolicy | None = None,
     collect: bool = True,
+    sink: Sink | None = None,
 ) -> AsyncIterator[Feed]:
     """A started ``Feed`` for ``venue``; with ``sim=True`` the venue is the built-in simulator on a
     loopback port (the feed's ``sim`` attribute), with a generated key for its test account."""
@@ -52,7 +54,7 @@ async def open_feed(
             urls["user"] = user_url
     try:
         adapter = cls(urls=urls, credentials=credentials)
-        feed = Feed(adapter, products, channels, policy=policy, collect=collect)
+        feed = Feed(adapter, products, channels, policy=policy, collect=collect, sink=sink)
         feed.sim = server  # type: ignore[attr-defined]
         async with feed:
             yield feed

@@ -20,10 +20,10 @@ _SKIP = {"venue", "recv_ts", "exch_ts", "product", "conn"}
 _FIELDS: dict[type, tuple[str, ...]] = {}
 
 
-def record(event: Event, store: Store | None = None) -> dict[str, Any] | None:
-    """The NDJSON record for ``event`` (``None`` for events that are not part of the output)."""
+def record(event: Event, store: Store | None = None, *, heartbeats: bool = False) -> dict[str, Any] | None:
+    """The NDJSON record for ``event`` (``None`` for heartbeats unless ``heartbeats``)."""
     cls = type(event)
-    if cls is Heartbeat:
+    if cls is Heartbeat and not heartbeats:
         return None
     if cls is BookSnapshot or cls is BookUpdate:
         return _book_record(event, store)  # type: ignore[arg-type]
@@ -66,6 +66,6 @@ def _book_record(event: BookSnapshot | BookUpdate, store: Store | None) -> dict[
     return out
 
 
-def dumps(event: Event, store: Store | None = None) -> str | None:
-    rec = record(event, store)
+def dumps(event: Event, store: Store | None = None, *, heartbeats: bool = False) -> str | None:
+    rec = record(event, store, heartbeats=heartbeats)
     return None if rec is None else json.dumps(rec, separators=(",", ":"))

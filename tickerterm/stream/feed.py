@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from tickerterm.core.events import Event
 from tickerterm.core.store import Store
 from tickerterm.stream.policy import RetryPolicy
-from tickerterm.stream.worker import Connection
+from tickerterm.stream.worker import Connection, Sink
 from tickerterm.venues.base import VenueAdapter
 
 
@@ -34,11 +34,13 @@ class Feed:
         store: Store | None = None,
         policy: RetryPolicy | None = None,
         collect: bool = True,
+        sink: Sink | None = None,
         queue_size: int = 10_000,
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
     ) -> None:
-        """``collect=False`` skips the event queue (a dashboard reads the store instead)."""
+        """``collect=False`` skips the event queue (a dashboard reads the store instead); ``sink`` is
+        called with each frame's events right after they are applied, instead of the queue."""
         self.adapter = adapter
         self.products = [adapter.normalize_product(p) for p in products]
         names = list(channels) if channels is not None else list(adapter.default_channels)
@@ -48,7 +50,8 @@ class Feed:
         self.policy = policy or RetryPolicy()
         self.clock = clock
         self._queue: asyncio.Queue[list[Event] | None] | None = (
-            asyncio.Queue(maxsize=queue_size) if collect else None)
+            asyncio.Queue(maxsize=queue_size) if collect and sink is None else None)
+        self._user_sink = sink
         rng = random.Random(seed)
         self.connections: dict[str, Connection] = {}
         for spec in specs:
@@ -60,7 +63,8 @@ class Feed:
     def _connection(self, endpoint: str, rng: random.Random) -> Connection:
         conn = self.connections.get(endpoint)
         if conn is None:
-            conn = Connection(self.adapter, endpoint, self.store, sink=self._sink if self._queue else None,
+            sink = self._user_sink or (self._sink if self._queue is not None else None)
+            conn = Connection(self.adapter, endpoint, self.store, sink=sink,
                               policy=self.policy, clock=self.clock, rng=random.Random(rng.random()))
             self.connections[endpoint] = conn
         return conn
@@ -106,6 +110,11 @@ class Feed:
     @property
     def running(self) -> bool:
         return any(not t.done() for t in self._tasks)
+
+    async def wait_finished(self) -> None:
+        """Return once every connection has ended (given up or stopped)."""
+        while self._tasks and not all(t.done() for t in self._tasks):
+            await asyncio.wait(list(self._tasks))
 
     # --- events ----------------------------------------------------------------------------
 

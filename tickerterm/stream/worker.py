@@ -186,7 +186,7 @@ class Connection:
             delay = policy.delay(attempt, self.rng)
             if lived is not None and lived < policy.short_lived:
                 delay = max(delay, policy.min_after_short)
-            await self._emit([RetryScheduled(adapter.name, self.clock(), self.conn_id, attempt, delay)])
+            await self._emit([RetryScheduled(adapter.name, self.clock(), self.conn_id, attempt, round(delay, 3))])
             log.info("%s: closed (%s); retry %d in %.2fs", self.conn_id, end.reason, attempt, delay)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):

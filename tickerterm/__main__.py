@@ -1,0 +1,3 @@
+from tickerterm.cli import main
+
+raise SystemExit(main())

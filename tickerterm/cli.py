@@ -1,0 +1,254 @@
+"""Command line: ``tickerterm [options]`` (the feed) and ``tickerterm sim [options]`` (a standalone simulator).
+
+Bad input exits 2 with one line on stderr; a feed that gives up exits 1 with the reason and a hint;
+Ctrl-C, ``--duration``, ``--max-events`` and a closed stdout pipe exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from tickerterm import __version__
+from tickerterm.api import open_feed
+from tickerterm.core.errors import ConfigError, TickertermError
+from tickerterm.core.events import Event, GaveUp
+from tickerterm.core.ndjson import dumps
+from tickerterm.core.store import Store
+from tickerterm.sim import SIM_PRODUCTS, SIMULATORS, simulator_class
+from tickerterm.sim.faults import Faults
+from tickerterm.sim.keys import generate_cdp_key
+from tickerterm.sim.server import SimTiming
+from tickerterm.stream.policy import RetryPolicy
+from tickerterm.venues import VENUES, venue_class
+
+log = logging.getLogger("tickerterm")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        _fail(message)
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    sys.stderr.write(f"tickerterm: error: {message}\n")
+    raise SystemExit(code)
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _positive(kind: type[float] | type[int]) -> Any:
+    def check(text: str) -> float | int:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+        return value
+
+    return check
+
+
+def _sim_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("simulator")
+    g.add_argument("--seed", type=int, default=1, help="market seed: the same seed gives the same market")
+    g.add_argument("--rate", type=float, default=50.0,
+                   help="market steps per second over all products; 0 = as fast as it can go (default 50)")
+    g.add_argument("--depth", type=int, default=2000, help="price levels per book side (default 2000)")
+    g.add_argument("--fault", action="append", default=[], metavar="NAME=VALUE",
+                   help="inject a fault, e.g. drop_rate=0.01, close_code=1011 close_after_messages=500, "
+                        "malformed_rate=0.01, stall_after_messages=300, refuse_auth (repeatable)")
+
+
+def feed_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="tickerterm", description="Live market data in the terminal.",
+                epilog="tickerterm sim --help: run the built-in exchange simulator as a standalone server.")
+    p.add_argument("--version", action="version", version=f"tickerterm {__version__}")
+    p.add_argument("--venue", default="coinbase", help=f"one of: {', '.join(sorted(VENUES))} (default coinbase)")
+    p.add_argument("--products", type=_csv, default=None, help="comma-separated, e.g. BTC-USD,ETH-USD")
+    p.add_argument("--channels", type=_csv, default=None,
+                   help="comma-separated venue channels (default: ticker, book, trades, candles)")
+    p.add_argument("--url", help="market-data WebSocket URL (default: the venue's)")
+    p.add_argument("--user-url", help="user-data WebSocket URL, where the venue has one")
+    p.add_argument("--key-file", help="API key file (else the venue's environment variables)")
+    p.add_argument("--sim", action="store_true", help="run against the built-in simulator (no network, no keys)")
+    p.add_argument("--headless", action="store_true", help="print NDJSON events to stdout instead of the dashboard")
+    p.add_argument("--duration", type=_positive(float), help="stop after this many seconds")
+    p.add_argument("--max-events", type=_positive(int), help="stop after this many output lines")
+    p.add_argument("--retries", type=int, default=10,
+                   help="consecutive failed connection attempts before giving up; -1 = never (default 10)")
+    p.add_argument("--heartbeats", action="store_true", help="also print heartbeat lines")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr (-vv for debug)")
+    _sim_options(p)
+    return p
+
+
+def sim_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="tickerterm sim", description="Run the built-in exchange simulator on a loopback port.")
+    p.add_argument("--venue", default="coinbase", help=f"one of: {', '.join(sorted(SIMULATORS))}")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765, help="0 picks a free port (default 8765)")
+    p.add_argument("--write-key-file", metavar="PATH",
+                   help="generate a test-account API key, accept it, and write it here for clients")
+    p.add_argument("--heartbeat", type=_positive(float), default=1.0, help="heartbeat interval, seconds")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    _sim_options(p)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args[:1] == ["sim"]:
+            ns = sim_parser().parse_args(args[1:])
+            _logging(ns.verbose)
+            return asyncio.run(run_sim(ns))
+        ns = feed_parser().parse_args(args)
+        _logging(ns.verbose)
+        plan = _plan(ns)
+        return asyncio.run(run_feed(ns, plan))
+    except KeyboardInterrupt:
+        return 0
+    except TickertermError as exc:
+        _fail(str(exc))
+    except ValueError as exc:  # fault specs and other option values
+        _fail(str(exc))
+
+
+def _logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _plan(ns: argparse.Namespace) -> dict[str, Any]:
+    """Validate everything before any connection is made."""
+    cls = venue_class(ns.venue)
+    adapter = cls()
+    products = [adapter.normalize_product(p) for p in (ns.products or ["BTC-USD", "ETH-USD"])]
+    if not products:
+        raise ConfigError("--products is empty")
+    channels = [adapter.channel(c).name for c in (ns.channels or adapter.default_channels)]
+    if ns.sim:
+        unknown = [p for p in products if p not in SIM_PRODUCTS]
+        if unknown:
+            raise ConfigError(f"unknown product {unknown[0]!r} (the simulator has: {', '.join(SIM_PRODUCTS)})")
+        if ns.url or ns.user_url:
+            raise ConfigError("--url and --sim exclude each other")
+    for url in (ns.url, ns.user_url):
+        if url and not url.startswith(("ws://", "wss://")):
+            raise ConfigError(f"--url must start with ws:// or wss://, got {url[:40]!r}")
+    if not ns.sim and any(cls.channels[c].private for c in channels):
+        from tickerterm.venues.auth import load_cdp_key
+
+        cls(credentials=load_cdp_key(key_file=ns.key_file)).check_credentials(channels)
+    faults = Faults.parse(ns.fault)
+    return {"products": products, "channels": channels, "faults": faults}
+
+
+async def run_feed(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
+    if not ns.headless:
+        sys.stderr.write("tickerterm: the dashboard is not built yet; streaming NDJSON (use --headless)\n")
+    out = sys.stdout
+    done = asyncio.Event()
+    state = {"count": 0, "broken": False}
+    gave_up: list[GaveUp] = []
+    store_ref: list[Store] = []
+
+    def sink(events: list[Event]) -> None:
+        if done.is_set():
+            return
+        store = store_ref[0] if store_ref else None
+        for ev in events:
+            if type(ev) is GaveUp:
+                gave_up.append(ev)
+            line = dumps(ev, store, heartbeats=ns.heartbeats)
+            if line is None:
+                continue
+            try:
+                out.write(line + "\n")
+                out.flush()
+            except BrokenPipeError:
+                state["broken"] = True
+                done.set()
+                return
+            state["count"] += 1
+            if ns.max_events and state["count"] >= ns.max_events:
+                done.set()
+                return
+
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGTERM, done.set)
+    policy = RetryPolicy(budget=None if ns.retries < 0 else ns.retries)
+    sim_options = {"seed": ns.seed, "rate": ns.rate, "depth": ns.depth, "faults": plan["faults"]}
+    async with open_feed(ns.venue, plan["products"], plan["channels"], url=ns.url, user_url=ns.user_url,
+                         sim=ns.sim, sim_options=sim_options, key_file=ns.key_file, policy=policy,
+                         sink=sink) as feed:
+        store_ref.append(feed.store)
+        waiters = [asyncio.ensure_future(done.wait()), asyncio.ensure_future(feed.wait_finished())]
+        try:
+            await asyncio.wait(waiters, timeout=ns.duration, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+            done.set()
+    if state["broken"]:
+        with contextlib.suppress(OSError):  # keep Python quiet about the closed pipe at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    if not feed.running and gave_up and not done_by_limit(ns, state):
+        for ev in gave_up:
+            sys.stderr.write(f"tickerterm: gave up on {ev.conn}: {ev.reason}\n")
+        return 1
+    return 0
+
+
+def done_by_limit(ns: argparse.Namespace, state: dict[str, Any]) -> bool:
+    return bool(ns.max_events and state["count"] >= ns.max_events)
+
+
+async def run_sim(ns: argparse.Namespace) -> int:
+    cls = simulator_class(ns.venue)
+    faults = Faults.parse(ns.fault)
+    options: dict[str, Any] = {"host": ns.host, "port": ns.port, "seed": ns.seed, "rate": ns.rate,
+                               "depth": ns.depth, "faults": faults, "timing": SimTiming(heartbeat=ns.heartbeat)}
+    if ns.write_key_file:
+        key, public = generate_cdp_key("ES256")
+        fd = os.open(ns.write_key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"name": key.name, "privateKey": key.private_key.reveal()}, f)
+        options["public_keys"] = {key.name: public}
+    server = cls(**options)
+    try:
+        url = await server.start()
+    except OSError as exc:
+        _fail(f"cannot listen on {ns.host}:{ns.port}: {exc.strerror}")
+    print(url, flush=True)
+    sys.stderr.write(f"tickerterm: {ns.venue} simulator on {url}; connect with "
+                     f"tickerterm --venue {ns.venue} --url {url} --headless"
+                     + (f" --key-file {ns.write_key_file}" if ns.write_key_file else "") + "\n")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
