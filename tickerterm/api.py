@@ -43,7 +43,7 @@ async def open_feed(
         options.setdefault("public_keys", {key.name: public})
         server = simulator_class(cls.name)(**options)
         await server.start()
-        urls = {name: server.url for name in cls.endpoints}
+        urls = dict.fromkeys(cls.endpoints, server.url)
         credentials = key
     else:
         credentials = load_cdp_key(key_file=key_file) if cls.name == "coinbase" else None
@@ -71,8 +71,8 @@ async def stream(
 ) -> AsyncIterator[Event]:
     """Every normalized event of a venue feed, as it is applied::
 
-        async for event in tickerterm.stream("coinbase", ["BTC-USD"], ["level2"], sim=True):
-            print(event)
+    async for event in tickerterm.stream("coinbase", ["BTC-USD"], ["level2"], sim=True):
+        print(event)
     """
     async with open_feed(venue, products, channels, **options) as feed:
         async for event in feed:

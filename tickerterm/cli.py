@@ -1,4 +1,4 @@
-"""Command line: ``tickerterm [options]`` (the feed) and ``tickerterm sim [options]`` (a standalone simulator).
+"""Command line: ``tickerterm [options]`` (the feed), ``tickerterm sim [options]`` (a standalone simulator).
 
 Bad input exits 2 with one line on stderr; a feed that gives up exits 1 with the reason and a hint;
 Ctrl-C, ``--duration``, ``--max-events`` and a closed stdout pipe exit 0.
@@ -63,31 +63,57 @@ def _positive(kind: type[float] | type[int]) -> Any:
 def _sim_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("simulator")
     g.add_argument("--seed", type=int, default=1, help="market seed: the same seed gives the same market")
-    g.add_argument("--rate", type=float, default=50.0,
-                   help="market steps per second over all products; 0 = as fast as it can go (default 50)")
+    g.add_argument(
+        "--rate",
+        type=float,
+        default=50.0,
+        help="market steps per second over all products; 0 = as fast as it can go (default 50)",
+    )
     g.add_argument("--depth", type=int, default=2000, help="price levels per book side (default 2000)")
-    g.add_argument("--fault", action="append", default=[], metavar="NAME=VALUE",
-                   help="inject a fault, e.g. drop_rate=0.01, close_code=1011 close_after_messages=500, "
-                        "malformed_rate=0.01, stall_after_messages=300, refuse_auth (repeatable)")
+    g.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="inject a fault, e.g. drop_rate=0.01, close_code=1011 close_after_messages=500, "
+        "malformed_rate=0.01, stall_after_messages=300, refuse_auth (repeatable)",
+    )
 
 
 def feed_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="tickerterm", description="Live market data in the terminal.",
-                epilog="tickerterm sim --help: run the built-in exchange simulator as a standalone server.")
+    p = _Parser(
+        prog="tickerterm",
+        description="Live market data in the terminal.",
+        epilog="tickerterm sim --help: run the built-in exchange simulator as a standalone server.",
+    )
     p.add_argument("--version", action="version", version=f"tickerterm {__version__}")
-    p.add_argument("--venue", default="coinbase", help=f"one of: {', '.join(sorted(VENUES))} (default coinbase)")
+    p.add_argument(
+        "--venue", default="coinbase", help=f"one of: {', '.join(sorted(VENUES))} (default coinbase)"
+    )
     p.add_argument("--products", type=_csv, default=None, help="comma-separated, e.g. BTC-USD,ETH-USD")
-    p.add_argument("--channels", type=_csv, default=None,
-                   help="comma-separated venue channels (default: ticker, book, trades, candles)")
+    p.add_argument(
+        "--channels",
+        type=_csv,
+        default=None,
+        help="comma-separated venue channels (default: ticker, book, trades, candles)",
+    )
     p.add_argument("--url", help="market-data WebSocket URL (default: the venue's)")
     p.add_argument("--user-url", help="user-data WebSocket URL, where the venue has one")
     p.add_argument("--key-file", help="API key file (else the venue's environment variables)")
-    p.add_argument("--sim", action="store_true", help="run against the built-in simulator (no network, no keys)")
-    p.add_argument("--headless", action="store_true", help="print NDJSON events to stdout instead of the dashboard")
+    p.add_argument(
+        "--sim", action="store_true", help="run against the built-in simulator (no network, no keys)"
+    )
+    p.add_argument(
+        "--headless", action="store_true", help="print NDJSON events to stdout instead of the dashboard"
+    )
     p.add_argument("--duration", type=_positive(float), help="stop after this many seconds")
     p.add_argument("--max-events", type=_positive(int), help="stop after this many output lines")
-    p.add_argument("--retries", type=int, default=10,
-                   help="consecutive failed connection attempts before giving up; -1 = never (default 10)")
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=10,
+        help="consecutive failed connection attempts before giving up; -1 = never (default 10)",
+    )
     p.add_argument("--heartbeats", action="store_true", help="also print heartbeat lines")
     p.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr (-vv for debug)")
     _sim_options(p)
@@ -99,8 +125,11 @@ def sim_parser() -> argparse.ArgumentParser:
     p.add_argument("--venue", default="coinbase", help=f"one of: {', '.join(sorted(SIMULATORS))}")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765, help="0 picks a free port (default 8765)")
-    p.add_argument("--write-key-file", metavar="PATH",
-                   help="generate a test-account API key, accept it, and write it here for clients")
+    p.add_argument(
+        "--write-key-file",
+        metavar="PATH",
+        help="generate a test-account API key, accept it, and write it here for clients",
+    )
     p.add_argument("--heartbeat", type=_positive(float), default=1.0, help="heartbeat interval, seconds")
     p.add_argument("-v", "--verbose", action="count", default=0)
     _sim_options(p)
@@ -128,7 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _logging(verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 def _plan(ns: argparse.Namespace) -> dict[str, Any]:
@@ -142,7 +173,9 @@ def _plan(ns: argparse.Namespace) -> dict[str, Any]:
     if ns.sim:
         unknown = [p for p in products if p not in SIM_PRODUCTS]
         if unknown:
-            raise ConfigError(f"unknown product {unknown[0]!r} (the simulator has: {', '.join(SIM_PRODUCTS)})")
+            raise ConfigError(
+                f"unknown product {unknown[0]!r} (the simulator has: {', '.join(SIM_PRODUCTS)})"
+            )
         if ns.url or ns.user_url:
             raise ConfigError("--url and --sim exclude each other")
     for url in (ns.url, ns.user_url):
@@ -192,9 +225,18 @@ async def run_feed(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
         loop.add_signal_handler(signal.SIGTERM, done.set)
     policy = RetryPolicy(budget=None if ns.retries < 0 else ns.retries)
     sim_options = {"seed": ns.seed, "rate": ns.rate, "depth": ns.depth, "faults": plan["faults"]}
-    async with open_feed(ns.venue, plan["products"], plan["channels"], url=ns.url, user_url=ns.user_url,
-                         sim=ns.sim, sim_options=sim_options, key_file=ns.key_file, policy=policy,
-                         sink=sink) as feed:
+    async with open_feed(
+        ns.venue,
+        plan["products"],
+        plan["channels"],
+        url=ns.url,
+        user_url=ns.user_url,
+        sim=ns.sim,
+        sim_options=sim_options,
+        key_file=ns.key_file,
+        policy=policy,
+        sink=sink,
+    ) as feed:
         store_ref.append(feed.store)
         waiters = [asyncio.ensure_future(done.wait()), asyncio.ensure_future(feed.wait_finished())]
         try:
@@ -221,8 +263,15 @@ def done_by_limit(ns: argparse.Namespace, state: dict[str, Any]) -> bool:
 async def run_sim(ns: argparse.Namespace) -> int:
     cls = simulator_class(ns.venue)
     faults = Faults.parse(ns.fault)
-    options: dict[str, Any] = {"host": ns.host, "port": ns.port, "seed": ns.seed, "rate": ns.rate,
-                               "depth": ns.depth, "faults": faults, "timing": SimTiming(heartbeat=ns.heartbeat)}
+    options: dict[str, Any] = {
+        "host": ns.host,
+        "port": ns.port,
+        "seed": ns.seed,
+        "rate": ns.rate,
+        "depth": ns.depth,
+        "faults": faults,
+        "timing": SimTiming(heartbeat=ns.heartbeat),
+    }
     if ns.write_key_file:
         key, public = generate_cdp_key("ES256")
         fd = os.open(ns.write_key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -235,9 +284,12 @@ async def run_sim(ns: argparse.Namespace) -> int:
     except OSError as exc:
         _fail(f"cannot listen on {ns.host}:{ns.port}: {exc.strerror}")
     print(url, flush=True)
-    sys.stderr.write(f"tickerterm: {ns.venue} simulator on {url}; connect with "
-                     f"tickerterm --venue {ns.venue} --url {url} --headless"
-                     + (f" --key-file {ns.write_key_file}" if ns.write_key_file else "") + "\n")
+    sys.stderr.write(
+        f"tickerterm: {ns.venue} simulator on {url}; connect with "
+        f"tickerterm --venue {ns.venue} --url {url} --headless"
+        + (f" --key-file {ns.write_key_file}" if ns.write_key_file else "")
+        + "\n"
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -21,8 +21,19 @@ BookState = Literal["empty", "ok", "unsafe", "resyncing"]
 class OrderBook:
     """One product's book. ``state`` says whether it can be trusted (see ``mark_unsafe``)."""
 
-    __slots__ = ("_ask_keys", "_bid_keys", "asks", "bids", "exch_ts", "product", "reason", "state",
-                 "updates", "venue", "version")
+    __slots__ = (
+        "_ask_keys",
+        "_bid_keys",
+        "asks",
+        "bids",
+        "exch_ts",
+        "product",
+        "reason",
+        "state",
+        "updates",
+        "venue",
+        "version",
+    )
 
     def __init__(self, venue: str, product: str) -> None:
         self.venue = venue
@@ -129,7 +140,7 @@ class OrderBook:
     def levels(self, side: BookSide) -> dict[str, str]:
         """Every level of a side as ``{price: size}`` with the venue's strings (for checks and tests)."""
         book = self.bids if side == "bid" else self.asks
-        return {p: s for p, s in book.values()}
+        return dict(book.values())
 
     def __len__(self) -> int:
         return len(self.bids) + len(self.asks)

@@ -50,8 +50,12 @@ def record(event: Event, store: Store | None = None, *, heartbeats: bool = False
 
 
 def _book_record(event: BookSnapshot | BookUpdate, store: Store | None) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": "book", "venue": event.venue, "product": event.product,
-                           "recv_ts": round(event.recv_ts, 6)}
+    out: dict[str, Any] = {
+        "type": "book",
+        "venue": event.venue,
+        "product": event.product,
+        "recv_ts": round(event.recv_ts, 6),
+    }
     if event.exch_ts is not None:
         out["exch_ts"] = round(event.exch_ts, 6)
     out["snapshot"] = isinstance(event, BookSnapshot)

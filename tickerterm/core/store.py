@@ -26,8 +26,8 @@ from tickerterm.core.events import (
     Connected,
     Connecting,
     Event,
-    GaveUp,
     Gap,
+    GaveUp,
     HealthEvent,
     Heartbeat,
     Malformed,
@@ -286,9 +286,32 @@ _HANDLERS: dict[type, Callable[[Store, Event], list[Event]]] = {
     OrderUpdate: Store._order,  # type: ignore[dict-item]
     BalanceUpdate: Store._balance,  # type: ignore[dict-item]
 }
-_TICKER_FIELDS = ("price", "bid", "bid_size", "ask", "ask_size", "volume_24h", "low_24h", "high_24h",
-                  "change_pct_24h")
+_TICKER_FIELDS = (
+    "price",
+    "bid",
+    "bid_size",
+    "ask",
+    "ask_size",
+    "volume_24h",
+    "low_24h",
+    "high_24h",
+    "change_pct_24h",
+)
 
-for _cls in (Connecting, Connected, Subscribed, Closed, RetryScheduled, GaveUp, Gap, VenueError, Stale,
-             Malformed, Heartbeat, BookUnsafe, BookResyncing, BookResynced):
+for _cls in (
+    Connecting,
+    Connected,
+    Subscribed,
+    Closed,
+    RetryScheduled,
+    GaveUp,
+    Gap,
+    VenueError,
+    Stale,
+    Malformed,
+    Heartbeat,
+    BookUnsafe,
+    BookResyncing,
+    BookResynced,
+):
     _HANDLERS[_cls] = Store._health  # type: ignore[assignment]

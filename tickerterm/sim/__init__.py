@@ -22,5 +22,15 @@ def simulator_class(venue: str) -> type[SimServer]:
     return cls
 
 
-__all__ = ["DEFAULT_PRODUCTS", "SIMULATORS", "SIM_PRODUCTS", "CoinbaseSim", "Faults", "Market",
-           "ProductSpec", "SimServer", "SimTiming", "simulator_class"]
+__all__ = [
+    "DEFAULT_PRODUCTS",
+    "SIMULATORS",
+    "SIM_PRODUCTS",
+    "CoinbaseSim",
+    "Faults",
+    "Market",
+    "ProductSpec",
+    "SimServer",
+    "SimTiming",
+    "simulator_class",
+]

@@ -57,8 +57,11 @@ class CoinbaseSimConnection(SimConnection):
         seq = self.seq
         self.seq += 1
         ts = rfc3339(self.server.clock())
-        self.push(f'{{"channel":"{channel}","client_id":"","timestamp":"{ts}","sequence_num":{seq},'
-                  f'"events":{body}}}', data=data)
+        self.push(
+            f'{{"channel":"{channel}","client_id":"","timestamp":"{ts}","sequence_num":{seq},'
+            f'"events":{body}}}',
+            data=data,
+        )
 
     def error(self, message: str) -> None:
         self.push(_DUMPS({"type": "error", "message": message}))
@@ -67,8 +70,10 @@ class CoinbaseSimConnection(SimConnection):
         seq = self.seq
         self.seq += 1
         ts = rfc3339(self.server.clock())
-        return (f'{{"channel":"mystery_channel","client_id":"","timestamp":"{ts}","sequence_num":{seq},'
-                f'"events":[{{"type":"update","surprise":true}}]}}')
+        return (
+            f'{{"channel":"mystery_channel","client_id":"","timestamp":"{ts}","sequence_num":{seq},'
+            f'"events":[{{"type":"update","surprise":true}}]}}'
+        )
 
     def _ack(self) -> None:
         subs = {c: (list(p) if c != "heartbeats" else ["heartbeats"]) for c, p in self.subs.items()}
@@ -94,15 +99,17 @@ class CoinbaseSimConnection(SimConnection):
         token = msg.get("jwt")
         if spec is None:
             # the real venue says "authentication failure" for an unknown channel when a JWT is attached
-            self.error("authentication failure" if token else f"failure to subscribe: unknown channel {channel}")
+            self.error(
+                "authentication failure" if token else f"failure to subscribe: unknown channel {channel}"
+            )
             return
-        if spec.private or token is not None:
-            if not self._authenticate(token):
-                self.error("authentication failure")
-                return
+        if (spec.private or token is not None) and not self._authenticate(token):
+            self.error("authentication failure")
+            return
         products = msg.get("product_ids")
-        if products is not None and (not isinstance(products, list)
-                                     or not all(isinstance(p, str) for p in products)):
+        if products is not None and (
+            not isinstance(products, list) or not all(isinstance(p, str) for p in products)
+        ):
             self.error("failure to subscribe: product_ids must be a list of strings")
             return
         if spec.per_product and channel != "user":
@@ -141,10 +148,14 @@ class CoinbaseSimConnection(SimConnection):
             for p in new:
                 bids, asks = server.markets[p].snapshot_levels()
                 ts = rfc3339(now)
-                updates = [{"side": "bid", "event_time": ts, "price_level": px, "new_quantity": sz}
-                           for px, sz in bids]
-                updates += [{"side": "offer", "event_time": ts, "price_level": px, "new_quantity": sz}
-                            for px, sz in asks]
+                updates = [
+                    {"side": "bid", "event_time": ts, "price_level": px, "new_quantity": sz}
+                    for px, sz in bids
+                ]
+                updates += [
+                    {"side": "offer", "event_time": ts, "price_level": px, "new_quantity": sz}
+                    for px, sz in asks
+                ]
                 self.emit("l2_data", [{"type": "snapshot", "product_id": p, "updates": updates}])
         elif channel == "market_trades" and new:
             trades = [self._trade(p, t) for p in new for t in server.markets[p].recent_trades[-50:]]
@@ -184,9 +195,11 @@ class CoinbaseSimConnection(SimConnection):
             ts = rfc3339(self.server.clock())
             updates = ",".join(
                 f'{{"side":"{_WIRE_SIDE[side]}","event_time":"{ts}","price_level":"{px}","new_quantity":"{sz}"}}'
-                for side, px, sz in step.changes)
-            self.emit("l2_data", f'[{{"type":"update","product_id":"{product}","updates":[{updates}]}}]',
-                      data=True)
+                for side, px, sz in step.changes
+            )
+            self.emit(
+                "l2_data", f'[{{"type":"update","product_id":"{product}","updates":[{updates}]}}]', data=True
+            )
         if step.trades:
             if product in subs.get("market_trades", ()):
                 self.pending_trades.extend((product, t) for t in step.trades)
@@ -199,32 +212,56 @@ class CoinbaseSimConnection(SimConnection):
         if kind == "heartbeat" and "heartbeats" in self.subs:
             self.heartbeat_counter += 1
             now = server.clock()
-            self.emit("heartbeats", [{"current_time": go_time(now, time.monotonic() - self.opened_at),
-                                      "heartbeat_counter": self.heartbeat_counter}])
+            self.emit(
+                "heartbeats",
+                [
+                    {
+                        "current_time": go_time(now, time.monotonic() - self.opened_at),
+                        "heartbeat_counter": self.heartbeat_counter,
+                    }
+                ],
+            )
         elif kind == "trades_batch" and self.pending_trades:
             trades = [self._trade(p, t) for p, t in self.pending_trades]
             self.pending_trades.clear()
             self.emit("market_trades", [{"type": "update", "trades": trades}], data=True)
         elif kind == "candles" and self.subs.get("candles"):
-            candles = [self._candle(p, server.markets[p].candles[-1])
-                       for p in self.subs["candles"] if server.markets[p].candles]
+            candles = [
+                self._candle(p, server.markets[p].candles[-1])
+                for p in self.subs["candles"]
+                if server.markets[p].candles
+            ]
             if candles:
                 self.emit("candles", [{"type": "update", "candles": candles}], data=True)
         elif kind == "ticker_batch" and self.subs.get("ticker_batch"):
             tickers = [self._ticker(server.markets[p], False) for p in self.subs["ticker_batch"]]
             self.emit("ticker_batch", [{"type": "update", "tickers": tickers}], data=True)
         elif kind == "status" and self.subs.get("status"):
-            self.emit("status", [{"type": "update", "products": [self._status(p) for p in self.subs["status"]]}])
+            self.emit(
+                "status", [{"type": "update", "products": [self._status(p) for p in self.subs["status"]]}]
+            )
         elif kind == "user":
             if "user" in self.subs:
                 order = server.account_step()
                 if order is not None and self._wants_order(order):
-                    self.emit("user", [{"type": "update", "orders": [order],
-                                        "positions": {"perpetual_futures_positions": [],
-                                                      "expiring_futures_positions": []}}])
+                    self.emit(
+                        "user",
+                        [
+                            {
+                                "type": "update",
+                                "orders": [order],
+                                "positions": {
+                                    "perpetual_futures_positions": [],
+                                    "expiring_futures_positions": [],
+                                },
+                            }
+                        ],
+                    )
             if "futures_balance_summary" in self.subs:
-                self.emit("futures_balance_summary",
-                          [{"type": "update", "fcm_balance_summary": server.balance_summary()}])
+                self.emit(
+                    "futures_balance_summary",
+                    [{"type": "update", "fcm_balance_summary": server.balance_summary()}],
+                )
 
     def _wants_order(self, order: dict[str, Any]) -> bool:
         products = self.subs.get("user") or {}
@@ -234,42 +271,82 @@ class CoinbaseSimConnection(SimConnection):
         orders = [o for o in self.server.orders if o["status"] == "OPEN" and self._wants_order(o)]
         # open orders come in batches of 50; the first batch with fewer than 50 ends the dump
         for i in range(0, len(orders) + 1, 50):
-            self.emit("user", [{"type": "snapshot", "orders": orders[i:i + 50],
-                                "positions": {"perpetual_futures_positions": [],
-                                              "expiring_futures_positions": []}}])
+            self.emit(
+                "user",
+                [
+                    {
+                        "type": "snapshot",
+                        "orders": orders[i : i + 50],
+                        "positions": {"perpetual_futures_positions": [], "expiring_futures_positions": []},
+                    }
+                ],
+            )
 
     # --- payloads --------------------------------------------------------------------------
 
     def _trade(self, product: str, t: SimTrade) -> dict[str, str]:
-        return {"trade_id": str(t.trade_id), "product_id": product, "price": t.price, "size": t.size,
-                "side": _MAKER[t.maker_side], "time": rfc3339(t.ts)}
+        return {
+            "trade_id": str(t.trade_id),
+            "product_id": product,
+            "price": t.price,
+            "size": t.size,
+            "side": _MAKER[t.maker_side],
+            "time": rfc3339(t.ts),
+        }
 
     def _ticker(self, m: Market, with_book: bool) -> dict[str, str]:
         last, opened = Decimal(m.price_text(m.last_price)), Decimal(m.price_text(m.open_24h))
         change = ((last - opened) / opened * 100).quantize(Decimal("0.00000001"))
-        out = {"type": "ticker", "product_id": m.product, "price": m.price_text(m.last_price),
-               "volume_24_h": m.size_text(m.volume_24h), "low_24_h": m.price_text(m.low_24h),
-               "high_24_h": m.price_text(m.high_24h), "low_52_w": m.price_text(m.low_24h // 2),
-               "high_52_w": m.price_text(m.high_24h * 2), "price_percent_chg_24_h": format(change, "f")}
+        out = {
+            "type": "ticker",
+            "product_id": m.product,
+            "price": m.price_text(m.last_price),
+            "volume_24_h": m.size_text(m.volume_24h),
+            "low_24_h": m.price_text(m.low_24h),
+            "high_24_h": m.price_text(m.high_24h),
+            "low_52_w": m.price_text(m.low_24h // 2),
+            "high_52_w": m.price_text(m.high_24h * 2),
+            "price_percent_chg_24_h": format(change, "f"),
+        }
         if with_book:
             bb, ba = m.best_bid(), m.best_ask()
-            out |= {"best_bid": m.price_text(bb), "best_bid_quantity": m.size_text(m.bids[bb]),
-                    "best_ask": m.price_text(ba), "best_ask_quantity": m.size_text(m.asks[ba])}
+            out |= {
+                "best_bid": m.price_text(bb),
+                "best_bid_quantity": m.size_text(m.bids[bb]),
+                "best_ask": m.price_text(ba),
+                "best_ask_quantity": m.size_text(m.asks[ba]),
+            }
         return out
 
     def _candle(self, product: str, c: Any) -> dict[str, str]:
         m = self.server.markets[product]
         pt = m.price_text
-        return {"start": str(c.start), "high": pt(c.high), "low": pt(c.low), "open": pt(c.open),
-                "close": pt(c.close), "volume": m.size_text(c.volume), "product_id": product}
+        return {
+            "start": str(c.start),
+            "high": pt(c.high),
+            "low": pt(c.low),
+            "open": pt(c.open),
+            "close": pt(c.close),
+            "volume": m.size_text(c.volume),
+            "product_id": product,
+        }
 
     def _status(self, product: str) -> dict[str, str]:
         m = self.server.markets[product]
         base, _, quote = product.partition("-")
         inc = m.price_text(m.tick)
-        return {"product_type": "SPOT", "id": product, "base_currency": base, "quote_currency": quote,
-                "base_increment": "0.00000001", "quote_increment": inc, "display_name": f"{base}/{quote}",
-                "status": "online", "status_message": "", "min_market_funds": "1"}
+        return {
+            "product_type": "SPOT",
+            "id": product,
+            "base_currency": base,
+            "quote_currency": quote,
+            "base_increment": "0.00000001",
+            "quote_increment": inc,
+            "display_name": f"{base}/{quote}",
+            "status": "online",
+            "status_message": "",
+            "min_market_funds": "1",
+        }
 
 
 class CoinbaseSim(SimServer):
@@ -296,16 +373,35 @@ class CoinbaseSim(SimServer):
         price = m.best_bid() - away if side == "BUY" else m.best_ask() + away
         now = rfc3339(self.clock())
         order = {
-            "order_id": f"sim-order-{self._order_seq:06d}", "client_order_id": f"cli-{self._order_seq:06d}",
-            "product_id": product, "product_type": "SPOT", "order_side": side, "order_type": "LIMIT",
-            "status": "OPEN", "time_in_force": "GOOD_UNTIL_CANCELLED", "limit_price": m.price_text(price),
-            "stop_price": "", "avg_price": "0", "cumulative_quantity": "0", "leaves_quantity": "0.04",
-            "filled_value": "0", "number_of_fills": "0", "total_fees": "0", "total_value_after_fees": "0",
-            "outstanding_hold_amount": "0", "completion_percentage": "0", "post_only": "false",
-            "cancel_reason": "", "reject_reason": "", "retail_portfolio_id": "sim-portfolio",
-            "risk_managed_by": "UNKNOWN_RISK_MANAGEMENT_TYPE", "trigger_status": "INVALID_ORDER_TYPE",
-            "contract_expiry_type": "UNKNOWN_CONTRACT_EXPIRY_TYPE", "creation_time": now,
-            "end_time": "0001-01-01T00:00:00Z", "start_time": "0001-01-01T00:00:00Z",
+            "order_id": f"sim-order-{self._order_seq:06d}",
+            "client_order_id": f"cli-{self._order_seq:06d}",
+            "product_id": product,
+            "product_type": "SPOT",
+            "order_side": side,
+            "order_type": "LIMIT",
+            "status": "OPEN",
+            "time_in_force": "GOOD_UNTIL_CANCELLED",
+            "limit_price": m.price_text(price),
+            "stop_price": "",
+            "avg_price": "0",
+            "cumulative_quantity": "0",
+            "leaves_quantity": "0.04",
+            "filled_value": "0",
+            "number_of_fills": "0",
+            "total_fees": "0",
+            "total_value_after_fees": "0",
+            "outstanding_hold_amount": "0",
+            "completion_percentage": "0",
+            "post_only": "false",
+            "cancel_reason": "",
+            "reject_reason": "",
+            "retail_portfolio_id": "sim-portfolio",
+            "risk_managed_by": "UNKNOWN_RISK_MANAGEMENT_TYPE",
+            "trigger_status": "INVALID_ORDER_TYPE",
+            "contract_expiry_type": "UNKNOWN_CONTRACT_EXPIRY_TYPE",
+            "creation_time": now,
+            "end_time": "0001-01-01T00:00:00Z",
+            "start_time": "0001-01-01T00:00:00Z",
         }
         self.orders.append(order)
         return order
@@ -332,14 +428,26 @@ class CoinbaseSim(SimServer):
     def balance_summary(self) -> dict[str, Any]:
         self._balance_tick += 1
         pnl = Decimal(self._balance_tick) * Decimal("1.25")
-        return {"futures_buying_power": "10000.00", "total_usd_balance": "25000.00",
-                "cbi_usd_balance": "15000.00", "cfm_usd_balance": "10000.00",
-                "total_open_orders_hold_amount": "0", "unrealized_pnl": format(pnl, "f"),
-                "daily_realized_pnl": "0", "initial_margin": "0", "available_margin": "10000.00",
-                "liquidation_threshold": "0", "liquidation_buffer_amount": "10000.00",
+        return {
+            "futures_buying_power": "10000.00",
+            "total_usd_balance": "25000.00",
+            "cbi_usd_balance": "15000.00",
+            "cfm_usd_balance": "10000.00",
+            "total_open_orders_hold_amount": "0",
+            "unrealized_pnl": format(pnl, "f"),
+            "daily_realized_pnl": "0",
+            "initial_margin": "0",
+            "available_margin": "10000.00",
+            "liquidation_threshold": "0",
+            "liquidation_buffer_amount": "10000.00",
+            "liquidation_buffer_percentage": "1000",
+            "intraday_margin_window_measure": {
+                "margin_window_type": "FCM_MARGIN_WINDOW_TYPE_INTRADAY",
+                "margin_level": "MARGIN_LEVEL_TYPE_BASE",
+                "initial_margin": "0",
+                "maintenance_margin": "0",
                 "liquidation_buffer_percentage": "1000",
-                "intraday_margin_window_measure": {"margin_window_type": "FCM_MARGIN_WINDOW_TYPE_INTRADAY",
-                                                   "margin_level": "MARGIN_LEVEL_TYPE_BASE",
-                                                   "initial_margin": "0", "maintenance_margin": "0",
-                                                   "liquidation_buffer_percentage": "1000",
-                                                   "total_hold": "0", "futures_buying_power": "10000.00"}}
+                "total_hold": "0",
+                "futures_buying_power": "10000.00",
+            },
+        }

@@ -17,13 +17,17 @@ def generate_cdp_key(alg: str = "ES256", name: str | None = None) -> tuple[CdpKe
     name = name or f"organizations/sim/apiKeys/{secrets.token_hex(8)}"
     if alg == "ES256":
         private = ec.generate_private_key(ec.SECP256R1())
-        text = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                                     serialization.NoEncryption()).decode()
+        text = private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        ).decode()
         return CdpKey(name, Secret(text), "generated"), private.public_key()
     if alg == "EdDSA":
         ed = ed25519.Ed25519PrivateKey.generate()
-        raw = ed.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                               serialization.NoEncryption())
+        raw = ed.private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+        )
         pub = ed.public_key()
         pub_raw = pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         # Coinbase hands Ed25519 secrets out as base64 of the 64-byte seed + public key

@@ -146,7 +146,7 @@ class Market:
     # --- order flow ------------------------------------------------------------------------
 
     def _gap(self) -> int:
-        return self.tick * (1 + int(self.rng.expovariate(1 / self._spacing)))
+        return int(self.tick * (1 + int(self.rng.expovariate(1 / self._spacing))))
 
     def _size(self) -> int:
         return max(1, int(self._unit * self.rng.lognormvariate(0.0, 1.0)))

@@ -93,16 +93,22 @@ class SimConnection:
     def _check_end_faults(self) -> None:
         faults = self.server.faults
         server = self.server
-        if (faults.stall_after_messages is not None and self.sent >= faults.stall_after_messages
-                and server._spend("stall", faults.stall_connections)):
+        if (
+            faults.stall_after_messages is not None
+            and self.sent >= faults.stall_after_messages
+            and server._spend("stall", faults.stall_connections)
+        ):
             self.stalled = True
             server.stats["stalls"] += 1
             while not self.queue.empty():  # nothing more leaves, not even what was queued
                 self.queue.get_nowait()
             return
-        if (faults.close_code is not None and faults.close_after_messages is not None
-                and self.sent >= faults.close_after_messages
-                and server._spend("close", faults.close_connections)):
+        if (
+            faults.close_code is not None
+            and faults.close_after_messages is not None
+            and self.sent >= faults.close_after_messages
+            and server._spend("close", faults.close_connections)
+        ):
             self.close_with(faults.close_code, faults.close_reason)
 
     def close_with(self, code: int, reason: str) -> None:
@@ -208,15 +214,27 @@ class SimServer:
     # --- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> str:
-        self._server = await serve(self._handle, self.host, self.port, compression=None,
-                                   max_size=2**20, ping_interval=20, ping_timeout=20)
+        self._server = await serve(
+            self._handle,
+            self.host,
+            self.port,
+            compression=None,
+            max_size=2**20,
+            ping_interval=20,
+            ping_timeout=20,
+        )
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
         self._tasks.append(asyncio.create_task(self._market_loop(), name="sim-market"))
         t = self.timing
-        for kind, every in (("heartbeat", t.heartbeat), ("trades_batch", t.trades_batch),
-                            ("candles", t.candles), ("ticker_batch", t.ticker_batch), ("user", t.user),
-                            ("status", t.status)):
+        for kind, every in (
+            ("heartbeat", t.heartbeat),
+            ("trades_batch", t.trades_batch),
+            ("candles", t.candles),
+            ("ticker_batch", t.ticker_batch),
+            ("user", t.user),
+            ("status", t.status),
+        ):
             self._tasks.append(asyncio.create_task(self._timer(kind, every), name=f"sim-{kind}"))
         log.info("%s simulator listening on %s", self.venue, self.url)
         return self.url
@@ -247,9 +265,9 @@ class SimServer:
     def resume(self) -> None:
         self._running.set()
 
-    async def wait_connections(self, n: int, timeout: float = 10.0) -> None:
+    async def wait_connections(self, n: int) -> None:
         """Wait until ``n`` connections have been accepted since start."""
-        async with asyncio.timeout(timeout), self._connected:
+        async with self._connected:
             await self._connected.wait_for(lambda: len(self.all_connections) >= n)
 
     def close_all(self, code: int, reason: str = "simulated close") -> None:
@@ -338,8 +356,8 @@ class SimServer:
                 for conn in self.connections:
                     conn.on_step(step)
             await asyncio.sleep(0)
-            while any(c.queue.qsize() > _HIGH_WATER for c in self.connections):
-                await asyncio.sleep(0.001)
+            while any(c.queue.qsize() > _HIGH_WATER for c in self.connections):  # noqa: ASYNC110
+                await asyncio.sleep(0.001)  # backpressure: let the writers catch up
 
     async def _timer(self, kind: str, every: float) -> None:
         while True:

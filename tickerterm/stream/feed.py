@@ -50,7 +50,8 @@ class Feed:
         self.policy = policy or RetryPolicy()
         self.clock = clock
         self._queue: asyncio.Queue[list[Event] | None] | None = (
-            asyncio.Queue(maxsize=queue_size) if collect and sink is None else None)
+            asyncio.Queue(maxsize=queue_size) if collect and sink is None else None
+        )
         self._user_sink = sink
         rng = random.Random(seed)
         self.connections: dict[str, Connection] = {}
@@ -64,8 +65,15 @@ class Feed:
         conn = self.connections.get(endpoint)
         if conn is None:
             sink = self._user_sink or (self._sink if self._queue is not None else None)
-            conn = Connection(self.adapter, endpoint, self.store, sink=sink,
-                              policy=self.policy, clock=self.clock, rng=random.Random(rng.random()))
+            conn = Connection(
+                self.adapter,
+                endpoint,
+                self.store,
+                sink=sink,
+                policy=self.policy,
+                clock=self.clock,
+                rng=random.Random(rng.random()),
+            )
             self.connections[endpoint] = conn
         return conn
 

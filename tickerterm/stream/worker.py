@@ -33,8 +33,8 @@ from tickerterm.core.events import (
     Connected,
     Connecting,
     Event,
-    GaveUp,
     Gap,
+    GaveUp,
     Malformed,
     RetryScheduled,
     Stale,
@@ -136,7 +136,9 @@ class Connection:
                 self.store.drop_book(self.adapter.name, p)
                 self._resyncing.pop(p, None)
         if self._ws is not None:
-            await self._send(self.adapter.unsubscribe_frames(spec.name, None if products is None else removed))
+            await self._send(
+                self.adapter.unsubscribe_frames(spec.name, None if products is None else removed)
+            )
 
     # --- the loop --------------------------------------------------------------------------
 
@@ -186,7 +188,9 @@ class Connection:
             delay = policy.delay(attempt, self.rng)
             if lived is not None and lived < policy.short_lived:
                 delay = max(delay, policy.min_after_short)
-            await self._emit([RetryScheduled(adapter.name, self.clock(), self.conn_id, attempt, round(delay, 3))])
+            await self._emit(
+                [RetryScheduled(adapter.name, self.clock(), self.conn_id, attempt, round(delay, 3))]
+            )
             log.info("%s: closed (%s); retry %d in %.2fs", self.conn_id, end.reason, attempt, delay)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
@@ -201,10 +205,17 @@ class Connection:
         parser = adapter.parser(self.conn_id)
         health = self.health
         store = self.store
-        await self._emit([Connected(adapter.name, self.clock(), self.conn_id, adapter.display_url(self.endpoint))])
+        await self._emit(
+            [Connected(adapter.name, self.clock(), self.conn_id, adapter.display_url(self.endpoint))]
+        )
         restored = self.subs.as_dict()
-        log.info("%s: connected; restoring %s (retries so far %d, last close %s)", self.conn_id,
-                 restored, health.retries, health.last_close_code)
+        log.info(
+            "%s: connected; restoring %s (retries so far %d, last close %s)",
+            self.conn_id,
+            restored,
+            health.retries,
+            health.last_close_code,
+        )
         self._last_rx = time.monotonic()
         watchdog = asyncio.create_task(self._watchdog(ws))
         end: _End
@@ -254,9 +265,11 @@ class Connection:
         book = adapter.channel_for_kind("book")
         if book is not None:  # what arrives until the next snapshot is lost: say so
             reason = f"connection lost: {end.reason}"
-            closed += [BookUnsafe(adapter.name, now, self.conn_id, p, reason)
-                       for p in self.subs.products(book.name)
-                       if store.book(adapter.name, p).state in ("ok", "resyncing")]
+            closed += [
+                BookUnsafe(adapter.name, now, self.conn_id, p, reason)
+                for p in self.subs.products(book.name)
+                if store.book(adapter.name, p).state in ("ok", "resyncing")
+            ]
         await self._emit(closed)
         return end
 
@@ -289,8 +302,10 @@ class Connection:
             return
         books = self.subs.products(spec.name)
         reason = f"sequence gap: expected {gap.expected}, got {gap.received}"
-        unsafe: list[Event] = [BookUnsafe(gap.venue, gap.recv_ts, self.conn_id, p, reason)
-                               for p in self.adapter.gap_products(gap, books)]
+        unsafe: list[Event] = [
+            BookUnsafe(gap.venue, gap.recv_ts, self.conn_id, p, reason)
+            for p in self.adapter.gap_products(gap, books)
+        ]
         events[at:at] = unsafe
 
     def _on_error(self, ev: VenueError) -> None:
@@ -299,8 +314,9 @@ class Connection:
             return
         ev.fatal = True
         if kind == "auth":
-            self._end = _End(None, ev.message, fatal=f"{ev.message} (check the API key: "
-                                                     f"{self.adapter.credential_help})")
+            self._end = _End(
+                None, ev.message, fatal=f"{ev.message} (check the API key: {self.adapter.credential_help})"
+            )
         elif self._last_sub is not None:
             channel, products = self._last_sub
             self.subs.remove(channel, products)  # stop widening: don't send it again on reconnect

@@ -63,7 +63,8 @@ ENV_KEY_FILE = "COINBASE_KEY_FILE"
 
 
 def load_cdp_key(env: Mapping[str, str] | None = None, key_file: str | None = None) -> CdpKey | None:
-    """The CDP key from ``key_file``, ``$COINBASE_KEY_FILE``, or ``$COINBASE_API_KEY`` + ``$COINBASE_API_SECRET``.
+    """The CDP key from ``key_file``, ``$COINBASE_KEY_FILE``, or the two variables
+    ``$COINBASE_API_KEY`` + ``$COINBASE_API_SECRET``.
 
     Returns None when none is configured. A key file is the JSON Coinbase hands out
     (``{"name": …, "privateKey": …}``; ``id`` is accepted for ``name``).
@@ -95,7 +96,7 @@ def _from_file(path: Path, source: str) -> CdpKey:
     name = data.get("name") or data.get("id")
     secret = data.get("privateKey")
     if not isinstance(name, str) or not isinstance(secret, str):
-        raise CredentialsError(f"key file named by {source} needs \"name\" and \"privateKey\"")
+        raise CredentialsError(f'key file named by {source} needs "name" and "privateKey"')
     key = CdpKey(name.strip(), Secret(_unescape(secret)), source)
     signing_key(key)
     return key
@@ -118,6 +119,7 @@ def signing_key(key: CdpKey) -> tuple[Any, str]:
     text = key.private_key.reveal()
     bad = CredentialsError(f"{key.source}: not a PEM EC P-256 key or a base64 Ed25519 key")
     loaded: Any
+    result: tuple[Any, str]
     if "-----BEGIN" in text:
         try:
             loaded = serialization.load_pem_private_key(text.encode(), password=None)
@@ -166,8 +168,10 @@ def verify_jwt(token: str, public_keys: Mapping[str, Any], now: float, leeway: f
     if header.get("alg") != alg:
         raise jwt.InvalidAlgorithmError("algorithm does not match the key")
     claims = jwt.decode(
-        token, public, algorithms=[alg], options={"require": ["exp", "nbf", "sub", "iss"], "verify_exp": False,
-                                                   "verify_nbf": False},
+        token,
+        public,
+        algorithms=[alg],
+        options={"require": ["exp", "nbf", "sub", "iss"], "verify_exp": False, "verify_nbf": False},
     )
     if claims.get("iss") not in ("cdp", "coinbase-cloud"):
         raise jwt.InvalidIssuerError("bad issuer")
@@ -175,4 +179,4 @@ def verify_jwt(token: str, public_keys: Mapping[str, Any], now: float, leeway: f
         raise jwt.InvalidTokenError("sub does not match kid")
     if not (claims["nbf"] - leeway <= now < claims["exp"] + leeway):
         raise jwt.ExpiredSignatureError("token not valid now")
-    return kid
+    return str(kid)

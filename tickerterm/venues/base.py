@@ -165,7 +165,7 @@ class VenueAdapter(ABC):
     def connect_headers(self, endpoint: str) -> dict[str, str]:
         return {}
 
-    def check_credentials(self, channels: Iterable[str]) -> None:
+    def check_credentials(self, channels: Iterable[str]) -> None:  # noqa: B027 (optional hook)
         """Raise CredentialsError if any of ``channels`` is private and no credentials are set."""
 
     # --- frames ----------------------------------------------------------------------------

@@ -54,8 +54,9 @@ CHANNELS: dict[str, ChannelSpec] = {
     "market_trades": ChannelSpec("market_trades", "trades"),
     "candles": ChannelSpec("candles", "candles"),
     "user": ChannelSpec("user", "user", private=True, endpoint="user"),
-    "futures_balance_summary": ChannelSpec("futures_balance_summary", "balance", private=True,
-                                           endpoint="user", per_product=False),
+    "futures_balance_summary": ChannelSpec(
+        "futures_balance_summary", "balance", private=True, endpoint="user", per_product=False
+    ),
 }
 
 _MAKER_TO_AGGRESSOR: dict[str, Side] = {"BUY": "sell", "SELL": "buy"}
@@ -68,8 +69,13 @@ class CoinbaseAdvancedTrade(VenueAdapter):
     title = "Coinbase Advanced Trade"
     endpoints: ClassVar[dict[str, str]] = {"market": MARKET_URL, "user": USER_URL}
     channels = CHANNELS
-    aliases: ClassVar[dict[str, str]] = {"book": "level2", "l2": "level2", "trades": "market_trades",
-                                         "heartbeat": "heartbeats", "balance": "futures_balance_summary"}
+    aliases: ClassVar[dict[str, str]] = {
+        "book": "level2",
+        "l2": "level2",
+        "trades": "market_trades",
+        "heartbeat": "heartbeats",
+        "balance": "futures_balance_summary",
+    }
     default_channels = ("ticker", "level2", "market_trades", "candles")
     keepalive_channels = ("heartbeats",)
     max_frame_size = 32 * 2**20  # BTC-USD snapshots are several MB
@@ -82,9 +88,7 @@ class CoinbaseAdvancedTrade(VenueAdapter):
     def check_credentials(self, channels: Iterable[str]) -> None:
         private = [c for c in channels if self.channel(c).private]
         if private and self.credentials is None:
-            raise CredentialsError(
-                f"channel {private[0]!r} needs a Coinbase API key: {self.credential_help}"
-            )
+            raise CredentialsError(f"channel {private[0]!r} needs a Coinbase API key: {self.credential_help}")
 
     def parser(self, conn: str) -> CoinbaseParser:
         return CoinbaseParser(self.name, conn)
@@ -97,7 +101,9 @@ class CoinbaseAdvancedTrade(VenueAdapter):
         msg["channel"] = spec.name
         if spec.private:
             if self.credentials is None:
-                raise CredentialsError(f"channel {spec.name!r} needs a Coinbase API key: {self.credential_help}")
+                raise CredentialsError(
+                    f"channel {spec.name!r} needs a Coinbase API key: {self.credential_help}"
+                )
             msg["jwt"] = build_jwt(self.credentials, self.clock())
         return json.dumps(msg, separators=(",", ":"))
 
@@ -209,8 +215,10 @@ class CoinbaseParser(Parser):
                         raise ValueError(f"unknown side {side!r}")
                 out.append(BookSnapshot(venue, recv_ts, product, exch_ts, bids, asks))
             elif kind == "update":
-                changes = [(_BOOK_SIDE[u["side"]], _num(u["price_level"]), _num(u["new_quantity"]))
-                           for u in ev["updates"]]
+                changes = [
+                    (_BOOK_SIDE[u["side"]], _num(u["price_level"]), _num(u["new_quantity"]))
+                    for u in ev["updates"]
+                ]
                 out.append(BookUpdate(venue, recv_ts, product, exch_ts, changes))
             else:
                 raise ValueError(f"unknown l2_data event type {kind!r}")
@@ -220,29 +228,60 @@ class CoinbaseParser(Parser):
         for ev in events:
             for t in ev["trades"]:
                 t_ts = parse_rfc3339(t["time"]) if "time" in t else None
-                out.append(Trade(venue, recv_ts, t["product_id"], t_ts if t_ts is not None else exch_ts,
-                                 str(t["trade_id"]), _num(t["price"]), _num(t["size"]),
-                                 _MAKER_TO_AGGRESSOR[t["side"]]))
+                out.append(
+                    Trade(
+                        venue,
+                        recv_ts,
+                        t["product_id"],
+                        t_ts if t_ts is not None else exch_ts,
+                        str(t["trade_id"]),
+                        _num(t["price"]),
+                        _num(t["size"]),
+                        _MAKER_TO_AGGRESSOR[t["side"]],
+                    )
+                )
 
     def _ticker(self, events: list[Any], exch_ts: float | None, recv_ts: float, out: list[Event]) -> None:
         venue = self.venue
         for ev in events:
             for t in ev["tickers"]:
-                out.append(Ticker(
-                    venue, recv_ts, t["product_id"], exch_ts,
-                    price=_opt(t, "price"), bid=_opt(t, "best_bid"), bid_size=_opt(t, "best_bid_quantity"),
-                    ask=_opt(t, "best_ask"), ask_size=_opt(t, "best_ask_quantity"),
-                    volume_24h=_opt(t, "volume_24_h"), low_24h=_opt(t, "low_24_h"),
-                    high_24h=_opt(t, "high_24_h"), change_pct_24h=_opt(t, "price_percent_chg_24_h"),
-                ))
+                out.append(
+                    Ticker(
+                        venue,
+                        recv_ts,
+                        t["product_id"],
+                        exch_ts,
+                        price=_opt(t, "price"),
+                        bid=_opt(t, "best_bid"),
+                        bid_size=_opt(t, "best_bid_quantity"),
+                        ask=_opt(t, "best_ask"),
+                        ask_size=_opt(t, "best_ask_quantity"),
+                        volume_24h=_opt(t, "volume_24_h"),
+                        low_24h=_opt(t, "low_24_h"),
+                        high_24h=_opt(t, "high_24_h"),
+                        change_pct_24h=_opt(t, "price_percent_chg_24_h"),
+                    )
+                )
 
     def _candles(self, events: list[Any], exch_ts: float | None, recv_ts: float, out: list[Event]) -> None:
         venue = self.venue
         for ev in events:
             for c in ev["candles"]:
-                out.append(Candle(venue, recv_ts, c["product_id"], exch_ts, int(c["start"]), CANDLE_INTERVAL,
-                                  _num(c["open"]), _num(c["high"]), _num(c["low"]), _num(c["close"]),
-                                  _num(c["volume"])))
+                out.append(
+                    Candle(
+                        venue,
+                        recv_ts,
+                        c["product_id"],
+                        exch_ts,
+                        int(c["start"]),
+                        CANDLE_INTERVAL,
+                        _num(c["open"]),
+                        _num(c["high"]),
+                        _num(c["low"]),
+                        _num(c["close"]),
+                        _num(c["volume"]),
+                    )
+                )
 
     def _heartbeat(self, events: list[Any], exch_ts: float | None, recv_ts: float, out: list[Event]) -> None:
         for ev in events:
@@ -251,32 +290,55 @@ class CoinbaseParser(Parser):
                 counter = int(counter)
             out.append(Heartbeat(self.venue, recv_ts, self.conn, counter, exch_ts))
 
-    def _subscriptions(self, events: list[Any], exch_ts: float | None, recv_ts: float,
-                       out: list[Event]) -> None:
+    def _subscriptions(
+        self, events: list[Any], exch_ts: float | None, recv_ts: float, out: list[Event]
+    ) -> None:
         for ev in events:
             subs = ev["subscriptions"]
             if not isinstance(subs, dict):
                 raise TypeError("subscriptions is not an object")
-            out.append(Subscribed(self.venue, recv_ts, self.conn,
-                                  {str(k): [str(p) for p in v] for k, v in subs.items()}))
+            out.append(
+                Subscribed(
+                    self.venue, recv_ts, self.conn, {str(k): [str(p) for p in v] for k, v in subs.items()}
+                )
+            )
 
     def _status(self, events: list[Any], exch_ts: float | None, recv_ts: float, out: list[Event]) -> None:
         for ev in events:
             for p in ev["products"]:
-                out.append(ProductStatus(self.venue, recv_ts, p["id"], exch_ts, str(p.get("status", "")),
-                                         str(p.get("status_message", ""))))
+                out.append(
+                    ProductStatus(
+                        self.venue,
+                        recv_ts,
+                        p["id"],
+                        exch_ts,
+                        str(p.get("status", "")),
+                        str(p.get("status_message", "")),
+                    )
+                )
 
     def _user(self, events: list[Any], exch_ts: float | None, recv_ts: float, out: list[Event]) -> None:
         for ev in events:
             snapshot = ev.get("type") == "snapshot"
             for o in ev.get("orders") or ():
-                out.append(OrderUpdate(
-                    self.venue, recv_ts, o["product_id"], exch_ts, str(o["order_id"]),
-                    _ORDER_SIDE[o["order_side"]], str(o.get("order_type", "")), str(o["status"]),
-                    _opt(o, "limit_price"), _opt(o, "cumulative_quantity"), _opt(o, "leaves_quantity"),
-                    _opt(o, "avg_price"), client_order_id=str(o.get("client_order_id", "")),
-                    snapshot=snapshot,
-                ))
+                out.append(
+                    OrderUpdate(
+                        self.venue,
+                        recv_ts,
+                        o["product_id"],
+                        exch_ts,
+                        str(o["order_id"]),
+                        _ORDER_SIDE[o["order_side"]],
+                        str(o.get("order_type", "")),
+                        str(o["status"]),
+                        _opt(o, "limit_price"),
+                        _opt(o, "cumulative_quantity"),
+                        _opt(o, "leaves_quantity"),
+                        _opt(o, "avg_price"),
+                        client_order_id=str(o.get("client_order_id", "")),
+                        snapshot=snapshot,
+                    )
+                )
 
     def _balance(self, events: list[Any], exch_ts: float | None, recv_ts: float, out: list[Event]) -> None:
         for ev in events:
