@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
 from tickerterm.core.events import Event
@@ -60,6 +61,8 @@ class Feed:
             conn.subs.add(spec.name, self.products if spec.per_product else [])
         self._tasks: list[asyncio.Task[None]] = []
         self._rng = rng
+        self._pending: deque[Event] = deque()
+        self._ended = False
 
     def _connection(self, endpoint: str, rng: random.Random) -> Connection:
         conn = self.connections.get(endpoint)
@@ -136,10 +139,23 @@ class Feed:
                 return
             yield batch
 
-    async def __aiter__(self) -> AsyncIterator[Event]:
-        async for batch in self.batches():
-            for event in batch:
-                yield event
+    def __aiter__(self) -> Feed:
+        return self
+
+    async def __anext__(self) -> Event:
+        """The next event; iteration can stop and resume without losing any."""
+        pending = self._pending
+        while not pending:
+            if self._queue is None:
+                raise RuntimeError("this feed was made with collect=False")
+            if self._ended:
+                raise StopAsyncIteration
+            batch = await self._queue.get()
+            if batch is None:
+                self._ended = True
+                raise StopAsyncIteration
+            pending.extend(batch)
+        return pending.popleft()
 
     # --- live changes ----------------------------------------------------------------------
 
