@@ -17,14 +17,31 @@ from tickerterm.stream.feed import Feed
 from tickerterm.stream.policy import RetryPolicy
 from tickerterm.venues.coinbase import CoinbaseAdvancedTrade
 
-FAST = SimTiming(heartbeat=0.05, trades_batch=0.02, candles=0.1, ticker_batch=0.2, user=0.1, status=1.0,
-                 subscribe_deadline=5.0)
+FAST = SimTiming(
+    heartbeat=0.05,
+    trades_batch=0.02,
+    candles=0.1,
+    ticker_batch=0.2,
+    user=0.1,
+    status=1.0,
+    subscribe_deadline=5.0,
+)
 
 
 def fast_policy(**overrides: Any) -> RetryPolicy:
-    options: dict[str, Any] = dict(base=0.01, factor=2.0, cap=0.05, jitter=0.5, budget=5, short_lived=5.0,
-                                   min_after_short=0.02, stable_after=30.0, open_timeout=2.0,
-                                   resync_timeout=3.0, stale_after=0.6)
+    options: dict[str, Any] = dict(
+        base=0.01,
+        factor=2.0,
+        cap=0.05,
+        jitter=0.5,
+        budget=5,
+        short_lived=5.0,
+        min_after_short=0.02,
+        stable_after=30.0,
+        open_timeout=2.0,
+        resync_timeout=3.0,
+        stale_after=0.6,
+    )
     options.update(overrides)
     return RetryPolicy(**options)
 
@@ -75,8 +92,10 @@ async def settle(feed: Feed, sim: CoinbaseSim, timeout: float = 10.0) -> list[Ev
             conn = market_connection(sim)
             target = conn.heartbeat_counter
             seen += await take_until(
-                feed, lambda e: isinstance(e, Heartbeat) and e.conn == "coinbase" and (e.counter or 0) > target,
-                timeout)
+                feed,
+                lambda e: isinstance(e, Heartbeat) and e.conn == "coinbase" and (e.counter or 0) > target,
+                timeout,
+            )
             states = {b.product: b.state for b in feed.store.books.values()}
             if all(s == "ok" for s in states.values()):
                 return seen
