@@ -1,0 +1,73 @@
+"""Order book rules, with hypothesis against a plain model."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tickerterm.core.book import OrderBook
+
+
+def book_with(bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> OrderBook:
+    book = OrderBook("v", "BTC-USD")
+    book.apply_snapshot(bids, asks)
+    return book
+
+
+def test_snapshot_sorts_and_drops_zero_levels() -> None:
+    book = book_with([("99.5", "2"), ("100.0", "1"), ("98", "0.000")], [("101", "0"), ("100.5", "3"), ("102", "1")])
+    assert book.top(5) == ([("100.0", "1"), ("99.5", "2")], [("100.5", "3"), ("102", "1")])
+    assert book.best_bid == ("100.0", "1") and book.best_ask == ("100.5", "3")
+    assert book.state == "ok" and not book.crossed
+    assert (book.spread(), book.mid()) == ("0.5", "100.25")
+
+
+def test_numerically_zero_sizes_remove_in_every_spelling() -> None:
+    book = book_with([("1", "1"), ("2", "1"), ("3", "1")], [("4", "1")])
+    book.apply_changes([("bid", "1", "0"), ("bid", "2.0", "0.00"), ("bid", "3", "0.00000000")])
+    assert book.bids == {} and book.top(3) == ([], [("4", "1")])
+
+
+def test_a_price_is_one_level_however_spelled_and_keeps_the_latest_text() -> None:
+    book = book_with([("1.50", "1")], [("2", "1")])
+    book.apply_changes([("bid", "1.5", "0.25")])
+    assert book.levels("bid") == {"1.5": "0.25"}
+    book.apply_changes([("ask", "9", "0"), ("ask", "2.0", "0")])  # removing an unknown level is fine
+    assert book.levels("ask") == {}
+
+
+def test_crossed_book_is_detected() -> None:
+    book = book_with([("100", "1")], [("101", "1")])
+    book.apply_changes([("bid", "101", "1")])
+    assert book.crossed
+
+
+def test_grouping_rounds_bids_down_asks_up_and_sums_exactly() -> None:
+    book = book_with([("100.7", "0.1"), ("100.2", "0.2"), ("99.9", "0.3"), ("98.0", "1")],
+                     [("101.1", "0.1"), ("101.4", "0.2"), ("102.0", "0.3"), ("103.5", "1")])
+    assert book.grouped("1", 2) == ([("100", "0.3"), ("99", "0.3")], [("102", "0.6"), ("104", "1")])
+    assert book.grouped("0.5", 10)[0] == [("100.5", "0.1"), ("100", "0.2"), ("99.5", "0.3"), ("98", "1")]
+
+
+prices = st.integers(min_value=1, max_value=400).map(lambda i: f"{i / 4:.2f}")
+sizes = st.one_of(st.sampled_from(["0", "0.0", "0.00000000"]),
+                  st.integers(min_value=1, max_value=10**8).map(lambda i: f"{i / 10**8:.8f}".rstrip("0")))
+
+
+@given(st.lists(st.tuples(st.sampled_from(["bid", "ask"]), prices, sizes), max_size=300))
+def test_book_equals_a_model_after_any_updates(changes: list[tuple[str, str, str]]) -> None:
+    book = OrderBook("v", "P")
+    book.apply_snapshot([], [])
+    model: dict[str, dict[Decimal, tuple[str, str]]] = {"bid": {}, "ask": {}}
+    for side, price, size in changes:
+        book.apply_changes([(side, price, size)])  # type: ignore[list-item]
+        if Decimal(size) == 0:
+            model[side].pop(Decimal(price), None)
+        else:
+            model[side][Decimal(price)] = (price, size)
+    bids, asks = book.top(1000)
+    assert bids == [model["bid"][p] for p in sorted(model["bid"], reverse=True)]
+    assert asks == [model["ask"][p] for p in sorted(model["ask"])]
+    assert len(book) == len(model["bid"]) + len(model["ask"])
