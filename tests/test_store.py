@@ -1,0 +1,102 @@
+"""The store: applying events, implied events, candles, tickers, health, bounded memory."""
+
+from __future__ import annotations
+
+from tickerterm.core.events import (
+    BookResynced,
+    BookSnapshot,
+    BookUnsafe,
+    BookUpdate,
+    Candle,
+    Closed,
+    Gap,
+    RetryScheduled,
+    Ticker,
+    Trade,
+)
+from tickerterm.core.store import Store
+
+
+def snap(product: str = "BTC-USD") -> BookSnapshot:
+    return BookSnapshot("cb", 1.0, product, None, [("100", "1")], [("101", "1")])
+
+
+def test_update_before_snapshot_marks_the_book_unsafe() -> None:
+    store = Store()
+    implied = store.apply(BookUpdate("cb", 1.0, "BTC-USD", None, [("bid", "100", "1")]), "cb")
+    assert implied == [BookUnsafe("cb", 1.0, "cb", "BTC-USD", "update before snapshot")]
+    assert store.book("cb", "BTC-USD").state == "unsafe"
+
+
+def test_crossed_update_implies_unsafe_and_the_next_snapshot_resyncs() -> None:
+    store = Store()
+    assert store.apply(snap(), "cb") == []
+    implied = store.apply(BookUpdate("cb", 2.0, "BTC-USD", None, [("ask", "99", "1")]), "cb")
+    assert implied == [BookUnsafe("cb", 2.0, "cb", "BTC-USD", "crossed book: bid 100 >= ask 99")]
+    book = store.book("cb", "BTC-USD")
+    assert (book.state, book.reason) == ("unsafe", "crossed book: bid 100 >= ask 99")
+    assert store.apply(snap(), "cb") == [BookResynced("cb", 1.0, "cb", "BTC-USD")]
+    assert book.state == "ok" and book.reason == ""
+
+
+def test_restated_trades_are_not_doubled_and_the_tape_is_bounded() -> None:
+    store = Store(tape_len=5)
+    for i in range(20):
+        store.apply(Trade("cb", 1.0, "BTC-USD", 60.0 + i, str(i), "100", "1", "buy"))
+    store.apply(Trade("cb", 1.0, "BTC-USD", 79.0, "19", "100", "1", "buy"))  # seen already
+    assert [t.trade_id for t in store.tapes[("cb", "BTC-USD")]] == ["15", "16", "17", "18", "19"]
+    assert len(store.tape) == 5
+    assert len(store._seen_trades[("cb", "BTC-USD")]) <= 20
+
+
+def test_candles_from_trades_per_interval_exact_volume() -> None:
+    store = Store()
+    t0 = 1714564800.0  # a whole hour
+    for ts, price, size in [(t0 + 1, "100.10", "0.1"), (t0 + 30, "99.90", "0.2"), (t0 + 59, "100.00", "0.3"),
+                            (t0 + 61, "101", "1"), (t0 + 10, "98.5", "0.05")]:  # the last one arrives late
+        store.apply(Trade("cb", 1.0, "BTC-USD", ts, f"{ts}", price, size, "sell"))
+    minute = store.candle_series("cb", "BTC-USD", 60)
+    assert minute is not None
+    first, second = minute.bars
+    assert (first.start, first.open, first.high, first.low, first.close, first.volume_text) == (
+        int(t0), "100.10", "100.10", "98.5", "100.00", "0.65")
+    assert (second.open, second.close, second.volume_text) == ("101", "101", "1")
+    hour = store.candle_series("cb", "BTC-USD", 3600)
+    assert hour is not None and len(hour) == 1 and hour.bars[0].volume_text == "1.65"
+
+
+def test_venue_candles_win_over_trade_built_ones() -> None:
+    store = Store()
+    store.apply(Trade("cb", 1.0, "BTC-USD", 1714564800.0, "1", "100", "1", "buy"))
+    store.apply(Candle("cb", 1.0, "BTC-USD", None, 1714564800, 300, "99", "110", "90", "105", "12.5"))
+    series = store.candle_series("cb", "BTC-USD", 300)
+    assert series is not None
+    bar = series.bars[-1]
+    assert (bar.open, bar.high, bar.low, bar.close, bar.volume_text) == ("99", "110", "90", "105", "12.5")
+    assert store.candle_series("cb", "BTC-USD", 60) is not None  # other intervals still from trades
+
+
+def test_ticker_batch_keeps_known_best_prices_without_touching_the_event() -> None:
+    store = Store()
+    store.apply(Ticker("cb", 1.0, "BTC-USD", None, price="1", bid="0.9", ask="1.1"))
+    batch = Ticker("cb", 2.0, "BTC-USD", None, price="2")
+    store.apply(batch)
+    merged = store.tickers[("cb", "BTC-USD")]
+    assert (merged.price, merged.bid, merged.ask) == ("2", "0.9", "1.1")
+    assert batch.bid is None  # what was emitted stays what the venue sent
+
+
+def test_health_counts() -> None:
+    store = Store()
+    store.apply(Gap("cb", 5.0, "cb", 3, 7, "connection"))
+    store.apply(Closed("cb", 6.0, "cb", 1011, "boom"))
+    store.apply(RetryScheduled("cb", 6.0, "cb", 1, 0.5))
+    h = store.health["cb"]
+    assert (h.gaps, h.last_gap.expected, h.last_gap.received) == (1, 3, 7)  # type: ignore[union-attr]
+    assert (h.last_close_code, h.last_close_reason, h.state, h.retries, h.next_retry_at) == (
+        1011, "boom", "retrying", 1, 6.5)
+    for i in range(30):
+        h.note_message(100.0 + i * 0.1, 100.0 + i * 0.1 - 0.002)
+    assert h.rate(103.0, window=3) == 10.0 and h.rate(103.0) == 6.0  # 30 messages over the last 5 s
+    p50, p99 = h.latency()  # type: ignore[misc]
+    assert abs(p50 - 2.0) < 0.01 and abs(p99 - 2.0) < 0.01
