@@ -48,8 +48,12 @@ def test_verify_rejects_expired_foreign_and_mismatched_tokens() -> None:
 def test_old_coinbase_cloud_issuer_is_accepted_by_the_simulator() -> None:
     key, public = generate_cdp_key("ES256")
     private, alg = signing_key(key)
-    token = jwt.encode({"iss": "coinbase-cloud", "sub": key.name, "nbf": int(NOW), "exp": int(NOW) + 120},
-                       private, algorithm=alg, headers={"kid": key.name, "nonce": "ab"})
+    token = jwt.encode(
+        {"iss": "coinbase-cloud", "sub": key.name, "nbf": int(NOW), "exp": int(NOW) + 120},
+        private,
+        algorithm=alg,
+        headers={"kid": key.name, "nonce": "ab"},
+    )
     assert verify_jwt(token, {key.name: public}, NOW) == key.name
 
 

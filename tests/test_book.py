@@ -17,7 +17,9 @@ def book_with(bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> Order
 
 
 def test_snapshot_sorts_and_drops_zero_levels() -> None:
-    book = book_with([("99.5", "2"), ("100.0", "1"), ("98", "0.000")], [("101", "0"), ("100.5", "3"), ("102", "1")])
+    book = book_with(
+        [("99.5", "2"), ("100.0", "1"), ("98", "0.000")], [("101", "0"), ("100.5", "3"), ("102", "1")]
+    )
     assert book.top(5) == ([("100.0", "1"), ("99.5", "2")], [("100.5", "3"), ("102", "1")])
     assert book.best_bid == ("100.0", "1") and book.best_ask == ("100.5", "3")
     assert book.state == "ok" and not book.crossed
@@ -45,15 +47,19 @@ def test_crossed_book_is_detected() -> None:
 
 
 def test_grouping_rounds_bids_down_asks_up_and_sums_exactly() -> None:
-    book = book_with([("100.7", "0.1"), ("100.2", "0.2"), ("99.9", "0.3"), ("98.0", "1")],
-                     [("101.1", "0.1"), ("101.4", "0.2"), ("102.0", "0.3"), ("103.5", "1")])
+    book = book_with(
+        [("100.7", "0.1"), ("100.2", "0.2"), ("99.9", "0.3"), ("98.0", "1")],
+        [("101.1", "0.1"), ("101.4", "0.2"), ("102.0", "0.3"), ("103.5", "1")],
+    )
     assert book.grouped("1", 2) == ([("100", "0.3"), ("99", "0.3")], [("102", "0.6"), ("104", "1")])
     assert book.grouped("0.5", 10)[0] == [("100.5", "0.1"), ("100", "0.2"), ("99.5", "0.3"), ("98", "1")]
 
 
 prices = st.integers(min_value=1, max_value=400).map(lambda i: f"{i / 4:.2f}")
-sizes = st.one_of(st.sampled_from(["0", "0.0", "0.00000000"]),
-                  st.integers(min_value=1, max_value=10**8).map(lambda i: f"{i / 10**8:.8f}".rstrip("0")))
+sizes = st.one_of(
+    st.sampled_from(["0", "0.0", "0.00000000"]),
+    st.integers(min_value=1, max_value=10**8).map(lambda i: f"{i / 10**8:.8f}".rstrip("0")),
+)
 
 
 @given(st.lists(st.tuples(st.sampled_from(["bid", "ask"]), prices, sizes), max_size=300))

@@ -32,8 +32,9 @@ R = 99.0  # receive time
 
 
 def frame(channel: str, seq: int, events: list[Any], **extra: Any) -> str:
-    return json.dumps({"channel": channel, "client_id": "", "timestamp": TS, "sequence_num": seq,
-                       "events": events, **extra})
+    return json.dumps(
+        {"channel": channel, "client_id": "", "timestamp": TS, "sequence_num": seq, "events": events, **extra}
+    )
 
 
 @pytest.fixture
@@ -42,26 +43,70 @@ def parser() -> CoinbaseParser:
 
 
 def test_l2_snapshot_bid_and_offer(parser: CoinbaseParser) -> None:
-    raw = frame("l2_data", 0, [{"type": "snapshot", "product_id": "BTC-USD", "updates": [
-        {"side": "bid", "event_time": "1970-01-01T00:00:00Z", "price_level": "64000.01", "new_quantity": "0.5"},
-        {"side": "offer", "event_time": "1970-01-01T00:00:00Z", "price_level": "64000.02",
-         "new_quantity": "1.25"},
-        {"side": "bid", "event_time": TS, "price_level": "63999.10", "new_quantity": "2"},
-    ]}])
+    raw = frame(
+        "l2_data",
+        0,
+        [
+            {
+                "type": "snapshot",
+                "product_id": "BTC-USD",
+                "updates": [
+                    {
+                        "side": "bid",
+                        "event_time": "1970-01-01T00:00:00Z",
+                        "price_level": "64000.01",
+                        "new_quantity": "0.5",
+                    },
+                    {
+                        "side": "offer",
+                        "event_time": "1970-01-01T00:00:00Z",
+                        "price_level": "64000.02",
+                        "new_quantity": "1.25",
+                    },
+                    {"side": "bid", "event_time": TS, "price_level": "63999.10", "new_quantity": "2"},
+                ],
+            }
+        ],
+    )
     assert parser.parse(raw, R) == [
-        BookSnapshot("coinbase", R, "BTC-USD", T, bids=[("64000.01", "0.5"), ("63999.10", "2")],
-                     asks=[("64000.02", "1.25")]),
+        BookSnapshot(
+            "coinbase",
+            R,
+            "BTC-USD",
+            T,
+            bids=[("64000.01", "0.5"), ("63999.10", "2")],
+            asks=[("64000.02", "1.25")],
+        ),
     ]
 
 
 def test_l2_update_routes_several_products_in_one_frame(parser: CoinbaseParser) -> None:
-    raw = frame("l2_data", 0, [
-        {"type": "update", "product_id": "BTC-USD", "updates": [
-            {"side": "offer", "event_time": TS, "price_level": "64000.02", "new_quantity": "0.00000000"}]},
-        {"type": "update", "product_id": "ETH-USD", "updates": [
-            {"side": "bid", "event_time": TS, "price_level": "3000.5", "new_quantity": "7.1"},
-            {"side": "offer", "event_time": TS, "price_level": "3000.6", "new_quantity": "0"}]},
-    ])
+    raw = frame(
+        "l2_data",
+        0,
+        [
+            {
+                "type": "update",
+                "product_id": "BTC-USD",
+                "updates": [
+                    {
+                        "side": "offer",
+                        "event_time": TS,
+                        "price_level": "64000.02",
+                        "new_quantity": "0.00000000",
+                    }
+                ],
+            },
+            {
+                "type": "update",
+                "product_id": "ETH-USD",
+                "updates": [
+                    {"side": "bid", "event_time": TS, "price_level": "3000.5", "new_quantity": "7.1"},
+                    {"side": "offer", "event_time": TS, "price_level": "3000.6", "new_quantity": "0"},
+                ],
+            },
+        ],
+    )
     assert parser.parse(raw.encode(), R) == [
         BookUpdate("coinbase", R, "BTC-USD", T, [("ask", "64000.02", "0.00000000")]),
         BookUpdate("coinbase", R, "ETH-USD", T, [("bid", "3000.5", "7.1"), ("ask", "3000.6", "0")]),
@@ -69,12 +114,33 @@ def test_l2_update_routes_several_products_in_one_frame(parser: CoinbaseParser) 
 
 
 def test_market_trades_side_is_the_maker_so_aggressor_is_opposite(parser: CoinbaseParser) -> None:
-    raw = frame("market_trades", 0, [{"type": "update", "trades": [
-        {"trade_id": "892262231", "product_id": "BTC-USD", "price": "64000.5", "size": "0.0015", "side": "BUY",
-         "time": "2024-05-01T12:00:00.5Z"},
-        {"trade_id": "892262232", "product_id": "BTC-USD", "price": "64000.4", "size": "0.2", "side": "SELL",
-         "time": "2024-05-01T12:00:00.6Z"},
-    ]}])
+    raw = frame(
+        "market_trades",
+        0,
+        [
+            {
+                "type": "update",
+                "trades": [
+                    {
+                        "trade_id": "892262231",
+                        "product_id": "BTC-USD",
+                        "price": "64000.5",
+                        "size": "0.0015",
+                        "side": "BUY",
+                        "time": "2024-05-01T12:00:00.5Z",
+                    },
+                    {
+                        "trade_id": "892262232",
+                        "product_id": "BTC-USD",
+                        "price": "64000.4",
+                        "size": "0.2",
+                        "side": "SELL",
+                        "time": "2024-05-01T12:00:00.6Z",
+                    },
+                ],
+            }
+        ],
+    )
     assert parser.parse(raw, R) == [
         Trade("coinbase", R, "BTC-USD", 1714564800.5, "892262231", "64000.5", "0.0015", "sell"),
         Trade("coinbase", R, "BTC-USD", 1714564800.6, "892262232", "64000.4", "0.2", "buy"),
@@ -82,24 +148,74 @@ def test_market_trades_side_is_the_maker_so_aggressor_is_opposite(parser: Coinba
 
 
 def test_ticker_and_ticker_batch(parser: CoinbaseParser) -> None:
-    ticker = {"type": "ticker", "product_id": "BTC-USD", "price": "64000.5", "volume_24_h": "15328.1",
-              "low_24_h": "62000", "high_24_h": "65000", "low_52_w": "25000", "high_52_w": "73800",
-              "price_percent_chg_24_h": "1.85", "best_bid": "64000.4", "best_bid_quantity": "0.3",
-              "best_ask": "64000.5", "best_ask_quantity": "0.7"}
-    full = Ticker("coinbase", R, "BTC-USD", T, price="64000.5", bid="64000.4", bid_size="0.3", ask="64000.5",
-                  ask_size="0.7", volume_24h="15328.1", low_24h="62000", high_24h="65000", change_pct_24h="1.85")
+    ticker = {
+        "type": "ticker",
+        "product_id": "BTC-USD",
+        "price": "64000.5",
+        "volume_24_h": "15328.1",
+        "low_24_h": "62000",
+        "high_24_h": "65000",
+        "low_52_w": "25000",
+        "high_52_w": "73800",
+        "price_percent_chg_24_h": "1.85",
+        "best_bid": "64000.4",
+        "best_bid_quantity": "0.3",
+        "best_ask": "64000.5",
+        "best_ask_quantity": "0.7",
+    }
+    full = Ticker(
+        "coinbase",
+        R,
+        "BTC-USD",
+        T,
+        price="64000.5",
+        bid="64000.4",
+        bid_size="0.3",
+        ask="64000.5",
+        ask_size="0.7",
+        volume_24h="15328.1",
+        low_24h="62000",
+        high_24h="65000",
+        change_pct_24h="1.85",
+    )
     assert parser.parse(frame("ticker", 0, [{"type": "snapshot", "tickers": [ticker]}]), R) == [full]
     batch = {k: v for k, v in ticker.items() if not k.startswith("best_")}
     assert parser.parse(frame("ticker_batch", 1, [{"type": "update", "tickers": [batch]}]), R) == [
-        Ticker("coinbase", R, "BTC-USD", T, price="64000.5", volume_24h="15328.1", low_24h="62000",
-               high_24h="65000", change_pct_24h="1.85"),
+        Ticker(
+            "coinbase",
+            R,
+            "BTC-USD",
+            T,
+            price="64000.5",
+            volume_24h="15328.1",
+            low_24h="62000",
+            high_24h="65000",
+            change_pct_24h="1.85",
+        ),
     ]
 
 
 def test_candles_are_five_minute_buckets(parser: CoinbaseParser) -> None:
-    raw = frame("candles", 0, [{"type": "snapshot", "candles": [
-        {"start": "1714564800", "high": "64100", "low": "63900", "open": "64000", "close": "64050",
-         "volume": "12.5", "product_id": "BTC-USD"}]}])
+    raw = frame(
+        "candles",
+        0,
+        [
+            {
+                "type": "snapshot",
+                "candles": [
+                    {
+                        "start": "1714564800",
+                        "high": "64100",
+                        "low": "63900",
+                        "open": "64000",
+                        "close": "64050",
+                        "volume": "12.5",
+                        "product_id": "BTC-USD",
+                    }
+                ],
+            }
+        ],
+    )
     assert parser.parse(raw, R) == [
         Candle("coinbase", R, "BTC-USD", T, 1714564800, 300, "64000", "64100", "63900", "64050", "12.5"),
     ]
@@ -114,30 +230,89 @@ def test_heartbeats_integer_counter_and_go_time(parser: CoinbaseParser) -> None:
 
 def test_subscriptions_ack_with_and_without_client_id(parser: CoinbaseParser) -> None:
     subs = {"level2": ["BTC-USD", "ETH-USD"], "heartbeats": ["heartbeats"]}
-    raw = json.dumps({"channel": "subscriptions", "timestamp": TS, "sequence_num": 0,
-                      "events": [{"subscriptions": subs}]})  # no client_id at all
+    raw = json.dumps(
+        {"channel": "subscriptions", "timestamp": TS, "sequence_num": 0, "events": [{"subscriptions": subs}]}
+    )  # no client_id at all
     assert parser.parse(raw, R) == [Subscribed("coinbase", R, "coinbase", subs)]
 
 
 def test_status_user_and_balance(parser: CoinbaseParser) -> None:
-    status = frame("status", 0, [{"type": "snapshot", "products": [
-        {"product_type": "SPOT", "id": "BTC-USD", "base_currency": "BTC", "quote_currency": "USD",
-         "base_increment": "0.00000001", "quote_increment": "0.01", "display_name": "BTC/USD",
-         "status": "online", "status_message": "", "min_market_funds": "1"}]}])
+    status = frame(
+        "status",
+        0,
+        [
+            {
+                "type": "snapshot",
+                "products": [
+                    {
+                        "product_type": "SPOT",
+                        "id": "BTC-USD",
+                        "base_currency": "BTC",
+                        "quote_currency": "USD",
+                        "base_increment": "0.00000001",
+                        "quote_increment": "0.01",
+                        "display_name": "BTC/USD",
+                        "status": "online",
+                        "status_message": "",
+                        "min_market_funds": "1",
+                    }
+                ],
+            }
+        ],
+    )
     assert parser.parse(status, R) == [ProductStatus("coinbase", R, "BTC-USD", T, "online", "")]
-    order = {"order_id": "o1", "client_order_id": "c1", "product_id": "BTC-USD", "order_side": "SELL",
-             "order_type": "LIMIT", "status": "OPEN", "limit_price": "60000", "avg_price": "0",
-             "cumulative_quantity": "0", "leaves_quantity": "0.01", "post_only": "false"}
+    order = {
+        "order_id": "o1",
+        "client_order_id": "c1",
+        "product_id": "BTC-USD",
+        "order_side": "SELL",
+        "order_type": "LIMIT",
+        "status": "OPEN",
+        "limit_price": "60000",
+        "avg_price": "0",
+        "cumulative_quantity": "0",
+        "leaves_quantity": "0.01",
+        "post_only": "false",
+    }
     user = frame("user", 1, [{"type": "snapshot", "orders": [order], "positions": {}}])
     assert parser.parse(user, R) == [
-        OrderUpdate("coinbase", R, "BTC-USD", T, "o1", "sell", "LIMIT", "OPEN", "60000", "0", "0.01", "0",
-                    client_order_id="c1", snapshot=True),
+        OrderUpdate(
+            "coinbase",
+            R,
+            "BTC-USD",
+            T,
+            "o1",
+            "sell",
+            "LIMIT",
+            "OPEN",
+            "60000",
+            "0",
+            "0.01",
+            "0",
+            client_order_id="c1",
+            snapshot=True,
+        ),
     ]
-    balance = frame("futures_balance_summary", 2, [{"type": "update", "fcm_balance_summary": {
-        "futures_buying_power": "100.5", "intraday_margin_window_measure": {"margin_level": "BASE"}}}])
+    balance = frame(
+        "futures_balance_summary",
+        2,
+        [
+            {
+                "type": "update",
+                "fcm_balance_summary": {
+                    "futures_buying_power": "100.5",
+                    "intraday_margin_window_measure": {"margin_level": "BASE"},
+                },
+            }
+        ],
+    )
     assert parser.parse(balance, R) == [
-        BalanceUpdate("coinbase", R, T, {"futures_buying_power": "100.5",
-                                         "intraday_margin_window_measure.margin_level": "BASE"}),
+        BalanceUpdate(
+            "coinbase",
+            R,
+            T,
+            {"futures_buying_power": "100.5", "intraday_margin_window_measure.margin_level": "BASE"},
+        ),
     ]
 
 
@@ -157,7 +332,10 @@ def test_sequence_is_one_counter_per_connection(parser: CoinbaseParser) -> None:
     assert parser.parse(trades, R) == []
     # 2 and 3 never arrive: the next frame, whatever its channel, reports the gap first
     out = parser.parse(frame("heartbeats", 4, hb), R)
-    assert out == [Gap("coinbase", R, "coinbase", 2, 4, "connection"), Heartbeat("coinbase", R, "coinbase", 1, T)]
+    assert out == [
+        Gap("coinbase", R, "coinbase", 2, 4, "connection"),
+        Heartbeat("coinbase", R, "coinbase", 1, T),
+    ]
     # older or repeated numbers are out of order: ignored and counted
     assert parser.parse(frame("heartbeats", 3, hb), R) == []
     assert parser.parse(frame("heartbeats", 4, hb), R) == []
@@ -178,23 +356,72 @@ def test_unknown_channels_and_types_are_ignored_counted_and_keep_the_sequence(pa
     assert parser.parse(hb, R) == [Heartbeat("coinbase", R, "coinbase", 1, T)]  # no false gap
 
 
-@pytest.mark.parametrize("raw", [
-    b"\x00garbage{",
-    '{"channel":"l2_data","sequence_num":0,"events":[{"type":"upd',
-    "[1,2,3]",
-    frame("l2_data", 0, [{"type": "update", "product_id": "BTC-USD", "updates": [
-        {"side": "offer", "price_level": 64000.5, "new_quantity": "1"}]}]),  # a number, not a string
-    frame("l2_data", 0, [{"type": "update", "product_id": "BTC-USD", "updates": [
-        {"side": "ask", "price_level": "1", "new_quantity": "1"}]}]),  # 'ask' is not an AT side
-    frame("l2_data", 0, [{"type": "update", "product_id": "BTC-USD", "updates": [
-        {"side": "bid", "price_level": "NaN", "new_quantity": "1"}]}]),
-    frame("l2_data", 0, [{"type": "update", "product_id": "BTC-USD", "updates": [
-        {"side": "bid", "price_level": "1", "new_quantity": "-3"}]}]),
-    frame("market_trades", 0, [{"type": "update", "trades": [{"trade_id": "1", "product_id": "X", "price": "1",
-                                                              "size": "1", "side": "sideways"}]}]),
-    json.dumps({"channel": "l2_data", "sequence_num": "7", "events": []}),
-    json.dumps({"channel": "l2_data", "sequence_num": 0, "events": {}}),
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\x00garbage{",
+        '{"channel":"l2_data","sequence_num":0,"events":[{"type":"upd',
+        "[1,2,3]",
+        frame(
+            "l2_data",
+            0,
+            [
+                {
+                    "type": "update",
+                    "product_id": "BTC-USD",
+                    "updates": [{"side": "offer", "price_level": 64000.5, "new_quantity": "1"}],
+                }
+            ],
+        ),  # a number, not a string
+        frame(
+            "l2_data",
+            0,
+            [
+                {
+                    "type": "update",
+                    "product_id": "BTC-USD",
+                    "updates": [{"side": "ask", "price_level": "1", "new_quantity": "1"}],
+                }
+            ],
+        ),  # 'ask' is not an AT side
+        frame(
+            "l2_data",
+            0,
+            [
+                {
+                    "type": "update",
+                    "product_id": "BTC-USD",
+                    "updates": [{"side": "bid", "price_level": "NaN", "new_quantity": "1"}],
+                }
+            ],
+        ),
+        frame(
+            "l2_data",
+            0,
+            [
+                {
+                    "type": "update",
+                    "product_id": "BTC-USD",
+                    "updates": [{"side": "bid", "price_level": "1", "new_quantity": "-3"}],
+                }
+            ],
+        ),
+        frame(
+            "market_trades",
+            0,
+            [
+                {
+                    "type": "update",
+                    "trades": [
+                        {"trade_id": "1", "product_id": "X", "price": "1", "size": "1", "side": "sideways"}
+                    ],
+                }
+            ],
+        ),
+        json.dumps({"channel": "l2_data", "sequence_num": "7", "events": []}),
+        json.dumps({"channel": "l2_data", "sequence_num": 0, "events": {}}),
+    ],
+)
 def test_malformed_frames_raise_frame_error_and_leave_the_sequence(parser: CoinbaseParser, raw: Any) -> None:
     with pytest.raises(FrameError):
         parser.parse(raw, R)
@@ -207,24 +434,30 @@ def test_subscribe_frames_public_and_private() -> None:
     key, public = generate_cdp_key("ES256")
     adapter = CoinbaseAdvancedTrade(credentials=key, clock=lambda: 1714564800.0)
     assert adapter.subscribe_frames("book", ["BTC-USD", "ETH-USD"]) == [
-        '{"type":"subscribe","product_ids":["BTC-USD","ETH-USD"],"channel":"level2"}']
+        '{"type":"subscribe","product_ids":["BTC-USD","ETH-USD"],"channel":"level2"}'
+    ]
     assert adapter.subscribe_frames("heartbeats", ["BTC-USD"]) == [
-        '{"type":"subscribe","product_ids":[],"channel":"heartbeats"}']
+        '{"type":"subscribe","product_ids":[],"channel":"heartbeats"}'
+    ]
     assert adapter.unsubscribe_frames("level2", None) == ['{"type":"unsubscribe","channel":"level2"}']
     assert adapter.resync_frames(["ETH-USD"]) == [
         '{"type":"unsubscribe","product_ids":["ETH-USD"],"channel":"level2"}',
-        '{"type":"subscribe","product_ids":["ETH-USD"],"channel":"level2"}']
+        '{"type":"subscribe","product_ids":["ETH-USD"],"channel":"level2"}',
+    ]
     (raw,) = adapter.subscribe_frames("user", ["BTC-USD"])
     msg = json.loads(raw)
     assert list(msg) == ["type", "product_ids", "channel", "jwt"]
-    claims = jwt.decode(msg["jwt"], public, algorithms=["ES256"], options={"verify_exp": False,
-                                                                           "verify_nbf": False})
+    claims = jwt.decode(
+        msg["jwt"], public, algorithms=["ES256"], options={"verify_exp": False, "verify_nbf": False}
+    )
     assert claims == {"iss": "cdp", "sub": key.name, "nbf": 1714564800, "exp": 1714564920}
 
 
 def test_private_channel_without_credentials_names_the_variables() -> None:
     adapter = CoinbaseAdvancedTrade()
-    with pytest.raises(CredentialsError, match="COINBASE_API_KEY and COINBASE_API_SECRET, or COINBASE_KEY_FILE"):
+    with pytest.raises(
+        CredentialsError, match="COINBASE_API_KEY and COINBASE_API_SECRET, or COINBASE_KEY_FILE"
+    ):
         adapter.check_credentials(["level2", "user"])
     adapter.check_credentials(["level2", "ticker"])  # public channels need none
 

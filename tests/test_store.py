@@ -52,14 +52,25 @@ def test_restated_trades_are_not_doubled_and_the_tape_is_bounded() -> None:
 def test_candles_from_trades_per_interval_exact_volume() -> None:
     store = Store()
     t0 = 1714564800.0  # a whole hour
-    for ts, price, size in [(t0 + 1, "100.10", "0.1"), (t0 + 30, "99.90", "0.2"), (t0 + 59, "100.00", "0.3"),
-                            (t0 + 61, "101", "1"), (t0 + 10, "98.5", "0.05")]:  # the last one arrives late
+    for ts, price, size in [
+        (t0 + 1, "100.10", "0.1"),
+        (t0 + 30, "99.90", "0.2"),
+        (t0 + 59, "100.00", "0.3"),
+        (t0 + 61, "101", "1"),
+        (t0 + 10, "98.5", "0.05"),
+    ]:  # the last one arrives late
         store.apply(Trade("cb", 1.0, "BTC-USD", ts, f"{ts}", price, size, "sell"))
     minute = store.candle_series("cb", "BTC-USD", 60)
     assert minute is not None
     first, second = minute.bars
     assert (first.start, first.open, first.high, first.low, first.close, first.volume_text) == (
-        int(t0), "100.10", "100.10", "98.5", "100.00", "0.65")
+        int(t0),
+        "100.10",
+        "100.10",
+        "98.5",
+        "100.00",
+        "0.65",
+    )
     assert (second.open, second.close, second.volume_text) == ("101", "101", "1")
     hour = store.candle_series("cb", "BTC-USD", 3600)
     assert hour is not None and len(hour) == 1 and hour.bars[0].volume_text == "1.65"
@@ -94,7 +105,12 @@ def test_health_counts() -> None:
     h = store.health["cb"]
     assert (h.gaps, h.last_gap.expected, h.last_gap.received) == (1, 3, 7)  # type: ignore[union-attr]
     assert (h.last_close_code, h.last_close_reason, h.state, h.retries, h.next_retry_at) == (
-        1011, "boom", "retrying", 1, 6.5)
+        1011,
+        "boom",
+        "retrying",
+        1,
+        6.5,
+    )
     for i in range(30):
         h.note_message(100.0 + i * 0.1, 100.0 + i * 0.1 - 0.002)
     assert h.rate(103.0, window=3) == 10.0 and h.rate(103.0) == 6.0  # 30 messages over the last 5 s

@@ -6,16 +6,21 @@
         ...
 
 See ``open_feed`` for a feed you can also (un)subscribe on while it runs, and its ``store`` for books,
-tape, candles, tickers and connection health.
+tape, candles, tickers and connection health. The I/O parts load on first use, so importing
+``tickerterm.core`` stays free of websockets.
 """
 
 from __future__ import annotations
 
-from tickerterm.api import open_feed, stream
+from typing import TYPE_CHECKING, Any
+
 from tickerterm.core.errors import ConfigError, CredentialsError, FrameError, TickertermError
 from tickerterm.core.store import Store
-from tickerterm.stream.feed import Feed
-from tickerterm.stream.policy import RetryPolicy
+
+if TYPE_CHECKING:
+    from tickerterm.api import open_feed, stream
+    from tickerterm.stream.feed import Feed
+    from tickerterm.stream.policy import RetryPolicy
 
 __version__ = "0.1.0"
 
@@ -31,3 +36,19 @@ __all__ = [
     "open_feed",
     "stream",
 ]
+
+_LAZY = {
+    "open_feed": "tickerterm.api",
+    "stream": "tickerterm.api",
+    "Feed": "tickerterm.stream.feed",
+    "RetryPolicy": "tickerterm.stream.policy",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tickerterm' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
