@@ -78,9 +78,9 @@ def test_load_from_key_file(tmp_path: Path) -> None:
 
 
 def test_missing_and_bad_credentials_name_the_variable_but_never_the_secret(tmp_path: Path) -> None:
-    with pytest.raises(CredentialsError, match="^COINBASE_API_SECRET is not set"):
+    with pytest.raises(CredentialsError, match=r"^COINBASE_API_SECRET is not set"):
         load_cdp_key({"COINBASE_API_KEY": "organizations/x/apiKeys/y"})
-    with pytest.raises(CredentialsError, match="^COINBASE_API_KEY is not set"):
+    with pytest.raises(CredentialsError, match=r"^COINBASE_API_KEY is not set"):
         load_cdp_key({"COINBASE_API_SECRET": "c2VjcmV0"})
     secret = "-----BEGIN EC PRIVATE KEY-----\nTOPSECRETVALUE\n-----END EC PRIVATE KEY-----"
     with pytest.raises(CredentialsError) as info:

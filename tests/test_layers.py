@@ -9,7 +9,8 @@ import sys
 def test_headless_layers_import_without_textual() -> None:
     code = (
         "import sys\n"
-        "import tickerterm, tickerterm.core.store, tickerterm.venues, tickerterm.stream, tickerterm.sim, tickerterm.api\n"
+        "import tickerterm, tickerterm.core.store, tickerterm.venues, tickerterm.stream\n"
+        "import tickerterm.sim, tickerterm.api, tickerterm.cli\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'plotext', 'rich'))\n"
         "assert not bad, bad\n"
     )
