@@ -1,0 +1,198 @@
+"""The real command: exit codes, one-line errors, the NDJSON stream, the standalone simulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+CMD = [sys.executable, "-m", "tickerterm"]
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CMD, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--venue", "kraken"], "unknown venue 'kraken' (choose from: coinbase)"),
+        (
+            ["--sim", "--products", "FOO-USD"],
+            "unknown product 'FOO-USD' (the simulator has: BTC-USD, ETH-USD, ",
+        ),
+        (["--products", "BTCUSD"], "unknown product 'BTCUSD': expected BASE-QUOTE such as BTC-USD"),
+        (["--channels", "level3"], "unknown channel 'level3' for coinbase"),
+        (
+            ["--channels", "user", "--headless"],
+            "channel 'user' needs a Coinbase API key: set COINBASE_API_KEY and "
+            "COINBASE_API_SECRET, or COINBASE_KEY_FILE",
+        ),
+        (["--url", "https://example.com"], "--url must start with ws:// or wss://"),
+        (["--duration", "soon"], "argument --duration: expected a number, got 'soon'"),
+        (["--max-events", "0"], "argument --max-events: must be positive, got '0'"),
+        (["--sim", "--fault", "explode=1"], "unknown fault 'explode'"),
+        (["--sim", "--fault", "close_code=4242"], "close_code must be one of 1000, 1001, 1006, 1008, 1011"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+        (["sim", "--venue", "nowhere"], "no simulator for venue 'nowhere'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
+    result = run(*args, env={"COINBASE_API_KEY": "", "COINBASE_API_SECRET": "", "COINBASE_KEY_FILE": ""})
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tickerterm: error: ") and message in lines[0], (
+        result.stderr
+    )
+
+
+def test_missing_secret_names_the_variable() -> None:
+    result = run(
+        "--channels",
+        "user",
+        "--headless",
+        env={
+            "COINBASE_API_KEY": "organizations/o/apiKeys/k",
+            "COINBASE_API_SECRET": "",
+            "COINBASE_KEY_FILE": "",
+        },
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "tickerterm: error: COINBASE_API_SECRET is not set "
+        "(both COINBASE_API_KEY and COINBASE_API_SECRET are needed)\n"
+    )
+
+
+def test_headless_ndjson_on_the_simulator() -> None:
+    result = run(
+        "--sim", "--headless", "--products", "BTC-USD,ETH-USD", "--max-events", "150", "--rate", "400"
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 150
+    assert all({"type", "venue", "recv_ts"} <= set(line) for line in lines)
+    types = {line["type"] for line in lines}
+    assert {"connecting", "connected", "subscribed", "book", "ticker"} <= types
+    books = [line for line in lines if line["type"] == "book"]
+    assert books[0]["snapshot"] is True and books[0]["state"] == "ok"
+    for line in books:
+        assert line["product"] in ("BTC-USD", "ETH-USD")
+        assert isinstance(line["bid"], str) and isinstance(line["ask"], str)
+        assert float(line["bid"]) < float(line["ask"])
+        assert "exch_ts" in line
+    for line in lines:
+        if line["type"] == "trade":
+            assert line["side"] in ("buy", "sell") and isinstance(line["price"], str)
+
+
+def test_closed_pipe_exits_quietly() -> None:
+    proc = subprocess.Popen(
+        [*CMD, "--sim", "--headless", "--rate", "500"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    assert json.loads(first)["type"] == "connecting"
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert "Traceback" not in err
+
+
+def test_ctrl_c_exits_zero() -> None:
+    proc = subprocess.Popen(
+        [*CMD, "--sim", "--headless"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert "Traceback" not in err
+
+
+def test_duration_stops_the_stream() -> None:
+    started = time.monotonic()
+    result = run("--sim", "--headless", "--duration", "1")
+    assert result.returncode == 0
+    assert time.monotonic() - started < 20
+    assert result.stdout.count("\n") > 5
+
+
+def test_unreachable_endpoint_shows_retries_and_a_hint() -> None:
+    result = run("--headless", "--url", "ws://127.0.0.1:9", "--retries", "2")
+    assert result.returncode == 1
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["attempt"] for line in lines if line["type"] == "retry"] == [1, 2]
+    assert lines[-1]["type"] == "gave_up"
+    assert result.stderr.startswith(
+        "tickerterm: gave up on coinbase: 2 reconnect attempts failed; last: connect failed:"
+    )
+    assert "--sim runs the built-in simulator" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_standalone_simulator_with_a_key_file_and_no_secret_leaks(tmp_path: Path) -> None:
+    key_file = tmp_path / "key.json"
+    sim = subprocess.Popen(
+        [
+            *CMD,
+            "sim",
+            "--port",
+            "0",
+            "--rate",
+            "300",
+            "--heartbeat",
+            "0.2",
+            "--write-key-file",
+            str(key_file),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert sim.stdout is not None
+        url = sim.stdout.readline().strip()
+        assert url.startswith("ws://127.0.0.1:")
+        secret = json.loads(key_file.read_text())["privateKey"]
+        assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+        result = run(
+            "--url",
+            url,
+            "--key-file",
+            str(key_file),
+            "--channels",
+            "user,level2",
+            "--products",
+            "BTC-USD",
+            "--headless",
+            "--max-events",
+            "40",
+            "-vv",
+        )
+        assert result.returncode == 0, result.stderr
+        lines = [json.loads(line) for line in result.stdout.splitlines()]
+        orders = [line for line in lines if line["type"] == "order"]
+        assert orders and all(o["product"] == "BTC-USD" for o in orders)
+        body = secret.split("-----")[2].strip().splitlines()
+        for text in (result.stdout, result.stderr):
+            assert "PRIVATE KEY" not in text and all(part not in text for part in body)
+            assert '"jwt"' not in text and "eyJ" not in text  # no token either
+    finally:
+        sim.send_signal(signal.SIGINT)
+        sim.communicate(timeout=30)
+    assert sim.returncode == 0
