@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -351,3 +352,19 @@ async def test_raw_protocol_sequence_is_one_counter_across_channels(sim: Coinbas
     assert sides == {"bid", "offer"}
     beats = [f for f in frames if f["channel"] == "heartbeats"]
     assert beats and all(isinstance(b["events"][0]["heartbeat_counter"], int) for b in beats)
+
+
+async def test_no_token_reaches_the_logs_even_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    key, public = generate_cdp_key("ES256")
+    async with make_sim(public_keys={key.name: public}) as sim:
+        async with make_feed(sim, ["BTC-USD"], ["user"], credentials=key) as feed:
+            await take_until(feed, lambda e: isinstance(e, OrderUpdate))
+            await feed.unsubscribe("user")
+            await take_until(feed, lambda e: isinstance(e, Subscribed) and "user" not in e.subscriptions)
+        tokens = [m["jwt"] for m in sim.all_connections[0].received if "jwt" in m]
+    assert tokens and caplog.records
+    for token in tokens:
+        _header, payload, signature = token.split(".")
+        assert signature[-12:] not in caplog.text and payload[:16] not in caplog.text
+    assert "PRIVATE KEY" not in caplog.text

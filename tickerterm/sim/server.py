@@ -24,6 +24,10 @@ from tickerterm.sim.faults import Faults
 from tickerterm.sim.market import DEFAULT_PRODUCTS, Market, ProductSpec, Step
 
 log = logging.getLogger(__name__)
+_wire_log = logging.getLogger("tickerterm.sim.wire")
+_wire_log.setLevel(logging.INFO)  # frames carry JWTs: never logged
+_wire_log = logging.getLogger("tickerterm.sim.wire")
+_wire_log.setLevel(logging.INFO)  # frames carry JWTs: never logged
 
 _HIGH_WATER = 5000
 """Frames queued for one connection beyond which the market waits (backpressure)."""
@@ -222,6 +226,7 @@ class SimServer:
             max_size=2**20,
             ping_interval=20,
             ping_timeout=20,
+            logger=_wire_log,
         )
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]

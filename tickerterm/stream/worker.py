@@ -46,6 +46,8 @@ from tickerterm.stream.policy import RateLimiter, RetryPolicy
 from tickerterm.venues.base import Subscriptions, VenueAdapter
 
 log = logging.getLogger(__name__)
+_wire_log = logging.getLogger("tickerterm.stream.wire")
+_wire_log.setLevel(logging.INFO)  # websockets logs frames (JWTs) and URLs (API keys) at DEBUG: never those
 
 Sink = Callable[[list[Event]], Awaitable[None] | None]
 
@@ -162,6 +164,7 @@ class Connection:
                     ping_timeout=20,
                     close_timeout=2,
                     user_agent_header="tickerterm",
+                    logger=_wire_log,
                 )
             except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
                 end = _End(None, f"connect failed: {_describe(exc)}")
