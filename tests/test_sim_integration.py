@@ -368,3 +368,27 @@ async def test_no_token_reaches_the_logs_even_at_debug(caplog: pytest.LogCapture
         _header, payload, signature = token.split(".")
         assert signature[-12:] not in caplog.text and payload[:16] not in caplog.text
     assert "PRIVATE KEY" not in caplog.text
+
+
+async def test_close_after_seconds() -> None:
+    async with make_sim() as sim:
+        sim.faults.close_code = 1001
+        sim.faults.close_after_seconds = 0.3
+        async with make_feed(sim, ["BTC-USD"], ["level2"]) as feed:
+            events = await take_until(
+                feed, lambda e: isinstance(e, Connected) and len(sim.all_connections) == 2
+            )
+            assert [(c.code, c.reason) for c in of(events, Closed)] == [(1001, "simulated close")]
+            await take_products(feed, BookResynced, ["BTC-USD"])
+
+
+async def test_as_fast_as_it_can_go() -> None:
+    async with make_sim(rate=0) as sim:
+        async with make_feed(sim, PRODUCTS, ["level2", "market_trades"]) as feed:
+            await take_until(
+                feed, lambda e: feed.store.book("coinbase", "BTC-USD").updates >= 2000, timeout=30
+            )
+            await settle(feed, sim, timeout=30)
+            for product in PRODUCTS:
+                assert_book_matches(feed, sim, product)
+            assert feed.store.health["coinbase"].gaps == 0
