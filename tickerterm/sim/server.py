@@ -302,6 +302,8 @@ class SimServer:
                     msg = None
                 if isinstance(msg, dict):
                     conn.received.append(msg)
+                    if len(conn.received) > 2000:  # bounded however long a standalone server runs
+                        del conn.received[:1000]
                 await conn.on_frame(msg)
                 if writer.done():
                     break

@@ -251,15 +251,15 @@ class CoinbaseParser(Parser):
                         recv_ts,
                         t["product_id"],
                         exch_ts,
-                        price=_opt(t, "price"),
-                        bid=_opt(t, "best_bid"),
-                        bid_size=_opt(t, "best_bid_quantity"),
-                        ask=_opt(t, "best_ask"),
-                        ask_size=_opt(t, "best_ask_quantity"),
-                        volume_24h=_opt(t, "volume_24_h"),
-                        low_24h=_opt(t, "low_24_h"),
-                        high_24h=_opt(t, "high_24_h"),
-                        change_pct_24h=_opt(t, "price_percent_chg_24_h"),
+                        price=_optnum(t, "price"),
+                        bid=_optnum(t, "best_bid"),
+                        bid_size=_optnum(t, "best_bid_quantity"),
+                        ask=_optnum(t, "best_ask"),
+                        ask_size=_optnum(t, "best_ask_quantity"),
+                        volume_24h=_optnum(t, "volume_24_h"),
+                        low_24h=_optnum(t, "low_24_h"),
+                        high_24h=_optnum(t, "high_24_h"),
+                        change_pct_24h=_optnum(t, "price_percent_chg_24_h", signed=True),
                     )
                 )
 
@@ -331,10 +331,10 @@ class CoinbaseParser(Parser):
                         _ORDER_SIDE[o["order_side"]],
                         str(o.get("order_type", "")),
                         str(o["status"]),
-                        _opt(o, "limit_price"),
-                        _opt(o, "cumulative_quantity"),
-                        _opt(o, "leaves_quantity"),
-                        _opt(o, "avg_price"),
+                        _optnum(o, "limit_price"),
+                        _optnum(o, "cumulative_quantity"),
+                        _optnum(o, "leaves_quantity"),
+                        _optnum(o, "avg_price"),
                         client_order_id=str(o.get("client_order_id", "")),
                         snapshot=snapshot,
                     )
@@ -363,6 +363,17 @@ def _opt(obj: dict[str, Any], key: str) -> str | None:
     if not isinstance(value, str):
         raise TypeError(f"{key}: expected a string")
     return value
+
+
+def _optnum(obj: dict[str, Any], key: str, *, signed: bool = False) -> str | None:
+    value = _opt(obj, key)
+    if value is None:
+        return None
+    if signed:
+        if not -_INF < float(value) < _INF:
+            raise ValueError(f"{key}: not a finite number")
+        return value
+    return _num(value)
 
 
 _INF = float("inf")
