@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 from tickerterm.core.events import Event
+from tickerterm.core.store import Store
 from tickerterm.sim import SimServer, simulator_class
 from tickerterm.sim.keys import generate_cdp_key
 from tickerterm.stream.feed import Feed
@@ -30,6 +31,7 @@ async def open_feed(
     policy: RetryPolicy | None = None,
     collect: bool = True,
     sink: Sink | None = None,
+    store: Store | None = None,
 ) -> AsyncIterator[Feed]:
     """A started ``Feed`` for ``venue``; with ``sim=True`` the venue is the built-in simulator on a
     loopback port (the feed's ``sim`` attribute), with a generated key for its test account."""
@@ -54,7 +56,7 @@ async def open_feed(
             urls["user"] = user_url
     try:
         adapter = cls(urls=urls, credentials=credentials)
-        feed = Feed(adapter, products, channels, policy=policy, collect=collect, sink=sink)
+        feed = Feed(adapter, products, channels, policy=policy, collect=collect, sink=sink, store=store)
         feed.sim = server  # type: ignore[attr-defined]
         async with feed:
             yield feed

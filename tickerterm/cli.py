@@ -71,6 +71,12 @@ def _sim_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--depth", type=int, default=2000, help="price levels per book side (default 2000)")
     g.add_argument(
+        "--warmup",
+        type=int,
+        default=6000,
+        help="market steps simulated before start, spread over the last hour (default 6000)",
+    )
+    g.add_argument(
         "--fault",
         action="append",
         default=[],
@@ -115,6 +121,10 @@ def feed_parser() -> argparse.ArgumentParser:
         help="consecutive failed connection attempts before giving up; -1 = never (default 10)",
     )
     p.add_argument("--heartbeats", action="store_true", help="also print heartbeat lines")
+    p.add_argument(
+        "--fps", type=_positive(float), default=10.0, help="dashboard redraws per second (default 10)"
+    )
+    p.add_argument("--light", action="store_true", help="light theme (NO_COLOR is respected)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr (-vv for debug)")
     _sim_options(p)
     return p
@@ -146,7 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns = feed_parser().parse_args(args)
         _logging(ns.verbose)
         plan = _plan(ns)
-        return asyncio.run(run_feed(ns, plan))
+        if ns.headless:
+            return asyncio.run(run_feed(ns, plan))
+        return run_dashboard(ns, plan)
     except KeyboardInterrupt:
         return 0
     except TickertermError as exc:
@@ -189,9 +201,58 @@ def _plan(ns: argparse.Namespace) -> dict[str, Any]:
     return {"products": products, "channels": channels, "faults": faults}
 
 
+def _sim_options_of(ns: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "seed": ns.seed,
+        "rate": ns.rate,
+        "depth": ns.depth,
+        "faults": plan["faults"],
+        "warmup": ns.warmup,
+    }
+
+
+def run_dashboard(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
+    from tickerterm.ui.app import TickertermApp  # textual loads only for the dashboard
+
+    adapter = venue_class(ns.venue)()
+    channels: dict[str, str] = {}
+    for name in plan["channels"]:  # the channels asked for first, then the venue's own per kind
+        channels.setdefault(adapter.channel(name).kind, name)
+    for kind in ("ticker", "book", "trades", "candles"):
+        spec = adapter.channel_for_kind(kind)
+        if spec is not None:
+            channels.setdefault(kind, spec.name)
+    policy = RetryPolicy(budget=None if ns.retries < 0 else ns.retries)
+
+    def opener(store: Store) -> Any:
+        return open_feed(
+            ns.venue,
+            plan["products"],
+            plan["channels"],
+            url=ns.url,
+            user_url=ns.user_url,
+            sim=ns.sim,
+            sim_options=_sim_options_of(ns, plan),
+            key_file=ns.key_file,
+            policy=policy,
+            collect=False,
+            store=store,
+        )
+
+    app = TickertermApp(
+        opener,
+        venue=adapter.name,
+        products=plan["products"],
+        channels=channels,
+        simulated=ns.sim,
+        fps=ns.fps,
+        light=ns.light,
+    )
+    app.run()
+    return 0
+
+
 async def run_feed(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
-    if not ns.headless:
-        sys.stderr.write("tickerterm: the dashboard is not built yet; streaming NDJSON (use --headless)\n")
     out = sys.stdout
     done = asyncio.Event()
     state = {"count": 0, "broken": False}
@@ -224,7 +285,7 @@ async def run_feed(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
     with contextlib.suppress(NotImplementedError):
         loop.add_signal_handler(signal.SIGTERM, done.set)
     policy = RetryPolicy(budget=None if ns.retries < 0 else ns.retries)
-    sim_options = {"seed": ns.seed, "rate": ns.rate, "depth": ns.depth, "faults": plan["faults"]}
+    sim_options = _sim_options_of(ns, plan)
     async with open_feed(
         ns.venue,
         plan["products"],
@@ -271,6 +332,7 @@ async def run_sim(ns: argparse.Namespace) -> int:
         "depth": ns.depth,
         "faults": faults,
         "timing": SimTiming(heartbeat=ns.heartbeat),
+        "warmup": ns.warmup,
     }
     if ns.write_key_file:
         key, public = generate_cdp_key("ES256")

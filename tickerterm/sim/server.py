@@ -178,6 +178,8 @@ class SimServer:
         faults: Faults | None = None,
         timing: SimTiming | None = None,
         clock: Callable[[], float] = time.time,
+        warmup: int = 0,
+        warmup_span: float = 3600.0,
     ) -> None:
         self.host = host
         self.port = port
@@ -199,6 +201,11 @@ class SimServer:
         self._running = asyncio.Event()
         self._running.set()
         self._connected = asyncio.Condition()
+        if warmup:  # a market with a past: recent trades and candles spread over the last warmup_span seconds
+            start = clock() - warmup_span
+            markets = list(self.markets.values())
+            for i in range(warmup):
+                markets[i % len(markets)].step(start + i * warmup_span / warmup)
 
     @property
     def url(self) -> str:

@@ -1,0 +1,330 @@
+"""The dashboard: five panels over the store, redrawn on a timer, driven from the keyboard.
+
+The stream worker writes to the store as fast as frames arrive; this app reads it on a timer (10 Hz
+by default) and re-renders only the panels whose data or view changed. Channel keys subscribe and
+unsubscribe on the running connection: the venue really receives the frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
+from decimal import Decimal
+from functools import partial
+from typing import Any, ClassVar, Protocol
+
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header
+
+from tickerterm.core.errors import TickertermError
+from tickerterm.core.store import Store
+from tickerterm.ui.screens import HelpScreen, ProductPicker
+from tickerterm.ui.widgets import (
+    INTERVAL_NAMES,
+    CandleChart,
+    DepthLadder,
+    HealthPanel,
+    Panel,
+    TickersTable,
+    TradeTape,
+    View,
+)
+
+PANEL_KINDS = ("ticker", "book", "trades", "candles")
+INTERVALS = (60, 300, 900, 3600)
+
+
+class FeedLike(Protocol):
+    """What the app needs of a feed (``tickerterm.Feed`` is one)."""
+
+    store: Store
+    products: list[str]
+
+    async def subscribe(self, channel: str, products: list[str] | None = None) -> None: ...
+
+    async def unsubscribe(self, channel: str, products: list[str] | None = None) -> None: ...
+
+    def subscriptions(self) -> dict[str, list[str]]: ...
+
+
+Opener = Callable[[Store], AbstractAsyncContextManager[FeedLike]]
+
+
+class TickertermApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "tickerterm"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("k", "toggle_channel('ticker')", "Ticker", id="channel.ticker"),
+        Binding("b", "toggle_channel('book')", "Book", id="channel.book"),
+        Binding("t", "toggle_channel('trades')", "Trades", id="channel.trades"),
+        Binding("c", "toggle_channel('candles')", "Candles", id="channel.candles"),
+        Binding("n,right_square_bracket", "next_product", "Next", id="product.next"),
+        Binding("p,left_square_bracket", "previous_product", "Prev", id="product.previous", show=False),
+        Binding("slash", "pick_product", "Find", id="product.pick"),
+        Binding("i", "cycle_interval", "Interval", id="chart.interval"),
+        Binding("g", "cycle_grouping", "Group", id="ladder.grouping"),
+        Binding("1", "focus_panel(1)", "Tickers", id="panel.tickers", show=False),
+        Binding("2", "focus_panel(2)", "Depth", id="panel.depth", show=False),
+        Binding("3", "focus_panel(3)", "Chart", id="panel.chart", show=False),
+        Binding("4", "focus_panel(4)", "Tape", id="panel.tape", show=False),
+        Binding("5", "focus_panel(5)", "Health", id="panel.health", show=False),
+        Binding("z", "toggle_maximize", "Max", id="panel.maximize"),
+        Binding("space", "toggle_pause", "Pause", id="display.pause"),
+        Binding("L", "toggle_light", "Light/dark", id="display.theme", show=False),
+        Binding("question_mark", "show_help", "Help", id="help"),
+        Binding("q", "quit", "Quit", id="quit"),
+    ]
+    KEYS: ClassVar[list[tuple[str, str]]] = [
+        ("k b t c", "subscribe / unsubscribe the ticker, book (level2), trades, candles channel"),
+        ("n or ]", "next product"),
+        ("p or [", "previous product"),
+        ("/", "find a product (fuzzy)"),
+        ("i", "candle interval: 1m, 5m, 15m, 1h"),
+        ("g", "ladder price grouping"),
+        ("1 2 3 4 5", "focus tickers, depth, chart, tape, health (on a small screen: show it)"),
+        ("tab, shift+tab", "next / previous panel"),
+        ("z", "maximise the focused panel (escape restores)"),
+        ("space", "pause / resume the display (data keeps flowing)"),
+        ("L", "light / dark theme"),
+        ("ctrl+p", "command palette: every action"),
+        ("?", "this help"),
+        ("q", "quit"),
+    ]
+
+    def __init__(
+        self,
+        opener: Opener,
+        *,
+        venue: str,
+        products: list[str],
+        channels: dict[str, str],
+        simulated: bool = False,
+        fps: float = 10.0,
+        clock: Callable[[], float] = time.time,
+        light: bool = False,
+        store: Store | None = None,
+    ) -> None:
+        super().__init__()
+        self.opener = opener
+        self.clock = clock
+        self.store = store or Store(clock=clock)
+        self.view = View(venue=venue, products=list(products), channels=dict(channels), simulated=simulated)
+        self.fps = fps
+        self.feed: FeedLike | None = None
+        self.feed_ready = asyncio.Event()
+        self.paused = False
+        self.ticks = 0
+        self._light = light
+        self._grouping_steps: list[str | None] = [None]
+        self.sub_title = self._subtitle()
+
+    # --- layout ----------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False, icon="≋")
+        yield TickersTable(id="tickers")
+        with Horizontal(id="middle"):
+            yield DepthLadder(id="ladder")
+            yield CandleChart(id="chart")
+            with Vertical(id="side"):
+                yield TradeTape(id="tape")
+                yield HealthPanel(id="health")
+        yield Footer(compact=True)
+
+    @property
+    def panels(self) -> list[Panel]:
+        return list(self.query(Panel))
+
+    def on_mount(self) -> None:
+        if self._light:
+            self.theme = "textual-light"
+        self._layout_for(self.size.width, self.size.height)
+        self.run_worker(
+            self._run_feed(), name=f"stream:{self.view.venue}", group="streams", exit_on_error=False
+        )
+        self.set_interval(1.0 / self.fps, self.render_tick, name="render-tick")
+        self.query_one("#ladder").focus()
+        self.render_tick(force=True)
+
+    def on_resize(self) -> None:
+        self._layout_for(self.size.width, self.size.height)
+        self.render_tick(force=True)
+
+    def _layout_for(self, width: int, height: int) -> None:
+        self.screen.set_class(width < 110 or height < 30, "-narrow")
+
+    def _subtitle(self) -> str:
+        parts = [self.view.venue]
+        if self.view.simulated:
+            parts.append("SIMULATED")
+        if self.paused:
+            parts.append("PAUSED")
+        return " · ".join(parts)
+
+    # --- data --------------------------------------------------------------------------------
+
+    async def _run_feed(self) -> None:
+        try:
+            async with self.opener(self.store) as feed:
+                self.feed = feed
+                self.view.subscriptions = feed.subscriptions()
+                self.view.changed()
+                self.feed_ready.set()
+                await asyncio.Event().wait()  # until the app exits and cancels this worker
+        except TickertermError as exc:
+            self.notify(str(exc), title="feed", severity="error", timeout=30)
+
+    def render_tick(self, force: bool = False) -> None:
+        """Pull the store into the panels that changed (the timer calls this ``fps`` times a second)."""
+        if self.paused and not force:
+            return
+        self.ticks += 1
+        if self.feed is not None:
+            subs = self.feed.subscriptions()
+            if subs != self.view.subscriptions:
+                self.view.subscriptions = subs
+                self.view.changed()
+        now = self.clock()
+        with self.batch_update():
+            for panel in self.panels:
+                if panel.display and (panel.region.width or force):
+                    panel.sync(self.store, self.view, now, force=force)
+
+    # --- actions -----------------------------------------------------------------------------
+
+    async def action_toggle_channel(self, kind: str) -> None:
+        channel = self.view.channels.get(kind)
+        if channel is None or self.feed is None:
+            self.notify(f"{kind}: not available on {self.view.venue}", severity="warning")
+            return
+        try:
+            if self.view.channel_on(kind):
+                await self.feed.unsubscribe(channel)
+                self.notify(f"{channel} off", timeout=2)
+            else:
+                await self.feed.subscribe(channel, list(self.view.products))
+                self.notify(f"{channel} on", timeout=2)
+        except TickertermError as exc:
+            self.notify(str(exc), severity="error")
+        self.view.subscriptions = self.feed.subscriptions()
+        self.view.changed()
+        self.render_tick(force=True)
+
+    def _select(self, index: int) -> None:
+        if not self.view.products:
+            return
+        self.view.selected = index % len(self.view.products)
+        self._grouping_steps = [None]
+        self.view.grouping = None
+        self.view.changed()
+        self.render_tick(force=True)
+
+    def action_next_product(self) -> None:
+        self._select(self.view.selected + 1)
+
+    def action_previous_product(self) -> None:
+        self._select(self.view.selected - 1)
+
+    def action_pick_product(self) -> None:
+        def picked(product: str | None) -> None:
+            if product in self.view.products:
+                self._select(self.view.products.index(product))
+
+        self.push_screen(ProductPicker(self.view.products), picked)
+
+    def action_cycle_interval(self) -> None:
+        i = INTERVALS.index(self.view.interval) if self.view.interval in INTERVALS else 0
+        self.view.interval = INTERVALS[(i + 1) % len(INTERVALS)]
+        self.view.changed()
+        self.render_tick(force=True)
+        self.notify(f"candles {INTERVAL_NAMES[self.view.interval]}", timeout=2)
+
+    def action_cycle_grouping(self) -> None:
+        if self._grouping_steps == [None]:
+            self._grouping_steps = grouping_steps(self.store, self.view.venue, self.view.product)
+        steps = self._grouping_steps
+        i = steps.index(self.view.grouping) if self.view.grouping in steps else 0
+        self.view.grouping = steps[(i + 1) % len(steps)]
+        self.view.changed()
+        self.render_tick(force=True)
+
+    def action_focus_panel(self, n: int) -> None:
+        ids = ["tickers", "ladder", "chart", "tape", "health"]
+        panel = self.query_one(f"#{ids[n - 1]}", Panel)
+        screen = self.screen
+        screen.set_class(n == 3, "-view-chart")
+        screen.set_class(n == 5, "-view-health")
+        panel.focus()
+        self.render_tick(force=True)
+
+    def action_toggle_maximize(self) -> None:
+        screen = self.screen
+        if screen.maximized is not None:
+            screen.minimize()
+        elif isinstance(self.focused, Panel):
+            screen.maximize(self.focused)
+        self.call_after_refresh(self.render_tick, True)
+
+    def action_toggle_pause(self) -> None:
+        self.paused = not self.paused
+        self.sub_title = self._subtitle()
+        if not self.paused:
+            self.render_tick(force=True)
+
+    def action_toggle_light(self) -> None:
+        self.theme = "textual-dark" if self.theme == "textual-light" else "textual-light"
+
+    def action_show_help(self) -> None:
+        self.push_screen(HelpScreen(self.KEYS))
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for binding in self.BINDINGS:
+            assert isinstance(binding, Binding)
+            if binding.id in ("quit", "help"):
+                continue
+            title = _COMMAND_TITLES.get(binding.id or "", binding.description)
+            yield SystemCommand(
+                title, f"key: {binding.key.replace('_', ' ')}", partial(self.run_action, binding.action)
+            )
+        yield SystemCommand("Help: every key", "key: ?", self.action_show_help)
+
+
+_COMMAND_TITLES = {
+    "channel.ticker": "Toggle the ticker channel",
+    "channel.book": "Toggle the book (level2) channel",
+    "channel.trades": "Toggle the trades channel",
+    "channel.candles": "Toggle the candles channel",
+    "product.next": "Next product",
+    "product.previous": "Previous product",
+    "product.pick": "Find a product",
+    "chart.interval": "Next candle interval",
+    "ladder.grouping": "Next ladder grouping",
+    "panel.tickers": "Focus the tickers",
+    "panel.depth": "Focus the depth ladder",
+    "panel.chart": "Focus / show the candle chart",
+    "panel.tape": "Focus the trade tape",
+    "panel.health": "Focus / show connection health",
+    "panel.maximize": "Maximise or restore the focused panel",
+    "display.pause": "Pause or resume the display",
+    "display.theme": "Light or dark theme",
+}
+
+
+def grouping_steps(store: Store, venue: str, product: str) -> list[str | None]:
+    """None (every level) then three price steps sized to the product's price (e.g. 1, 10, 100 for
+    BTC at 64000)."""
+    book = store.books.get((venue, product))
+    best = (book.best_bid or book.best_ask) if book is not None else None
+    if best is None:
+        return [None]
+    price = Decimal(best[0])
+    if price <= 0:
+        return [None]
+    exponent = price.adjusted()
+    return [None, *(format(Decimal(1).scaleb(exponent - k), "f") for k in (4, 3, 2))]

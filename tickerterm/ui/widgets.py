@@ -1,0 +1,559 @@
+"""The five panels. Each is one rendered widget (no DataTable: a single render per tick is far cheaper
+over SSH) that the app's render tick asks to ``sync`` from the store; a panel re-renders only when the
+store's version counter for its data, or the view, changed."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar
+
+from rich.console import RenderableType
+from rich.style import Style
+from rich.table import Table
+from rich.text import Text
+from textual.widgets import Static
+
+from tickerterm.core.candles import Bar
+from tickerterm.core.health import ConnectionHealth, close_meaning
+from tickerterm.core.store import Store
+
+INTERVAL_NAMES = {60: "1m", 300: "5m", 900: "15m", 3600: "1h"}
+
+
+@dataclass(slots=True)
+class View:
+    """What the user chose to look at; panels re-render when it changes."""
+
+    venue: str
+    products: list[str]
+    selected: int = 0
+    interval: int = 300
+    grouping: str | None = None
+    subscriptions: dict[str, list[str]] = field(default_factory=dict)
+    channels: dict[str, str] = field(default_factory=dict)
+    """Panel kind (``ticker``, ``book``, ``trades``, ``candles``) -> the venue's channel name."""
+    simulated: bool = False
+    version: int = 0
+
+    @property
+    def product(self) -> str:
+        return self.products[self.selected] if self.products else ""
+
+    def channel_on(self, kind: str) -> bool:
+        name = self.channels.get(kind)
+        return bool(name and name in self.subscriptions and (self.subscriptions[name] or kind == "heartbeat"))
+
+    def changed(self) -> None:
+        self.version += 1
+
+
+class Panel(Static, can_focus=True):
+    """A focusable panel with a border title; ``sync`` re-renders it when its inputs changed."""
+
+    DEFAULT_CSS = """
+    Panel { border: round $panel; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    Panel:focus { border: round $primary; }
+    """
+    kind: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    key: ClassVar[str] = ""
+    min_interval: ClassVar[float] = 0.0
+    """Shortest time between two renders, seconds (the chart is expensive)."""
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__("", id=id, classes=classes)
+        self._stamp: tuple[Any, ...] | None = None
+        self._last_render = 0.0
+        self.renders = 0
+        """How many times the panel re-rendered (tests and benchmarks read it)."""
+        self.border_title = f"{self.key} {self.title}" if self.key else self.title
+
+    def stamp(self, store: Store, view: View, now: float) -> tuple[Any, ...]:
+        """What the panel's content depends on; a new value means re-render."""
+        return (view.version,)
+
+    def sync(self, store: Store, view: View, now: float, force: bool = False) -> bool:
+        stamp = (*self.stamp(store, view, now), self.size.width, self.size.height)
+        if not force and stamp == self._stamp:
+            return False
+        if not force and self.min_interval and now - self._last_render < self.min_interval:
+            return False
+        self._stamp = stamp
+        self._last_render = now
+        self.renders += 1
+        self.update(self.render_panel(store, view, now))
+        return True
+
+    def render_panel(self, store: Store, view: View, now: float) -> RenderableType:
+        raise NotImplementedError
+
+    def off_message(self, view: View, kind: str, key: str) -> Text | None:
+        if view.channel_on(kind):
+            return None
+        name = view.channels.get(kind, kind)
+        return Text(f"{name} is off — press {key} to subscribe", style="dim italic")
+
+
+# --- tickers --------------------------------------------------------------------------------------
+
+
+class TickersTable(Panel):
+    """Every product: last, 24h change, best bid/ask, spread, 24h volume; the selected one marked."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"tickers--up", "tickers--down", "tickers--selected"}
+    DEFAULT_CSS = """
+    TickersTable { height: auto; }
+    TickersTable > .tickers--up { color: $success; text-style: bold; }
+    TickersTable > .tickers--down { color: $error; text-style: bold; }
+    TickersTable > .tickers--selected { text-style: bold; }
+    """
+    kind = "ticker"
+    title = "Tickers"
+    key = "1"
+    FLASH = 0.6
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self._last: dict[str, tuple[float, float, int]] = {}  # product -> (price, changed at, direction)
+
+    def stamp(self, store: Store, view: View, now: float) -> tuple[Any, ...]:
+        flashing = any(now - t < self.FLASH for _, t, _ in self._last.values())
+        # best bid/ask come from the books when they are trusted, so book changes count too
+        return (view.version, store.tickers_version, store.books_version, flashing)
+
+    def render_panel(self, store: Store, view: View, now: float) -> RenderableType:
+        narrow = self.size.width < 84
+        table = Table(box=None, expand=True, padding=(0, 1), show_edge=False, header_style="bold")
+        table.add_column("", width=1, no_wrap=True)
+        table.add_column("Product", no_wrap=True)
+        table.add_column("Last", justify="right", no_wrap=True)
+        if not narrow:
+            table.add_column("24h Δ", justify="right", no_wrap=True)
+        table.add_column("24h %", justify="right", no_wrap=True)
+        table.add_column("Bid", justify="right", no_wrap=True)
+        table.add_column("Ask", justify="right", no_wrap=True)
+        if not narrow:
+            table.add_column("Spread", justify="right", no_wrap=True)
+        table.add_column("Vol 24h", justify="right", no_wrap=True)
+        up = self.get_component_rich_style("tickers--up", partial=True)
+        down = self.get_component_rich_style("tickers--down", partial=True)
+        selected = self.get_component_rich_style("tickers--selected", partial=True)
+        for i, product in enumerate(view.products):
+            tick = store.tickers.get((view.venue, product))
+            book = store.books.get((view.venue, product))
+            price = tick.price if tick else None
+            last = Text(price or "—")
+            if price is not None:
+                value = float(price)
+                prev = self._last.get(product)
+                if prev is None:
+                    self._last[product] = (value, 0.0, 0)
+                elif value != prev[0]:
+                    self._last[product] = (value, now, 1 if value > prev[0] else -1)
+                _, at, direction = self._last[product]
+                if now - at < self.FLASH and direction:
+                    last = Text(
+                        ("▲ " if direction > 0 else "▼ ") + price, style=up if direction > 0 else down
+                    )
+            pct = tick.change_pct_24h if tick else None
+            change = _change(price, pct)
+            pct_text = Text(
+                f"{_signed(pct)}%" if pct else "—",
+                style=up
+                if pct and not pct.startswith("-") and float(pct)
+                else down
+                if pct and pct.startswith("-")
+                else "",
+            )
+            bid = (book.best_bid[0] if book and book.state == "ok" and book.best_bid else None) or (
+                tick.bid if tick else None
+            )
+            ask = (book.best_ask[0] if book and book.state == "ok" and book.best_ask else None) or (
+                tick.ask if tick else None
+            )
+            spread = book.spread() if book and book.state == "ok" else _diff(ask, bid)
+            row: list[RenderableType] = [
+                "▶" if i == view.selected else " ",
+                Text(product, style=selected if i == view.selected else ""),
+            ]
+            row.append(last)
+            if not narrow:
+                row.append(change or "—")
+            row += [pct_text, bid or "—", ask or "—"]
+            if not narrow:
+                row.append(spread or "—")
+            row.append(_short(tick.volume_24h) if tick and tick.volume_24h else "—")
+            table.add_row(*row)
+        if not view.channel_on("ticker"):
+            table.caption = "ticker is off — press k to subscribe"
+        return table
+
+
+def _change(price: str | None, pct: str | None) -> str | None:
+    """The absolute 24h change implied by the last price and the venue's percent, at the price's precision."""
+    if not price or not pct:
+        return None
+    try:
+        p, c = Decimal(price), Decimal(pct)
+        opened = p / (1 + c / 100)
+        delta = (p - opened).quantize(Decimal(1).scaleb(p.as_tuple().exponent))  # type: ignore[arg-type]
+    except (InvalidOperation, ZeroDivisionError):
+        return None
+    return _signed(str(delta))
+
+
+def _signed(text: str | None) -> str:
+    if not text:
+        return ""
+    return text if text.startswith("-") else f"+{text}"
+
+
+def _diff(a: str | None, b: str | None) -> str | None:
+    if not a or not b:
+        return None
+    return format(Decimal(a) - Decimal(b), "f")
+
+
+def _short(volume: str) -> str:
+    """Volume with a k/M suffix (display only; the exact figure is in the NDJSON output)."""
+    try:
+        v = float(volume)
+    except ValueError:
+        return volume
+    for unit, size in (("M", 1e6), ("k", 1e3)):
+        if v >= size:
+            return f"{v / size:.2f}{unit}"
+    return f"{v:.4g}"
+
+
+# --- trade tape -----------------------------------------------------------------------------------
+
+
+class TradeTape(Panel):
+    """The selected product's trades, newest first; the aggressor side in colour and as a marker."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"trade-tape--buy", "trade-tape--sell", "trade-tape--large"}
+    DEFAULT_CSS = """
+    TradeTape { height: 1fr; }
+    TradeTape > .trade-tape--buy { color: $success; }
+    TradeTape > .trade-tape--sell { color: $error; }
+    TradeTape > .trade-tape--large { text-style: bold reverse; }
+    """
+    kind = "trades"
+    title = "Trades"
+    key = "4"
+
+    def stamp(self, store: Store, view: View, now: float) -> tuple[Any, ...]:
+        tape = store.tapes.get((view.venue, view.product))
+        return (view.version, id(tape), tape[-1].trade_id if tape else None, len(tape) if tape else 0)
+
+    def render_panel(self, store: Store, view: View, now: float) -> RenderableType:
+        off = self.off_message(view, "trades", "t")
+        if off is not None:
+            return off
+        tape = store.tapes.get((view.venue, view.product))
+        if not tape:
+            return Text(f"waiting for {view.product} trades…", style="dim")
+        rows = max(1, self.size.height)
+        trades = list(tape)[-rows:][::-1]
+        sizes = sorted(float(t.size) for t in tape)
+        large = sizes[int(len(sizes) * 0.95)] if len(sizes) >= 20 else math.inf
+        buy = self.get_component_rich_style("trade-tape--buy", partial=True)
+        sell = self.get_component_rich_style("trade-tape--sell", partial=True)
+        big = self.get_component_rich_style("trade-tape--large", partial=True)
+        pw = max(len(t.price) for t in trades)
+        sw = max(len(t.size) for t in trades)
+        out = Text(no_wrap=True, overflow="ellipsis")
+        for t in trades:
+            ts = t.exch_ts if t.exch_ts is not None else t.recv_ts
+            clock = time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
+            marker = "B▲" if t.side == "buy" else "S▼"
+            style = buy if t.side == "buy" else sell
+            if float(t.size) >= large:
+                style = style + big
+            out.append(f"{clock} ", style="dim")
+            out.append(f"{marker} {t.price:>{pw}} {t.size:>{sw}}", style=style)
+            out.append("\n")
+        out.rstrip()
+        return out
+
+
+# --- depth ladder ---------------------------------------------------------------------------------
+
+
+class DepthLadder(Panel):
+    """Top N asks over top N bids with cumulative-size bars, spread and mid; says so when the book is
+    not trustworthy and never draws a broken book as if it were good."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "depth-ladder--bid",
+        "depth-ladder--ask",
+        "depth-ladder--warning",
+    }
+    DEFAULT_CSS = """
+    DepthLadder { height: 1fr; }
+    DepthLadder > .depth-ladder--bid { color: $success; }
+    DepthLadder > .depth-ladder--ask { color: $error; }
+    DepthLadder > .depth-ladder--warning { color: $warning; text-style: bold reverse; }
+    DepthLadder.-unsafe { border: round $warning; }
+    """
+    kind = "book"
+    title = "Depth"
+    key = "2"
+
+    def stamp(self, store: Store, view: View, now: float) -> tuple[Any, ...]:
+        book = store.books.get((view.venue, view.product))
+        return (view.version, id(book), book.version if book else -1, book.state if book else None)
+
+    def render_panel(self, store: Store, view: View, now: float) -> RenderableType:
+        book = store.books.get((view.venue, view.product))
+        self.set_class(book is not None and book.state in ("unsafe", "resyncing"), "-unsafe")
+        group = f" ·{view.grouping}" if view.grouping else ""
+        self.border_title = f"{self.key} {self.title} {view.product}{group}"
+        off = self.off_message(view, "book", "b")
+        if off is not None:
+            return off
+        if book is None or book.state == "empty":
+            return Text(f"waiting for the {view.product} snapshot…", style="dim")
+        height = max(3, self.size.height)
+        width = max(20, self.size.width)
+        n = max(1, (height - 2) // 2)
+        if view.grouping:
+            bids, asks = book.grouped(view.grouping, n)
+        else:
+            bids, asks = book.top(n)
+        out = Text(no_wrap=True, overflow="ellipsis")
+        warning = self.get_component_rich_style("depth-ladder--warning", partial=True)
+        trusted = book.state == "ok"
+        if not trusted:
+            label = "UNSAFE" if book.state == "unsafe" else "RESYNCING"
+            reason = f": {book.reason}" if book.reason else ""
+            out.append(f" {label}{reason} ".ljust(width)[:width], style=warning)
+            out.append("\n")
+            n = max(1, n - 1)
+            bids, asks = bids[:n], asks[:n]
+        bid_style = self.get_component_rich_style("depth-ladder--bid", partial=True)
+        ask_style = self.get_component_rich_style("depth-ladder--ask", partial=True)
+        if not trusted:
+            bid_style = ask_style = Style(dim=True, strike=True)
+        cum_bids = _cumulative(bids)
+        cum_asks = _cumulative(asks)
+        top = max(cum_bids[-1] if cum_bids else 0.0, cum_asks[-1] if cum_asks else 0.0) or 1.0
+        pw = max((len(p) for p, _ in bids + asks), default=1)
+        sw = max((len(s) for _, s in bids + asks), default=1)
+        bar_width = max(0, width - pw - sw - 3)
+        for (price, size), cum in reversed(list(zip(asks, cum_asks, strict=True))):
+            out.append(f"{price:>{pw}} {size:>{sw}} ", style=ask_style)
+            out.append(_bar(cum / top, bar_width), style=ask_style)
+            out.append("\n")
+        spread, mid = book.spread(), book.mid()
+        middle = f"spread {spread}  mid {mid}" if spread is not None else "one-sided book"
+        out.append(middle.center(width)[:width], style="bold" if trusted else Style(dim=True))
+        for (price, size), cum in zip(bids, cum_bids, strict=True):
+            out.append("\n")
+            out.append(f"{price:>{pw}} {size:>{sw}} ", style=bid_style)
+            out.append(_bar(cum / top, bar_width), style=bid_style)
+        return out
+
+
+def _cumulative(levels: Sequence[tuple[str, str]]) -> list[float]:
+    total = 0.0
+    out = []
+    for _, size in levels:
+        total += float(size)
+        out.append(total)
+    return out
+
+
+_EIGHTHS = " ▏▎▍▌▋▊▉"
+
+
+def _bar(fraction: float, width: int) -> str:
+    """A horizontal bar ``fraction`` of ``width`` cells long, in eighths of a cell."""
+    cells = max(0.0, min(1.0, fraction)) * width
+    full = int(cells)
+    part = _EIGHTHS[int((cells - full) * 8)] if full < width else ""
+    return ("█" * full + part.strip()).ljust(width)
+
+
+# --- candle chart ---------------------------------------------------------------------------------
+
+
+class CandleChart(Panel):
+    """OHLC candles with volume for the selected product (the venue's candles where it sends them for
+    the interval, else built from trades). Redrawn at most once a second: plotext is expensive."""
+
+    DEFAULT_CSS = """
+    CandleChart { height: 1fr; }
+    """
+    kind = "candles"
+    title = "Candles"
+    key = "3"
+    min_interval = 1.0
+
+    def stamp(self, store: Store, view: View, now: float) -> tuple[Any, ...]:
+        return (view.version, store.candles_version)
+
+    def render_panel(self, store: Store, view: View, now: float) -> RenderableType:
+        name = INTERVAL_NAMES.get(view.interval, f"{view.interval}s")
+        key = (view.venue, view.product)
+        venue_series = store.venue_candles.get(key, {}).get(view.interval)
+        series = store.candle_series(view.venue, view.product, view.interval)
+        source = "venue" if series is not None and series is venue_series else "from trades"
+        self.border_title = f"{self.key} {self.title} {view.product} {name} ({source})"
+        if series is None or not len(series):
+            hint = "" if view.channel_on("trades") or view.channel_on("candles") else " — press t or c"
+            return Text(f"no {name} candles yet for {view.product}{hint}", style="dim")
+        width, height = max(20, self.size.width), max(8, self.size.height)
+        bars = list(series.bars)[-max(2, (width - 12) // 2) :]
+        return Text.from_ansi(_plot(bars, width, height))
+
+
+def _plot(bars: list[Bar], width: int, height: int) -> str:
+    from plotext._figure import _figure_class
+
+    fig = _figure_class()  # our own instance: never plotext's global state
+    vol_height = 5 if height >= 14 else 0
+    xs = list(range(len(bars)))
+    if vol_height:
+        fig.subplots(2, 1)
+        fig.plotsize(width, height)
+        top = fig.subplot(1, 1)
+        top.plotsize(width, height - vol_height)
+    else:
+        fig.plotsize(width, height)
+        top = fig
+    top.theme("clear")
+    top.candlestick(
+        xs,
+        {
+            "Open": [float(b.open) for b in bars],
+            "Close": [float(b.close) for b in bars],
+            "High": [float(b.high) for b in bars],
+            "Low": [float(b.low) for b in bars],
+        },
+    )
+    labels = _time_ticks(bars)
+    top.xticks([]) if vol_height else top.xticks(*labels)
+    if vol_height:
+        bottom = fig.subplot(2, 1)
+        bottom.plotsize(width, vol_height)
+        bottom.theme("clear")
+        bottom.bar(xs, [float(b.volume) for b in bars], width=0.6, marker="sd")
+        bottom.xticks(*labels)
+    text: str = fig.build()
+    return text
+
+
+def _time_ticks(bars: list[Bar]) -> tuple[list[int], list[str]]:
+    step = max(1, len(bars) // 4)
+    idx = list(range(0, len(bars), step))
+    return idx, [time.strftime("%H:%M", time.localtime(bars[i].start)) for i in idx]
+
+
+# --- connection health ----------------------------------------------------------------------------
+
+
+class HealthPanel(Panel):
+    """Per connection: state, uptime, retries and next retry, last close code with reason and meaning,
+    gaps and the last gap, messages/s, last-message age, latency, subscriptions."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"health--ok", "health--bad", "health--warn"}
+    DEFAULT_CSS = """
+    HealthPanel { height: auto; }
+    HealthPanel > .health--ok { color: $success; }
+    HealthPanel > .health--bad { color: $error; text-style: bold; }
+    HealthPanel > .health--warn { color: $warning; }
+    """
+    kind = "health"
+    title = "Health"
+    key = "5"
+
+    def stamp(self, store: Store, view: View, now: float) -> tuple[Any, ...]:
+        return (view.version, store.health_version, int(now * 2))  # ages and rates tick twice a second
+
+    def render_panel(self, store: Store, view: View, now: float) -> RenderableType:
+        ok = self.get_component_rich_style("health--ok", partial=True)
+        bad = self.get_component_rich_style("health--bad", partial=True)
+        warn = self.get_component_rich_style("health--warn", partial=True)
+        out = Text(no_wrap=True, overflow="ellipsis")
+        if not store.health:
+            return Text("no connection yet", style="dim")
+        for n, h in enumerate(sorted(store.health.values(), key=lambda h: h.conn)):
+            if n:
+                out.append("\n")
+            _health_lines(out, h, now, ok, bad, warn)
+        return out
+
+
+_STATE_STYLE = {
+    "subscribed": "ok",
+    "connected": "ok",
+    "connecting": "warn",
+    "retrying": "warn",
+    "closed": "warn",
+    "stale": "bad",
+    "gave_up": "bad",
+    "idle": "warn",
+}
+
+
+def _health_lines(out: Text, h: ConnectionHealth, now: float, ok: Style, bad: Style, warn: Style) -> None:
+    style = {"ok": ok, "warn": warn, "bad": bad}[_STATE_STYLE.get(h.state, "warn")]
+    out.append("● ", style=style)
+    out.append(f"{h.conn} ", style="bold")
+    out.append(h.state.upper().replace("_", " "), style=style)
+    uptime = h.uptime(now)
+    if uptime is not None:
+        out.append(f"  up {_duration(uptime)}")
+    out.append(f"  retries {h.retries}")
+    if h.next_retry_at is not None and h.state == "retrying":
+        out.append(f" (next in {max(0.0, h.next_retry_at - now):.1f}s, attempt {h.attempt})", style=warn)
+    out.append("\n")
+    rate = h.rate(now)
+    age = h.last_message_age(now)
+    lat = h.latency()
+    out.append(f"  {rate:,.0f} msg/s  age {_age(age)}")
+    if lat is not None:
+        out.append(f"  latency p50 {lat[0]:.0f}ms p99 {lat[1]:.0f}ms")
+    out.append("\n")
+    if h.last_close_code is not None or h.last_close_reason:
+        code = h.last_close_code if h.last_close_code is not None else "—"
+        out.append(f"  last close {code}: {close_meaning(h.last_close_code)}", style=warn)
+        if h.last_close_reason and h.last_close_reason != close_meaning(h.last_close_code):
+            out.append(f" ({h.last_close_reason})")
+        out.append("\n")
+    out.append(f"  gaps {h.gaps}", style=bad if h.gaps else "")
+    if h.last_gap is not None:
+        out.append(
+            f" (last: expected {h.last_gap.expected}, got {h.last_gap.received}, "
+            f"{_age(now - h.last_gap.at)} ago)"
+        )
+    out.append(f"  malformed {h.malformed}  unknown {h.unknown}  stale {h.stale_count}")
+    if h.gave_up_reason:
+        out.append("\n")
+        out.append(f"  gave up: {h.gave_up_reason}", style=bad)
+    elif h.errors:
+        out.append("\n")
+        out.append(f"  venue error: {h.errors[-1][1]}", style=warn)
+    subs = {c: p for c, p in h.subscriptions.items() if c != "heartbeats"}
+    if subs:
+        out.append("\n")
+        out.append(
+            "  subs " + "; ".join(f"{c} {','.join(p)}" if p else c for c, p in subs.items()), style="dim"
+        )
+
+
+def _duration(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    return f"{seconds:.1f}s" if seconds < 60 else _duration(seconds)
