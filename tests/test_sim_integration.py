@@ -392,3 +392,40 @@ async def test_as_fast_as_it_can_go() -> None:
             for product in PRODUCTS:
                 assert_book_matches(feed, sim, product)
             assert feed.store.health["coinbase"].gaps == 0
+
+
+async def test_slow_snapshot_keeps_the_book_resyncing_with_its_reason(sim: CoinbaseSim) -> None:
+    sim.faults.snapshot_delay = 0.5
+    async with make_feed(sim, ["BTC-USD"], ["level2"]) as feed:
+        await take_until(feed, lambda e: feed.store.book("coinbase", "BTC-USD").updates >= 5)
+        sim.faults.drop_next = 1
+        events = await take_until(feed, lambda e: isinstance(e, BookResyncing))
+        gap = of(events, Gap)[0]
+        book = feed.store.book("coinbase", "BTC-USD")
+        assert (book.state, book.reason) == (
+            "resyncing",
+            f"sequence gap: expected {gap.expected}, got {gap.received}",
+        )
+        events = await take_until(feed, lambda e: isinstance(e, BookResynced))
+        assert book.state == "ok"
+        assert events[-1].recv_ts - of(events, Heartbeat)[0].recv_ts > 0.3  # heartbeats flowed meanwhile
+
+
+async def test_unsubscribed_book_is_not_revived_by_frames_in_flight() -> None:
+    async with make_sim(rate=0) as sim:  # as fast as it goes: updates are always in flight
+        async with make_feed(sim, PRODUCTS, ["level2"]) as feed:
+            await take_until(
+                feed, lambda e: feed.store.book("coinbase", "ETH-USD").updates >= 200, timeout=20
+            )
+            await feed.unsubscribe("level2", ["ETH-USD"])
+            await take_until(
+                feed, lambda e: isinstance(e, Subscribed) and e.subscriptions["level2"] == ["BTC-USD"]
+            )
+            updates = feed.store.book("coinbase", "BTC-USD").updates
+            events = await take_until(
+                feed, lambda e: feed.store.book("coinbase", "BTC-USD").updates >= updates + 200, timeout=20
+            )
+            assert ("coinbase", "ETH-USD") not in feed.store.books
+            assert not [e for e in events if getattr(e, "product", None) == "ETH-USD"]
+            level2 = [m for m in sim.all_connections[0].received if m.get("channel") == "level2"]
+            assert level2[-1] == {"type": "unsubscribe", "product_ids": ["ETH-USD"], "channel": "level2"}

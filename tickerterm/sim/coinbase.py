@@ -10,6 +10,7 @@ private channels; the 5-second subscribe deadline.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from decimal import Decimal
@@ -49,6 +50,7 @@ class CoinbaseSimConnection(SimConnection):
         self.pending_trades: list[tuple[str, SimTrade]] = []
         self.heartbeat_counter = 0
         self.key_name: str | None = None
+        self.snapshotted: set[str] = set()
 
     # --- framing ---------------------------------------------------------------------------
 
@@ -131,8 +133,14 @@ class CoinbaseSimConnection(SimConnection):
             return False
         return True
 
-    def _subscribe(self, channel: str, products: list[str]) -> None:
+    def _subscribe(self, channel: str, products: list[str], *, late: bool = False) -> None:
         server = self.server
+        delay = server.faults.snapshot_delay
+        if channel == "level2" and delay > 0 and not late and any(p in self.snapshotted for p in products):
+            # a slow venue: the book comes back only after a while (the product is not live until then)
+            again = [p for p in products if p in self.snapshotted]
+            products = [p for p in products if p not in self.snapshotted]
+            asyncio.get_running_loop().call_later(delay, self._late_subscribe, again)
         if channel in ("heartbeats", "futures_balance_summary"):
             self.subs.setdefault(channel, {})
             new: list[str] = []
@@ -145,6 +153,7 @@ class CoinbaseSimConnection(SimConnection):
                 have[p] = None
         now = server.clock()
         if channel == "level2":
+            self.snapshotted.update(new)
             for p in new:
                 bids, asks = server.markets[p].snapshot_levels()
                 ts = rfc3339(now)
@@ -173,6 +182,12 @@ class CoinbaseSimConnection(SimConnection):
         elif channel == "futures_balance_summary":
             self.emit(channel, [{"type": "snapshot", "fcm_balance_summary": server.balance_summary()}])
         self._ack()
+
+    def _late_subscribe(self, products: list[str]) -> None:
+        if not self.closing:
+            self._subscribe(
+                "level2", [p for p in products if p not in self.subs.get("level2", {})], late=True
+            )
 
     def _unsubscribe(self, channel: str, products: list[str] | None) -> None:
         have = self.subs.get(channel)

@@ -32,6 +32,8 @@ class Faults:
     """Stop sending anything (heartbeats too) after N frames; the socket stays open."""
     stall_connections: int = 1
     """How many connections the stall fault freezes before it is spent (0 = every connection)."""
+    snapshot_delay: float = 0.0
+    """Seconds a venue that resends a book snapshot (a resubscribe on the same connection) takes to do it."""
 
     @classmethod
     def parse(cls, specs: list[str]) -> Faults:

@@ -28,7 +28,9 @@ from tickerterm.core.errors import FrameError
 from tickerterm.core.events import (
     BookResynced,
     BookResyncing,
+    BookSnapshot,
     BookUnsafe,
+    BookUpdate,
     Closed,
     Connected,
     Connecting,
@@ -98,6 +100,8 @@ class Connection:
         self._last_sub: tuple[str, list[str]] | None = None
         self._last_rx = 0.0
         self.finished = asyncio.Event()
+        book = adapter.channel_for_kind("book")
+        self._book_channel = book.name if book is not None else ""
         for channel in adapter.keepalive_channels:  # on every endpoint: quiet channels stay open
             self.subs.add(channel, [])
 
@@ -280,13 +284,16 @@ class Connection:
         out: list[Event] = []
         conn = self.conn_id
         apply = store.apply
+        book_channel = self._book_channel
         i = 0
         while i < len(events):
             ev = events[i]
             i += 1
+            cls = type(ev)
+            if (cls is BookUpdate or cls is BookSnapshot) and not self.subs.has(book_channel, ev.product):  # type: ignore[attr-defined]
+                continue  # still in flight after an unsubscribe: that book is gone, don't revive it
             out.append(ev)
             implied = apply(ev, conn)
-            cls = type(ev)
             if cls is Gap:
                 self._on_gap(ev, events, i)  # type: ignore[arg-type]
             elif cls is BookUnsafe:
@@ -326,7 +333,11 @@ class Connection:
             self._last_sub = None
 
     async def _resync(self) -> None:
-        products = [p for p in self._resync_wanted if p not in self._resyncing]
+        products = [
+            p
+            for p in self._resync_wanted
+            if p not in self._resyncing and self.subs.has(self._book_channel, p)
+        ]
         self._resync_wanted.clear()
         if not products:
             return

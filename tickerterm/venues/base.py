@@ -73,6 +73,10 @@ class Subscriptions:
     def channels(self) -> list[str]:
         return list(self._subs)
 
+    def has(self, channel: str, product: str) -> bool:
+        have = self._subs.get(channel)
+        return have is not None and product in have
+
     def products(self, channel: str) -> list[str]:
         return list(self._subs.get(channel, ()))
 
