@@ -136,9 +136,7 @@ async def test_close_code_reconnects_with_backoff_and_restores_subscriptions(cod
             )
             closed = of(events, Closed)[0]
             assert closed.code == code
-            assert closed.reason == (
-                "maintenance" if code != 1006 else "connection dropped without a close frame"
-            )
+            assert closed.reason == ("maintenance" if code != 1006 else "dropped, no close frame")
             retry = of(events, RetryScheduled)[0]
             assert retry.attempt == 1 and retry.delay >= 0.02  # a short-lived connection: minimum delay
             # every book fed by the lost connection was marked unsafe until its new snapshot

@@ -7,18 +7,18 @@ from dataclasses import dataclass, field
 
 CLOSE_MEANINGS: dict[int, str] = {
     1000: "normal closure",
-    1001: "going away (server restart or maintenance)",
+    1001: "going away (server restart)",
     1002: "protocol error",
     1003: "unsupported data",
-    1005: "no status code given",
-    1006: "connection dropped without a close frame",
-    1007: "invalid frame payload",
-    1008: "policy violation (rate limit, auth or misuse)",
+    1005: "no status code",
+    1006: "dropped, no close frame",
+    1007: "invalid payload",
+    1008: "policy violation (limits, auth)",
     1009: "message too big",
     1011: "server internal error",
     1012: "service restart",
     1013: "try again later",
-    1015: "TLS handshake failure",
+    1015: "TLS handshake failed",
 }
 
 

@@ -4,14 +4,16 @@ store's version counter for its data, or the view, changed."""
 
 from __future__ import annotations
 
+import io
 import math
+import textwrap
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
-from rich.console import RenderableType
+from rich.console import Console, RenderableType
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
@@ -70,6 +72,7 @@ class Panel(Static, can_focus=True):
         self._last_render = 0.0
         self.renders = 0
         """How many times the panel re-rendered (tests and benchmarks read it)."""
+        self.shown: RenderableType = ""
         self.border_title = f"{self.key} {self.title}" if self.key else self.title
 
     def stamp(self, store: Store, view: View, now: float) -> tuple[Any, ...]:
@@ -85,8 +88,21 @@ class Panel(Static, can_focus=True):
         self._stamp = stamp
         self._last_render = now
         self.renders += 1
-        self.update(self.render_panel(store, view, now))
+        self.shown = self.render_panel(store, view, now)
+        self.update(self.shown)
         return True
+
+    def plain(self) -> str:
+        """What the panel shows, as plain text (for tests and screen readers of the source)."""
+        console = Console(
+            width=max(20, self.content_size.width),
+            file=io.StringIO(),
+            color_system=None,
+            record=True,
+            legacy_windows=False,
+        )
+        console.print(self.shown, no_wrap=True, overflow="ellipsis", crop=True)
+        return console.export_text()
 
     def render_panel(self, store: Store, view: View, now: float) -> RenderableType:
         raise NotImplementedError
@@ -330,11 +346,12 @@ class DepthLadder(Panel):
         warning = self.get_component_rich_style("depth-ladder--warning", partial=True)
         trusted = book.state == "ok"
         if not trusted:
-            label = "UNSAFE" if book.state == "unsafe" else "RESYNCING"
-            reason = f": {book.reason}" if book.reason else ""
-            out.append(f" {label}{reason} ".ljust(width)[:width], style=warning)
-            out.append("\n")
-            n = max(1, n - 1)
+            label = "UNSAFE — not trusted" if book.state == "unsafe" else "RESYNCING — not trusted"
+            banner = [label, *textwrap.wrap(book.reason, width - 2, max_lines=2, placeholder="…")]
+            for line in banner:
+                out.append(f" {line} ".ljust(width)[:width], style=warning)
+                out.append("\n")
+            n = max(1, n - (len(banner) + 1) // 2)
             bids, asks = bids[:n], asks[:n]
         bid_style = self.get_component_rich_style("depth-ladder--bid", partial=True)
         ask_style = self.get_component_rich_style("depth-ladder--ask", partial=True)
@@ -503,49 +520,40 @@ _STATE_STYLE = {
 
 
 def _health_lines(out: Text, h: ConnectionHealth, now: float, ok: Style, bad: Style, warn: Style) -> None:
+    """Short lines (they must fit a 40-column panel): state, retries, traffic, last close, integrity."""
     style = {"ok": ok, "warn": warn, "bad": bad}[_STATE_STYLE.get(h.state, "warn")]
     out.append("● ", style=style)
     out.append(f"{h.conn} ", style="bold")
     out.append(h.state.upper().replace("_", " "), style=style)
     uptime = h.uptime(now)
     if uptime is not None:
-        out.append(f"  up {_duration(uptime)}")
-    out.append(f"  retries {h.retries}")
+        out.append(f" up {_duration(uptime)}")
+    out.append(f"\n  retries {h.retries}")
     if h.next_retry_at is not None and h.state == "retrying":
-        out.append(f" (next in {max(0.0, h.next_retry_at - now):.1f}s, attempt {h.attempt})", style=warn)
-    out.append("\n")
-    rate = h.rate(now)
-    age = h.last_message_age(now)
+        out.append(f" · next in {max(0.0, h.next_retry_at - now):.1f}s (attempt {h.attempt})", style=warn)
     lat = h.latency()
-    out.append(f"  {rate:,.0f} msg/s  age {_age(age)}")
+    out.append(f"\n  {h.rate(now):,.0f} msg/s · age {_age(h.last_message_age(now))}")
     if lat is not None:
-        out.append(f"  latency p50 {lat[0]:.0f}ms p99 {lat[1]:.0f}ms")
-    out.append("\n")
+        out.append(f" · p50 {lat[0]:.0f}ms p99 {lat[1]:.0f}ms")
     if h.last_close_code is not None or h.last_close_reason:
-        code = h.last_close_code if h.last_close_code is not None else "—"
-        out.append(f"  last close {code}: {close_meaning(h.last_close_code)}", style=warn)
+        code = h.last_close_code if h.last_close_code is not None else "none"
+        out.append(f"\n  close {code}: {close_meaning(h.last_close_code)}", style=warn)
         if h.last_close_reason and h.last_close_reason != close_meaning(h.last_close_code):
-            out.append(f" ({h.last_close_reason})")
-        out.append("\n")
-    out.append(f"  gaps {h.gaps}", style=bad if h.gaps else "")
+            out.append(f"\n    “{h.last_close_reason}”", style=warn)
+    out.append(f"\n  gaps {h.gaps}", style=bad if h.gaps else "")
     if h.last_gap is not None:
         out.append(
-            f" (last: expected {h.last_gap.expected}, got {h.last_gap.received}, "
-            f"{_age(now - h.last_gap.at)} ago)"
+            f" (expected {h.last_gap.expected}, got {h.last_gap.received}, {_age(now - h.last_gap.at)} ago)",
+            style=bad,
         )
-    out.append(f"  malformed {h.malformed}  unknown {h.unknown}  stale {h.stale_count}")
+    out.append(f"\n  malformed {h.malformed} · unknown {h.unknown} · stale {h.stale_count}")
     if h.gave_up_reason:
-        out.append("\n")
-        out.append(f"  gave up: {h.gave_up_reason}", style=bad)
+        out.append(f"\n  gave up: {h.gave_up_reason}", style=bad)
     elif h.errors:
-        out.append("\n")
-        out.append(f"  venue error: {h.errors[-1][1]}", style=warn)
+        out.append(f"\n  venue error: {h.errors[-1][1]}", style=warn)
     subs = {c: p for c, p in h.subscriptions.items() if c != "heartbeats"}
     if subs:
-        out.append("\n")
-        out.append(
-            "  subs " + "; ".join(f"{c} {','.join(p)}" if p else c for c, p in subs.items()), style="dim"
-        )
+        out.append("\n  " + " · ".join(f"{c} {len(p)}" if p else c for c, p in subs.items()), style="dim")
 
 
 def _duration(seconds: float) -> str:

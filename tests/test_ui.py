@@ -1,0 +1,284 @@
+"""Pilot tests: every key binding, asserting what the simulated venue received and what the store and
+the panels show."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+from rich.console import Console
+from rich.style import Style
+from rich.text import Text
+from textual.command import CommandPalette
+from textual.widgets import Static
+
+from tickerterm.core.events import BookUnsafe
+from tickerterm.sim.coinbase import CoinbaseSim
+from tickerterm.ui.app import TickertermApp, grouping_steps
+from tickerterm.ui.screens import HelpScreen, ProductPicker
+from tickerterm.ui.widgets import CandleChart, DepthLadder, HealthPanel, Panel, TickersTable, TradeTape
+
+from .conftest import make_sim
+from .ui_support import live_app, static_app, until
+
+PRODUCTS = ["BTC-USD", "ETH-USD", "SOL-USD"]
+
+
+def text_of(panel: Panel) -> str:
+    return panel.plain()
+
+
+def plain(renderable: Any) -> str:
+    console = Console(width=120, file=io.StringIO(), color_system=None, record=True)
+    console.print(renderable)
+    return console.export_text()
+
+
+def received(sim: CoinbaseSim) -> list[dict[str, Any]]:
+    return sim.all_connections[0].received
+
+
+@pytest.fixture
+async def sim() -> Any:
+    # a modest rate: Pilot waits for the process to go idle after each key press
+    async with make_sim(warmup=2000, rate=40.0) as server:
+        yield server
+
+
+async def ready(app: TickertermApp, pilot: Any) -> None:
+    await until(
+        pilot,
+        lambda: (
+            app.feed is not None
+            and app.store.book("coinbase", "BTC-USD").state == "ok"
+            and app.store.health["coinbase"].state == "subscribed"
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "channel", "kind"),
+    [
+        ("t", "market_trades", "trades"),
+        ("b", "level2", "book"),
+        ("k", "ticker", "ticker"),
+        ("c", "candles", "candles"),
+    ],
+)
+async def test_channel_keys_unsubscribe_and_subscribe_on_the_venue(
+    sim: CoinbaseSim, key: str, channel: str, kind: str
+) -> None:
+    app = live_app(sim, PRODUCTS)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(app, pilot)
+        await pilot.press(key)
+        await until(pilot, lambda: received(sim)[-1] == {"type": "unsubscribe", "channel": channel})
+        await until(
+            pilot, lambda: channel not in app.store.health["coinbase"].subscriptions
+        )  # the venue's ack
+        assert not app.view.channel_on(kind)
+        if kind in ("book", "trades"):
+            panel = app.query_one(DepthLadder if kind == "book" else TradeTape)
+            await until(pilot, lambda: f"{channel} is off" in text_of(panel))
+        await pilot.press(key)
+        await until(
+            pilot,
+            lambda: received(sim)[-1] == {"type": "subscribe", "product_ids": PRODUCTS, "channel": channel},
+        )
+        await until(pilot, lambda: app.store.health["coinbase"].subscriptions.get(channel) == PRODUCTS)
+        assert app.view.channel_on(kind)
+        if kind == "book":
+            await until(pilot, lambda: "spread" in text_of(app.query_one(DepthLadder)))
+
+
+async def test_product_keys_and_fuzzy_picker(sim: CoinbaseSim) -> None:
+    app = live_app(sim, PRODUCTS)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(app, pilot)
+        ladder = app.query_one(DepthLadder)
+        for key, product in (
+            ("n", "ETH-USD"),
+            ("right_square_bracket", "SOL-USD"),
+            ("n", "BTC-USD"),
+            ("p", "SOL-USD"),
+            ("left_square_bracket", "ETH-USD"),
+        ):
+            await pilot.press(key)
+            assert app.view.product == product
+            assert product in str(ladder.border_title)
+        await pilot.press("slash")
+        assert isinstance(app.screen, ProductPicker)
+        await pilot.press("s", "o", "l", "enter")
+        assert app.view.product == "SOL-USD"
+        assert not isinstance(app.screen, ProductPicker)
+        table = text_of(app.query_one(TickersTable))
+        assert "SOL-USD" in table
+        await pilot.press("slash", "escape")
+        assert app.view.product == "SOL-USD"
+
+
+async def test_interval_and_grouping_keys(sim: CoinbaseSim) -> None:
+    app = live_app(sim, PRODUCTS)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(app, pilot)
+        chart = app.query_one(CandleChart)
+        seen = []
+        for _ in range(4):
+            await pilot.press("i")
+            seen.append(app.view.interval)
+            await until(
+                pilot,
+                lambda: (
+                    {60: "1m", 300: "5m", 900: "15m", 3600: "1h"}[app.view.interval]
+                    in str(chart.border_title)
+                ),
+            )
+        assert seen == [900, 3600, 60, 300]
+        assert "(venue)" in str(chart.border_title)  # Coinbase sends 5-minute candles itself
+        await pilot.press("i")
+        await until(pilot, lambda: "15m (from trades)" in str(chart.border_title))
+        steps = grouping_steps(app.store, "coinbase", "BTC-USD")
+        assert steps == [None, "1", "10", "100"]
+        await pilot.press("g")
+        assert app.view.grouping == "1"
+        ladder = app.query_one(DepthLadder)
+        await until(pilot, lambda: "·1" in str(ladder.border_title))
+        prices = [
+            line.split()[0]
+            for line in text_of(ladder).splitlines()
+            if line.strip() and not line.strip().startswith("spread")
+        ]
+        assert prices and all("." not in p for p in prices)  # whole-dollar groups
+        await pilot.press("g", "g", "g")
+        assert app.view.grouping is None
+
+
+async def test_focus_maximise_and_compact_views(sim: CoinbaseSim) -> None:
+    app = live_app(sim, PRODUCTS)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(app, pilot)
+        chart, health, ladder, tape = (
+            app.query_one(c) for c in (CandleChart, HealthPanel, DepthLadder, TradeTape)
+        )
+        assert app.screen.has_class("-narrow")
+        assert not chart.display and not health.display and ladder.display and tape.display
+        await pilot.press("3")
+        assert app.focused is chart and chart.display and not ladder.display
+        await pilot.press("5")
+        assert app.focused is health and health.display and not chart.display
+        await until(pilot, lambda: "SUBSCRIBED" in text_of(health))
+        await pilot.press("4")
+        assert app.focused is tape and ladder.display and tape.display and not health.display
+        await pilot.press("1")
+        assert app.focused is app.query_one(TickersTable)
+        await pilot.press("2", "z")
+        assert app.screen.maximized is ladder
+        await pilot.press("z")
+        assert app.screen.maximized is None
+        await pilot.press("tab")
+        assert app.focused is not ladder
+
+
+async def test_pause_freezes_the_display_not_the_data(sim: CoinbaseSim) -> None:
+    app = live_app(sim, PRODUCTS)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(app, pilot)
+        ladder = app.query_one(DepthLadder)
+        await pilot.press("space")
+        assert app.paused and "PAUSED" in app.sub_title
+        renders, book_version = ladder.renders, app.store.book("coinbase", "BTC-USD").version
+        await until(pilot, lambda: app.store.book("coinbase", "BTC-USD").version > book_version + 5)
+        assert ladder.renders == renders
+        await pilot.press("space")
+        assert not app.paused and "PAUSED" not in app.sub_title
+        await until(pilot, lambda: ladder.renders > renders)
+
+
+async def test_help_palette_and_quit() -> None:
+    app = static_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        help_screen = app.screen
+        listed = " ".join(key for key, _ in help_screen.keys)
+        shown_on_screen = plain(app.screen.query_one("#help-keys", Static).content)
+        for _, description in help_screen.keys:
+            assert description in shown_on_screen
+        for binding in app.BINDINGS:
+            for key in binding.key.split(","):  # type: ignore[union-attr]
+                shown = {
+                    "question_mark": "?",
+                    "slash": "/",
+                    "right_square_bracket": "]",
+                    "left_square_bracket": "[",
+                    "space": "space",
+                }.get(key, key)
+                assert shown in listed, key
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for title in (
+            "Toggle the ticker channel",
+            "Toggle the book (level2) channel",
+            "Toggle the trades channel",
+            "Toggle the candles channel",
+            "Next product",
+            "Previous product",
+            "Find a product",
+            "Next candle interval",
+            "Next ladder grouping",
+            "Maximise or restore the focused panel",
+            "Pause or resume the display",
+            "Light or dark theme",
+            "Help: every key",
+        ):
+            assert title in titles
+        await pilot.press("ctrl+p")
+        assert isinstance(app.screen, CommandPalette)
+        await pilot.press(*"toggle the trades", "enter")
+        await until(pilot, lambda: not isinstance(app.screen, CommandPalette))
+        feed = app.feed
+        assert feed is not None and feed.calls[-1] == ("unsubscribe", "market_trades", None)  # type: ignore[attr-defined]
+        await pilot.press("L")
+        assert app.theme == "textual-light"
+        await pilot.press("q")
+    assert app.return_code == 0
+
+
+async def test_unsafe_book_is_never_drawn_as_good() -> None:
+    app = static_app("unsafe")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        ladder = app.query_one(DepthLadder)
+        text = text_of(ladder)
+        banner = [line.strip() for line in text.splitlines()[:3]]
+        assert banner[0] == "UNSAFE — not trusted"
+        assert " ".join(banner[1:]) == "sequence gap: expected 9120, got 9124"
+        assert ladder.has_class("-unsafe")
+        shown = ladder.shown
+        assert isinstance(shown, Text)
+        levels = [span for span in shown.spans if shown.plain[span.start : span.end][:1].isdigit()]
+        assert len(levels) > 10  # price levels are drawn struck through and dimmed, never as a good book
+        assert all(isinstance(span.style, Style) and span.style.strike and span.style.dim for span in levels)
+        tickers = text_of(app.query_one(TickersTable))
+        assert "BTC-USD" in tickers
+        app.store.apply(BookUnsafe("coinbase", 1.0, "coinbase", "ETH-USD", "crossed book: bid 2 >= ask 1"))
+        await pilot.press("n")
+        await until(pilot, lambda: "crossed book: bid 2 >= ask 1" in text_of(ladder))
+
+
+async def test_reconnecting_connection_in_the_health_panel() -> None:
+    app = static_app("reconnecting")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        health = text_of(app.query_one(HealthPanel))
+        assert "coinbase RETRYING" in health
+        assert "retries 2 · next in 1.6s (attempt 2)" in health
+        assert "close 1006: dropped, no close frame" in health
+        ladder = text_of(app.query_one(DepthLadder))
+        assert ladder.splitlines()[0].strip() == "UNSAFE — not trusted"
+        assert (
+            " ".join(line.strip() for line in ladder.splitlines()[1:3])
+            == "connection lost: server internal error"
+        )

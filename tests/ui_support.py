@@ -1,0 +1,160 @@
+"""Dashboard test support: the app wired to the simulator, and a frozen, seeded store for snapshots."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from textual.pilot import Pilot
+
+from tickerterm.core.clock import FrozenClock
+from tickerterm.core.events import (
+    BookSnapshot,
+    BookUnsafe,
+    Closed,
+    Connected,
+    Connecting,
+    Gap,
+    RetryScheduled,
+    Subscribed,
+    Ticker,
+    Trade,
+)
+from tickerterm.core.store import Store
+from tickerterm.sim.coinbase import CoinbaseSim
+from tickerterm.sim.market import DEFAULT_PRODUCTS, Market
+from tickerterm.stream.feed import Feed
+from tickerterm.ui.app import TickertermApp
+from tickerterm.venues.coinbase import CoinbaseAdvancedTrade
+
+from .conftest import fast_policy
+
+CHANNELS = {"ticker": "ticker", "book": "level2", "trades": "market_trades", "candles": "candles"}
+NOW = 1714564800.0
+
+
+def live_app(sim: CoinbaseSim, products: list[str], **kwargs: Any) -> TickertermApp:
+    """The real app on a real feed to the simulator over loopback."""
+
+    def opener(store: Store) -> Feed:
+        adapter = CoinbaseAdvancedTrade(urls={"market": sim.url, "user": sim.url})
+        return Feed(
+            adapter, products, list(CHANNELS.values()), policy=fast_policy(), collect=False, store=store
+        )
+
+    return TickertermApp(
+        opener, venue="coinbase", products=products, channels=CHANNELS, simulated=True, **kwargs
+    )
+
+
+async def until(pilot: Pilot[Any], condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await pilot.pause(0.02)
+
+
+class StaticFeed:
+    """A feed whose store is prepared in advance (for deterministic snapshots)."""
+
+    def __init__(self, store: Store, products: list[str]) -> None:
+        self.store = store
+        self.products = products
+        self.subs = {c: list(products) for c in CHANNELS.values()} | {"heartbeats": []}
+        self.calls: list[tuple[str, str, list[str] | None]] = []
+
+    async def __aenter__(self) -> StaticFeed:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def subscribe(self, channel: str, products: list[str] | None = None) -> None:
+        self.calls.append(("subscribe", channel, products))
+        self.subs[channel] = list(products or self.products)
+
+    async def unsubscribe(self, channel: str, products: list[str] | None = None) -> None:
+        self.calls.append(("unsubscribe", channel, products))
+        self.subs.pop(channel, None)
+
+    def subscriptions(self) -> dict[str, list[str]]:
+        return {c: list(p) for c, p in self.subs.items()}
+
+
+def seeded_store(state: str = "normal") -> tuple[Store, FrozenClock]:
+    """A store filled from the seeded simulator market with a frozen clock. ``state``: ``normal``,
+    ``unsafe`` (the BTC-USD book lost a message) or ``reconnecting`` (the connection dropped)."""
+    clock = FrozenClock(NOW)
+    store = Store(clock=clock)
+    specs = [s for s in DEFAULT_PRODUCTS if s.product in ("BTC-USD", "ETH-USD", "SOL-USD")]
+    start = NOW - 3600
+    conn = "coinbase"
+    store.apply(Connecting("coinbase", start, conn, "ws://127.0.0.1:8765", 1))
+    store.apply(Connected("coinbase", start + 0.01, conn, "ws://127.0.0.1:8765"))
+    store.apply(
+        Subscribed(
+            "coinbase",
+            start + 0.02,
+            conn,
+            {"heartbeats": ["heartbeats"], **{c: [s.product for s in specs] for c in CHANNELS.values()}},
+        )
+    )
+    health = store.health[conn]
+    for spec in specs:
+        market = Market(spec, 11, depth=300)
+        for i in range(2400):
+            ts = start + i * 1.5
+            step = market.step(ts)
+            for t in step.trades:
+                side = "sell" if t.maker_side == "bid" else "buy"
+                store.apply(Trade("coinbase", ts, spec.product, ts, str(t.trade_id), t.price, t.size, side))
+        bids, asks = market.snapshot_levels()
+        store.apply(BookSnapshot("coinbase", NOW - 0.5, spec.product, NOW - 0.5, bids, asks))
+        bb, ba = market.best_bid(), market.best_ask()
+        store.apply(
+            Ticker(
+                "coinbase",
+                NOW - 0.5,
+                spec.product,
+                NOW - 0.5,
+                price=market.price_text(market.last_price),
+                bid=market.price_text(bb),
+                bid_size=market.size_text(market.bids[bb]),
+                ask=market.price_text(ba),
+                ask_size=market.size_text(market.asks[ba]),
+                volume_24h=market.size_text(market.volume_24h),
+                change_pct_24h="1.25",
+            )
+        )
+    for i in range(400):
+        health.note_message(NOW - 4 + i * 0.01, NOW - 4 + i * 0.01 - 0.003 - (i % 7) * 0.001)
+    if state == "unsafe":
+        store.apply(Gap("coinbase", NOW - 0.2, conn, 9120, 9124, "connection"))
+        store.apply(
+            BookUnsafe("coinbase", NOW - 0.2, conn, "BTC-USD", "sequence gap: expected 9120, got 9124")
+        )
+    elif state == "reconnecting":
+        store.apply(Closed("coinbase", NOW - 1.0, conn, 1011, "server internal error"))
+        for p in ("BTC-USD", "ETH-USD", "SOL-USD"):
+            store.apply(BookUnsafe("coinbase", NOW - 1.0, conn, p, "connection lost: server internal error"))
+        store.apply(RetryScheduled("coinbase", NOW - 1.0, conn, 1, 0.8))
+        store.apply(Connecting("coinbase", NOW - 0.2, conn, "ws://127.0.0.1:8765", 2))
+        store.apply(Closed("coinbase", NOW - 0.1, conn, 1006, "dropped, no close frame"))
+        store.apply(RetryScheduled("coinbase", NOW - 0.1, conn, 2, 1.7))
+    return store, clock
+
+
+def static_app(state: str = "normal", **kwargs: Any) -> TickertermApp:
+    store, clock = seeded_store(state)
+    products = ["BTC-USD", "ETH-USD", "SOL-USD"]
+    feed = StaticFeed(store, products)
+    return TickertermApp(
+        lambda _store: feed,
+        venue="coinbase",
+        products=products,
+        channels=CHANNELS,
+        simulated=True,
+        clock=clock,
+        store=store,
+        **kwargs,
+    )
