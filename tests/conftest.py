@@ -4,6 +4,8 @@ consume events (never sleeps) until a condition holds."""
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -16,6 +18,9 @@ from tickerterm.sim.server import SimTiming
 from tickerterm.stream.feed import Feed
 from tickerterm.stream.policy import RetryPolicy
 from tickerterm.venues.coinbase import CoinbaseAdvancedTrade
+
+os.environ["TZ"] = "UTC"  # times on screen (tape, chart axis) must not depend on where tests run
+time.tzset()
 
 FAST = SimTiming(
     heartbeat=0.05,

@@ -80,10 +80,12 @@ class Panel(Static, can_focus=True):
         return (view.version,)
 
     def sync(self, store: Store, view: View, now: float, force: bool = False) -> bool:
-        stamp = (*self.stamp(store, view, now), self.size.width, self.size.height)
+        size = (self.size.width, self.size.height)
+        stamp = (*self.stamp(store, view, now), *size)
         if not force and stamp == self._stamp:
             return False
-        if not force and self.min_interval and now - self._last_render < self.min_interval:
+        resized = self._stamp is None or self._stamp[-2:] != size
+        if not (force or resized) and self.min_interval and now - self._last_render < self.min_interval:
             return False
         self._stamp = stamp
         self._last_render = now
@@ -434,6 +436,7 @@ def _plot(bars: list[Bar], width: int, height: int) -> str:
     from plotext._figure import _figure_class
 
     fig = _figure_class()  # our own instance: never plotext's global state
+    fig._limit_size(False, False)  # plotext would clip to the real terminal; the widget is the canvas
     vol_height = 5 if height >= 14 else 0
     xs = list(range(len(bars)))
     if vol_height:

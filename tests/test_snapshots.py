@@ -1,0 +1,45 @@
+"""SVG snapshots of the dashboard: a store filled from the seeded simulator market, a frozen clock, at
+80x24 and 120x40, including an UNSAFE book and a reconnecting connection. Update with
+``bash scripts/test tests/test_snapshots.py --snapshot-update`` after a deliberate change, and look at
+the SVGs in tests/__snapshots__/ before committing them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from .ui_support import static_app
+
+SIZES = [(80, 24), (120, 40)]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["80x24", "120x40"])
+def test_normal(snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(static_app(), terminal_size=size)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["80x24", "120x40"])
+def test_unsafe_book(snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(static_app("unsafe"), terminal_size=size)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["80x24", "120x40"])
+def test_reconnecting(snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(static_app("reconnecting"), terminal_size=size, press=["5"])
+
+
+def test_chart_view_80x24(snap_compare: Any) -> None:
+    assert snap_compare(static_app(), terminal_size=(80, 24), press=["3"])
+
+
+def test_grouped_ladder_and_next_product_120x40(snap_compare: Any) -> None:
+    assert snap_compare(static_app(), terminal_size=(120, 40), press=["n", "g", "g"])
+
+
+def test_help_80x24(snap_compare: Any) -> None:
+    assert snap_compare(static_app(), terminal_size=(80, 24), press=["question_mark"])
+
+
+def test_light_theme_120x40(snap_compare: Any) -> None:
+    assert snap_compare(static_app(light=True), terminal_size=(120, 40))
