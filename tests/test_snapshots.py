@@ -43,3 +43,8 @@ def test_help_80x24(snap_compare: Any) -> None:
 
 def test_light_theme_120x40(snap_compare: Any) -> None:
     assert snap_compare(static_app(light=True), terminal_size=(120, 40))
+
+
+def test_no_color_80x24(snap_compare: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")  # side and state still read from the text markers
+    assert snap_compare(static_app("unsafe"), terminal_size=(80, 24))

@@ -282,3 +282,16 @@ async def test_reconnecting_connection_in_the_health_panel() -> None:
             " ".join(line.strip() for line in ladder.splitlines()[1:3])
             == "connection lost: server internal error"
         )
+
+
+async def test_resizing_never_crashes(sim: CoinbaseSim) -> None:
+    app = live_app(sim, PRODUCTS)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(app, pilot)
+        for size in [(80, 24), (40, 12), (200, 60), (81, 25), (20, 8), (109, 29), (110, 30), (120, 40)]:
+            await pilot.resize_terminal(*size)
+            await pilot.pause(0.15)
+            assert app.screen.has_class("-narrow") == (size[0] < 110 or size[1] < 30)
+        await pilot.press("3", "5", "2")
+        await until(pilot, lambda: "spread" in text_of(app.query_one(DepthLadder)))
+        assert app.return_code is None  # still running, nothing raised

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Protocol
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.geometry import Size
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
@@ -121,6 +122,7 @@ class TickertermApp(App[None]):
         self.ticks = 0
         self._light = light
         self._grouping_steps: list[str | None] = [None]
+        self._laid_out_for = Size(0, 0)
         self.sub_title = self._subtitle()
 
     # --- layout ----------------------------------------------------------------------------
@@ -156,7 +158,9 @@ class TickertermApp(App[None]):
         self.render_tick(force=True)
 
     def _layout_for(self, width: int, height: int) -> None:
-        self.screen.set_class(width < 110 or height < 30, "-narrow")
+        self._laid_out_for = self.size
+        for screen in self.screen_stack:
+            screen.set_class(width < 110 or height < 30, "-narrow")
 
     def _subtitle(self) -> str:
         parts = [self.view.venue]
@@ -184,6 +188,8 @@ class TickertermApp(App[None]):
         if self.paused and not force:
             return
         self.ticks += 1
+        if self.size != self._laid_out_for:  # the layout follows the terminal size
+            self._layout_for(self.size.width, self.size.height)
         if self.feed is not None:
             subs = self.feed.subscriptions()
             if subs != self.view.subscriptions:
