@@ -47,7 +47,7 @@ def test_dashboard_in_tmux_at_80x24() -> None:
     )
     try:
         screen = wait_screen(
-            session, lambda s: "spread" in s and "Depth BTC-USD" in s and "B▲" in s or "S▼" in s
+            session, lambda s: "spread" in s and "Depth BTC-USD" in s and ("B▲" in s or "S▼" in s)
         )
         first_frame = time.monotonic() - started
         lines = screen.splitlines()
