@@ -265,7 +265,6 @@ async def test_unsafe_book_is_never_drawn_as_good() -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
         ladder = app.query_one(DepthLadder)
-        text = text_of(ladder)
         assert banner_of(ladder) == ["UNSAFE — not trusted", "sequence gap: expected 9120, got 9124"]
         assert ladder.has_class("-unsafe")
         shown = ladder.shown
