@@ -23,6 +23,7 @@ os.environ["TZ"] = "UTC"  # times on screen (tape, chart axis) must not depend o
 time.tzset()
 
 FAST = SimTiming(
+    l2_batch=0.01,
     heartbeat=0.05,
     trades_batch=0.02,
     candles=0.1,

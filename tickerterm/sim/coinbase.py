@@ -51,10 +51,13 @@ class CoinbaseSimConnection(SimConnection):
         self.heartbeat_counter = 0
         self.key_name: str | None = None
         self.snapshotted: set[str] = set()
+        self.pending_l2: dict[str, dict[tuple[str, str], str]] = {}
 
     # --- framing ---------------------------------------------------------------------------
 
     def emit(self, channel: str, events: Any, *, data: bool = False) -> None:
+        if self.pending_l2 and channel != "l2_data":
+            self.flush_l2()  # whatever is sent later reflects every book change made before it
         body = events if isinstance(events, str) else _DUMPS(events)
         seq = self.seq
         self.seq += 1
@@ -190,6 +193,9 @@ class CoinbaseSimConnection(SimConnection):
             )
 
     def _unsubscribe(self, channel: str, products: list[str] | None) -> None:
+        if channel == "level2":  # changes not sent yet are not sent at all
+            for p in list(self.pending_l2) if products is None else products:
+                self.pending_l2.pop(p, None)
         have = self.subs.get(channel)
         if have is not None:
             if products is None or channel in ("heartbeats", "futures_balance_summary"):
@@ -207,14 +213,13 @@ class CoinbaseSimConnection(SimConnection):
         product = step.product
         subs = self.subs
         if step.changes and product in subs.get("level2", ()):
-            ts = rfc3339(self.server.clock())
-            updates = ",".join(
-                f'{{"side":"{_WIRE_SIDE[side]}","event_time":"{ts}","price_level":"{px}","new_quantity":"{sz}"}}'
-                for side, px, sz in step.changes
-            )
-            self.emit(
-                "l2_data", f'[{{"type":"update","product_id":"{product}","updates":[{updates}]}}]', data=True
-            )
+            pending = self.pending_l2.get(product)
+            if pending is None:
+                pending = self.pending_l2[product] = {}
+            for side, px, sz in step.changes:  # net change per level, as the venue batches them
+                pending[(side, px)] = sz
+            if len(pending) >= self.server.timing.l2_batch_max:
+                self.flush_l2()
         if step.trades:
             if product in subs.get("market_trades", ()):
                 self.pending_trades.extend((product, t) for t in step.trades)
@@ -222,9 +227,25 @@ class CoinbaseSimConnection(SimConnection):
                 market = self.server.markets[product]
                 self.emit("ticker", [{"type": "update", "tickers": [self._ticker(market, True)]}], data=True)
 
+    def flush_l2(self) -> None:
+        """Send the batched book changes: one frame, one update event per product."""
+        pending, self.pending_l2 = self.pending_l2, {}
+        ts = rfc3339(self.server.clock())
+        events = []
+        for product, changes in pending.items():
+            updates = ",".join(
+                f'{{"side":"{_WIRE_SIDE[side]}","event_time":"{ts}","price_level":"{px}","new_quantity":"{sz}"}}'
+                for (side, px), sz in changes.items()
+            )
+            events.append(f'{{"type":"update","product_id":"{product}","updates":[{updates}]}}')
+        if events:
+            self.emit("l2_data", "[" + ",".join(events) + "]", data=True)
+
     def on_timer(self, kind: str) -> None:
         server = self.server
-        if kind == "heartbeat" and "heartbeats" in self.subs:
+        if kind == "l2_batch" and self.pending_l2:
+            self.flush_l2()
+        elif kind == "heartbeat" and "heartbeats" in self.subs:
             self.heartbeat_counter += 1
             now = server.clock()
             self.emit(

@@ -37,6 +37,10 @@ _HIGH_WATER = 5000
 class SimTiming:
     """Intervals (seconds) of the simulator's periodic messages; tests shrink them."""
 
+    l2_batch: float = 0.05
+    """Book changes are sent as net changes per level, batched this often..."""
+    l2_batch_max: int = 16
+    """...or as soon as a product has this many changed levels waiting."""
     heartbeat: float = 1.0
     trades_batch: float = 0.25
     candles: float = 1.0
@@ -240,6 +244,7 @@ class SimServer:
         self._tasks.append(asyncio.create_task(self._market_loop(), name="sim-market"))
         t = self.timing
         for kind, every in (
+            ("l2_batch", t.l2_batch),
             ("heartbeat", t.heartbeat),
             ("trades_batch", t.trades_batch),
             ("candles", t.candles),
