@@ -29,6 +29,19 @@ class Bar:
     def volume_text(self) -> str:
         return format(self.volume, "f")
 
+    def merge(self, other: Bar) -> None:
+        """Fold a later bar of the same bucket into this one (for resampling)."""
+        if float(other.high) > float(self.high):
+            self.high = other.high
+        if float(other.low) < float(self.low):
+            self.low = other.low
+        if other.open_ts < self.open_ts:
+            self.open, self.open_ts = other.open, other.open_ts
+        if other.close_ts >= self.close_ts:
+            self.close, self.close_ts = other.close, other.close_ts
+        self.volume += other.volume
+        self.trades += other.trades
+
 
 class CandleSeries:
     """Bars of one interval, oldest first, at most ``maxlen`` of them."""
@@ -91,6 +104,30 @@ class CandleSeries:
         while i > 0 and bars[i - 1].start > bar.start:
             i -= 1
         bars.insert(i, bar)
+
+    def resample(self, interval: int, maxlen: int = 500) -> CandleSeries:
+        """These bars folded into ``interval``-second buckets (exact: O/H/L/C and summed volume)."""
+        out = CandleSeries(interval, maxlen)
+        current: Bar | None = None
+        for bar in self.bars:
+            start = bar.start // interval * interval
+            if current is None or current.start != start:
+                current = Bar(
+                    start,
+                    bar.open,
+                    bar.high,
+                    bar.low,
+                    bar.close,
+                    bar.volume,
+                    bar.open_ts,
+                    bar.close_ts,
+                    bar.trades,
+                )
+                out.bars.append(current)
+            else:
+                current.merge(bar)
+        out.version = self.version
+        return out
 
     def __len__(self) -> int:
         return len(self.bars)

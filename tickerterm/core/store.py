@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from tickerterm.core.book import OrderBook
-from tickerterm.core.candles import INTERVALS, CandleSeries
+from tickerterm.core.candles import CandleSeries
 from tickerterm.core.events import (
     BalanceUpdate,
     BookResynced,
@@ -45,6 +45,9 @@ from tickerterm.core.health import ConnectionHealth, GapRecord
 Key = tuple[str, str]
 """``(venue, product)``."""
 
+MINUTE_BARS = 2 * 24 * 60
+"""One-minute bars kept per product (two days): enough for 1h candles to fill a wide chart."""
+
 
 class Store:
     def __init__(
@@ -65,8 +68,9 @@ class Store:
         self.tape: deque[Trade] = deque(maxlen=tape_len)
         """Every product's trades, newest last."""
         self._seen_trades: dict[Key, OrderedDict[str, None]] = {}
-        self.candles: dict[Key, dict[int, CandleSeries]] = {}
-        """Built from trades, per interval in seconds."""
+        self.candles: dict[Key, CandleSeries] = {}
+        """One-minute bars built from trades; coarser intervals are resampled from them on read."""
+        self._resampled: dict[tuple[Key, int], CandleSeries] = {}
         self.venue_candles: dict[Key, dict[int, CandleSeries]] = {}
         """As the venue sent them, per interval in seconds."""
         self.statuses: dict[Key, ProductStatus] = {}
@@ -107,7 +111,13 @@ class Store:
         series = self.venue_candles.get(key, {}).get(interval)
         if series is not None and len(series):
             return series
-        return self.candles.get(key, {}).get(interval)
+        minute = self.candles.get(key)
+        if minute is None or interval == 60:
+            return minute
+        cached = self._resampled.get((key, interval))
+        if cached is None or cached.version != minute.version:
+            cached = self._resampled[(key, interval)] = minute.resample(interval, self.candle_len)
+        return cached
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -184,11 +194,10 @@ class Store:
         self.tape.append(ev)
         self.tape_version += 1
         ts = ev.exch_ts if ev.exch_ts is not None else ev.recv_ts
-        per = self.candles.get(key)
-        if per is None:
-            per = self.candles[key] = {i: CandleSeries(i, self.candle_len) for i in INTERVALS.values()}
-        for series in per.values():
-            series.add_trade(ts, ev.price, ev.size)
+        minute = self.candles.get(key)
+        if minute is None:
+            minute = self.candles[key] = CandleSeries(60, MINUTE_BARS)
+        minute.add_trade(ts, ev.price, ev.size)
         self.candles_version += 1
         return []
 

@@ -52,6 +52,7 @@ class CoinbaseSimConnection(SimConnection):
         self.key_name: str | None = None
         self.snapshotted: set[str] = set()
         self.pending_l2: dict[str, dict[tuple[str, str], str]] = {}
+        self.pending_tickers: dict[str, None] = {}
 
     # --- framing ---------------------------------------------------------------------------
 
@@ -219,17 +220,19 @@ class CoinbaseSimConnection(SimConnection):
             for side, px, sz in step.changes:  # net change per level, as the venue batches them
                 pending[(side, px)] = sz
             if len(pending) >= self.server.timing.l2_batch_max:
-                self.flush_l2()
+                self.flush_l2([product])
         if step.trades:
             if product in subs.get("market_trades", ()):
                 self.pending_trades.extend((product, t) for t in step.trades)
             if product in subs.get("ticker", ()):
-                market = self.server.markets[product]
-                self.emit("ticker", [{"type": "update", "tickers": [self._ticker(market, True)]}], data=True)
+                self.pending_tickers[product] = None  # matches in one batch cascade into one ticker
 
-    def flush_l2(self) -> None:
-        """Send the batched book changes: one frame, one update event per product."""
-        pending, self.pending_l2 = self.pending_l2, {}
+    def flush_l2(self, products: list[str] | None = None) -> None:
+        """Send the batched book changes (of ``products``, default all): one frame, an event per product."""
+        if products is None:
+            pending, self.pending_l2 = self.pending_l2, {}
+        else:
+            pending = {p: self.pending_l2.pop(p) for p in products if p in self.pending_l2}
         ts = rfc3339(self.server.clock())
         events = []
         for product, changes in pending.items():
@@ -243,8 +246,14 @@ class CoinbaseSimConnection(SimConnection):
 
     def on_timer(self, kind: str) -> None:
         server = self.server
-        if kind == "l2_batch" and self.pending_l2:
-            self.flush_l2()
+        if kind == "l2_batch":
+            if self.pending_l2:
+                self.flush_l2()
+            if self.pending_tickers:
+                markets = self.server.markets
+                tickers = [self._ticker(markets[p], True) for p in self.pending_tickers]
+                self.pending_tickers.clear()
+                self.emit("ticker", [{"type": "update", "tickers": tickers}], data=True)
         elif kind == "heartbeat" and "heartbeats" in self.subs:
             self.heartbeat_counter += 1
             now = server.clock()

@@ -157,9 +157,9 @@ class Market:
         out = Step(self.product)
         self.fair += self.rng.gauss(0.0, self._sigma)
         r = self.rng.random()
-        if r < 0.5:
+        if r < 0.55:
             self._limit(out)
-        elif r < 0.85:
+        elif r < 0.9:
             self._cancel(out)
         else:
             self._market(out, now)
