@@ -14,7 +14,6 @@ from typing import Any
 
 from common import median_of, recorded_frames, write_results
 
-from tickerterm.core.events import BookSnapshot, BookUpdate
 from tickerterm.core.store import Store
 from tickerterm.venues.coinbase import CoinbaseAdvancedTrade
 
@@ -90,7 +89,7 @@ def main() -> None:
     rows = [
         ("frames", f"{len(frames):,} ({', '.join(f'{k} {v:,}' for k, v in sorted(kinds.items()))})"),
         ("L2 updates in them", f"{updates:,}"),
-        ("tickerterm msgs/s (median of %d)" % args.runs, f"{len(frames) / seconds:,.0f}"),
+        (f"tickerterm msgs/s (median of {args.runs})", f"{len(frames) / seconds:,.0f}"),
         ("tickerterm L2 updates/s", f"{updates / seconds:,.0f}"),
         ("top-20 read", f"{top * 1e6:.1f} µs"),
     ]

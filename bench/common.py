@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "bench" / ".data"
-RESULTS = ROOT / "bench" / "results"
+DATA = Path(os.environ.get("TICKERTERM_BENCH_DATA", ROOT / "bench" / ".data"))
+RESULTS = Path(os.environ.get("TICKERTERM_BENCH_RESULTS", ROOT / "bench" / "results"))
 
 
 def machine() -> dict[str, Any]:

@@ -1,0 +1,37 @@
+"""The benchmarks run (tiny sizes) so they don't rot; their numbers are taken on demand with bench/run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["bench_pipeline.py", "--frames", "300", "--runs", "1"],
+        ["bench_e2e.py", "--seconds", "0.5", "--runs", "1"],
+        ["bench_memory.py", "--millions", "0.0005", "0.001", "--frames", "300"],
+        ["bench_startup.py", "--runs", "1"],
+        ["bench_screen.py", "--seconds", "0.5", "--presses", "2"],
+    ],
+)
+def test_benchmark_runs(args: list[str], tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "TICKERTERM_BENCH_RESULTS": str(tmp_path / "results"),
+        "TICKERTERM_BENCH_DATA": str(tmp_path / "data"),
+    }
+    result = subprocess.run(
+        [sys.executable, *args], cwd=BENCH, env=env, capture_output=True, text=True, timeout=240
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    name = args[0].removeprefix("bench_").removesuffix(".py")
+    table = (tmp_path / "results" / f"{name}.md").read_text()
+    assert table.startswith(f"## {name}") and "| measure | value |" in table
