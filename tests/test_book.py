@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tickerterm.core.book import OrderBook
+from tickerterm.core.events import change
 
 
 def book_with(bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> OrderBook:
@@ -28,21 +30,25 @@ def test_snapshot_sorts_and_drops_zero_levels() -> None:
 
 def test_numerically_zero_sizes_remove_in_every_spelling() -> None:
     book = book_with([("1", "1"), ("2", "1"), ("3", "1")], [("4", "1")])
-    book.apply_changes([("bid", "1", "0"), ("bid", "2.0", "0.00"), ("bid", "3", "0.00000000")])
+    book.apply_changes(
+        [change("bid", "1", "0"), change("bid", "2.0", "0.00"), change("bid", "3", "0.00000000")]
+    )
     assert book.bids == {} and book.top(3) == ([], [("4", "1")])
 
 
 def test_a_price_is_one_level_however_spelled_and_keeps_the_latest_text() -> None:
     book = book_with([("1.50", "1")], [("2", "1")])
-    book.apply_changes([("bid", "1.5", "0.25")])
+    book.apply_changes([change("bid", "1.5", "0.25")])
     assert book.levels("bid") == {"1.5": "0.25"}
-    book.apply_changes([("ask", "9", "0"), ("ask", "2.0", "0")])  # removing an unknown level is fine
+    book.apply_changes(
+        [change("ask", "9", "0"), change("ask", "2.0", "0")]
+    )  # removing an unknown level is fine
     assert book.levels("ask") == {}
 
 
 def test_crossed_book_is_detected() -> None:
     book = book_with([("100", "1")], [("101", "1")])
-    book.apply_changes([("bid", "101", "1")])
+    book.apply_changes([change("bid", "101", "1")])
     assert book.crossed
 
 
@@ -68,7 +74,7 @@ def test_book_equals_a_model_after_any_updates(changes: list[tuple[str, str, str
     book.apply_snapshot([], [])
     model: dict[str, dict[Decimal, tuple[str, str]]] = {"bid": {}, "ask": {}}
     for side, price, size in changes:
-        book.apply_changes([(side, price, size)])  # type: ignore[list-item]
+        book.apply_changes([change(side, price, size)])  # type: ignore[arg-type]
         if Decimal(size) == 0:
             model[side].pop(Decimal(price), None)
         else:
@@ -77,3 +83,10 @@ def test_book_equals_a_model_after_any_updates(changes: list[tuple[str, str, str
     assert bids == [model["bid"][p] for p in sorted(model["bid"], reverse=True)]
     assert asks == [model["ask"][p] for p in sorted(model["ask"])]
     assert len(book) == len(model["bid"]) + len(model["ask"])
+
+
+def test_a_change_carries_the_venue_text_and_its_value() -> None:
+    assert change("ask", "64000.10", "0.00000000") == ("ask", "64000.10", "0.00000000", 64000.1, 0.0)
+    for bad in ("NaN", "inf", "-1", "abc", ""):
+        with pytest.raises(ValueError):
+            change("bid", bad, "1")

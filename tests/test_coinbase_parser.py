@@ -22,6 +22,7 @@ from tickerterm.core.events import (
     Ticker,
     Trade,
     VenueError,
+    change,
 )
 from tickerterm.sim.keys import generate_cdp_key
 from tickerterm.venues.coinbase import CoinbaseAdvancedTrade, CoinbaseParser
@@ -108,8 +109,10 @@ def test_l2_update_routes_several_products_in_one_frame(parser: CoinbaseParser) 
         ],
     )
     assert parser.parse(raw.encode(), R) == [
-        BookUpdate("coinbase", R, "BTC-USD", T, [("ask", "64000.02", "0.00000000")]),
-        BookUpdate("coinbase", R, "ETH-USD", T, [("bid", "3000.5", "7.1"), ("ask", "3000.6", "0")]),
+        BookUpdate("coinbase", R, "BTC-USD", T, [change("ask", "64000.02", "0.00000000")]),
+        BookUpdate(
+            "coinbase", R, "ETH-USD", T, [change("bid", "3000.5", "7.1"), change("ask", "3000.6", "0")]
+        ),
     ]
 
 

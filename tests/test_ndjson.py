@@ -16,6 +16,7 @@ from tickerterm.core.events import (
     Subscribed,
     Trade,
     VenueError,
+    change,
 )
 from tickerterm.core.ndjson import dumps, record
 from tickerterm.core.store import Store
@@ -48,7 +49,7 @@ def test_book_line_after_each_book_message() -> None:
         "ask_size": "2",
         "state": "ok",
     }
-    upd = BookUpdate("coinbase", 3.0, "BTC-USD", None, [("ask", "100.40", "1")])
+    upd = BookUpdate("coinbase", 3.0, "BTC-USD", None, [change("ask", "100.40", "1")])
     store.apply(upd)
     rec = record(upd, store)
     assert rec is not None

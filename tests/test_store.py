@@ -13,6 +13,7 @@ from tickerterm.core.events import (
     RetryScheduled,
     Ticker,
     Trade,
+    change,
 )
 from tickerterm.core.store import Store
 
@@ -23,7 +24,7 @@ def snap(product: str = "BTC-USD") -> BookSnapshot:
 
 def test_update_before_snapshot_marks_the_book_unsafe() -> None:
     store = Store()
-    implied = store.apply(BookUpdate("cb", 1.0, "BTC-USD", None, [("bid", "100", "1")]), "cb")
+    implied = store.apply(BookUpdate("cb", 1.0, "BTC-USD", None, [change("bid", "100", "1")]), "cb")
     assert implied == [BookUnsafe("cb", 1.0, "cb", "BTC-USD", "update before snapshot")]
     assert store.book("cb", "BTC-USD").state == "unsafe"
 
@@ -31,7 +32,7 @@ def test_update_before_snapshot_marks_the_book_unsafe() -> None:
 def test_crossed_update_implies_unsafe_and_the_next_snapshot_resyncs() -> None:
     store = Store()
     assert store.apply(snap(), "cb") == []
-    implied = store.apply(BookUpdate("cb", 2.0, "BTC-USD", None, [("ask", "99", "1")]), "cb")
+    implied = store.apply(BookUpdate("cb", 2.0, "BTC-USD", None, [change("ask", "99", "1")]), "cb")
     assert implied == [BookUnsafe("cb", 2.0, "cb", "BTC-USD", "crossed book: bid 100 >= ask 99")]
     book = store.book("cb", "BTC-USD")
     assert (book.state, book.reason) == ("unsafe", "crossed book: bid 100 >= ask 99")

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Literal
 
-from tickerterm.core.events import BookSide, Level
+from tickerterm.core.events import BookSide, Change, Level
 
 BookState = Literal["empty", "ok", "unsafe", "resyncing"]
 
@@ -62,24 +62,23 @@ class OrderBook:
 
     def apply(self, side: BookSide, price: str, size: str) -> None:
         """Set one level to an absolute size; a numerically-zero size removes it."""
-        key = float(price)
-        if side == "bid":
-            levels, keys, sort_key = self.bids, self._bid_keys, -key
-        else:
-            levels, keys, sort_key = self.asks, self._ask_keys, key
-        if float(size) == 0.0:
-            if levels.pop(key, None) is not None:
-                i = bisect_left(keys, sort_key)
-                del keys[i]
-        else:
-            if key not in levels:
-                insort(keys, sort_key)
-            levels[key] = (price, size)
+        self.apply_changes([(side, price, size, float(price), float(size))])
 
-    def apply_changes(self, changes: Iterable[tuple[BookSide, str, str]]) -> None:
-        apply = self.apply
-        for side, price, size in changes:
-            apply(side, price, size)
+    def apply_changes(self, changes: Iterable[Change]) -> None:
+        """Apply level changes (one venue message) with the values the adapter already converted."""
+        bids, asks, bid_keys, ask_keys = self.bids, self.asks, self._bid_keys, self._ask_keys
+        for side, price, size, key, value in changes:
+            if side == "bid":
+                levels, keys, sort_key = bids, bid_keys, -key
+            else:
+                levels, keys, sort_key = asks, ask_keys, key
+            if value == 0.0:
+                if levels.pop(key, None) is not None:
+                    del keys[bisect_left(keys, sort_key)]
+            else:
+                if key not in levels:
+                    insort(keys, sort_key)
+                levels[key] = (price, size)
         self.updates += 1
         self.version += 1
 

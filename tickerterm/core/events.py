@@ -19,6 +19,19 @@ Side = Literal["buy", "sell"]
 BookSide = Literal["bid", "ask"]
 Level = tuple[str, str]
 """A book level: ``(price, size)`` as the venue's decimal strings."""
+Change = tuple[BookSide, str, str, float, float]
+"""A level change: ``(side, price, size, price_value, size_value)``. The strings are the venue's text;
+the floats are converted once, by the adapter that validated them, and used by the book as keys."""
+
+_INF = float("inf")
+
+
+def change(side: BookSide, price: str, size: str) -> Change:
+    """A validated level change; ValueError unless both are finite, non-negative decimal strings."""
+    p, s = float(price), float(size)
+    if not (0.0 <= p < _INF and 0.0 <= s < _INF):
+        raise ValueError(f"not a finite non-negative number: {price[:20]!r} / {size[:20]!r}")
+    return (side, price, size, p, s)
 
 
 @dataclass(slots=True)
@@ -74,8 +87,8 @@ class BookUpdate(Event):
     type: ClassVar[str] = "book_update"
     product: str
     exch_ts: float | None
-    changes: list[tuple[BookSide, str, str]]
-    """``(side, price, size)``; the size is absolute, a numerically-zero size removes the level."""
+    changes: list[Change]
+    """See ``Change``; the size is absolute, a numerically-zero size removes the level."""
 
 
 @dataclass(slots=True)

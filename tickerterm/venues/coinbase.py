@@ -38,6 +38,7 @@ from tickerterm.core.events import (
     Ticker,
     Trade,
     VenueError,
+    change,
 )
 from tickerterm.venues.auth import ENV_KEY, ENV_KEY_FILE, ENV_SECRET, CdpKey, build_jwt
 from tickerterm.venues.base import ChannelSpec, ErrorClass, Parser, VenueAdapter
@@ -220,10 +221,8 @@ class CoinbaseParser(Parser):
                         raise ValueError(f"unknown side {side!r}")
                 out.append(BookSnapshot(venue, recv_ts, product, exch_ts, bids, asks))
             elif kind == "update":
-                changes = [
-                    (_BOOK_SIDE[u["side"]], _num(u["price_level"]), _num(u["new_quantity"]))
-                    for u in ev["updates"]
-                ]
+                changes = [change(_BOOK_SIDE[u["side"]], _str(u["price_level"]), _str(u["new_quantity"]))
+                           for u in ev["updates"]]
                 out.append(BookUpdate(venue, recv_ts, product, exch_ts, changes))
             else:
                 raise ValueError(f"unknown l2_data event type {kind!r}")
@@ -356,6 +355,12 @@ class CoinbaseParser(Parser):
         for ev in events:
             summary = ev["fcm_balance_summary"]
             out.append(BalanceUpdate(self.venue, recv_ts, exch_ts, _flatten(summary)))
+
+
+def _str(value: Any) -> str:
+    if type(value) is not str:
+        raise TypeError(f"expected a decimal string, got {type(value).__name__}")
+    return value
 
 
 def _num(value: Any) -> str:
