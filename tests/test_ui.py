@@ -308,3 +308,12 @@ async def test_resizing_never_crashes(sim: CoinbaseSim) -> None:
         await pilot.press("3", "5", "2")
         await until(pilot, lambda: "spread" in text_of(app.query_one(DepthLadder)))
         assert app.return_code is None  # still running, nothing raised
+
+
+async def test_ansi_theme_uses_the_terminal_palette() -> None:
+    app = static_app(theme="ansi-dark")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert app.theme == "ansi-dark" and app.native_ansi_color
+        await pilot.press("L")
+        assert app.theme == "ansi-light"

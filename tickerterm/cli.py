@@ -125,6 +125,11 @@ def feed_parser() -> argparse.ArgumentParser:
         "--fps", type=_positive(float), default=10.0, help="dashboard redraws per second (default 10)"
     )
     p.add_argument("--light", action="store_true", help="light theme (NO_COLOR is respected)")
+    p.add_argument(
+        "--ansi",
+        action="store_true",
+        help="use the terminal's own 16-colour palette and background (fewest bytes over SSH)",
+    )
     p.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr (-vv for debug)")
     _sim_options(p)
     return p
@@ -247,6 +252,7 @@ def run_dashboard(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
         simulated=ns.sim,
         fps=ns.fps,
         light=ns.light,
+        theme=("ansi-light" if ns.light else "ansi-dark") if ns.ansi else None,
     )
     app.run()
     return 0

@@ -108,6 +108,7 @@ class TickertermApp(App[None]):
         fps: float = 10.0,
         clock: Callable[[], float] = time.time,
         light: bool = False,
+        theme: str | None = None,
         store: Store | None = None,
     ) -> None:
         super().__init__()
@@ -121,6 +122,7 @@ class TickertermApp(App[None]):
         self.paused = False
         self.ticks = 0
         self._light = light
+        self._theme = theme
         self._grouping_steps: list[str | None] = [None]
         self._laid_out_for = Size(0, 0)
         self.sub_title = self._subtitle()
@@ -143,7 +145,9 @@ class TickertermApp(App[None]):
         return list(self.query(Panel))
 
     def on_mount(self) -> None:
-        if self._light:
+        if self._theme:
+            self.theme = self._theme
+        elif self._light:
             self.theme = "textual-light"
         self._layout_for(self.size.width, self.size.height)
         self.run_worker(
@@ -283,7 +287,8 @@ class TickertermApp(App[None]):
             self.render_tick(force=True)
 
     def action_toggle_light(self) -> None:
-        self.theme = "textual-dark" if self.theme == "textual-light" else "textual-light"
+        pairs = {"textual-light": "textual-dark", "ansi-light": "ansi-dark", "ansi-dark": "ansi-light"}
+        self.theme = pairs.get(self.theme, "textual-light")
 
     def action_show_help(self) -> None:
         self.push_screen(HelpScreen(self.KEYS))

@@ -89,9 +89,12 @@ class Panel(Static, can_focus=True):
             return False
         self._stamp = stamp
         self._last_render = now
+        shown = self.render_panel(store, view, now)
+        if not force and isinstance(shown, Text) and shown == self.shown:
+            return False  # same text and styles: nothing to send to the terminal
         self.renders += 1
-        self.shown = self.render_panel(store, view, now)
-        self.update(self.shown)
+        self.shown = shown
+        self.update(shown)
         return True
 
     def plain(self) -> str:

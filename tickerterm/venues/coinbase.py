@@ -221,8 +221,10 @@ class CoinbaseParser(Parser):
                         raise ValueError(f"unknown side {side!r}")
                 out.append(BookSnapshot(venue, recv_ts, product, exch_ts, bids, asks))
             elif kind == "update":
-                changes = [change(_BOOK_SIDE[u["side"]], _str(u["price_level"]), _str(u["new_quantity"]))
-                           for u in ev["updates"]]
+                changes = [
+                    change(_BOOK_SIDE[u["side"]], _str(u["price_level"]), _str(u["new_quantity"]))
+                    for u in ev["updates"]
+                ]
                 out.append(BookUpdate(venue, recv_ts, product, exch_ts, changes))
             else:
                 raise ValueError(f"unknown l2_data event type {kind!r}")
