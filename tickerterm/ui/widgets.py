@@ -57,8 +57,9 @@ class Panel(Static, can_focus=True):
     """A focusable panel with a border title; ``sync`` re-renders it when its inputs changed."""
 
     DEFAULT_CSS = """
-    Panel { border: round $panel; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
-    Panel:focus { border: round $primary; }
+    Panel { border: none; border-top: solid $panel; border-title-color: $text-muted; border-title-style: bold;
+            padding: 0; margin-right: 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    Panel:focus { border-top: heavy $primary; border-title-color: $text-primary; }
     """
     kind: ClassVar[str] = ""
     title: ClassVar[str] = ""
@@ -320,7 +321,7 @@ class DepthLadder(Panel):
     DepthLadder > .depth-ladder--bid { color: $success; }
     DepthLadder > .depth-ladder--ask { color: $error; }
     DepthLadder > .depth-ladder--warning { color: $warning; text-style: bold reverse; }
-    DepthLadder.-unsafe { border: round $warning; }
+    DepthLadder.-unsafe { border-top: heavy $warning; }
     """
     kind = "book"
     title = "Depth"
