@@ -17,7 +17,9 @@ from rich.console import Console, RenderableType
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
-from textual.widgets import Static
+from textual.geometry import Region, Size
+from textual.strip import Strip
+from textual.widget import Widget
 
 from tickerterm.core.candles import Bar
 from tickerterm.core.health import ConnectionHealth, close_meaning
@@ -53,12 +55,13 @@ class View:
         self.version += 1
 
 
-class Panel(Static, can_focus=True):
-    """A focusable panel with a border title; ``sync`` re-renders it when its inputs changed."""
+class Panel(Widget, can_focus=True):
+    """A focusable panel with a title rule. ``sync`` re-renders it when its inputs changed, and only
+    the lines whose content changed are sent to the terminal (a line-API widget with a line diff)."""
 
     DEFAULT_CSS = """
     Panel { border: none; border-top: solid $panel; border-title-color: $text-muted; border-title-style: bold;
-            padding: 0; margin-right: 1; text-wrap: nowrap; text-overflow: ellipsis; }
+            padding: 0; margin-right: 1; }
     Panel:focus { border-top: heavy $primary; border-title-color: $text-primary; }
     """
     kind: ClassVar[str] = ""
@@ -68,11 +71,15 @@ class Panel(Static, can_focus=True):
     """Shortest time between two renders, seconds (the chart is expensive)."""
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
-        super().__init__("", id=id, classes=classes)
+        super().__init__(id=id, classes=classes)
         self._stamp: tuple[Any, ...] | None = None
         self._last_render = 0.0
+        self._lines: list[Strip] = []
+        self._natural_height = 0
         self.renders = 0
         """How many times the panel re-rendered (tests and benchmarks read it)."""
+        self.lines_sent = 0
+        """How many lines were marked for the terminal (the rest were unchanged)."""
         self.shown: RenderableType = ""
         self.border_title = f"{self.key} {self.title}" if self.key else self.title
 
@@ -91,12 +98,56 @@ class Panel(Static, can_focus=True):
         self._stamp = stamp
         self._last_render = now
         shown = self.render_panel(store, view, now)
-        if not force and isinstance(shown, Text) and shown == self.shown:
-            return False  # same text and styles: nothing to send to the terminal
         self.renders += 1
         self.shown = shown
-        self.update(shown)
+        self._show(shown, full=force or resized)
         return True
+
+    def _show(self, renderable: RenderableType, full: bool) -> None:
+        width, height = self.size.width, self.size.height
+        if width <= 0 or height <= 0:
+            self._lines = []
+            return
+        console = self.app.console
+        options = console.options.update(
+            width=width,
+            min_width=width,
+            max_width=width,
+            height=None,
+            no_wrap=True,
+            overflow="ellipsis",
+            highlight=False,
+            justify=None,
+        )
+        style = self.rich_style
+        rendered = console.render_lines(renderable, options, style=style, pad=True)
+        if len(rendered) != self._natural_height:  # panels of height auto follow their content
+            self._natural_height = len(rendered)
+            if self.styles.height is not None and self.styles.height.is_auto:
+                self.refresh(layout=True)
+        lines = [Strip(segments, width) for segments in rendered[:height]]
+        lines += [Strip.blank(width, style)] * (height - len(lines))
+        old, self._lines = self._lines, lines
+        if full or len(old) != len(lines):
+            self.lines_sent += len(lines)
+            self.refresh()
+            return
+        for y, (before, after) in enumerate(zip(old, lines, strict=True)):
+            if before != after:
+                self.lines_sent += 1
+                self.refresh(Region(0, y, width, 1))
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        return max(1, self._natural_height)
+
+    def render_line(self, y: int) -> Strip:
+        if y < len(self._lines):
+            return self._lines[y]
+        return Strip.blank(self.size.width, self.rich_style)
+
+    def on_resize(self) -> None:
+        if self.shown != "":
+            self._show(self.shown, full=True)
 
     def plain(self) -> str:
         """What the panel shows, as plain text (for tests and screen readers of the source)."""
