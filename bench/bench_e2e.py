@@ -22,9 +22,23 @@ from tickerterm.stream.feed import Feed
 from tickerterm.venues.coinbase import CoinbaseAdvancedTrade
 
 
-def start_sim(rate: float, port: int = 0) -> tuple[subprocess.Popen[str], str]:
+def start_sim(rate: float, port: int = 0, blast: int = 0) -> tuple[subprocess.Popen[str], str]:
+    """The simulator in its own process; ``blast`` replays a prepared level2 cycle at socket speed."""
+    blast_args = ["--blast", str(blast)] if blast else []
     proc = subprocess.Popen(
-        [PY, "-m", "tickerterm", "sim", "--port", str(port), "--rate", str(rate), "--warmup", "0"],
+        [
+            PY,
+            "-m",
+            "tickerterm",
+            "sim",
+            "--port",
+            str(port),
+            "--rate",
+            str(rate),
+            "--warmup",
+            "0",
+            *blast_args,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -104,10 +118,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument(
+        "--blast",
+        type=int,
+        default=20000,
+        help="simulator blast cycle (market steps); 0 = the live market at full speed",
+    )
     args = ap.parse_args()
     results = []
     for _ in range(args.runs):
-        proc, url = start_sim(0)
+        proc, url = start_sim(0, blast=args.blast)
         try:
             results.append(asyncio.run(measure(url, args.seconds, ui=True)))
         finally:

@@ -54,3 +54,28 @@ def test_prices_move() -> None:
     for i in range(20000):
         market.step(1714564800.0 + i)
     assert market.high_24h - market.low_24h > 1000 * market.tick  # more than $10 on BTC
+
+
+def test_blast_cycle_goes_out_and_comes_back_exactly() -> None:
+    import json
+
+    from tickerterm.core.book import OrderBook
+    from tickerterm.sim.coinbase import _blast_cycle
+    from tickerterm.venues.coinbase import CoinbaseAdvancedTrade
+
+    market = Market(BTC, 4, depth=300)
+    cycle = _blast_cycle(market, 3000, 16)
+    assert len(cycle) % 2 == 0 and len(cycle) > 100
+    parser = CoinbaseAdvancedTrade().parser("coinbase")
+    book = OrderBook("coinbase", "BTC-USD")
+    bids, asks = market.snapshot_levels()
+    book.apply_snapshot(bids, asks)
+    start = (book.levels("bid"), book.levels("ask"))
+    for seq, body in enumerate(cycle * 2):
+        frame = json.dumps({"channel": "l2_data", "sequence_num": seq, "events": json.loads(body)})
+        for ev in parser.parse(frame, 0.0):
+            book.apply_changes(ev.changes)  # type: ignore[attr-defined]
+            assert not book.crossed
+        if seq == len(cycle) // 2 - 1:
+            assert (book.levels("bid"), book.levels("ask")) != start  # the market really moved
+    assert (book.levels("bid"), book.levels("ask")) == start == market.book_text()  # and came back

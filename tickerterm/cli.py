@@ -146,6 +146,14 @@ def sim_parser() -> argparse.ArgumentParser:
         help="generate a test-account API key, accept it, and write it here for clients",
     )
     p.add_argument("--heartbeat", type=_positive(float), default=1.0, help="heartbeat interval, seconds")
+    p.add_argument(
+        "--blast",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="benchmark mode: replay a prepared level2 cycle of STEPS market steps (and their "
+        "undoing) to every subscriber as fast as its socket takes it",
+    )
     p.add_argument("-v", "--verbose", action="count", default=0)
     _sim_options(p)
     return p
@@ -339,6 +347,7 @@ async def run_sim(ns: argparse.Namespace) -> int:
         "faults": faults,
         "timing": SimTiming(heartbeat=ns.heartbeat),
         "warmup": ns.warmup,
+        **({"blast": ns.blast} if ns.blast else {}),
     }
     if ns.write_key_file:
         key, public = generate_cdp_key("ES256")

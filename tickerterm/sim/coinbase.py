@@ -53,6 +53,8 @@ class CoinbaseSimConnection(SimConnection):
         self.snapshotted: set[str] = set()
         self.pending_l2: dict[str, dict[tuple[str, str], str]] = {}
         self.pending_tickers: dict[str, None] = {}
+        self.blast_at: dict[str, int] = {}
+        self.blast_task: asyncio.Task[None] | None = None
 
     # --- framing ---------------------------------------------------------------------------
 
@@ -158,6 +160,15 @@ class CoinbaseSimConnection(SimConnection):
         now = server.clock()
         if channel == "level2":
             self.snapshotted.update(new)
+            if server.blast:
+                for p in new:
+                    if p not in server.blast_cycle:
+                        server.blast_cycle[p] = _blast_cycle(
+                            server.markets[p], server.blast, server.timing.l2_batch_max
+                        )
+                    self.blast_at[p] = 0
+                if self.blast_task is None:
+                    self.blast_task = asyncio.get_running_loop().create_task(self._blast())
             for p in new:
                 bids, asks = server.markets[p].snapshot_levels()
                 ts = rfc3339(now)
@@ -186,6 +197,29 @@ class CoinbaseSimConnection(SimConnection):
         elif channel == "futures_balance_summary":
             self.emit(channel, [{"type": "snapshot", "fcm_balance_summary": server.balance_summary()}])
         self._ack()
+
+    def on_close(self) -> None:
+        if self.blast_task is not None:
+            self.blast_task.cancel()
+
+    async def _blast(self) -> None:
+        """Benchmark mode: send the prepared level2 cycle as fast as the socket takes it."""
+        cycles = self.server.blast_cycle
+        sent = 0
+        while not self.closing:
+            for product in list(self.subs.get("level2", ())):
+                cycle = cycles[product]
+                i = self.blast_at.get(product, 0)
+                self.emit("l2_data", cycle[i], data=True)
+                self.blast_at[product] = (i + 1) % len(cycle)
+            sent += 1
+            if self.queue.qsize() > 2000:
+                while self.queue.qsize() > 500 and not self.closing:  # noqa: ASYNC110
+                    await asyncio.sleep(0.0005)
+            elif sent % 64 == 0:
+                await asyncio.sleep(0)
+            if not self.subs.get("level2"):
+                await asyncio.sleep(0.01)
 
     def _late_subscribe(self, products: list[str]) -> None:
         if not self.closing:
@@ -394,6 +428,44 @@ class CoinbaseSimConnection(SimConnection):
         }
 
 
+def _blast_cycle(market: Market, steps: int, batch: int) -> list[str]:
+    """``l2_data`` event bodies that take a copy of ``market`` through ``steps`` steps and back again."""
+    import copy
+
+    m = copy.deepcopy(market)
+    forward: list[list[tuple[str, str, str]]] = []
+    undo: list[list[tuple[str, str, str]]] = []
+    pending: dict[tuple[str, str], str] = {}
+    before: dict[tuple[str, str], str] = {}
+    bids, asks = m.snapshot_levels()
+    levels = {("bid", p): s for p, s in bids} | {("ask", p): s for p, s in asks}  # the book as sent
+    for _ in range(steps):
+        for side, px, sz in m.step(0.0).changes:
+            key = (side, px)
+            if key not in before:  # the level as it was before this batch: what undoing restores
+                before[key] = levels.get(key, "0")
+            pending[key] = sz
+            if sz == "0":
+                levels.pop(key, None)
+            else:
+                levels[key] = sz
+        if len(pending) >= batch:
+            forward.append([(s, p, z) for (s, p), z in pending.items()])
+            undo.append([(s, p, before[(s, p)]) for (s, p) in pending])
+            pending, before = {}, {}
+    frames = forward + undo[::-1]
+    ts = "1970-01-01T00:00:00Z"
+    return [
+        f'[{{"type":"update","product_id":"{market.product}","updates":['
+        + ",".join(
+            f'{{"side":"{_WIRE_SIDE[s]}","event_time":"{ts}","price_level":"{p}","new_quantity":"{z}"}}'
+            for s, p, z in changes
+        )
+        + "]}]"
+        for changes in frames
+    ]
+
+
 class CoinbaseSim(SimServer):
     """Coinbase Advanced Trade on a loopback port; ``public_keys`` maps API key names to the public
     keys the simulator accepts JWTs from (the test account)."""
@@ -401,9 +473,19 @@ class CoinbaseSim(SimServer):
     venue = "coinbase"
     connection_class: ClassVar[type[SimConnection]] = CoinbaseSimConnection
 
-    def __init__(self, *, public_keys: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, public_keys: dict[str, Any] | None = None, blast: int = 0, **kwargs: Any) -> None:
+        """``blast=N``: a benchmark mode. N market steps per product are rendered into level2 frames in
+        advance, followed by the frames that undo them, and each level2 subscriber gets that cycle as
+        fast as its socket takes it (the live market is stopped, so the books stay true)."""
+        if blast:
+            kwargs["rate"] = 0.0
         super().__init__(**kwargs)
         self.public_keys: dict[str, Any] = dict(public_keys or {})
+        self.blast = blast
+        self.blast_cycle: dict[str, list[str]] = {}
+        """Prepared on the first level2 subscription of each product."""
+        if blast:
+            self.pause()
         self.orders: list[dict[str, Any]] = []
         self._order_seq = 0
         self._balance_tick = 0

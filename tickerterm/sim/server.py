@@ -163,6 +163,9 @@ class SimConnection:
     def on_timer(self, kind: str) -> None:
         """Called for each periodic tick: heartbeat, trades_batch, candles, ticker_batch, user, status."""
 
+    def on_close(self) -> None:
+        """Called once the connection has ended."""
+
 
 class SimServer:
     """A venue simulator on a loopback port. Use ``async with`` or ``start()``/``stop()``."""
@@ -323,6 +326,8 @@ class SimServer:
             pass
         finally:
             self.connections.remove(conn)
+            conn.closing = True
+            conn.on_close()
             for task in (deadline, closer):
                 if task is not None:
                     task.cancel()
