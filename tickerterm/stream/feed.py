@@ -16,7 +16,7 @@ import contextlib
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from tickerterm.core.events import Event
 from tickerterm.core.store import Store
@@ -128,16 +128,6 @@ class Feed:
             await asyncio.wait(list(self._tasks))
 
     # --- events ----------------------------------------------------------------------------
-
-    async def batches(self) -> AsyncIterator[list[Event]]:
-        """The events of each frame, as they are applied; ends when every connection has ended."""
-        if self._queue is None:
-            raise RuntimeError("this feed was made with collect=False")
-        while True:
-            batch = await self._queue.get()
-            if batch is None:
-                return
-            yield batch
 
     def __aiter__(self) -> Feed:
         return self

@@ -22,6 +22,7 @@ from textual.geometry import Size
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
+from tickerterm.core.candles import INTERVALS as CANDLE_INTERVALS
 from tickerterm.core.errors import TickertermError
 from tickerterm.core.store import Store
 from tickerterm.ui.screens import HelpScreen, ProductPicker
@@ -37,7 +38,7 @@ from tickerterm.ui.widgets import (
 )
 
 PANEL_KINDS = ("ticker", "book", "trades", "candles")
-INTERVALS = (60, 300, 900, 3600)
+INTERVALS = tuple(CANDLE_INTERVALS.values())
 
 
 class FeedLike(Protocol):

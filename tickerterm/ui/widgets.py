@@ -21,11 +21,11 @@ from textual.geometry import Region, Size
 from textual.strip import Strip
 from textual.widget import Widget
 
-from tickerterm.core.candles import Bar
+from tickerterm.core.candles import INTERVALS, Bar
 from tickerterm.core.health import ConnectionHealth, close_meaning
 from tickerterm.core.store import Store
 
-INTERVAL_NAMES = {60: "1m", 300: "5m", 900: "15m", 3600: "1h"}
+INTERVAL_NAMES = {seconds: name for name, seconds in INTERVALS.items()}
 
 
 @dataclass(slots=True)
