@@ -188,8 +188,12 @@ class TickertermApp(App[None]):
         except TickertermError as exc:
             self.notify(str(exc), title="feed", severity="error", timeout=30)
 
-    def render_tick(self, force: bool = False) -> None:
-        """Pull the store into the panels that changed (the timer calls this ``fps`` times a second)."""
+    def render_tick(self, force: bool = False, slow_later: bool = False) -> None:
+        """Pull the store into the panels that changed (the timer calls this ``fps`` times a second).
+
+        ``slow_later``: after a key, paint the cheap panels now and the chart (plotext, tens of ms)
+        right after the screen has been updated, so the key's effect shows without waiting for it.
+        """
         if self.paused and not force:
             return
         self.ticks += 1
@@ -201,10 +205,16 @@ class TickertermApp(App[None]):
                 self.view.subscriptions = subs
                 self.view.changed()
         now = self.clock()
+        later: list[Panel] = []
         with self.batch_update():
             for panel in self.panels:
                 if panel.display and (panel.region.width or force):
+                    if slow_later and panel.min_interval:
+                        later.append(panel)
+                        continue
                     panel.sync(self.store, self.view, now, force=force)
+        for panel in later:
+            self.call_after_refresh(panel.sync, self.store, self.view, now, True)
 
     # --- actions -----------------------------------------------------------------------------
 
@@ -224,7 +234,7 @@ class TickertermApp(App[None]):
             self.notify(str(exc), severity="error")
         self.view.subscriptions = self.feed.subscriptions()
         self.view.changed()
-        self.render_tick(force=True)
+        self.render_tick(force=True, slow_later=True)
 
     def _select(self, index: int) -> None:
         if not self.view.products:
@@ -233,7 +243,7 @@ class TickertermApp(App[None]):
         self._grouping_steps = [None]
         self.view.grouping = None
         self.view.changed()
-        self.render_tick(force=True)
+        self.render_tick(force=True, slow_later=True)
 
     def action_next_product(self) -> None:
         self._select(self.view.selected + 1)
@@ -252,7 +262,7 @@ class TickertermApp(App[None]):
         i = INTERVALS.index(self.view.interval) if self.view.interval in INTERVALS else 0
         self.view.interval = INTERVALS[(i + 1) % len(INTERVALS)]
         self.view.changed()
-        self.render_tick(force=True)
+        self.render_tick(force=True, slow_later=True)
         self.notify(f"candles {INTERVAL_NAMES[self.view.interval]}", timeout=2)
 
     def action_cycle_grouping(self) -> None:
@@ -262,7 +272,7 @@ class TickertermApp(App[None]):
         i = steps.index(self.view.grouping) if self.view.grouping in steps else 0
         self.view.grouping = steps[(i + 1) % len(steps)]
         self.view.changed()
-        self.render_tick(force=True)
+        self.render_tick(force=True, slow_later=True)
 
     def action_focus_panel(self, n: int) -> None:
         ids = ["tickers", "ladder", "chart", "tape", "health"]
@@ -271,7 +281,7 @@ class TickertermApp(App[None]):
         screen.set_class(n == 3, "-view-chart")
         screen.set_class(n == 5, "-view-health")
         panel.focus()
-        self.render_tick(force=True)
+        self.render_tick(force=True, slow_later=True)
 
     def action_toggle_maximize(self) -> None:
         screen = self.screen
@@ -285,7 +295,7 @@ class TickertermApp(App[None]):
         self.paused = not self.paused
         self.sub_title = self._subtitle()
         if not self.paused:
-            self.render_tick(force=True)
+            self.render_tick(force=True, slow_later=True)
 
     def action_toggle_light(self) -> None:
         pairs = {"textual-light": "textual-dark", "ansi-light": "ansi-dark", "ansi-dark": "ansi-light"}
