@@ -381,7 +381,7 @@ class DepthLadder(Panel):
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self._scale = 0.0
-        self._scale_key: tuple[str, str | None] = ("", None)
+        self._scale_key: tuple[str, str | None, int] = ("", None, 0)
 
     def stamp(self, store: Store, view: View, now: float) -> tuple[Any, ...]:
         book = store.books.get((view.venue, view.product))
@@ -422,10 +422,11 @@ class DepthLadder(Panel):
         cum_bids = _cumulative(bids)
         cum_asks = _cumulative(asks)
         deepest = max(cum_bids[-1] if cum_bids else 0.0, cum_asks[-1] if cum_asks else 0.0) or 1.0
-        if not self._scale / 2 <= deepest <= self._scale or self._scale_key != (view.product, view.grouping):
+        scale_key = (view.product, view.grouping, n)
+        if not self._scale / 2 <= deepest <= self._scale or self._scale_key != scale_key:
             # the bar scale moves only when the depth outgrows it or halves: lines whose levels did not
             # change stay identical, and are not sent to the terminal again
-            self._scale, self._scale_key = deepest * 1.25, (view.product, view.grouping)
+            self._scale, self._scale_key = deepest * 1.25, scale_key
         top = self._scale
         pw = max((len(p) for p, _ in bids + asks), default=1)
         sw = max((len(s) for _, s in bids + asks), default=1)
