@@ -80,6 +80,7 @@ def test_headless_ndjson_on_the_simulator() -> None:
         "--sim", "--headless", "--products", "BTC-USD,ETH-USD", "--max-events", "150", "--rate", "400"
     )
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # nothing on stderr unless asked for (-v)
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(lines) == 150
     assert all({"type", "venue", "recv_ts"} <= set(line) for line in lines)

@@ -25,3 +25,9 @@ class CredentialsError(ConfigError):
 
 class FrameError(TickertermError):
     """A frame from the venue is malformed; the stream worker counts it and carries on."""
+
+
+def no_debug(record: object) -> bool:
+    """A logging filter that drops DEBUG records: websockets logs whole frames (JWTs) and URLs (API
+    keys) at DEBUG, so its loggers never pass those on, whatever the log level."""
+    return getattr(record, "levelno", 0) > 10

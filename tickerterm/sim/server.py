@@ -20,14 +20,13 @@ from typing import Any, ClassVar
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from tickerterm.core.errors import no_debug
 from tickerterm.sim.faults import Faults
 from tickerterm.sim.market import DEFAULT_PRODUCTS, Market, ProductSpec, Step
 
 log = logging.getLogger(__name__)
 _wire_log = logging.getLogger("tickerterm.sim.wire")
-_wire_log.setLevel(logging.INFO)  # frames carry JWTs: never logged
-_wire_log = logging.getLogger("tickerterm.sim.wire")
-_wire_log.setLevel(logging.INFO)  # frames carry JWTs: never logged
+_wire_log.addFilter(no_debug)  # frames carry JWTs: never logged
 
 _HIGH_WATER = 5000
 """Frames queued for one connection beyond which the market waits (backpressure)."""

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from tickerterm.core.errors import FrameError
+from tickerterm.core.errors import FrameError, no_debug
 from tickerterm.core.events import (
     BookResynced,
     BookResyncing,
@@ -49,7 +49,7 @@ from tickerterm.venues.base import Subscriptions, VenueAdapter
 
 log = logging.getLogger(__name__)
 _wire_log = logging.getLogger("tickerterm.stream.wire")
-_wire_log.setLevel(logging.INFO)  # websockets logs frames (JWTs) and URLs (API keys) at DEBUG: never those
+_wire_log.addFilter(no_debug)
 
 Sink = Callable[[list[Event]], Awaitable[None] | None]
 
