@@ -126,6 +126,7 @@ class TickertermApp(App[None]):
         self._theme = theme
         self._grouping_steps: list[str | None] = [None]
         self._laid_out_for = Size(0, 0)
+        self._health_seen = -1
         self.sub_title = self._subtitle()
 
     # --- layout ----------------------------------------------------------------------------
@@ -171,6 +172,9 @@ class TickertermApp(App[None]):
         parts = [self.view.venue]
         if self.view.simulated:
             parts.append("SIMULATED")
+        trouble = connection_trouble(self.store)
+        if trouble:
+            parts.append(trouble)  # visible even when the health panel is not (80x24)
         if self.paused:
             parts.append("PAUSED")
         return " · ".join(parts)
@@ -204,6 +208,11 @@ class TickertermApp(App[None]):
             if subs != self.view.subscriptions:
                 self.view.subscriptions = subs
                 self.view.changed()
+        if self.store.health_version != self._health_seen:
+            self._health_seen = self.store.health_version
+            subtitle = self._subtitle()
+            if subtitle != self.sub_title:
+                self.sub_title = subtitle
         now = self.clock()
         later: list[Panel] = []
         with self.batch_update():
@@ -336,6 +345,23 @@ _COMMAND_TITLES = {
     "display.pause": "Pause or resume the display",
     "display.theme": "Light or dark theme",
 }
+
+
+def connection_trouble(store: Store) -> str:
+    """One word for the header when a connection is not healthy: the worst state among them."""
+    states = {h.state: h for h in store.health.values()}
+    for state, label in (
+        ("gave_up", "GAVE UP"),
+        ("stale", "STALE"),
+        ("retrying", "RECONNECTING"),
+        ("closed", "RECONNECTING"),
+        ("connecting", "CONNECTING"),
+    ):
+        if state in states:
+            h = states[state]
+            name = "" if h.conn == h.venue else f"{h.conn} "  # the market connection goes without saying
+            return f"{name}{label}" + (f" (retry {h.retries})" if h.retries and state != "gave_up" else "")
+    return ""
 
 
 def grouping_steps(store: Store, venue: str, product: str) -> list[str | None]:
