@@ -14,7 +14,7 @@ from rich.text import Text
 from textual.command import CommandPalette
 from textual.widgets import Static
 
-from tickerterm.core.events import BookUnsafe
+from tickerterm.core.events import BookUnsafe, GaveUp
 from tickerterm.sim.coinbase import CoinbaseSim
 from tickerterm.ui.app import TickertermApp, grouping_steps
 from tickerterm.ui.screens import HelpScreen, ProductPicker
@@ -318,3 +318,20 @@ async def test_ansi_theme_uses_the_terminal_palette() -> None:
         assert app.theme == "ansi-dark" and app.native_ansi_color
         await pilot.press("L")
         assert app.theme == "ansi-light"
+
+
+async def test_gave_up_shows_its_reason_and_hint_in_full() -> None:
+    app = static_app()
+    reason = (
+        "2 reconnect attempts failed; last: connect failed: [Errno 111] Connect call failed "
+        "('127.0.0.1', 9) (check the URL (--url) and the network; --sim runs the built-in simulator)"
+    )
+    app.store.apply(GaveUp("coinbase", 1.0, "coinbase", reason))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("5")
+        health = app.query_one(HealthPanel)
+        await until(pilot, lambda: "GAVE UP" in text_of(health))
+        lines = [line.strip() for line in text_of(health).splitlines()]
+        start = next(i for i, line in enumerate(lines) if line.startswith("gave up:"))
+        assert " ".join(lines[start : start + 3]) == f"gave up: {reason}"
+        assert app.sub_title == "coinbase · SIMULATED · GAVE UP"

@@ -572,7 +572,7 @@ class HealthPanel(Panel):
         for n, h in enumerate(sorted(store.health.values(), key=lambda h: h.conn)):
             if n:
                 out.append("\n")
-            _health_lines(out, h, now, ok, bad, warn)
+            _health_lines(out, h, now, ok, bad, warn, self.size.width)
         return out
 
 
@@ -588,7 +588,9 @@ _STATE_STYLE = {
 }
 
 
-def _health_lines(out: Text, h: ConnectionHealth, now: float, ok: Style, bad: Style, warn: Style) -> None:
+def _health_lines(
+    out: Text, h: ConnectionHealth, now: float, ok: Style, bad: Style, warn: Style, width: int = 80
+) -> None:
     """Short lines (they must fit a 40-column panel): state, retries, traffic, last close, integrity."""
     style = {"ok": ok, "warn": warn, "bad": bad}[_STATE_STYLE.get(h.state, "warn")]
     out.append("● ", style=style)
@@ -616,10 +618,13 @@ def _health_lines(out: Text, h: ConnectionHealth, now: float, ok: Style, bad: St
             style=bad,
         )
     out.append(f"\n  malformed {h.malformed} · unknown {h.unknown} · stale {h.stale_count}")
-    if h.gave_up_reason:
-        out.append(f"\n  gave up: {h.gave_up_reason}", style=bad)
-    elif h.errors:
-        out.append(f"\n  venue error: {h.errors[-1][1]}", style=warn)
+    message, style = (
+        (f"gave up: {h.gave_up_reason}", bad)
+        if h.gave_up_reason
+        else ((f"venue error: {h.errors[-1][1]}", warn) if h.errors else ("", warn))
+    )
+    for line in textwrap.wrap(message, max(20, width - 4), max_lines=4, placeholder="…"):
+        out.append(f"\n  {line}", style=style)  # the reason and its hint are worth whole lines
     subs = {c: p for c, p in h.subscriptions.items() if c != "heartbeats"}
     if subs:
         out.append("\n  " + " · ".join(f"{c} {len(p)}" if p else c for c, p in subs.items()), style="dim")
