@@ -26,8 +26,18 @@ the floats are converted once, by the adapter that validated them, and used by t
 _INF = float("inf")
 
 
+def value_of(text: str) -> float:
+    """The value of a venue's price or size text; ValueError unless it is a finite, non-negative number."""
+    value = float(text)
+    if not 0.0 <= value < _INF:
+        raise ValueError(f"not a finite non-negative number: {text[:20]!r}")
+    return value
+
+
 def change(side: BookSide, price: str, size: str) -> Change:
-    """A validated level change; ValueError unless both are finite, non-negative decimal strings."""
+    """A validated level change; ValueError unless both are finite, non-negative decimal strings.
+
+    The check is ``value_of``'s, written inline: this runs once per book update (the hot path)."""
     p, s = float(price), float(size)
     if not (0.0 <= p < _INF and 0.0 <= s < _INF):
         raise ValueError(f"not a finite non-negative number: {price[:20]!r} / {size[:20]!r}")

@@ -39,6 +39,7 @@ from tickerterm.core.events import (
     Trade,
     VenueError,
     change,
+    value_of,
 )
 from tickerterm.venues.auth import ENV_KEY, ENV_KEY_FILE, ENV_SECRET, CdpKey, build_jwt
 from tickerterm.venues.base import ChannelSpec, ErrorClass, Parser, VenueAdapter
@@ -368,11 +369,9 @@ def _str(value: Any) -> str:
 def _num(value: Any) -> str:
     """A price or size as the venue's exact text; anything but a finite, non-negative decimal string
     makes the frame malformed."""
-    if type(value) is not str:
-        raise TypeError(f"expected a decimal string, got {type(value).__name__}")
-    if not 0.0 <= float(value) < _INF:
-        raise ValueError(f"not a finite non-negative number: {value[:20]!r}")
-    return value
+    text = _str(value)
+    value_of(text)
+    return text
 
 
 def _opt(obj: dict[str, Any], key: str) -> str | None:
