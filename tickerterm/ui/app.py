@@ -159,10 +159,6 @@ class TickertermApp(App[None]):
         self.query_one("#ladder").focus()
         self.render_tick(force=True)
 
-    def on_resize(self) -> None:
-        self._layout_for(self.size.width, self.size.height)
-        self.render_tick(force=True)
-
     def _layout_for(self, width: int, height: int) -> None:
         self._laid_out_for = self.size
         for screen in self.screen_stack:
