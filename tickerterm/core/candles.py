@@ -6,35 +6,85 @@ Prices stay the venue's strings; volume is summed with ``Decimal`` so it stays e
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 from decimal import Decimal
 
 INTERVALS: dict[str, int] = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600}
 """The intervals the store aggregates from trades, by display name."""
 
 
-@dataclass(slots=True)
 class Bar:
-    start: int
-    open: str
-    high: str
-    low: str
-    close: str
-    volume: Decimal
-    open_ts: float
-    close_ts: float
-    trades: int = 0
+    """One bucket. Prices are the venue's strings (their values cached for comparisons); the volume is
+    exact: trade sizes are summed with ``Decimal`` when the volume is read, not once per trade."""
+
+    __slots__ = (
+        "_pending",
+        "_volume",
+        "close",
+        "close_ts",
+        "high",
+        "high_v",
+        "low",
+        "low_v",
+        "open",
+        "open_ts",
+        "start",
+        "trades",
+    )
+
+    def __init__(
+        self,
+        start: int,
+        open: str,
+        high: str,
+        low: str,
+        close: str,
+        volume: Decimal,
+        open_ts: float,
+        close_ts: float,
+        trades: int = 0,
+    ) -> None:
+        self.start = start
+        self.open, self.high, self.low, self.close = open, high, low, close
+        self.high_v, self.low_v = float(high), float(low)
+        self._volume = volume
+        self._pending: list[str] = []
+        self.open_ts, self.close_ts = open_ts, close_ts
+        self.trades = trades
+
+    @property
+    def volume(self) -> Decimal:
+        if self._pending:
+            self._volume += sum(map(Decimal, self._pending))
+            self._pending.clear()
+        return self._volume
+
+    @volume.setter
+    def volume(self, value: Decimal) -> None:
+        self._volume = value
+        self._pending.clear()
 
     @property
     def volume_text(self) -> str:
         return format(self.volume, "f")
 
+    def add_trade(self, ts: float, price: str, value: float, size: str) -> None:
+        if value > self.high_v:
+            self.high, self.high_v = price, value
+        if value < self.low_v:
+            self.low, self.low_v = price, value
+        if ts < self.open_ts:
+            self.open, self.open_ts = price, ts
+        if ts >= self.close_ts:
+            self.close, self.close_ts = price, ts
+        self._pending.append(size)
+        self.trades += 1
+
     def merge(self, other: Bar) -> None:
         """Fold a later bar of the same bucket into this one (for resampling)."""
-        if float(other.high) > float(self.high):
-            self.high = other.high
-        if float(other.low) < float(self.low):
-            self.low = other.low
+        if other.high_v > self.high_v:
+            self.high, self.high_v = other.high, other.high_v
+        if other.low_v < self.low_v:
+            self.low, self.low_v = other.low, other.low_v
         if other.open_ts < self.open_ts:
             self.open, self.open_ts = other.open, other.open_ts
         if other.close_ts >= self.close_ts:
@@ -46,31 +96,26 @@ class Bar:
 class CandleSeries:
     """Bars of one interval, oldest first, at most ``maxlen`` of them."""
 
-    __slots__ = ("bars", "interval", "version")
+    __slots__ = ("_last", "bars", "interval", "version")
 
     def __init__(self, interval: int, maxlen: int = 500) -> None:
         self.interval = interval
         self.bars: deque[Bar] = deque(maxlen=maxlen)
         self.version = 0
+        self._last: Bar | None = None  # the bar the last trade went to: almost always the next one's
 
-    def add_trade(self, ts: float, price: str, size: str) -> None:
+    def add_trade(self, ts: float, price: str, size: str, value: float | None = None) -> None:
+        """Add a trade at ``price`` (``value`` is its float, when the caller already has it)."""
         start = int(ts // self.interval) * self.interval
-        bar = self._find(start)
+        bar = self._last
+        if bar is None or bar.start != start:
+            bar = self._last = self._find(start)
         if bar is None:
             bar = Bar(start, price, price, price, price, Decimal(size), ts, ts, 1)
-            self._insert(bar)
+            if self._insert(bar):
+                self._last = bar
         else:
-            p = float(price)
-            if p > float(bar.high):
-                bar.high = price
-            if p < float(bar.low):
-                bar.low = price
-            if ts < bar.open_ts:
-                bar.open, bar.open_ts = price, ts
-            if ts >= bar.close_ts:
-                bar.close, bar.close_ts = price, ts
-            bar.volume += Decimal(size)
-            bar.trades += 1
+            bar.add_trade(ts, price, float(price) if value is None else value, size)
         self.version += 1
 
     def put(self, start: int, open_: str, high: str, low: str, close: str, volume: str) -> None:
@@ -81,6 +126,7 @@ class CandleSeries:
             self._insert(new)
         else:
             bar.open, bar.high, bar.low, bar.close, bar.volume = open_, high, low, close, new.volume
+            bar.high_v, bar.low_v = new.high_v, new.low_v
         self.version += 1
 
     def _find(self, start: int) -> Bar | None:
@@ -91,19 +137,22 @@ class CandleSeries:
                 return None
         return None
 
-    def _insert(self, bar: Bar) -> None:
+    def _insert(self, bar: Bar) -> bool:
+        """Put ``bar`` in order; False when it is older than everything a full series keeps."""
         bars = self.bars
         if not bars or bars[-1].start < bar.start:
             bars.append(bar)
-            return
+            return True
         if bars.maxlen is not None and len(bars) == bars.maxlen:
             if bar.start < bars[0].start:
-                return  # older than everything we keep
-            bars.popleft()
+                return False
+            if bars.popleft() is self._last:
+                self._last = None
         i = len(bars)
         while i > 0 and bars[i - 1].start > bar.start:
             i -= 1
         bars.insert(i, bar)
+        return True
 
     def resample(self, interval: int, maxlen: int = 500) -> CandleSeries:
         """These bars folded into ``interval``-second buckets (exact: O/H/L/C and summed volume)."""

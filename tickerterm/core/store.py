@@ -67,7 +67,7 @@ class Store:
         self.tapes: dict[Key, deque[Trade]] = {}
         self.tape: deque[Trade] = deque(maxlen=tape_len)
         """Every product's trades, newest last."""
-        self._seen_trades: dict[Key, OrderedDict[str, None]] = {}
+        self._seen_trades: dict[Key, dict[str, None]] = {}
         self.candles: dict[Key, CandleSeries] = {}
         """One-minute bars built from trades; coarser intervals are resampled from them on read."""
         self._resampled: dict[tuple[Key, int], CandleSeries] = {}
@@ -178,15 +178,16 @@ class Store:
 
     def _trade(self, ev: Trade) -> list[Event]:
         key = (ev.venue, ev.product)
-        seen = self._seen_trades.get(key)
-        if seen is None:
-            seen = self._seen_trades[key] = OrderedDict()
-        if ev.trade_id:
-            if ev.trade_id in seen:
+        trade_id = ev.trade_id
+        if trade_id:
+            seen = self._seen_trades.get(key)
+            if seen is None:
+                seen = self._seen_trades[key] = {}
+            if trade_id in seen:
                 return []  # a restated trade (e.g. the snapshot after a resubscribe)
-            seen[ev.trade_id] = None
+            seen[trade_id] = None
             if len(seen) > 4 * self.tape_len:
-                seen.popitem(last=False)
+                del seen[next(iter(seen))]  # the oldest: dicts keep insertion order
         tape = self.tapes.get(key)
         if tape is None:
             tape = self.tapes[key] = deque(maxlen=self.tape_len)
