@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
-from common import median_of, recorded_frames, write_results
+import msgspec
+from common import median_of, recorded_frames, recorded_path, write_results
 
 from tickerterm.core.store import Store
+from tickerterm.tuning import tune_gc
 from tickerterm.venues.coinbase import CoinbaseAdvancedTrade
 
 
@@ -41,6 +47,45 @@ def tickerterm_pipeline(frames: list[bytes]) -> float:
     return time.perf_counter() - start
 
 
+class _Level(msgspec.Struct):
+    side: str
+    price_level: str
+    new_quantity: str
+
+
+class _Ev(msgspec.Struct):
+    type: str = ""
+    updates: list[_Level] = []
+
+
+class _Frame(msgspec.Struct):
+    channel: str
+    events: list[_Ev] = []
+
+
+def floor_loop(frames: list[bytes]) -> float:
+    """The least any Python pipeline can do with these frames: decode (msgspec, typed), convert both
+    numbers, set or delete one dict entry per update. No events, no validation, no trades or tickers.
+    It bounds what the real pipeline can reach on this machine."""
+    decode = msgspec.json.Decoder(_Frame).decode
+    books: dict[str, dict[float, tuple[str, str]]] = {"bid": {}, "offer": {}}
+    start = time.perf_counter()
+    for raw in frames:
+        msg = decode(raw)
+        if msg.channel != "l2_data":
+            continue
+        for ev in msg.events:
+            for u in ev.updates:
+                price, size = u.price_level, u.new_quantity
+                key, value = float(price), float(size)
+                levels = books[u.side]
+                if value == 0.0:
+                    levels.pop(key, None)
+                else:
+                    levels[key] = (price, size)
+    return time.perf_counter() - start
+
+
 def top20_read(frames: list[bytes], reads: int = 2000) -> float:
     parser = CoinbaseAdvancedTrade().parser("coinbase")
     store = Store()
@@ -54,30 +99,28 @@ def top20_read(frames: list[bytes], reads: int = 2000) -> float:
     return (time.perf_counter() - start) / reads
 
 
-def cryptofeed_pipeline(frames: list[bytes]) -> float | None:
-    try:
-        from cryptofeed.exchanges.coinbase import Coinbase  # type: ignore[import-not-found]
-    except ImportError:
+def cryptofeed_pipeline(path: Path, runs: int, python: str | None) -> tuple[float, str] | None:
+    """cryptofeed's Coinbase handler on the same frames, in an interpreter that has it (this one, or
+    ``--cryptofeed-python``): median seconds and its version, or None when there is none."""
+    exe = python or sys.executable
+    probe = subprocess.run([exe, "-c", "import cryptofeed"], capture_output=True)
+    if probe.returncode != 0:
         return None
-    import asyncio
-
-    feed: Any = Coinbase(symbols=["BTC-USD", "ETH-USD", "SOL-USD"], channels=["l2_book"], callbacks={})
-    handler = feed.message_handler
-
-    async def go() -> float:
-        start = time.perf_counter()
-        for raw in frames:
-            await handler(raw.decode(), None, 0.0)
-        return time.perf_counter() - start
-
-    return asyncio.run(go())
+    runner = Path(__file__).with_name("cryptofeed_runner.py")
+    out = subprocess.run([exe, str(runner), str(path), str(runs)], capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return statistics.median(result["seconds"]), str(result["version"])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--frames", type=int, default=20000)
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument(
+        "--cryptofeed-python", help="an interpreter with cryptofeed installed (bench/run --cryptofeed)"
+    )
     args = ap.parse_args()
+    tune_gc()  # as the command line runs (tickerterm/tuning.py)
     frames = recorded_frames(args.frames)
     updates = count_updates(frames)
     kinds: dict[str, int] = {}
@@ -85,22 +128,37 @@ def main() -> None:
         ch = json.loads(raw).get("channel", "?")
         kinds[ch] = kinds.get(ch, 0) + 1
     seconds, runs = median_of(args.runs, lambda: tickerterm_pipeline(frames))
+    floor = median_of(args.runs, lambda: floor_loop(frames))[0]
     top = median_of(args.runs, lambda: top20_read(frames))[0]
     rows = [
         ("frames", f"{len(frames):,} ({', '.join(f'{k} {v:,}' for k, v in sorted(kinds.items()))})"),
         ("L2 updates in them", f"{updates:,}"),
         (f"tickerterm msgs/s (median of {args.runs})", f"{len(frames) / seconds:,.0f}"),
         ("tickerterm L2 updates/s", f"{updates / seconds:,.0f}"),
+        ("floor: typed decode + dict set per update, nothing else (L2 updates/s)", f"{updates / floor:,.0f}"),
+        ("tickerterm / floor", f"{floor / seconds:.2f}"),
         ("top-20 read", f"{top * 1e6:.1f} µs"),
     ]
-    extra: dict[str, Any] = {"frames": len(frames), "updates": updates, "seconds": runs, "top20_s": top}
-    cf = cryptofeed_pipeline(frames)
+    extra: dict[str, Any] = {
+        "frames": len(frames),
+        "updates": updates,
+        "seconds": runs,
+        "floor_s": floor,
+        "top20_s": top,
+    }
+    cf = cryptofeed_pipeline(recorded_path(args.frames), args.runs, args.cryptofeed_python)
     if cf is not None:
-        rows.append(("cryptofeed msgs/s (same run)", f"{len(frames) / cf:,.0f}"))
-        rows.append(("ratio tickerterm / cryptofeed", f"{cf / seconds:.2f}x"))
-        extra["cryptofeed_s"] = cf
+        cf_seconds, version = cf
+        rows.append(
+            (f"cryptofeed {version} msgs/s (same run, same frames)", f"{len(frames) / cf_seconds:,.0f}")
+        )
+        rows.append((f"cryptofeed {version} L2 updates/s", f"{updates / cf_seconds:,.0f}"))
+        rows.append(("ratio tickerterm / cryptofeed", f"{cf_seconds / seconds:.2f}x"))
+        rows.append(("ratio floor / cryptofeed", f"{cf_seconds / floor:.2f}x"))
+        extra["cryptofeed_s"] = cf_seconds
+        extra["cryptofeed_version"] = version
     else:
-        rows.append(("cryptofeed", "not installed (pip install cryptofeed to compare)"))
+        rows.append(("cryptofeed", "not available (bash bench/run --cryptofeed installs it in its own venv)"))
     write_results("pipeline", rows, extra)
 
 

@@ -54,6 +54,11 @@ async def _record(n: int, rate: float, products: list[str], channels: list[str])
     return frames
 
 
+def recorded_path(n: int, channels: list[str] | None = None) -> Path:
+    channels = channels or ["level2", "market_trades", "ticker"]
+    return DATA / f"frames-{n}-{'-'.join(channels)}.ndjson"
+
+
 def recorded_frames(
     n: int, rate: float = 0.0, products: list[str] | None = None, channels: list[str] | None = None
 ) -> list[bytes]:
@@ -61,7 +66,7 @@ def recorded_frames(
     products = products or ["BTC-USD", "ETH-USD", "SOL-USD"]
     channels = channels or ["level2", "market_trades", "ticker"]
     DATA.mkdir(parents=True, exist_ok=True)
-    path = DATA / f"frames-{n}-{'-'.join(channels)}.ndjson"
+    path = recorded_path(n, channels)
     if path.exists():
         return [line for line in path.read_bytes().split(b"\n") if line]
     frames = asyncio.run(_record(n, rate, products, channels))

@@ -38,6 +38,13 @@ def frame(channel: str, seq: int, events: list[Any], **extra: Any) -> str:
     )
 
 
+def compact(raw: str | bytes) -> bytes:
+    try:
+        return json.dumps(json.loads(raw), separators=(",", ":")).encode()
+    except ValueError:  # not JSON at all: as it is
+        return raw if isinstance(raw, bytes) else raw.encode()
+
+
 @pytest.fixture
 def parser() -> CoinbaseParser:
     return CoinbaseAdvancedTrade().parser("coinbase")
@@ -114,6 +121,29 @@ def test_l2_update_routes_several_products_in_one_frame(parser: CoinbaseParser) 
             "coinbase", R, "ETH-USD", T, [change("bid", "3000.5", "7.1"), change("ask", "3000.6", "0")]
         ),
     ]
+
+
+async def test_typed_fast_path_gives_the_generic_paths_events(sim: Any) -> None:
+    """l2_data frames as the venue sends them (compact bytes) are decoded by typed structs; the same
+    frames as text go through the generic decoder. Both must give exactly the same events."""
+    from websockets.asyncio.client import connect
+
+    frames: list[bytes] = []
+    async with connect(sim.url) as ws:
+        await ws.send(
+            json.dumps({"type": "subscribe", "product_ids": ["BTC-USD", "ETH-USD"], "channel": "level2"})
+        )
+        while len(frames) < 30:
+            frames.append(await ws.recv(decode=False))
+    l2 = [f for f in frames if f.startswith(b'{"channel":"l2_data",')]
+    assert len(l2) > 10
+    typed, generic = CoinbaseAdvancedTrade().parser("c"), CoinbaseAdvancedTrade().parser("c")
+    n_updates = 0
+    for raw in frames:
+        a, b = typed.parse(raw, R), generic.parse(raw.decode(), R)
+        assert a == b
+        n_updates += sum(len(e.changes) for e in a if isinstance(e, BookUpdate))
+    assert n_updates > 0 and typed.last_seq == generic.last_seq
 
 
 def test_market_trades_side_is_the_maker_so_aggressor_is_opposite(parser: CoinbaseParser) -> None:
@@ -425,7 +455,12 @@ def test_unknown_channels_and_types_are_ignored_counted_and_keep_the_sequence(pa
         json.dumps({"channel": "l2_data", "sequence_num": 0, "events": {}}),
     ],
 )
-def test_malformed_frames_raise_frame_error_and_leave_the_sequence(parser: CoinbaseParser, raw: Any) -> None:
+@pytest.mark.parametrize("wire", [False, True], ids=["text", "compact-bytes"])
+def test_malformed_frames_raise_frame_error_and_leave_the_sequence(
+    parser: CoinbaseParser, raw: Any, wire: bool
+) -> None:
+    if wire:  # compact bytes, as the venue sends them: l2_data frames take the typed fast path
+        raw = compact(raw)
     with pytest.raises(FrameError):
         parser.parse(raw, R)
     # the lost frame shows as a gap on the next one

@@ -47,7 +47,14 @@ def test_restated_trades_are_not_doubled_and_the_tape_is_bounded() -> None:
     store.apply(Trade("cb", 1.0, "BTC-USD", 79.0, "19", "100", "1", "buy"))  # seen already
     assert [t.trade_id for t in store.tapes[("cb", "BTC-USD")]] == ["15", "16", "17", "18", "19"]
     assert len(store.tape) == 5
-    assert len(store._seen_trades[("cb", "BTC-USD")]) <= 20
+    # after many more trades, a restatement of the last tape's worth is still recognised...
+    for i in range(20, 1000):
+        store.apply(Trade("cb", 1.0, "BTC-USD", 60.0 + i, str(i), "100", "1", "buy"))
+    for i in range(995, 1000):
+        store.apply(Trade("cb", 1.0, "BTC-USD", 60.0 + i, str(i), "100", "1", "buy"))
+    assert [t.trade_id for t in store.tapes[("cb", "BTC-USD")]] == ["995", "996", "997", "998", "999"]
+    # ...and the ids remembered stay bounded (at most four tape lengths)
+    assert sum(map(len, store._seen_trades[("cb", "BTC-USD")])) <= 20
 
 
 def test_candles_from_trades_per_interval_exact_volume() -> None:

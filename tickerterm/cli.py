@@ -28,6 +28,7 @@ from tickerterm.sim.faults import Faults
 from tickerterm.sim.keys import generate_cdp_key
 from tickerterm.sim.server import SimTiming
 from tickerterm.stream.policy import RetryPolicy
+from tickerterm.tuning import tune_gc
 from tickerterm.venues import VENUES, venue_class
 
 log = logging.getLogger("tickerterm")
@@ -161,6 +162,7 @@ def sim_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    tune_gc()
     try:
         if args[:1] == ["sim"]:
             ns = sim_parser().parse_args(args[1:])
@@ -262,6 +264,7 @@ def run_dashboard(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
         light=ns.light,
         theme=("ansi-light" if ns.light else "ansi-dark") if ns.ansi else None,
     )
+    tune_gc()  # again, now that textual is loaded
     app.run()
     return 0
 

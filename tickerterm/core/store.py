@@ -67,7 +67,8 @@ class Store:
         self.tapes: dict[Key, deque[Trade]] = {}
         self.tape: deque[Trade] = deque(maxlen=tape_len)
         """Every product's trades, newest last."""
-        self._seen_trades: dict[Key, dict[str, None]] = {}
+        self._seen_trades: dict[Key, tuple[set[str], set[str]]] = {}
+        """Trade ids seen per product, in two generations: (recent, older)."""
         self.candles: dict[Key, CandleSeries] = {}
         """One-minute bars built from trades; coarser intervals are resampled from them on read."""
         self._resampled: dict[tuple[Key, int], CandleSeries] = {}
@@ -182,12 +183,13 @@ class Store:
         if trade_id:
             seen = self._seen_trades.get(key)
             if seen is None:
-                seen = self._seen_trades[key] = {}
-            if trade_id in seen:
+                seen = self._seen_trades[key] = (set(), set())
+            recent, older = seen
+            if trade_id in recent or trade_id in older:
                 return []  # a restated trade (e.g. the snapshot after a resubscribe)
-            seen[trade_id] = None
-            if len(seen) > 4 * self.tape_len:
-                del seen[next(iter(seen))]  # the oldest: dicts keep insertion order
+            recent.add(trade_id)
+            if len(recent) >= 2 * self.tape_len:  # keep the last 2-4 tape lengths of ids
+                self._seen_trades[key] = (set(), recent)
         tape = self.tapes.get(key)
         if tape is None:
             tape = self.tapes[key] = deque(maxlen=self.tape_len)
