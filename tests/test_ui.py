@@ -12,9 +12,10 @@ from rich.console import Console
 from rich.style import Style
 from rich.text import Text
 from textual.command import CommandPalette
+from textual.geometry import Region
 from textual.widgets import Static
 
-from tickerterm.core.events import BookUnsafe, GaveUp
+from tickerterm.core.events import BookUnsafe, BookUpdate, GaveUp, change
 from tickerterm.sim.coinbase import CoinbaseSim
 from tickerterm.ui.app import TickertermApp, grouping_steps
 from tickerterm.ui.screens import HelpScreen, ProductPicker
@@ -335,3 +336,31 @@ async def test_gave_up_shows_its_reason_and_hint_in_full() -> None:
         start = next(i for i, line in enumerate(lines) if line.startswith("gave up:"))
         assert " ".join(lines[start : start + 3]) == f"gave up: {reason}"
         assert app.sub_title == "coinbase · SIMULATED · GAVE UP"
+
+
+async def test_a_small_book_change_repaints_only_the_lines_it_changed() -> None:
+    """The ladder's line diff must survive its title being set on every render (assigning a border
+    title repaints the whole panel in Textual, so the panel sets it only when it changes)."""
+    app = static_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        ladder = app.query_one(DepthLadder)
+        book = app.store.book("coinbase", "BTC-USD")
+        bids, _ = book.top(15)
+        deep_price, deep_size = bids[-1]  # the ladder's last bid at 120x40: no other line depends on it
+        new_size = f"{float(deep_size) + 1e-8:.8f}"  # too small a change to move the cumulative bars
+        calls: list[tuple[Any, ...]] = []
+        original = ladder.refresh
+
+        def spy(*regions: Any, **kwargs: Any) -> Any:
+            calls.append(regions)
+            return original(*regions, **kwargs)
+
+        ladder.refresh = spy  # type: ignore[method-assign]
+        renders = ladder.renders
+        app.store.apply(BookUpdate("coinbase", 1.0, "BTC-USD", None, [change("bid", deep_price, new_size)]))
+        await until(pilot, lambda: ladder.renders > renders)
+        await pilot.pause()
+        lines = text_of(ladder).splitlines()
+        y = next(i for i, line in enumerate(lines) if line.startswith(f"{deep_price} {new_size}"))
+        assert calls == [(Region(0, y, ladder.size.width, 1),)]  # that one line, not the panel

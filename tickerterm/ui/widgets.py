@@ -81,7 +81,15 @@ class Panel(Widget, can_focus=True):
         self.lines_sent = 0
         """How many lines were marked for the terminal (the rest were unchanged)."""
         self.shown: RenderableType = ""
-        self.border_title = f"{self.key} {self.title}" if self.key else self.title
+        self._title = ""
+        self.set_title(f"{self.key} {self.title}" if self.key else self.title)
+
+    def set_title(self, title: str) -> None:
+        """Set the border title when it changes: assigning ``border_title`` repaints the whole panel
+        even when the text is the same, which would defeat the per-line diff."""
+        if title != self._title:
+            self._title = title
+            self.border_title = title
 
     def stamp(self, store: Store, view: View, now: float) -> tuple[Any, ...]:
         """What the panel's content depends on; a new value means re-render."""
@@ -125,7 +133,8 @@ class Panel(Widget, can_focus=True):
             self._natural_height = len(rendered)
             if self.styles.height is not None and self.styles.height.is_auto:
                 self.refresh(layout=True)
-        lines = [Strip(segments, width) for segments in rendered[:height]]
+        # simplify: adjacent segments of one style become one, so one colour code per run, not per cell
+        lines = [Strip(segments, width).simplify() for segments in rendered[:height]]
         lines += [Strip.blank(width, style)] * (height - len(lines))
         old, self._lines = self._lines, lines
         if full or len(old) != len(lines):
@@ -391,7 +400,7 @@ class DepthLadder(Panel):
         book = store.books.get((view.venue, view.product))
         self.set_class(book is not None and book.state in ("unsafe", "resyncing"), "-unsafe")
         group = f" ·{view.grouping}" if view.grouping else ""
-        self.border_title = f"{self.key} {self.title} {view.product}{group}"
+        self.set_title(f"{self.key} {self.title} {view.product}{group}")
         off = self.off_message(view, "book", "b")
         if off is not None:
             return off
@@ -489,7 +498,7 @@ class CandleChart(Panel):
         venue_series = store.venue_candles.get(key, {}).get(view.interval)
         series = store.candle_series(view.venue, view.product, view.interval)
         source = "venue" if series is not None and series is venue_series else "from trades"
-        self.border_title = f"{self.key} {self.title} {view.product} {name} ({source})"
+        self.set_title(f"{self.key} {self.title} {view.product} {name} ({source})")
         if series is None or not len(series):
             hint = "" if view.channel_on("trades") or view.channel_on("candles") else " — press t or c"
             return Text(f"no {name} candles yet for {view.product}{hint}", style="dim")
