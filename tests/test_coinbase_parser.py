@@ -478,7 +478,7 @@ def test_subscribe_frames_public_and_private() -> None:
         '{"type":"subscribe","product_ids":[],"channel":"heartbeats"}'
     ]
     assert adapter.unsubscribe_frames("level2", None) == ['{"type":"unsubscribe","channel":"level2"}']
-    assert adapter.resync_frames(["ETH-USD"]) == [
+    assert adapter.resync_frames("level2", ["ETH-USD"]) == [
         '{"type":"unsubscribe","product_ids":["ETH-USD"],"channel":"level2"}',
         '{"type":"subscribe","product_ids":["ETH-USD"],"channel":"level2"}',
     ]

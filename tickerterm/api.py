@@ -9,12 +9,10 @@ from typing import Any
 from tickerterm.core.events import Event
 from tickerterm.core.store import Store
 from tickerterm.sim import SimServer, simulator_class
-from tickerterm.sim.keys import generate_cdp_key
 from tickerterm.stream.feed import Feed
 from tickerterm.stream.policy import RetryPolicy
 from tickerterm.stream.worker import Sink
 from tickerterm.venues import venue_class
-from tickerterm.venues.auth import load_cdp_key
 
 
 @contextlib.asynccontextmanager
@@ -28,6 +26,8 @@ async def open_feed(
     sim: bool = False,
     sim_options: dict[str, Any] | None = None,
     key_file: str | None = None,
+    sandbox: bool = False,
+    rest_url: str | None = None,
     policy: RetryPolicy | None = None,
     collect: bool = True,
     sink: Sink | None = None,
@@ -40,15 +40,16 @@ async def open_feed(
     credentials: Any = None
     urls: dict[str, str] = {}
     if sim:
-        options = dict(sim_options or {})
-        key, public = generate_cdp_key("ES256")
-        options.setdefault("public_keys", {key.name: public})
-        server = simulator_class(cls.name)(**options)
+        server = simulator_class(cls.name)(**dict(sim_options or {}))
+        credentials = server.client_credentials()  # the simulator's test account
         await server.start()
-        urls = dict.fromkeys(cls.endpoints, server.url)
-        credentials = key
+        urls = {name: server.http_url if name == "rest" else server.url for name in cls.endpoints}
     else:
-        credentials = load_cdp_key(key_file=key_file) if cls.name == "coinbase" else None
+        credentials = cls.load_credentials(key_file)
+        if sandbox:
+            urls.update(cls.sandbox_endpoints)
+        if rest_url:
+            urls["rest"] = rest_url
         if url:
             urls["market"] = url
             urls.setdefault("user", user_url or url)

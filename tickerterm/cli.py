@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -25,7 +24,6 @@ from tickerterm.core.ndjson import dumps
 from tickerterm.core.store import Store
 from tickerterm.sim import SIM_PRODUCTS, SIMULATORS, simulator_class
 from tickerterm.sim.faults import Faults
-from tickerterm.sim.keys import generate_cdp_key
 from tickerterm.sim.server import SimTiming
 from tickerterm.stream.policy import RetryPolicy
 from tickerterm.tuning import tune_gc
@@ -106,6 +104,8 @@ def feed_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--url", help="market-data WebSocket URL (default: the venue's)")
     p.add_argument("--user-url", help="user-data WebSocket URL, where the venue has one")
+    p.add_argument("--rest-url", help="REST base URL for book snapshots, where the venue needs them")
+    p.add_argument("--sandbox", action="store_true", help="the venue's sandbox/testnet endpoints")
     p.add_argument("--key-file", help="API key file (else the venue's environment variables)")
     p.add_argument(
         "--sim", action="store_true", help="run against the built-in simulator (no network, no keys)"
@@ -209,9 +209,9 @@ def _plan(ns: argparse.Namespace) -> dict[str, Any]:
         if url and not url.startswith(("ws://", "wss://")):
             raise ConfigError(f"--url must start with ws:// or wss://, got {url[:40]!r}")
     if not ns.sim and any(cls.channels[c].private for c in channels):
-        from tickerterm.venues.auth import load_cdp_key
-
-        cls(credentials=load_cdp_key(key_file=ns.key_file)).check_credentials(channels)
+        cls(credentials=cls.load_credentials(ns.key_file)).check_credentials(channels)
+    if ns.sandbox and not cls.sandbox_endpoints:
+        raise ConfigError(f"{cls.name} has no sandbox")
     faults = Faults.parse(ns.fault)
     return {"products": products, "channels": channels, "faults": faults}
 
@@ -249,6 +249,8 @@ def run_dashboard(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
             sim=ns.sim,
             sim_options=_sim_options_of(ns, plan),
             key_file=ns.key_file,
+            sandbox=ns.sandbox,
+            rest_url=ns.rest_url,
             policy=policy,
             collect=False,
             store=store,
@@ -312,6 +314,8 @@ async def run_feed(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
         sim=ns.sim,
         sim_options=sim_options,
         key_file=ns.key_file,
+        sandbox=ns.sandbox,
+        rest_url=ns.rest_url,
         policy=policy,
         sink=sink,
     ) as feed:
@@ -352,13 +356,9 @@ async def run_sim(ns: argparse.Namespace) -> int:
         "warmup": ns.warmup,
         **({"blast": ns.blast} if ns.blast else {}),
     }
-    if ns.write_key_file:
-        key, public = generate_cdp_key("ES256")
-        fd = os.open(ns.write_key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"name": key.name, "privateKey": key.private_key.reveal()}, f)
-        options["public_keys"] = {key.name: public}
     server = cls(**options)
+    if ns.write_key_file:
+        server.write_key_file(ns.write_key_file)
     try:
         url = await server.start()
     except OSError as exc:

@@ -18,9 +18,10 @@ from typing import Any, ClassVar
 
 import jwt as pyjwt
 
+from tickerterm.sim.keys import generate_cdp_key
 from tickerterm.sim.market import Market, SimTrade, Step
 from tickerterm.sim.server import SimConnection, SimServer
-from tickerterm.venues.auth import verify_jwt
+from tickerterm.venues.auth import CdpKey, verify_jwt
 from tickerterm.venues.coinbase import CHANNELS
 
 _WIRE_SIDE = {"bid": "bid", "ask": "offer"}
@@ -492,6 +493,15 @@ class CoinbaseSim(SimServer):
         for product, side in (("BTC-USD", "BUY"), ("ETH-USD", "SELL"), ("BTC-USD", "SELL")):
             if product in self.markets:
                 self._new_order(product, side)
+
+    def client_credentials(self) -> CdpKey:
+        key, public = generate_cdp_key("ES256")
+        self.public_keys[key.name] = public
+        return key
+
+    def write_key_file(self, path: str) -> None:
+        key = self.client_credentials()
+        self._write_private(path, {"name": key.name, "privateKey": key.private_key.reveal()})
 
     def _new_order(self, product: str, side: str) -> dict[str, Any]:
         m = self.markets[product]

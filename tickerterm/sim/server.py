@@ -11,16 +11,19 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
-from tickerterm.core.errors import no_debug
+from tickerterm.core.errors import ConfigError, no_debug
 from tickerterm.sim.faults import Faults
 from tickerterm.sim.market import DEFAULT_PRODUCTS, Market, ProductSpec, Step
 
@@ -217,6 +220,41 @@ class SimServer:
     def url(self) -> str:
         return f"ws://{self.host}:{self.port}"
 
+    @property
+    def http_url(self) -> str:
+        """The same port answers plain HTTP GETs (the venue's REST endpoints the client uses)."""
+        return f"http://{self.host}:{self.port}"
+
+    def prepare_step(self, step: Step) -> None:
+        """Called once per market step before the connections see it (venue-wide derived state)."""
+
+    def client_credentials(self) -> object | None:
+        """Credentials of the simulator's test account, for a client it starts (``--sim``)."""
+        return None
+
+    def write_key_file(self, path: str) -> None:
+        """Write a key file of the simulator's test account, readable by ``--key-file`` (mode 0600)."""
+        raise ConfigError(f"the {self.venue} simulator has no test account")
+
+    @staticmethod
+    def _write_private(path: str, data: dict[str, str]) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f)
+
+    def http_get(self, path: str, query: dict[str, str]) -> tuple[int, Any]:
+        """Answer a REST GET: ``(status, JSON body)``. Venues with REST endpoints override this."""
+        return 404, {"message": "NotFound"}
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return None
+        url = urlsplit(request.path)
+        status, body = self.http_get(url.path, dict(parse_qsl(url.query)))
+        response = connection.respond(status, json.dumps(body, separators=(",", ":")))
+        response.headers["Content-Type"] = "application/json"
+        return response
+
     def market(self, product: str) -> Market:
         return self.markets[product]
 
@@ -237,6 +275,7 @@ class SimServer:
             self.port,
             compression=None,
             max_size=2**20,
+            process_request=self._process_request,
             ping_interval=20,
             ping_timeout=20,
             logger=_wire_log,
@@ -376,6 +415,7 @@ class SimServer:
                 market = markets[i % len(markets)]
                 i += 1
                 step = market.step(wall)
+                self.prepare_step(step)
                 for conn in self.connections:
                     conn.on_step(step)
             await asyncio.sleep(0)

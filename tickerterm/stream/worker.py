@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
@@ -45,13 +46,16 @@ from tickerterm.core.events import (
 from tickerterm.core.health import close_meaning
 from tickerterm.core.store import Store
 from tickerterm.stream.policy import RateLimiter, RetryPolicy
-from tickerterm.venues.base import Subscriptions, VenueAdapter
+from tickerterm.venues.base import Parser, Subscriptions, VenueAdapter
 
 log = logging.getLogger(__name__)
 _wire_log = logging.getLogger("tickerterm.stream.wire")
 _wire_log.addFilter(no_debug)
 
 Sink = Callable[[list[Event]], Awaitable[None] | None]
+
+SNAPSHOT_ATTEMPTS = 3
+"""REST book snapshot attempts before the connection is restarted."""
 
 UNREACHABLE_HINT = "check the URL (--url) and the network; --sim runs the built-in simulator"
 
@@ -100,8 +104,9 @@ class Connection:
         self._last_sub: tuple[str, list[str]] | None = None
         self._last_rx = 0.0
         self.finished = asyncio.Event()
-        book = adapter.channel_for_kind("book")
-        self._book_channel = book.name if book is not None else ""
+        self._book_channels = adapter.book_channels()
+        self._snapshot_tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._http: httpx.AsyncClient | None = None
         for channel in adapter.keepalive_channels:  # on every endpoint: quiet channels stay open
             self.subs.add(channel, [])
 
@@ -112,7 +117,17 @@ class Connection:
         try:
             await self._run()
         finally:
+            if self._http is not None:
+                await self._http.aclose()
+                self._http = None
             self.finished.set()
+
+    def book_channel(self, product: str) -> str | None:
+        """The book channel ``product`` is subscribed on here (a venue may have several: L2, L3...)."""
+        for channel in self._book_channels:
+            if self.subs.has(channel, product):
+                return channel
+        return None
 
     async def stop(self) -> None:
         self._stopping = True
@@ -248,6 +263,8 @@ class Connection:
                 health.out_of_order = parser.out_of_order
                 if events:
                     await self._dispatch(events, store)
+                if parser.snapshot_wanted:
+                    self._fetch_snapshots(parser)
                 if self._resync_wanted:
                     await self._resync()
                 if self._end is not None:
@@ -265,18 +282,19 @@ class Connection:
             watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watchdog
+            for task in self._snapshot_tasks.values():
+                task.cancel()
+            self._snapshot_tasks.clear()
             self._ws = None
             self._resyncing.clear()
         now = self.clock()
         closed: list[Event] = [Closed(adapter.name, now, self.conn_id, end.code, end.reason)]
-        book = adapter.channel_for_kind("book")
-        if book is not None:  # what arrives until the next snapshot is lost: say so
-            reason = f"connection lost: {end.reason}"
-            closed += [
-                BookUnsafe(adapter.name, now, self.conn_id, p, reason)
-                for p in self.subs.products(book.name)
-                if store.book(adapter.name, p).state in ("ok", "resyncing")
-            ]
+        reason = f"connection lost: {end.reason}"  # what arrives until the next snapshot is lost: say so
+        closed += [
+            BookUnsafe(adapter.name, now, self.conn_id, p, reason)
+            for p in self._book_products()
+            if store.book(adapter.name, p).state in ("ok", "resyncing")
+        ]
         await self._emit(closed)
         return end
 
@@ -284,13 +302,13 @@ class Connection:
         out: list[Event] = []
         conn = self.conn_id
         apply = store.apply
-        book_channel = self._book_channel
+        book_channel = self.book_channel
         i = 0
         while i < len(events):
             ev = events[i]
             i += 1
             cls = type(ev)
-            if (cls is BookUpdate or cls is BookSnapshot) and not self.subs.has(book_channel, ev.product):  # type: ignore[attr-defined]
+            if (cls is BookUpdate or cls is BookSnapshot) and book_channel(ev.product) is None:  # type: ignore[attr-defined]
                 continue  # still in flight after an unsubscribe: that book is gone, don't revive it
             out.append(ev)
             implied = apply(ev, conn)
@@ -306,11 +324,16 @@ class Connection:
                 events[i:i] = implied
         await self._emit(out, applied=True)
 
+    def _book_products(self) -> list[str]:
+        out: dict[str, None] = {}
+        for channel in self._book_channels:
+            out.update(dict.fromkeys(self.subs.products(channel)))
+        return list(out)
+
     def _on_gap(self, gap: Gap, events: list[Event], at: int) -> None:
-        spec = self.adapter.channel_for_kind("book")
-        if spec is None:
+        books = self._book_products()
+        if not books:
             return
-        books = self.subs.products(spec.name)
         reason = f"sequence gap: expected {gap.expected}, got {gap.received}"
         unsafe: list[Event] = [
             BookUnsafe(gap.venue, gap.recv_ts, self.conn_id, p, reason)
@@ -333,24 +356,70 @@ class Connection:
             self._last_sub = None
 
     async def _resync(self) -> None:
-        products = [
-            p
-            for p in self._resync_wanted
-            if p not in self._resyncing and self.subs.has(self._book_channel, p)
-        ]
+        by_channel: dict[str, list[str]] = {}
+        for p in self._resync_wanted:
+            channel = self.book_channel(p)
+            if channel is not None and p not in self._resyncing:
+                by_channel.setdefault(channel, []).append(p)
         self._resync_wanted.clear()
-        if not products:
+        for channel, products in by_channel.items():
+            frames = self.adapter.resync_frames(channel, products)
+            now = self.clock()
+            await self._emit([BookResyncing(self.adapter.name, now, self.conn_id, p) for p in products])
+            if frames is None:
+                self._end = _End(None, f"reconnecting to resync {', '.join(products)}")
+                return
+            started = time.monotonic()
+            for p in products:
+                self._resyncing[p] = started
+            await self._send(frames)
+
+    def _fetch_snapshots(self, parser: Parser) -> None:
+        """Start a REST fetch for each book snapshot the parser asked for (one at a time per book)."""
+        wanted, parser.snapshot_wanted = parser.snapshot_wanted, []
+        for key in wanted:
+            task = self._snapshot_tasks.get(key)
+            if task is None or task.done():
+                self._snapshot_tasks[key] = asyncio.create_task(self._fetch_snapshot(parser, *key))
+
+    async def _fetch_snapshot(self, parser: Parser, channel: str, product: str) -> None:
+        url = self.adapter.snapshot_url(channel, product)
+        if url is None:
             return
-        frames = self.adapter.resync_frames(products)
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                timeout=self.policy.open_timeout, headers={"User-Agent": "tickerterm"}
+            )
+        for attempt in range(1, SNAPSHOT_ATTEMPTS + 1):
+            try:
+                response = await self._http.get(url)
+                response.raise_for_status()
+                body = response.content
+                break
+            except httpx.HTTPError as exc:
+                what = (
+                    f"HTTP {exc.response.status_code}"
+                    if isinstance(exc, httpx.HTTPStatusError)
+                    else type(exc).__name__
+                )
+                message = f"{product} book snapshot failed ({what}), attempt {attempt} of {SNAPSHOT_ATTEMPTS}"
+                await self._emit([VenueError(self.adapter.name, self.clock(), self.conn_id, message)])
+                await asyncio.sleep(min(2.0**attempt, 8.0) * self.policy.base)
+        else:
+            self._end = _End(None, f"no {product} book snapshot after {SNAPSHOT_ATTEMPTS} attempts")
+            if self._ws is not None:
+                self._ws.transport.abort()
+            return
         now = self.clock()
-        await self._emit([BookResyncing(self.adapter.name, now, self.conn_id, p) for p in products])
-        if frames is None:
-            self._end = _End(None, f"reconnecting to resync {', '.join(products)}")
+        try:
+            events = parser.apply_snapshot(channel, product, body, now)
+        except FrameError as exc:
+            await self._emit([Malformed(self.adapter.name, now, self.conn_id, f"snapshot: {exc}")])
+            parser.snapshot_wanted.append((channel, product))
+            self._fetch_snapshots(parser)
             return
-        started = time.monotonic()
-        for p in products:
-            self._resyncing[p] = started
-        await self._send(frames)
+        if events:
+            await self._dispatch(events, self.store)
 
     async def _watchdog(self, ws: ClientConnection) -> None:
         check = min(1.0, self.stale_after / 4)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from tickerterm.core.errors import ConfigError
+from tickerterm.core.errors import ConfigError, FrameError
 from tickerterm.core.events import Event, Gap
 
 ErrorClass = Literal["auth", "command", "transient"]
@@ -100,15 +100,25 @@ class Parser(ABC):
         self.last_exch_ts: float | None = None
         """The venue's time on the last frame, for latency."""
 
+        self.snapshot_wanted: list[tuple[str, str]] = []
+        """``(channel, product)`` books this parser needs a REST snapshot for; the stream worker
+        fetches ``VenueAdapter.snapshot_url`` and hands the body to ``apply_snapshot``."""
+
     @abstractmethod
     def parse(self, raw: bytes | str, recv_ts: float) -> list[Event]: ...
+
+    def apply_snapshot(self, channel: str, product: str, body: bytes, recv_ts: float) -> list[Event]:
+        """Events from a REST snapshot this parser asked for (then whatever it buffered meanwhile)."""
+        raise FrameError(f"{self.venue} takes no REST snapshots")
 
 
 class VenueAdapter(ABC):
     name: ClassVar[str]
     title: ClassVar[str]
     endpoints: ClassVar[Mapping[str, str]]
-    """Endpoint name -> default URL."""
+    """Endpoint name -> default URL (``rest`` for a venue's REST base, where it has one)."""
+    sandbox_endpoints: ClassVar[Mapping[str, str]] = {}
+    """The venue's test environment (``--sandbox``), where it has one."""
     channels: ClassVar[Mapping[str, ChannelSpec]]
     aliases: ClassVar[Mapping[str, str]] = {}
     """Extra names accepted for channels (e.g. ``book`` -> ``level2``)."""
@@ -169,6 +179,11 @@ class VenueAdapter(ABC):
     def connect_headers(self, endpoint: str) -> dict[str, str]:
         return {}
 
+    @classmethod
+    def load_credentials(cls, key_file: str | None = None) -> object | None:
+        """The venue's credentials from the environment or ``key_file``; None when none are set."""
+        return None
+
     def check_credentials(self, channels: Iterable[str]) -> None:  # noqa: B027 (optional hook)
         """Raise CredentialsError if any of ``channels`` is private and no credentials are set."""
 
@@ -183,9 +198,17 @@ class VenueAdapter(ABC):
     @abstractmethod
     def unsubscribe_frames(self, channel: str, products: list[str] | None) -> list[str]: ...
 
-    def resync_frames(self, products: list[str]) -> list[str] | None:
-        """Frames that make the venue send fresh book snapshots for ``products``; None = reconnect."""
+    def resync_frames(self, channel: str, products: list[str]) -> list[str] | None:
+        """Frames that make the venue send fresh ``channel`` book snapshots for ``products``; None =
+        reconnect; ``[]`` = nothing to send (the parser asks for a REST snapshot instead)."""
         return None
+
+    def snapshot_url(self, channel: str, product: str) -> str | None:
+        """The REST URL of a ``channel`` book snapshot for ``product``, for venues that need one."""
+        return None
+
+    def book_channels(self) -> list[str]:
+        return [spec.name for spec in self.channels.values() if spec.kind == "book"]
 
     def classify_error(self, message: str) -> ErrorClass:
         """Whether a venue error ends things (``auth``, ``command``) or may pass (``transient``)."""

@@ -42,7 +42,7 @@ from tickerterm.core.events import (
     change,
     value_of,
 )
-from tickerterm.venues.auth import ENV_KEY, ENV_KEY_FILE, ENV_SECRET, CdpKey, build_jwt
+from tickerterm.venues.auth import ENV_KEY, ENV_KEY_FILE, ENV_SECRET, CdpKey, build_jwt, load_cdp_key
 from tickerterm.venues.base import ChannelSpec, ErrorClass, Parser, VenueAdapter
 
 MARKET_URL = "wss://advanced-trade-ws.coinbase.com"
@@ -116,6 +116,10 @@ class CoinbaseAdvancedTrade(VenueAdapter):
 
     credentials: CdpKey | None
 
+    @classmethod
+    def load_credentials(cls, key_file: str | None = None) -> CdpKey | None:
+        return load_cdp_key(key_file=key_file)
+
     def check_credentials(self, channels: Iterable[str]) -> None:
         private = [c for c in channels if self.channel(c).private]
         if private and self.credentials is None:
@@ -144,7 +148,7 @@ class CoinbaseAdvancedTrade(VenueAdapter):
     def unsubscribe_frames(self, channel: str, products: list[str] | None) -> list[str]:
         return [self._frame("unsubscribe", channel, products)]
 
-    def resync_frames(self, products: list[str]) -> list[str]:
+    def resync_frames(self, channel: str, products: list[str]) -> list[str]:
         # resubscribing level2 makes the venue send a fresh snapshot for each product
         return self.unsubscribe_frames("level2", products) + self.subscribe_frames("level2", products)
 
