@@ -197,6 +197,9 @@ def _plan(ns: argparse.Namespace) -> dict[str, Any]:
     if not products:
         raise ConfigError("--products is empty")
     channels = [adapter.channel(c).name for c in (ns.channels or adapter.default_channels)]
+    books = [c for c in channels if adapter.channel(c).kind == "book"]
+    if len(set(books)) > 1:
+        raise ConfigError(f"choose one book channel, not {' and '.join(dict.fromkeys(books))}")
     if ns.sim:
         unknown = [p for p in products if p not in SIM_PRODUCTS]
         if unknown:

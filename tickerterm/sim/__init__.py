@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from tickerterm.core.errors import ConfigError
 from tickerterm.sim.coinbase import CoinbaseSim
+from tickerterm.sim.coinbase_exchange import CoinbaseExchangeSim
 from tickerterm.sim.faults import Faults
 from tickerterm.sim.market import DEFAULT_PRODUCTS, Market, ProductSpec
 from tickerterm.sim.server import SimServer, SimTiming
 
 SIMULATORS: dict[str, type[SimServer]] = {
     CoinbaseSim.venue: CoinbaseSim,
+    CoinbaseExchangeSim.venue: CoinbaseExchangeSim,
 }
 
 SIM_PRODUCTS: tuple[str, ...] = tuple(p.product for p in DEFAULT_PRODUCTS)
@@ -26,6 +28,7 @@ __all__ = [
     "DEFAULT_PRODUCTS",
     "SIMULATORS",
     "SIM_PRODUCTS",
+    "CoinbaseExchangeSim",
     "CoinbaseSim",
     "Faults",
     "Market",

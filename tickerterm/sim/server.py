@@ -242,15 +242,15 @@ class SimServer:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f)
 
-    def http_get(self, path: str, query: dict[str, str]) -> tuple[int, Any]:
+    async def http_get(self, path: str, query: dict[str, str]) -> tuple[int, Any]:
         """Answer a REST GET: ``(status, JSON body)``. Venues with REST endpoints override this."""
         return 404, {"message": "NotFound"}
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return None
         url = urlsplit(request.path)
-        status, body = self.http_get(url.path, dict(parse_qsl(url.query)))
+        status, body = await self.http_get(url.path, dict(parse_qsl(url.query)))
         response = connection.respond(status, json.dumps(body, separators=(",", ":")))
         response.headers["Content-Type"] = "application/json"
         return response

@@ -145,6 +145,25 @@ class Connection:
         self._last_sub = (spec.name, new)
         if self._ws is not None:
             await self._send(self.adapter.subscribe_frames(spec.name, new))
+            for keepalive, added in self._follow_keepalive(new).items():
+                await self._send(self.adapter.subscribe_frames(keepalive, added))
+
+    def _all_products(self) -> list[str]:
+        out: dict[str, None] = {}
+        for channel in self.subs.channels():
+            out.update(dict.fromkeys(self.subs.products(channel)))
+        return list(out)
+
+    def _follow_keepalive(self, products: list[str]) -> dict[str, list[str]]:
+        """Per-product keepalive channels (Coinbase Exchange's heartbeat) follow the products
+        subscribed on this connection; returns what was added."""
+        added: dict[str, list[str]] = {}
+        for name in self.adapter.keepalive_channels:
+            if self.adapter.channel(name).per_product:
+                new = self.subs.add(name, products)
+                if new:
+                    added[name] = new
+        return added
 
     async def unsubscribe(self, channel: str, products: list[str] | None = None) -> None:
         """Remove products (or the whole channel) now and from the restored state."""
@@ -242,6 +261,7 @@ class Connection:
         watchdog = asyncio.create_task(self._watchdog(ws))
         end: _End
         try:
+            self._follow_keepalive(self._all_products())
             for channel in self.subs.channels():
                 products = self.subs.products(channel)
                 if adapter.channel(channel).per_product and not products:

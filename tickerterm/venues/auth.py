@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -180,3 +182,102 @@ def verify_jwt(token: str, public_keys: Mapping[str, Any], now: float, leeway: f
     if not (claims["nbf"] - leeway <= now < claims["exp"] + leeway):
         raise jwt.ExpiredSignatureError("token not valid now")
     return str(kid)
+
+
+# --- Coinbase Exchange (the cbpro feed): HMAC key + secret + passphrase ------------------------
+
+EXCHANGE_ENV_KEY = "COINBASE_EXCHANGE_API_KEY"
+EXCHANGE_ENV_SECRET = "COINBASE_EXCHANGE_API_SECRET"
+EXCHANGE_ENV_PASSPHRASE = "COINBASE_EXCHANGE_PASSPHRASE"
+EXCHANGE_ENV_KEY_FILE = "COINBASE_EXCHANGE_KEY_FILE"
+EXCHANGE_VERIFY_PATH = "/users/self/verify"
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeKey:
+    """A Coinbase Exchange API key: its id, the base64 secret and the passphrase chosen with it."""
+
+    key: str
+    secret: Secret
+    passphrase: Secret
+    source: str
+
+
+def load_exchange_key(
+    env: Mapping[str, str] | None = None, key_file: str | None = None
+) -> ExchangeKey | None:
+    """The key from ``key_file``, ``$COINBASE_EXCHANGE_KEY_FILE`` (JSON ``{"key","secret","passphrase"}``),
+    or the three ``COINBASE_EXCHANGE_*`` variables. None when none is configured."""
+    env = os.environ if env is None else env
+    path = key_file or env.get(EXCHANGE_ENV_KEY_FILE)
+    if path:
+        source = "--key-file" if key_file else EXCHANGE_ENV_KEY_FILE
+        try:
+            data = json.loads(Path(path).read_text())
+        except OSError as exc:
+            raise CredentialsError(f"cannot read key file named by {source}: {exc.strerror}") from None
+        except ValueError:
+            raise CredentialsError(f"key file named by {source} is not JSON") from None
+        values = [data.get(k) if isinstance(data, dict) else None for k in ("key", "secret", "passphrase")]
+        if not all(isinstance(v, str) and v for v in values):
+            raise CredentialsError(f'key file named by {source} needs "key", "secret" and "passphrase"')
+        key = ExchangeKey(str(values[0]), Secret(str(values[1])), Secret(str(values[2])), source)
+    else:
+        names = (EXCHANGE_ENV_KEY, EXCHANGE_ENV_SECRET, EXCHANGE_ENV_PASSPHRASE)
+        values = [env.get(n) for n in names]
+        if not any(values):
+            return None
+        missing = [n for n, v in zip(names, values, strict=True) if not v]
+        if missing:
+            raise CredentialsError(f"{missing[0]} is not set (all of {', '.join(names)} are needed)")
+        key = ExchangeKey(str(values[0]), Secret(str(values[1])), Secret(str(values[2])), EXCHANGE_ENV_SECRET)
+    try:
+        base64.b64decode(key.secret.reveal(), validate=True)
+    except (binascii.Error, ValueError):
+        raise CredentialsError(f"{key.source}: the secret is not base64") from None
+    return key
+
+
+def exchange_signature(secret: str, timestamp: str) -> str:
+    """base64(HMAC-SHA256(base64decode(secret), timestamp + "GET" + "/users/self/verify"))."""
+    prehash = (timestamp + "GET" + EXCHANGE_VERIFY_PATH).encode("ascii")
+    digest = hmac.new(base64.b64decode(secret), prehash, hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def exchange_auth_fields(key: ExchangeKey, now: float) -> dict[str, str]:
+    """The fields a signed subscribe frame carries. The timestamp is a float string, as cbpro sends."""
+    timestamp = f"{now:.6f}"
+    return {
+        "signature": exchange_signature(key.secret.reveal(), timestamp),
+        "key": key.key,
+        "passphrase": key.passphrase.reveal(),
+        "timestamp": timestamp,
+    }
+
+
+def verify_exchange_auth(
+    msg: Mapping[str, Any], accounts: Mapping[str, tuple[str, str]], now: float, window: float = 30.0
+) -> str:
+    """Check the auth fields of a subscribe frame against ``accounts`` (key -> (secret, passphrase));
+    returns the key. Raises ValueError with the venue-style reason otherwise."""
+    key, signature, passphrase, timestamp = (
+        msg.get(k) for k in ("key", "signature", "passphrase", "timestamp")
+    )
+    if not all(isinstance(v, str) for v in (key, signature, passphrase, timestamp)):
+        raise ValueError("missing auth fields")
+    account = accounts.get(str(key))
+    if account is None:
+        raise ValueError("invalid API key")
+    secret, expected_passphrase = account
+    if not hmac.compare_digest(str(passphrase), expected_passphrase):
+        raise ValueError("invalid passphrase")
+    try:
+        ts = float(str(timestamp))
+    except ValueError:
+        raise ValueError("invalid timestamp") from None
+    if abs(now - ts) > window:
+        raise ValueError("request timestamp expired")
+    if not hmac.compare_digest(exchange_signature(secret, str(timestamp)), str(signature)):
+        raise ValueError("invalid signature")
+    return str(key)

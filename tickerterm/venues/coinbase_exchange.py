@@ -1,0 +1,518 @@
+"""Coinbase Exchange feed, the one the ``cbpro`` client used (``--venue coinbase-exchange``).
+See protocols.md section 2.
+
+Wire facts this adapter relies on:
+- one subscribe frame may name several channels, as names (top-level ``product_ids``) or
+  ``{name, product_ids}`` objects; the ``subscriptions`` ack is the cumulative state;
+- ``level2`` (needs auth) and ``level2_batch`` (public): ``snapshot`` then ``l2update`` with changes
+  ``[side, price, size]``, sides ``buy``/``sell``, a removal's size any zero spelling; no sequence;
+- ``full`` (L3, needs auth): ``received``/``open``/``done``/``match``/``change``/``activate``; there is no
+  snapshot on the socket: the book comes from REST ``/products/<id>/book?level=3`` (with its
+  ``sequence``) and the messages after it are applied; the messages that arrive meanwhile are kept;
+- ``sequence`` is per product, shared by ticker/match/full/heartbeat: only the full channel sees every
+  number, so a jump there is a gap (that product's book is UNSAFE and refetched); a number at or below
+  the last is old and ignored (per channel kind: a ticker repeats its match's number);
+- ``matches``: ``last_match`` then ``match``; ``match.side`` is the MAKER side;
+- errors: ``{"type":"error","message":…,"reason":…}``; "Failed to subscribe" is final for that request;
+- HMAC auth fields on the subscribe frame (protocols.md: key, base64 secret, passphrase, timestamp,
+  signature over timestamp + GET + /users/self/verify).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar
+
+import msgspec
+
+from tickerterm.core.clock import parse_rfc3339
+from tickerterm.core.errors import CredentialsError, FrameError
+from tickerterm.core.events import (
+    BookSide,
+    BookSnapshot,
+    BookUpdate,
+    Change,
+    Event,
+    Gap,
+    Heartbeat,
+    Level,
+    OrderUpdate,
+    ProductStatus,
+    Side,
+    Subscribed,
+    Ticker,
+    Trade,
+    VenueError,
+    change,
+    value_of,
+)
+from tickerterm.core.l3 import L3Book
+from tickerterm.venues.auth import (
+    EXCHANGE_ENV_KEY,
+    EXCHANGE_ENV_KEY_FILE,
+    EXCHANGE_ENV_PASSPHRASE,
+    EXCHANGE_ENV_SECRET,
+    ExchangeKey,
+    exchange_auth_fields,
+    load_exchange_key,
+)
+from tickerterm.venues.base import ChannelSpec, ErrorClass, Parser, VenueAdapter
+
+MARKET_URL = "wss://ws-feed.exchange.coinbase.com"
+REST_URL = "https://api.exchange.coinbase.com"
+SANDBOX_URL = "wss://ws-feed-public.sandbox.exchange.coinbase.com"
+SANDBOX_REST_URL = "https://api-public.sandbox.exchange.coinbase.com"
+
+CHANNELS: dict[str, ChannelSpec] = {
+    "heartbeat": ChannelSpec("heartbeat", "heartbeat"),
+    "status": ChannelSpec("status", "status", per_product=False),
+    "ticker": ChannelSpec("ticker", "ticker"),
+    "ticker_batch": ChannelSpec("ticker_batch", "ticker"),
+    "matches": ChannelSpec("matches", "trades"),
+    "level2_batch": ChannelSpec("level2_batch", "book"),
+    "level2": ChannelSpec("level2", "book", private=True),
+    "full": ChannelSpec("full", "book", private=True),
+    "user": ChannelSpec("user", "user", private=True),
+}
+FULL_TYPES = frozenset({"received", "open", "done", "match", "change", "activate"})
+MAX_BUFFERED = 50_000
+"""Full-channel messages kept per product while its REST snapshot is on the way."""
+
+_decode = msgspec.json.decode
+_SIDE: dict[str, BookSide] = {"buy": "bid", "sell": "ask"}
+_ORDER_SIDE: dict[str, Side] = {"buy": "buy", "sell": "sell"}
+_MAKER_TO_AGGRESSOR: dict[str, Side] = {"buy": "sell", "sell": "buy"}
+
+
+class CoinbaseExchange(VenueAdapter):
+    name = "coinbase-exchange"
+    title = "Coinbase Exchange (cbpro feed)"
+    endpoints: ClassVar[dict[str, str]] = {"market": MARKET_URL, "rest": REST_URL}
+    sandbox_endpoints: ClassVar[dict[str, str]] = {"market": SANDBOX_URL, "rest": SANDBOX_REST_URL}
+    channels = CHANNELS
+    aliases: ClassVar[dict[str, str]] = {
+        "book": "level2_batch",
+        "l2": "level2_batch",
+        "l3": "full",
+        "trades": "matches",
+        "heartbeats": "heartbeat",
+    }
+    default_channels = ("ticker", "level2_batch", "matches")
+    keepalive_channels = ("heartbeat",)
+    max_frame_size = 32 * 2**20
+    outbound_per_second = 50.0  # the venue allows 100 client messages/s per IP
+    stale_after = 10.0  # heartbeats every second per product
+    credential_help = (
+        f"set {EXCHANGE_ENV_KEY}, {EXCHANGE_ENV_SECRET} and {EXCHANGE_ENV_PASSPHRASE}, "
+        f"or {EXCHANGE_ENV_KEY_FILE}"
+    )
+
+    credentials: ExchangeKey | None
+
+    @classmethod
+    def load_credentials(cls, key_file: str | None = None) -> ExchangeKey | None:
+        return load_exchange_key(key_file=key_file)
+
+    def check_credentials(self, channels: Iterable[str]) -> None:
+        private = [c for c in channels if self.channel(c).private]
+        if private and self.credentials is None:
+            raise CredentialsError(
+                f"channel {private[0]!r} needs a Coinbase Exchange API key: {self.credential_help}"
+            )
+
+    def parser(self, conn: str) -> CoinbaseExchangeParser:
+        return CoinbaseExchangeParser(self.name, conn)
+
+    def _frame(self, kind: str, channel: str, products: list[str] | None) -> str:
+        spec = self.channel(channel)
+        msg: dict[str, Any] = {"type": kind}
+        if spec.per_product:
+            # an object names its own products, so one frame can carry channels of different products
+            msg["channels"] = [{"name": spec.name, "product_ids": products or []}]
+        else:
+            msg["channels"] = [spec.name]
+        if spec.private and kind == "subscribe":
+            if self.credentials is None:
+                raise CredentialsError(
+                    f"channel {spec.name!r} needs a Coinbase Exchange API key: {self.credential_help}"
+                )
+            msg.update(exchange_auth_fields(self.credentials, self.clock()))
+        return json.dumps(msg, separators=(",", ":"))
+
+    def subscribe_frames(self, channel: str, products: list[str]) -> list[str]:
+        return [self._frame("subscribe", channel, products)]
+
+    def unsubscribe_frames(self, channel: str, products: list[str] | None) -> list[str]:
+        if products is None:
+            return [
+                json.dumps(
+                    {"type": "unsubscribe", "channels": [self.channel(channel).name]}, separators=(",", ":")
+                )
+            ]
+        return [self._frame("unsubscribe", channel, products)]
+
+    def resync_frames(self, channel: str, products: list[str]) -> list[str]:
+        if channel == "full":
+            return []  # the parser has asked for a REST snapshot; the socket stays as it is
+        # resubscribing a level2 channel makes the venue send a fresh snapshot for each product
+        return self.unsubscribe_frames(channel, products) + self.subscribe_frames(channel, products)
+
+    def snapshot_url(self, channel: str, product: str) -> str | None:
+        if channel != "full":
+            return None
+        return f"{self.urls['rest'].rstrip('/')}/products/{product}/book?level=3"
+
+    def classify_error(self, message: str) -> ErrorClass:
+        text = message.lower()
+        if (
+            "authentication" in text
+            or "invalid signature" in text
+            or "invalid api key" in text
+            or "passphrase" in text
+        ):
+            if "require authentication" in text or "requires authentication" in text:
+                return "command"  # a public client asked for an auth-only channel: drop that request
+            return "auth"
+        if "failed to subscribe" in text or "invalid" in text or "unknown" in text:
+            return "command"
+        return "transient"
+
+
+class _FullState:
+    """One product's L3 state on one connection."""
+
+    __slots__ = ("book", "buffer", "last_seq", "synced")
+
+    def __init__(self) -> None:
+        self.book = L3Book()
+        self.buffer: list[dict[str, Any]] = []
+        self.last_seq: int | None = None
+        self.synced = False
+
+
+class CoinbaseExchangeParser(Parser):
+    def __init__(self, venue: str, conn: str) -> None:
+        super().__init__(venue, conn)
+        self._last: dict[tuple[str, str], int] = {}
+        """(channel kind, product) -> last sequence: older messages are ignored."""
+        self.full: dict[str, _FullState] = {}
+        """Products subscribed on the full channel (from the acks), with their L3 books."""
+        self._filled: dict[str, Decimal] = {}  # own orders: cumulative filled size
+        self._handlers: dict[str, Callable[[dict[str, Any], float], list[Event]]] = {
+            "heartbeat": self._heartbeat,
+            "subscriptions": self._subscriptions,
+            "ticker": self._ticker,
+            "last_match": self._match,
+            "match": self._match,
+            "snapshot": self._l2_snapshot,
+            "l2update": self._l2_update,
+            "status": self._status,
+            "error": self._error,
+        }
+
+    def parse(self, raw: bytes | str, recv_ts: float) -> list[Event]:
+        self.last_exch_ts = None
+        try:
+            msg = _decode(raw)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            raise FrameError("not valid JSON") from None
+        if not isinstance(msg, dict):
+            raise FrameError("not a JSON object")
+        kind = msg.get("type")
+        if not isinstance(kind, str):
+            raise FrameError("no type")
+        t = msg.get("time")
+        if isinstance(t, str):
+            self.last_exch_ts = parse_rfc3339(t)
+        try:
+            if kind in FULL_TYPES:
+                return self._full(kind, msg, recv_ts)
+            handler = self._handlers.get(kind)
+            if handler is None:
+                self.unknown += 1
+                return []
+            return handler(msg, recv_ts)
+        except (KeyError, TypeError, ValueError, AttributeError, InvalidOperation) as exc:
+            raise FrameError(f"{kind}: {type(exc).__name__} {exc}") from None
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _seq(self, msg: dict[str, Any]) -> int | None:
+        seq = msg.get("sequence")
+        if seq is None:
+            return None
+        if type(seq) is not int:
+            raise TypeError("sequence is not an integer")
+        return seq
+
+    def _stale(self, group: str, product: str, seq: int | None) -> bool:
+        """True (and counted) when ``seq`` is at or below the last one of this kind for the product."""
+        if seq is None:
+            return False
+        key = (group, product)
+        last = self._last.get(key)
+        if last is not None and seq <= last:
+            self.out_of_order += 1
+            return True
+        self._last[key] = seq
+        return False
+
+    # --- channels --------------------------------------------------------------------------
+
+    def _error(self, msg: dict[str, Any], recv_ts: float) -> list[Event]:
+        text = str(msg.get("message") or "error without a message")
+        reason = msg.get("reason")
+        if reason:
+            text = f"{text}: {reason}"
+        return [VenueError(self.venue, recv_ts, self.conn, text)]
+
+    def _subscriptions(self, msg: dict[str, Any], recv_ts: float) -> list[Event]:
+        subs: dict[str, list[str]] = {}
+        for ch in msg["channels"]:
+            if isinstance(ch, str):
+                subs[ch] = []
+            else:
+                subs[str(ch["name"])] = [str(p) for p in ch.get("product_ids") or ()]
+        full = set(subs.get("full", ()))
+        for product in list(self.full):
+            if product not in full:
+                del self.full[product]  # unsubscribed: its L3 book is gone
+        for product in full:
+            if product not in self.full:
+                self.full[product] = _FullState()
+                self.snapshot_wanted.append(("full", product))
+        return [Subscribed(self.venue, recv_ts, self.conn, subs)]
+
+    def _heartbeat(self, msg: dict[str, Any], recv_ts: float) -> list[Event]:
+        product = str(msg["product_id"])
+        seq = self._seq(msg)
+        out: list[Event] = [Heartbeat(self.venue, recv_ts, self.conn, seq, self.last_exch_ts)]
+        state = self.full.get(product)
+        if (
+            state is not None
+            and state.synced
+            and seq is not None
+            and state.last_seq is not None
+            and seq > state.last_seq
+        ):
+            # the heartbeat says the product is further on than the last full message we got: lost
+            out.append(self._lose(product, state, state.last_seq + 1, seq, recv_ts))
+        return out
+
+    def _ticker(self, msg: dict[str, Any], recv_ts: float) -> list[Event]:
+        product = str(msg["product_id"])
+        if self._stale("ticker", product, self._seq(msg)):
+            return []
+        price = _optnum(msg, "price")
+        opened = _optnum(msg, "open_24h")
+        pct = None
+        if price is not None and opened is not None and Decimal(opened) != 0:
+            pct = format(
+                ((Decimal(price) - Decimal(opened)) / Decimal(opened) * 100).quantize(Decimal("0.00000001")),
+                "f",
+            )
+        return [
+            Ticker(
+                self.venue,
+                recv_ts,
+                product,
+                self.last_exch_ts,
+                price=price,
+                bid=_optnum(msg, "best_bid"),
+                bid_size=_optnum(msg, "best_bid_size"),
+                ask=_optnum(msg, "best_ask"),
+                ask_size=_optnum(msg, "best_ask_size"),
+                volume_24h=_optnum(msg, "volume_24h"),
+                low_24h=_optnum(msg, "low_24h"),
+                high_24h=_optnum(msg, "high_24h"),
+                change_pct_24h=pct,
+            )
+        ]
+
+    def _trade(self, msg: dict[str, Any], recv_ts: float) -> Trade:
+        return Trade(
+            self.venue,
+            recv_ts,
+            str(msg["product_id"]),
+            self.last_exch_ts,
+            str(msg["trade_id"]),
+            _num(msg["price"]),
+            _num(msg["size"]),
+            _MAKER_TO_AGGRESSOR[msg["side"]],
+        )
+
+    def _match(self, msg: dict[str, Any], recv_ts: float) -> list[Event]:
+        """A ``matches``-channel trade (``last_match`` is the most recent one, sent on subscribe)."""
+        product = str(msg["product_id"])
+        trade = self._trade(msg, recv_ts)
+        if self._stale("match", product, self._seq(msg)):
+            return []
+        return [trade]
+
+    def _status(self, msg: dict[str, Any], recv_ts: float) -> list[Event]:
+        return [
+            ProductStatus(
+                self.venue,
+                recv_ts,
+                str(p["id"]),
+                self.last_exch_ts,
+                str(p.get("status", "")),
+                str(p.get("status_message") or ""),
+            )
+            for p in msg.get("products") or ()
+        ]
+
+    def _l2_snapshot(self, msg: dict[str, Any], recv_ts: float) -> list[Event]:
+        bids: list[Level] = [(_num(p), _num(s)) for p, s, *_ in msg["bids"]]
+        asks: list[Level] = [(_num(p), _num(s)) for p, s, *_ in msg["asks"]]
+        return [BookSnapshot(self.venue, recv_ts, str(msg["product_id"]), self.last_exch_ts, bids, asks)]
+
+    def _l2_update(self, msg: dict[str, Any], recv_ts: float) -> list[Event]:
+        changes = [change(_SIDE[side], _str(price), _str(size)) for side, price, size in msg["changes"]]
+        return [BookUpdate(self.venue, recv_ts, str(msg["product_id"]), self.last_exch_ts, changes)]
+
+    # --- full (L3) and user ----------------------------------------------------------------
+
+    def _full(self, kind: str, msg: dict[str, Any], recv_ts: float) -> list[Event]:
+        product = str(msg["product_id"])
+        seq = self._seq(msg)
+        out: list[Event] = []
+        if "user_id" in msg or "profile_id" in msg:
+            out.extend(self._own_order(kind, msg, recv_ts))
+        if kind == "match" and not self._stale("match", product, seq):
+            out.append(self._trade(msg, recv_ts))
+        state = self.full.get(product)
+        if state is None or seq is None:
+            return out  # not on the full channel here (user channel only): no L3 book to keep
+        if not state.synced:
+            if len(state.buffer) >= MAX_BUFFERED:
+                state.buffer.clear()  # too much to replay: start again from a new snapshot
+                self.snapshot_wanted.append(("full", product))
+            state.buffer.append(msg)
+            return out
+        last = state.last_seq
+        if last is not None and seq <= last:
+            self.out_of_order += 1
+            return out
+        if last is not None and seq != last + 1:
+            out.append(self._lose(product, state, last + 1, seq, recv_ts))
+            state.buffer.append(msg)
+            return out
+        state.last_seq = seq
+        update = self._apply_full(state.book, kind, msg)
+        if update is not None:
+            out.append(BookUpdate(self.venue, recv_ts, product, self.last_exch_ts, [update]))
+        return out
+
+    def _lose(self, product: str, state: _FullState, expected: int, received: int, recv_ts: float) -> Gap:
+        """A gap on the full channel: the L3 book is dropped and refetched; messages are kept meanwhile."""
+        state.synced = False
+        state.buffer.clear()
+        state.last_seq = None
+        self.snapshot_wanted.append(("full", product))
+        return Gap(self.venue, recv_ts, self.conn, expected, received, f"sequence:{product}")
+
+    @staticmethod
+    def _apply_full(book: L3Book, kind: str, msg: dict[str, Any]) -> Change | None:
+        if kind == "open":
+            return book.open(
+                str(msg["order_id"]), _SIDE[msg["side"]], _num(msg["price"]), _num(msg["remaining_size"])
+            )
+        if kind == "done":
+            return book.done(str(msg["order_id"]))
+        if kind == "match":
+            return book.match(str(msg["maker_order_id"]), _num(msg["size"]))
+        if kind == "change":
+            new_size = msg.get("new_size")
+            if new_size is None:
+                return None  # a market order's funds changed: not on the book
+            return book.change(str(msg["order_id"]), _num(new_size))
+        return None  # received (not on the book yet), activate (a stop order armed)
+
+    def apply_snapshot(self, channel: str, product: str, body: bytes, recv_ts: float) -> list[Event]:
+        state = self.full.get(product)
+        if state is None:
+            return []  # unsubscribed meanwhile
+        try:
+            data = _decode(body)
+            seq = data["sequence"]
+            if type(seq) is not int:
+                raise TypeError("sequence is not an integer")
+            bids = [(_num(p), _num(s), str(oid)) for p, s, oid in data["bids"]]
+            asks = [(_num(p), _num(s), str(oid)) for p, s, oid in data["asks"]]
+        except (msgspec.DecodeError, KeyError, TypeError, ValueError) as exc:
+            raise FrameError(f"{product} level-3 snapshot: {type(exc).__name__} {exc}") from None
+        state.book.load(bids, asks)
+        state.last_seq = seq
+        state.synced = True
+        buffered, state.buffer = state.buffer, []
+        top_bids, top_asks = state.book.levels()
+        out: list[Event] = [BookSnapshot(self.venue, recv_ts, product, None, top_bids, top_asks)]
+        for msg in buffered:  # what arrived while the snapshot was on its way, in order
+            if state.synced:
+                kind = str(msg["type"])
+                t = msg.get("time")
+                self.last_exch_ts = parse_rfc3339(t) if isinstance(t, str) else None
+                out.extend(
+                    e for e in self._full(kind, msg, recv_ts) if not isinstance(e, (Trade, OrderUpdate))
+                )
+            else:
+                state.buffer.append(msg)  # a gap while replaying: keep the rest for the next snapshot
+        return out
+
+    def _own_order(self, kind: str, msg: dict[str, Any], recv_ts: float) -> list[Event]:
+        if kind == "match":  # our order is the taker when the taker ids are filled in, else the maker
+            order_id = str(msg["taker_order_id"] if msg.get("taker_user_id") else msg["maker_order_id"])
+        else:
+            order_id = str(msg["order_id"])
+        filled = self._filled.get(order_id, Decimal(0))
+        status = kind
+        leaves = _optnum(msg, "remaining_size") or (_optnum(msg, "size") if kind == "received" else None)
+        if kind == "match":
+            filled += Decimal(_num(msg["size"]))
+            self._filled[order_id] = filled
+            if len(self._filled) > 1000:
+                self._filled.pop(next(iter(self._filled)))
+        elif kind == "done":
+            status = f"done ({msg.get('reason', '')})"
+            self._filled.pop(order_id, None)
+        elif kind == "change":
+            leaves = _optnum(msg, "new_size")
+        return [
+            OrderUpdate(
+                self.venue,
+                recv_ts,
+                str(msg["product_id"]),
+                self.last_exch_ts,
+                order_id,
+                _ORDER_SIDE[msg["side"]],
+                str(msg.get("order_type", "")),
+                status,
+                _optnum(msg, "price"),
+                format(filled, "f") if filled else None,
+                leaves,
+                None,
+                client_order_id=str(msg.get("client_oid", "")),
+            )
+        ]
+
+
+def _str(value: Any) -> str:
+    if type(value) is not str:
+        raise TypeError(f"expected a decimal string, got {type(value).__name__}")
+    return value
+
+
+def _num(value: Any) -> str:
+    text = _str(value)
+    value_of(text)
+    return text
+
+
+def _optnum(obj: dict[str, Any], key: str) -> str | None:
+    value = obj.get(key)
+    if value is None or value == "":
+        return None
+    return _num(value)
