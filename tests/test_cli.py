@@ -26,7 +26,7 @@ def run(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--venue", "kraken"], "unknown venue 'kraken' (choose from: coinbase)"),
+        (["--venue", "kraken"], "unknown venue 'kraken' (choose from: coinbase, coinbase-exchange)"),
         (
             ["--sim", "--products", "FOO-USD"],
             "unknown product 'FOO-USD' (the simulator has: BTC-USD, ETH-USD, ",
@@ -45,10 +45,22 @@ def run(
         (["--sim", "--fault", "close_code=4242"], "close_code must be one of 1000, 1001, 1006, 1008, 1011"),
         (["--bogus"], "unrecognized arguments: --bogus"),
         (["sim", "--venue", "nowhere"], "no simulator for venue 'nowhere'"),
+        (
+            ["--venue", "coinbase-exchange", "--channels", "full", "--headless"],
+            "channel 'full' needs a Coinbase Exchange API key: set COINBASE_EXCHANGE_API_KEY, "
+            "COINBASE_EXCHANGE_API_SECRET and COINBASE_EXCHANGE_PASSPHRASE, or COINBASE_EXCHANGE_KEY_FILE",
+        ),
+        (
+            ["--venue", "coinbase-exchange", "--sim", "--channels", "full,level2_batch"],
+            "choose one book channel, not full and level2_batch",
+        ),
+        (["--venue", "coinbase-exchange", "--channels", "candles"], "unknown channel 'candles'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
-    result = run(*args, env={"COINBASE_API_KEY": "", "COINBASE_API_SECRET": "", "COINBASE_KEY_FILE": ""})
+    no_keys = [f"COINBASE_{name}" for name in ("API_KEY", "API_SECRET", "KEY_FILE")]
+    no_keys += [f"COINBASE_EXCHANGE_{name}" for name in ("API_KEY", "API_SECRET", "PASSPHRASE", "KEY_FILE")]
+    result = run(*args, env=dict.fromkeys(no_keys, ""))
     assert result.returncode == 2
     assert result.stdout == ""
     lines = result.stderr.splitlines()
@@ -193,6 +205,43 @@ def test_standalone_simulator_with_a_key_file_and_no_secret_leaks(tmp_path: Path
         for text in (result.stdout, result.stderr):
             assert "PRIVATE KEY" not in text and all(part not in text for part in body)
             assert '"jwt"' not in text and "eyJ" not in text  # no token either
+    finally:
+        sim.send_signal(signal.SIGINT)
+        sim.communicate(timeout=30)
+    assert sim.returncode == 0
+
+
+def test_standalone_exchange_simulator_l3_with_hmac_key_file_and_no_secret_leaks(tmp_path: Path) -> None:
+    key_file = tmp_path / "exchange-key.json"
+    sim = subprocess.Popen(
+        [*CMD, "sim", "--venue", "coinbase-exchange", "--port", "0", "--rate", "300", "--heartbeat", "0.2",
+         "--write-key-file", str(key_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert sim.stdout is not None and sim.stderr is not None
+        url = sim.stdout.readline().strip()
+        hint = sim.stderr.readline()
+        rest = hint.split("--rest-url ")[1].split()[0]
+        assert rest == url.replace("ws://", "http://")
+        account = json.loads(key_file.read_text())
+        assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+        result = run(
+            *("--venue", "coinbase-exchange", "--url", url, "--rest-url", rest, "--key-file", str(key_file)),
+            *("--channels", "full,matches,user", "--products", "BTC-USD", "--headless", "--max-events", "80"),
+            "-vv",
+        )
+        assert result.returncode == 0, result.stderr
+        lines = [json.loads(line) for line in result.stdout.splitlines()]
+        books = [line for line in lines if line["type"] == "book"]
+        assert books[0]["snapshot"] is True and books[0]["state"] == "ok"  # the L3 book from REST
+        assert all(float(b["bid"]) < float(b["ask"]) for b in books)
+        assert {"trade", "book"} <= {line["type"] for line in lines}
+        for text in (result.stdout, result.stderr):
+            assert account["secret"] not in text and account["passphrase"] not in text
+            assert '"signature"' not in text
     finally:
         sim.send_signal(signal.SIGINT)
         sim.communicate(timeout=30)

@@ -17,6 +17,7 @@ from textual.widgets import Static
 
 from tickerterm.core.events import BookUnsafe, BookUpdate, GaveUp, change
 from tickerterm.sim.coinbase import CoinbaseSim
+from tickerterm.stream.feed import Feed
 from tickerterm.ui.app import TickertermApp, grouping_steps
 from tickerterm.ui.screens import HelpScreen, ProductPicker
 from tickerterm.ui.widgets import CandleChart, DepthLadder, HealthPanel, Panel, TickersTable, TradeTape
@@ -364,3 +365,44 @@ async def test_a_small_book_change_repaints_only_the_lines_it_changed() -> None:
         lines = text_of(ladder).splitlines()
         y = next(i for i, line in enumerate(lines) if line.startswith(f"{deep_price} {new_size}"))
         assert calls == [(Region(0, y, ladder.size.width, 1),)]  # that one line, not the panel
+
+
+async def test_dashboard_on_coinbase_exchange_l3_book_key_sends_the_venues_frames() -> None:
+    """The same keys on another venue: the ladder draws the L3 (full) book aggregated, and the book key
+    sends the Exchange's own unsubscribe/subscribe frames."""
+    from tickerterm.sim.coinbase_exchange import CoinbaseExchangeSim
+    from tickerterm.venues.coinbase_exchange import CoinbaseExchange
+
+    from .conftest import FAST, fast_policy
+
+    products = ["BTC-USD", "ETH-USD"]
+    channels = {"ticker": "ticker", "book": "full", "trades": "matches"}
+    async with CoinbaseExchangeSim(rate=40.0, depth=300, seed=7, timing=FAST, warmup=500) as sim:
+        credentials = sim.client_credentials()
+
+        def opener(store: Any) -> Feed:
+            adapter = CoinbaseExchange(
+                urls={"market": sim.url, "rest": sim.http_url}, credentials=credentials
+            )
+            return Feed(
+                adapter, products, list(channels.values()), policy=fast_policy(), collect=False, store=store
+            )
+
+        app = TickertermApp(
+            opener, venue="coinbase-exchange", products=products, channels=channels, simulated=True
+        )
+        async with app.run_test(size=(120, 40)) as pilot:
+            ladder = app.query_one(DepthLadder)
+            await until(pilot, lambda: "spread" in text_of(ladder))
+            frames = sim.all_connections[0].received
+            await pilot.press("b")
+            await until(pilot, lambda: frames[-1] == {"type": "unsubscribe", "channels": ["full"]})
+            await until(pilot, lambda: "full is off" in text_of(ladder))
+            await pilot.press("b")
+            await until(
+                pilot, lambda: frames[-1].get("channels") == [{"name": "full", "product_ids": products}]
+            )
+            assert "signature" in frames[-1]  # full is private: the frame is signed
+            await until(pilot, lambda: "spread" in text_of(ladder))
+            book = app.store.book("coinbase-exchange", "BTC-USD")
+            assert book.state == "ok" and len(book) > 100

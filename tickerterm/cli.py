@@ -367,9 +367,10 @@ async def run_sim(ns: argparse.Namespace) -> int:
     except OSError as exc:
         _fail(f"cannot listen on {ns.host}:{ns.port}: {exc.strerror}")
     print(url, flush=True)
+    rest = f" --rest-url {server.http_url}" if "rest" in venue_class(ns.venue).endpoints else ""
     sys.stderr.write(
         f"tickerterm: {ns.venue} simulator on {url}; connect with "
-        f"tickerterm --venue {ns.venue} --url {url} --headless"
+        f"tickerterm --venue {ns.venue} --url {url}{rest} --headless"
         + (f" --key-file {ns.write_key_file}" if ns.write_key_file else "")
         + "\n"
     )
