@@ -19,9 +19,9 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
@@ -47,6 +47,9 @@ from tickerterm.core.health import close_meaning
 from tickerterm.core.store import Store
 from tickerterm.stream.policy import RateLimiter, RetryPolicy
 from tickerterm.venues.base import Parser, Subscriptions, VenueAdapter
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 _wire_log = logging.getLogger("tickerterm.stream.wire")
@@ -406,6 +409,8 @@ class Connection:
         url = self.adapter.snapshot_url(channel, product)
         if url is None:
             return
+        import httpx  # only venues with REST snapshots need it (and importing it pulls in rich)
+
         if self._http is None:
             self._http = httpx.AsyncClient(
                 timeout=self.policy.open_timeout, headers={"User-Agent": "tickerterm"}
