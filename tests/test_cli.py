@@ -55,6 +55,7 @@ def run(
             "choose one book channel, not full and level2_batch",
         ),
         (["--venue", "coinbase-exchange", "--channels", "candles"], "unknown channel 'candles'"),
+        (["--sandbox"], "coinbase has no sandbox"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -425,3 +426,47 @@ async def test_live_unsubscribe_and_subscribe_send_exact_frames() -> None:
             } in frames
             subs = feed.store.health[V].subscriptions  # the venue's cumulative ack
             assert "matches" not in subs and subs["ticker"] == ["ETH-USD"]
+
+
+async def test_library_stream_and_sink_cover_what_cbpro_on_message_did() -> None:
+    """cbpro's ``WebsocketClient(on_message=...)``: every message to your code, here normalized."""
+    import tickerterm
+
+    seen: list[Event] = []
+    async with contextlib.aclosing(
+        tickerterm.stream(V, ["BTC-USD"], ["ticker", "matches"], sim=True)
+    ) as events:
+        async for event in events:
+            seen.append(event)
+            if sum(isinstance(e, Trade) for e in seen) >= 3 and any(isinstance(e, Ticker) for e in seen):
+                break
+    assert all(e.venue == V for e in seen)
+
+    batches: list[list[Event]] = []
+    updated = asyncio.Event()
+
+    def on_message(events: list[Event]) -> None:  # called with each frame's events, as they are applied
+        batches.append(events)
+        if any(isinstance(e, BookUpdate) for e in events):
+            updated.set()
+
+    async with tickerterm.open_feed(
+        V, ["ETH-USD"], ["level2_batch"], sim=True, sink=on_message, sim_options={"rate": 400.0}
+    ) as feed:
+        await asyncio.wait_for(updated.wait(), 10)
+        assert feed.store.book(V, "ETH-USD").state == "ok"
+
+
+async def test_sandbox_endpoints_are_used_when_asked() -> None:
+    import tickerterm
+    from tickerterm.core.events import Connecting
+    from tickerterm.stream.policy import RetryPolicy
+    from tickerterm.venues.coinbase_exchange import SANDBOX_URL
+
+    events: list[Event] = []
+    policy = RetryPolicy(budget=0, open_timeout=2.0)
+    async with tickerterm.open_feed(
+        V, ["BTC-USD"], ["ticker"], sandbox=True, policy=policy, sink=events.extend
+    ) as feed:
+        await asyncio.wait_for(feed.wait_finished(), 15)
+    assert [e.url for e in events if isinstance(e, Connecting)] == [SANDBOX_URL]  # type: ignore[attr-defined]
