@@ -25,6 +25,7 @@ from tickerterm.core.events import (
     Heartbeat,
     Malformed,
     OrderUpdate,
+    Stale,
     Subscribed,
     Ticker,
     Trade,
@@ -44,7 +45,7 @@ from tickerterm.venues.auth import (
 from tickerterm.venues.base import ChannelSpec
 from tickerterm.venues.coinbase_exchange import CoinbaseExchange, CoinbaseExchangeParser
 
-from .conftest import FAST, fast_policy, take_until
+from .conftest import FAST, fast_policy, take_products, take_until
 
 V = "coinbase-exchange"
 R = 50.0
@@ -470,3 +471,85 @@ async def test_sandbox_endpoints_are_used_when_asked() -> None:
     ) as feed:
         await asyncio.wait_for(feed.wait_finished(), 15)
     assert [e.url for e in events if isinstance(e, Connecting)] == [SANDBOX_URL]  # type: ignore[attr-defined]
+
+
+async def test_raw_protocol_names_objects_cumulative_acks_and_errors() -> None:
+    """The simulator as a cbpro-era client sees it: channel names with top-level product_ids, objects,
+    cumulative acks, per-product sequences, and the errors with their reasons."""
+    from websockets.asyncio.client import connect
+
+    async with make_exchange_sim(warmup=300) as sim, connect(sim.url) as ws:
+
+        async def until_type(kind: str) -> dict[str, Any]:
+            async with asyncio.timeout(5):
+                while True:
+                    msg = json.loads(await ws.recv())
+                    if msg["type"] == kind:
+                        return msg
+
+        await ws.send(
+            json.dumps({"type": "subscribe", "product_ids": ["BTC-USD"], "channels": ["heartbeat"]})
+        )
+        assert (await until_type("subscriptions"))["channels"] == [
+            {"name": "heartbeat", "product_ids": ["BTC-USD"]}
+        ]
+        await ws.send(
+            json.dumps({"type": "subscribe", "channels": [{"name": "matches", "product_ids": ["ETH-USD"]}]})
+        )
+        ack = await until_type("subscriptions")  # cumulative: both channels
+        assert ack["channels"] == [
+            {"name": "heartbeat", "product_ids": ["BTC-USD"]},
+            {"name": "matches", "product_ids": ["ETH-USD"]},
+        ]
+        assert (await until_type("last_match"))["product_id"] == "ETH-USD"
+        hb1, hb2 = await until_type("heartbeat"), await until_type("heartbeat")
+        assert hb2["sequence"] >= hb1["sequence"] and hb1["product_id"] == "BTC-USD"
+        await ws.send(
+            json.dumps({"type": "subscribe", "product_ids": ["BTC-USD"]})
+        )  # cbpro 1.1.4: no channels
+        assert (await until_type("error"))["message"] == "Failed to subscribe"
+        await ws.send(json.dumps({"type": "subscribe", "product_ids": ["BTC-USD"], "channels": ["full"]}))
+        assert await until_type("error") == {
+            "type": "error",
+            "message": "Failed to subscribe",
+            "reason": AUTH_REQUIRED,
+        }
+        await ws.send(json.dumps({"type": "subscribe", "product_ids": ["NOPE-USD"], "channels": ["ticker"]}))
+        assert (await until_type("error"))["reason"] == "NOPE-USD is not a valid product"
+
+
+async def test_user_channel_carries_own_orders_only() -> None:
+    async with make_exchange_sim(rate=800.0) as sim:
+        feed = exchange_feed(sim, ["heartbeat", "user"])
+        async with feed:
+            events = await take_until(feed, lambda e: isinstance(e, OrderUpdate), 15)
+            assert not any(isinstance(e, (BookUpdate, Trade)) for e in events)
+            order = events[-1]
+            assert isinstance(order, OrderUpdate) and order.product in ("BTC-USD", "ETH-USD")
+            assert order.status in ("received", "open", "match", "change") or order.status.startswith("done")
+
+
+async def test_stall_is_detected_and_reconnected_and_the_book_rebuilt() -> None:
+    async with make_exchange_sim(faults=Faults(stall_after_messages=200)) as sim:
+        feed = exchange_feed(sim, ["heartbeat", "full"])
+        async with feed:
+            events = await take_until(feed, lambda e: isinstance(e, Stale), 10)
+            assert any(isinstance(e, BookSnapshot) for e in events)
+            await take_until(feed, lambda e: isinstance(e, BookResynced), 10)
+            await settle_exchange(feed, sim)
+            assert client_book(feed, "BTC-USD") == true_book(sim, "BTC-USD")
+
+
+async def test_slow_rest_snapshot_keeps_messages_and_applies_the_newer_ones() -> None:
+    async with make_exchange_sim(rate=800.0, faults=Faults(snapshot_delay=0.4)) as sim:
+        feed = exchange_feed(sim, ["heartbeat", "full"])
+        async with feed:
+            events = await take_products(feed, BookSnapshot, ["BTC-USD", "ETH-USD"], 10)
+            snap = next(e for e in events if isinstance(e, BookSnapshot))
+            # the market ran on during the 0.4 s the snapshot took: those messages were kept, and the
+            # ones newer than the snapshot are applied right after it, in the same batch
+            replayed = [e for e in events if isinstance(e, BookUpdate) and e.recv_ts == snap.recv_ts]
+            assert replayed and all(e.product == snap.product for e in replayed)
+            await settle_exchange(feed, sim)
+            for product in ("BTC-USD", "ETH-USD"):
+                assert client_book(feed, product) == true_book(sim, product)

@@ -256,6 +256,14 @@ class CoinbaseExchangeSim(SimServer):
         self.orders = {p: _Orders(m, random.Random(rng.random())) for p, m in self.markets.items()}
         self.step_messages: list[tuple[dict[str, Any], bool]] = []
         self.last_match: dict[str, dict[str, Any]] = {}
+        for p, m in self.markets.items():  # a market with a past has a last match to send first
+            if m.recent_trades:
+                t = m.recent_trades[-1]
+                self.last_match[p] = {
+                    "type": "match", "trade_id": t.trade_id, "maker_order_id": self.orders[p].new_id(),
+                    "taker_order_id": self.orders[p].new_id(), "side": _WIRE_SIDE[t.maker_side],
+                    "size": t.size, "price": t.price, "product_id": p, "sequence": 0, "time": rfc3339(t.ts),
+                }  # fmt: skip
         self._zero = 0
 
     def zero(self) -> str:
@@ -478,8 +486,6 @@ class CoinbaseExchangeSim(SimServer):
         product = parts[1]
         if product not in self.markets:
             return 404, {"message": "NotFound"}
-        if self.faults.snapshot_delay:
-            await asyncio.sleep(self.faults.snapshot_delay)
         book = self.orders[product]
         m = self.markets[product]
         level = query.get("level", "1")
@@ -498,4 +504,7 @@ class CoinbaseExchangeSim(SimServer):
         else:
             return 400, {"message": "level must be 2 or 3 here"}
         _ = m
-        return 200, {"bids": rows(bids), "asks": rows(asks), "sequence": book.seq}
+        body = {"bids": rows(bids), "asks": rows(asks), "sequence": book.seq}
+        if self.faults.snapshot_delay:  # taken now, delivered late: the feed moves on meanwhile
+            await asyncio.sleep(self.faults.snapshot_delay)
+        return 200, body
