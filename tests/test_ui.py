@@ -344,8 +344,10 @@ async def test_a_small_book_change_repaints_only_the_lines_it_changed() -> None:
     title repaints the whole panel in Textual, so the panel sets it only when it changes)."""
     app = static_app()
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
         ladder = app.query_one(DepthLadder)
+        await until(pilot, lambda: "spread" in text_of(ladder))
+        for _ in range(3):  # let layout settle (a slow machine may still be sizing panels)
+            await pilot.pause(0.1)
         book = app.store.book("coinbase", "BTC-USD")
         bids, _ = book.top(15)
         deep_price, deep_size = bids[-1]  # the ladder's last bid at 120x40: no other line depends on it
