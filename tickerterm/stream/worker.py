@@ -69,6 +69,8 @@ class _End:
     reason: str
     fatal: str | None = None
     """Set when the connection must not be retried (auth or command failure)."""
+    planned: bool = False
+    """The venue announced it (a shutdown notice, an expired listen key): reconnect at once."""
 
 
 class Connection:
@@ -110,6 +112,7 @@ class Connection:
         self._book_channels = adapter.book_channels()
         self._snapshot_tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._http: httpx.AsyncClient | None = None
+        self._listen_key = ""
         for channel in adapter.keepalive_channels:  # on every endpoint: quiet channels stay open
             self.subs.add(channel, [])
 
@@ -180,7 +183,9 @@ class Connection:
                 self._resyncing.pop(p, None)
         if self._ws is not None:
             await self._send(
-                self.adapter.unsubscribe_frames(spec.name, None if products is None else removed)
+                self.adapter.unsubscribe_frames(
+                    spec.name, None if products is None else removed, listed=removed
+                )
             )
 
     # --- the loop --------------------------------------------------------------------------
@@ -188,12 +193,12 @@ class Connection:
     async def _run(self) -> None:
         adapter, policy = self.adapter, self.policy
         attempt = 0
-        url = adapter.url(self.endpoint)
         shown = adapter.display_url(self.endpoint)
         while not self._stopping:
             await self._emit([Connecting(adapter.name, self.clock(), self.conn_id, shown, attempt + 1)])
             opened: float | None = None
             try:
+                url = await self._connect_url()
                 ws = await connect(
                     url,
                     additional_headers=adapter.connect_headers(self.endpoint) or None,
@@ -207,6 +212,8 @@ class Connection:
                     user_agent_header="tickerterm",
                     logger=_wire_log,
                 )
+            except _ListenKeyError as exc:
+                end = _End(None, str(exc), fatal=exc.fatal)
             except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
                 end = _End(None, f"connect failed: {_describe(exc)}")
                 if isinstance(exc, InvalidStatus) and exc.response.status_code in (401, 403):
@@ -220,6 +227,11 @@ class Connection:
                 await self._emit([GaveUp(adapter.name, self.clock(), self.conn_id, end.fatal)])
                 return
             lived = None if opened is None else time.monotonic() - opened
+            if end.planned:  # announced by the venue: not a failure, back at once with everything
+                attempt = 0
+                await self._emit([RetryScheduled(adapter.name, self.clock(), self.conn_id, 0, 0.0)])
+                log.info("%s: %s; reconnecting now", self.conn_id, end.reason)
+                continue
             if lived is not None and lived >= policy.stable_after:
                 attempt = 0
             attempt += 1
@@ -239,6 +251,64 @@ class Connection:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
+
+    def _client(self) -> httpx.AsyncClient:
+        import httpx  # only venues with REST calls need it (and importing it pulls in rich)
+
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                timeout=self.policy.open_timeout, headers={"User-Agent": "tickerterm"}
+            )
+        return self._http
+
+    async def _connect_url(self) -> str:
+        """The endpoint's URL; for a user-data stream, with a fresh listen key from the venue's REST API."""
+        request = self.adapter.listen_key_request(self.endpoint)
+        if request is None:
+            return self.adapter.url(self.endpoint)
+        import httpx
+
+        try:
+            response = await self._client().request(
+                request.method, request.url, headers=dict(request.headers)
+            )
+        except httpx.HTTPError as exc:
+            raise _ListenKeyError(f"listen key request failed: {type(exc).__name__}") from None
+        if response.status_code in (401, 403):
+            raise _ListenKeyError(
+                f"listen key refused (HTTP {response.status_code})",
+                fatal=f"the venue refused the API token (HTTP {response.status_code}): "
+                f"{self.adapter.credential_help}",
+            )
+        if response.status_code >= 400:
+            raise _ListenKeyError(f"listen key request failed (HTTP {response.status_code})")
+        self._listen_key = self.adapter.parse_listen_key(response.content)
+        return self.adapter.url_with_key(self.endpoint, self._listen_key)
+
+    async def _keep_listen_key(self) -> None:
+        """Renew the listen key while the session lasts; a refusal ends the session (a new key next)."""
+        import httpx
+
+        every = self.adapter.listen_key_keepalive
+        while True:
+            await asyncio.sleep(every)
+            request = self.adapter.listen_key_keepalive_request(self.endpoint, self._listen_key)
+            if request is None:
+                return
+            try:
+                response = await self._client().request(
+                    request.method, request.url, headers=dict(request.headers)
+                )
+                failed = f"HTTP {response.status_code}" if response.status_code >= 400 else ""
+            except httpx.HTTPError as exc:
+                failed = type(exc).__name__
+            if failed:
+                message = f"listen key keepalive failed ({failed})"
+                await self._emit([VenueError(self.adapter.name, self.clock(), self.conn_id, message)])
+                self._end = _End(None, message, planned=True)
+                if self._ws is not None:
+                    await self._ws.close(1000, "new listen key")
+                return
 
     async def _session(self, ws: ClientConnection) -> _End:
         adapter = self.adapter
@@ -262,6 +332,11 @@ class Connection:
         )
         self._last_rx = time.monotonic()
         watchdog = asyncio.create_task(self._watchdog(ws))
+        keeper = (
+            asyncio.create_task(self._keep_listen_key())
+            if self.adapter.listen_key_keepalive and self._listen_key
+            else None
+        )
         end: _End
         try:
             self._follow_keepalive(self._all_products())
@@ -305,6 +380,10 @@ class Connection:
             watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watchdog
+            if keeper is not None:
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeper
             for task in self._snapshot_tasks.values():
                 task.cancel()
             self._snapshot_tasks.clear()
@@ -367,6 +446,9 @@ class Connection:
     def _on_error(self, ev: VenueError) -> None:
         kind = self.adapter.classify_error(ev.message)
         if kind == "transient":
+            return
+        if kind == "reconnect":
+            self._end = _End(None, ev.message, planned=True)
             return
         ev.fatal = True
         if kind == "auth":
@@ -481,6 +563,12 @@ class Connection:
             result = self.sink(events)
             if result is not None:
                 await result
+
+
+class _ListenKeyError(Exception):
+    def __init__(self, message: str, fatal: str | None = None) -> None:
+        super().__init__(message)
+        self.fatal = fatal
 
 
 def _is_loopback(url: str) -> bool:

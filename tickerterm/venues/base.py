@@ -13,13 +13,15 @@ import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from tickerterm.core.errors import ConfigError, FrameError
 from tickerterm.core.events import Event, Gap
 
-ErrorClass = Literal["auth", "command", "transient"]
+ErrorClass = Literal["auth", "command", "transient", "reconnect"]
+"""``reconnect``: the venue announced the connection's end (a shutdown, an expired listen key): the
+worker reconnects now and restores everything, instead of waiting to be cut off."""
 
 _PRODUCT = re.compile(r"^[A-Z0-9]{1,20}-[A-Z0-9]{1,20}$")
 
@@ -85,6 +87,15 @@ class Subscriptions:
 
     def as_dict(self) -> dict[str, list[str]]:
         return {c: list(p) for c, p in self._subs.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """A REST call the stream worker makes for an adapter (adapters never do I/O themselves)."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class Parser(ABC):
@@ -196,7 +207,11 @@ class VenueAdapter(ABC):
     def subscribe_frames(self, channel: str, products: list[str]) -> list[str]: ...
 
     @abstractmethod
-    def unsubscribe_frames(self, channel: str, products: list[str] | None) -> list[str]: ...
+    def unsubscribe_frames(
+        self, channel: str, products: list[str] | None, *, listed: list[str] | None = None
+    ) -> list[str]:
+        """Frames that end ``products`` on ``channel`` (None: the whole channel; ``listed`` then says
+        which products that was, for venues whose frames must name every stream)."""
 
     def resync_frames(self, channel: str, products: list[str]) -> list[str] | None:
         """Frames that make the venue send fresh ``channel`` book snapshots for ``products``; None =
@@ -206,6 +221,24 @@ class VenueAdapter(ABC):
     def snapshot_url(self, channel: str, product: str) -> str | None:
         """The REST URL of a ``channel`` book snapshot for ``product``, for venues that need one."""
         return None
+
+    # --- listen keys (user-data streams reached through a key from REST) ---------------------
+
+    listen_key_keepalive: ClassVar[float] = 0.0
+    """Seconds between listen-key keepalive calls (0: the venue has no listen keys)."""
+
+    def listen_key_request(self, endpoint: str) -> HttpRequest | None:
+        """The REST call that creates a listen key for ``endpoint``; None when it needs none."""
+        return None
+
+    def listen_key_keepalive_request(self, endpoint: str, key: str) -> HttpRequest | None:
+        return None
+
+    def parse_listen_key(self, body: bytes) -> str:
+        raise ConfigError(f"{self.name} has no listen keys")
+
+    def url_with_key(self, endpoint: str, key: str) -> str:
+        return self.url(endpoint)
 
     def book_channels(self) -> list[str]:
         return [spec.name for spec in self.channels.values() if spec.kind == "book"]

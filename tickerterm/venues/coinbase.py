@@ -145,7 +145,9 @@ class CoinbaseAdvancedTrade(VenueAdapter):
     def subscribe_frames(self, channel: str, products: list[str]) -> list[str]:
         return [self._frame("subscribe", channel, products)]
 
-    def unsubscribe_frames(self, channel: str, products: list[str] | None) -> list[str]:
+    def unsubscribe_frames(
+        self, channel: str, products: list[str] | None, *, listed: list[str] | None = None
+    ) -> list[str]:
         return [self._frame("unsubscribe", channel, products)]
 
     def resync_frames(self, channel: str, products: list[str]) -> list[str]:

@@ -144,7 +144,9 @@ class CoinbaseExchange(VenueAdapter):
     def subscribe_frames(self, channel: str, products: list[str]) -> list[str]:
         return [self._frame("subscribe", channel, products)]
 
-    def unsubscribe_frames(self, channel: str, products: list[str] | None) -> list[str]:
+    def unsubscribe_frames(
+        self, channel: str, products: list[str] | None, *, listed: list[str] | None = None
+    ) -> list[str]:
         if products is None:
             return [
                 json.dumps(
