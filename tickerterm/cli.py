@@ -22,7 +22,7 @@ from tickerterm.core.errors import ConfigError, TickertermError
 from tickerterm.core.events import Event, GaveUp
 from tickerterm.core.ndjson import dumps
 from tickerterm.core.store import Store
-from tickerterm.sim import SIM_PRODUCTS, SIMULATORS, simulator_class
+from tickerterm.sim import SIMULATORS, simulator_class
 from tickerterm.sim.faults import Faults
 from tickerterm.sim.server import SimTiming
 from tickerterm.stream.policy import RetryPolicy
@@ -193,7 +193,7 @@ def _plan(ns: argparse.Namespace) -> dict[str, Any]:
     """Validate everything before any connection is made."""
     cls = venue_class(ns.venue)
     adapter = cls()
-    products = [adapter.normalize_product(p) for p in (ns.products or ["BTC-USD", "ETH-USD"])]
+    products = [adapter.normalize_product(p) for p in (ns.products or adapter.default_products)]
     if not products:
         raise ConfigError("--products is empty")
     channels = [adapter.channel(c).name for c in (ns.channels or adapter.default_channels)]
@@ -201,11 +201,10 @@ def _plan(ns: argparse.Namespace) -> dict[str, Any]:
     if len(set(books)) > 1:
         raise ConfigError(f"choose one book channel, not {' and '.join(dict.fromkeys(books))}")
     if ns.sim:
-        unknown = [p for p in products if p not in SIM_PRODUCTS]
+        offered = [p.product for p in simulator_class(cls.name).default_products]
+        unknown = [p for p in products if p not in offered]
         if unknown:
-            raise ConfigError(
-                f"unknown product {unknown[0]!r} (the simulator has: {', '.join(SIM_PRODUCTS)})"
-            )
+            raise ConfigError(f"unknown product {unknown[0]!r} (the simulator has: {', '.join(offered)})")
         if ns.url or ns.user_url:
             raise ConfigError("--url and --sim exclude each other")
     for url in (ns.url, ns.user_url):

@@ -69,6 +69,12 @@ class Ticker(Event):
     high_24h: str | None = None
     change_pct_24h: str | None = None
     """24h price change in percent, as the venue sent it."""
+    mark: str | None = None
+    """Derivatives: the mark price, the index price, the funding rate (a fraction per funding period,
+    signed) and the next funding time (UNIX seconds)."""
+    index: str | None = None
+    funding_rate: str | None = None
+    next_funding: float | None = None
 
 
 @dataclass(slots=True)

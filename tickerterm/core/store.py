@@ -308,6 +308,10 @@ _TICKER_FIELDS = (
     "low_24h",
     "high_24h",
     "change_pct_24h",
+    "mark",
+    "index",
+    "funding_rate",
+    "next_funding",
 )
 
 for _cls in (

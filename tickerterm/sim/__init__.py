@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tickerterm.core.errors import ConfigError
+from tickerterm.sim.bitzoom import BitzoomSim
 from tickerterm.sim.coinbase import CoinbaseSim
 from tickerterm.sim.coinbase_exchange import CoinbaseExchangeSim
 from tickerterm.sim.faults import Faults
@@ -12,6 +13,7 @@ from tickerterm.sim.server import SimServer, SimTiming
 SIMULATORS: dict[str, type[SimServer]] = {
     CoinbaseSim.venue: CoinbaseSim,
     CoinbaseExchangeSim.venue: CoinbaseExchangeSim,
+    BitzoomSim.venue: BitzoomSim,
 }
 
 SIM_PRODUCTS: tuple[str, ...] = tuple(p.product for p in DEFAULT_PRODUCTS)
@@ -28,6 +30,7 @@ __all__ = [
     "DEFAULT_PRODUCTS",
     "SIMULATORS",
     "SIM_PRODUCTS",
+    "BitzoomSim",
     "CoinbaseExchangeSim",
     "CoinbaseSim",
     "Faults",

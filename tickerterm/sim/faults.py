@@ -32,6 +32,8 @@ class Faults:
     """Stop sending anything (heartbeats too) after N frames; the socket stays open."""
     stall_connections: int = 1
     """How many connections the stall fault freezes before it is spent (0 = every connection)."""
+    shutdown_after_seconds: float | None = None
+    """Venues with maintenance notices (Bitzoom): after S seconds send the notice, then close with 1001."""
     snapshot_delay: float = 0.0
     """Seconds a venue that resends a book snapshot (a resubscribe on the same connection) takes to do it."""
 

@@ -174,6 +174,7 @@ class SimServer:
 
     venue: ClassVar[str] = ""
     connection_class: ClassVar[type[SimConnection]] = SimConnection
+    default_products: ClassVar[tuple[ProductSpec, ...]] = DEFAULT_PRODUCTS
 
     def __init__(
         self,
@@ -182,7 +183,7 @@ class SimServer:
         port: int = 0,
         seed: int = 1,
         rate: float = 50.0,
-        products: Iterable[ProductSpec] = DEFAULT_PRODUCTS,
+        products: Iterable[ProductSpec] | None = None,
         depth: int = 2000,
         faults: Faults | None = None,
         timing: SimTiming | None = None,
@@ -195,7 +196,8 @@ class SimServer:
         self.seed = seed
         self.rate = rate
         """Market steps per second across all products; 0 = as fast as the connections take them."""
-        self.markets: dict[str, Market] = {p.product: Market(p, seed, depth) for p in products}
+        specs = self.default_products if products is None else products
+        self.markets: dict[str, Market] = {p.product: Market(p, seed, depth) for p in specs}
         self.faults = faults or Faults()
         self.fault_rng = random.Random(seed ^ 0x5EED)
         self.timing = timing or SimTiming()

@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 
+from tickerterm.core.errors import ConfigError
 from tickerterm.core.events import Event
 from tickerterm.core.store import Store
 from tickerterm.stream.policy import RetryPolicy
@@ -55,17 +56,22 @@ class Feed:
         )
         self._user_sink = sink
         rng = random.Random(seed)
-        self.connections: dict[str, Connection] = {}
-        for spec in specs:
-            conn = self._connection(spec.endpoint, rng)
-            conn.subs.add(spec.name, self.products if spec.per_product else [])
-        self._tasks: list[asyncio.Task[None]] = []
         self._rng = rng
+        self.connections: dict[str, Connection] = {}
+        """By endpoint; a venue that limits streams per connection gets ``market#2``, ``market#3``..."""
+        for spec in specs:
+            for conn, products in self._place(
+                spec.endpoint, spec.name, self.products if spec.per_product else []
+            ):
+                conn.subs.add(spec.name, products)
+        self._tasks: list[asyncio.Task[None]] = []
+
         self._pending: deque[Event] = deque()
         self._ended = False
 
-    def _connection(self, endpoint: str, rng: random.Random) -> Connection:
-        conn = self.connections.get(endpoint)
+    def _connection(self, endpoint: str, rng: random.Random, shard: int = 1) -> Connection:
+        key = endpoint if shard == 1 else f"{endpoint}#{shard}"
+        conn = self.connections.get(key)
         if conn is None:
             sink = self._user_sink or (self._sink if self._queue is not None else None)
             conn = Connection(
@@ -76,9 +82,41 @@ class Feed:
                 policy=self.policy,
                 clock=self.clock,
                 rng=random.Random(rng.random()),
+                shard=shard,
             )
-            self.connections[endpoint] = conn
+            self.connections[key] = conn
         return conn
+
+    def _shards(self, endpoint: str) -> list[Connection]:
+        return [c for c in self.connections.values() if c.endpoint == endpoint]
+
+    def _place(self, endpoint: str, channel: str, products: list[str]) -> list[tuple[Connection, list[str]]]:
+        """Which connection takes which of ``products`` on ``channel``: the one already carrying them,
+        else the first with room under the venue's stream limit (opening another if allowed)."""
+        limit = self.adapter.max_streams_per_connection
+        shards = self._shards(endpoint)
+        if limit is None or not products:
+            conn = shards[0] if shards else self._connection(endpoint, self._rng)
+            return [(conn, products)]
+        placed: dict[int, list[str]] = {}
+        for product in products:
+            home = next((c for c in shards if c.subs.has(channel, product)), None)
+            if home is None:
+                home = next(
+                    (c for c in shards if c.stream_count() + len(placed.get(c.shard, ())) < limit), None
+                )
+            if home is None:
+                if len(shards) >= self.adapter.max_connections:
+                    most = self.adapter.max_connections
+                    raise ConfigError(
+                        f"{self.adapter.name} allows {limit} streams on each of {most} connections: "
+                        "too many channels x products"
+                    )
+                home = self._connection(endpoint, self._rng, len(shards) + 1)
+                shards.append(home)
+            placed.setdefault(home.shard, []).append(product)
+        by_shard = {c.shard: c for c in shards}
+        return [(by_shard[n], ps) for n, ps in placed.items()]
 
     async def _sink(self, events: list[Event]) -> None:
         assert self._queue is not None
@@ -91,6 +129,7 @@ class Feed:
             self._start(conn)
 
     def _start(self, conn: Connection) -> None:
+        conn.started = True
         task = asyncio.create_task(conn.run(), name=f"stream:{conn.conn_id}")
         task.add_done_callback(self._task_done)
         self._tasks.append(task)
@@ -154,22 +193,21 @@ class Feed:
         spec = self.adapter.channel(channel)
         self.adapter.check_credentials([spec.name])
         wanted = [self.adapter.normalize_product(p) for p in products] if products else self.products
-        conn = self.connections.get(spec.endpoint)
-        if conn is None:
-            conn = self._connection(spec.endpoint, self._rng)
-            conn.subs.add(spec.name, wanted if spec.per_product else [])
-            self._start(conn)
-            return
-        await conn.subscribe(spec.name, wanted)
+        started = {id(c) for c in self._shards(spec.endpoint) if c.started}
+        for conn, chunk in self._place(spec.endpoint, spec.name, wanted if spec.per_product else []):
+            if id(conn) in started:
+                await conn.subscribe(spec.name, chunk)
+            else:  # a new connection (a new endpoint, or a new shard): it subscribes when it connects
+                conn.subs.add(spec.name, chunk)
+                self._start(conn)
 
     async def unsubscribe(self, channel: str, products: Sequence[str] | None = None) -> None:
         """Unsubscribe ``products`` from a channel (the whole channel when None) on the running feed."""
         spec = self.adapter.channel(channel)
-        conn = self.connections.get(spec.endpoint)
-        if conn is None:
-            return
         wanted = [self.adapter.normalize_product(p) for p in products] if products else None
-        await conn.unsubscribe(spec.name, wanted)
+        for conn in self._shards(spec.endpoint):
+            if spec.name in conn.subs:
+                await conn.unsubscribe(spec.name, wanted)
 
     def subscriptions(self) -> dict[str, list[str]]:
         """What the feed keeps subscribed (restored after every reconnect), over all connections."""

@@ -87,10 +87,14 @@ class Connection:
         policy: RetryPolicy | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        shard: int = 1,
     ) -> None:
         self.adapter = adapter
         self.endpoint = endpoint
-        self.conn_id = adapter.connection_id(endpoint)
+        self.shard = shard
+        """1 for the endpoint's first connection; 2, 3... for more under a per-connection stream limit."""
+        self.started = False
+        self.conn_id = adapter.connection_id(endpoint) + ("" if shard == 1 else f"#{shard}")
         self.store = store
         self.subs = subscriptions or Subscriptions()
         self.sink = sink
@@ -99,7 +103,7 @@ class Connection:
         self.rng = rng or random.Random()
         self.health = store.connection(self.conn_id, adapter.name)
         self.stale_after = self.policy.stale_after or adapter.stale_after
-        self._limiter = RateLimiter(adapter.outbound_per_second)
+        self._limiter = RateLimiter(adapter.outbound_per_second, adapter.outbound_burst)
         self._ws: ClientConnection | None = None
         self._stopping = False
         self._wake = asyncio.Event()
@@ -113,6 +117,7 @@ class Connection:
         self._snapshot_tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._http: httpx.AsyncClient | None = None
         self._listen_key = ""
+        self._parser: Parser | None = None
         for channel in adapter.keepalive_channels:  # on every endpoint: quiet channels stay open
             self.subs.add(channel, [])
 
@@ -127,6 +132,10 @@ class Connection:
                 await self._http.aclose()
                 self._http = None
             self.finished.set()
+
+    def stream_count(self) -> int:
+        """Streams (channel x product, or a venue-wide channel) this connection carries."""
+        return sum(len(self.subs.products(c)) or 1 for c in self.subs.channels())
 
     def book_channel(self, product: str) -> str | None:
         """The book channel ``product`` is subscribed on here (a venue may have several: L2, L3...)."""
@@ -316,7 +325,7 @@ class Connection:
         self._end = None
         self._resyncing.clear()
         self._resync_wanted.clear()
-        parser = adapter.parser(self.conn_id)
+        parser = self._parser = adapter.parser(self.conn_id)
         health = self.health
         store = self.store
         await self._emit(
@@ -469,6 +478,10 @@ class Connection:
         self._resync_wanted.clear()
         for channel, products in by_channel.items():
             frames = self.adapter.resync_frames(channel, products)
+            if frames == [] and self._parser is not None and self.adapter.snapshot_url(channel, products[0]):
+                for p in products:  # a REST-synced book: the parser drops it and asks for a new snapshot
+                    self._parser.want_snapshot(channel, p)
+                self._fetch_snapshots(self._parser)
             now = self.clock()
             await self._emit([BookResyncing(self.adapter.name, now, self.conn_id, p) for p in products])
             if frames is None:

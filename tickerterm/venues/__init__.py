@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from tickerterm.core.errors import ConfigError
 from tickerterm.venues.base import ChannelSpec, Parser, Subscriptions, VenueAdapter
+from tickerterm.venues.bitzoom import Bitzoom
 from tickerterm.venues.coinbase import CoinbaseAdvancedTrade
 from tickerterm.venues.coinbase_exchange import CoinbaseExchange
 
 VENUES: dict[str, type[VenueAdapter]] = {
     CoinbaseAdvancedTrade.name: CoinbaseAdvancedTrade,
     CoinbaseExchange.name: CoinbaseExchange,
+    Bitzoom.name: Bitzoom,
 }
 
 

@@ -118,6 +118,10 @@ class Parser(ABC):
     @abstractmethod
     def parse(self, raw: bytes | str, recv_ts: float) -> list[Event]: ...
 
+    def want_snapshot(self, channel: str, product: str) -> None:  # noqa: B027 (optional hook)
+        """The worker wants ``product``'s book rebuilt (e.g. it was crossed): a REST-synced parser drops
+        it and asks for a new snapshot; others need nothing (the venue resends the book)."""
+
     def apply_snapshot(self, channel: str, product: str, body: bytes, recv_ts: float) -> list[Event]:
         """Events from a REST snapshot this parser asked for (then whatever it buffered meanwhile)."""
         raise FrameError(f"{self.venue} takes no REST snapshots")
@@ -138,6 +142,12 @@ class VenueAdapter(ABC):
     """Subscribed on every connection, so quiet channels are not closed and staleness can be judged."""
     max_frame_size: ClassVar[int] = 16 * 2**20
     outbound_per_second: ClassVar[float] = 8.0
+    outbound_burst: ClassVar[float | None] = None
+    """Frames that may go at once (default: a second's worth)."""
+    default_products: ClassVar[tuple[str, ...]] = ("BTC-USD", "ETH-USD")
+    max_streams_per_connection: ClassVar[int | None] = None
+    """Streams (channel x product) one connection may carry; beyond it the feed opens more."""
+    max_connections: ClassVar[int] = 1
     stale_after: ClassVar[float] = 10.0
     """Seconds without any frame (heartbeats included) after which a connection is stale."""
     credential_help: ClassVar[str] = ""

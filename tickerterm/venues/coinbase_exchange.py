@@ -433,6 +433,12 @@ class CoinbaseExchangeParser(Parser):
             return book.change(str(msg["order_id"]), _num(new_size))
         return None  # received (not on the book yet), activate (a stop order armed)
 
+    def want_snapshot(self, channel: str, product: str) -> None:
+        state = self.full.get(product)
+        if channel == "full" and state is not None and state.synced:
+            state.synced, state.buffer, state.last_seq = False, [], None
+            self.snapshot_wanted.append(("full", product))
+
     def apply_snapshot(self, channel: str, product: str, body: bytes, recv_ts: float) -> list[Event]:
         state = self.full.get(product)
         if state is None:
