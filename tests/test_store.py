@@ -124,3 +124,26 @@ def test_health_counts() -> None:
     assert h.rate(103.0, window=3) == 10.0 and h.rate(103.0) == 6.0  # 30 messages over the last 5 s
     p50, p99 = h.latency()  # type: ignore[misc]
     assert abs(p50 - 2.0) < 0.01 and abs(p99 - 2.0) < 0.01
+
+
+def test_venue_candles_are_folded_into_coarser_intervals() -> None:
+    from tickerterm.core.events import Candle
+
+    store = Store()
+    t0 = 1714564800  # a whole hour
+    for i, (o, h, low, c, v) in enumerate([("10", "12", "9", "11", "1"), ("11", "15", "10", "14", "2.5")]):
+        store.apply(Candle("bz", 1.0, "BTC-USDT", None, t0 + 60 * i, 60, o, h, low, c, v))
+    assert store.candle_source("bz", "BTC-USDT", 60) == "venue"
+    assert store.candle_source("bz", "BTC-USDT", 900) == "venue 1m"
+    series = store.candle_series("bz", "BTC-USDT", 900)
+    assert series is not None and len(series) == 1
+    bar = series.bars[0]
+    assert (bar.start, bar.open, bar.high, bar.low, bar.close, bar.volume_text) == (
+        t0,
+        "10",
+        "15",
+        "9",
+        "14",
+        "3.5",
+    )
+    assert store.candle_source("bz", "BTC-USDT", 90) == "from trades"  # 90 s is not made of whole minutes

@@ -109,9 +109,17 @@ class Store:
     def candle_series(self, venue: str, product: str, interval: int) -> CandleSeries | None:
         """The venue's candles for ``interval`` where it sends them, otherwise the trade-built ones."""
         key = (venue, product)
-        series = self.venue_candles.get(key, {}).get(interval)
+        venue_series = self.venue_candles.get(key, {})
+        series = venue_series.get(interval)
         if series is not None and len(series):
             return series
+        # the venue's finer candles, folded into this interval (e.g. its 1m klines shown as 15m)
+        base = self._finer_venue_series(key, interval)
+        if base is not None:
+            cached = self._resampled.get((key, -interval))
+            if cached is None or cached.version != base.version:
+                cached = self._resampled[(key, -interval)] = base.resample(interval, self.candle_len)
+            return cached
         minute = self.candles.get(key)
         if minute is None or interval == 60:
             return minute
@@ -119,6 +127,23 @@ class Store:
         if cached is None or cached.version != minute.version:
             cached = self._resampled[(key, interval)] = minute.resample(interval, self.candle_len)
         return cached
+
+    def _finer_venue_series(self, key: Key, interval: int) -> CandleSeries | None:
+        venue_series = self.venue_candles.get(key, {})
+        finer = [s for i, s in venue_series.items() if i < interval and interval % i == 0 and len(s)]
+        return max(finer, key=lambda s: s.interval) if finer else None
+
+    def candle_source(self, venue: str, product: str, interval: int) -> str:
+        """Where ``candle_series`` takes its bars from: ``venue``, ``venue 1m`` (the venue's finer bars
+        folded), or ``from trades``."""
+        key = (venue, product)
+        exact = self.venue_candles.get(key, {}).get(interval)
+        if exact is not None and len(exact):
+            return "venue"
+        base = self._finer_venue_series(key, interval)
+        if base is not None:
+            return f"venue {_interval_name(base.interval)}"
+        return "from trades"
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -286,6 +311,13 @@ class Store:
                 self.books_version += 1
         self.health_version += 1
         return []
+
+
+def _interval_name(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 _HANDLERS: dict[type, Callable[[Store, Event], list[Event]]] = {

@@ -22,6 +22,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from tickerterm.core.candles import INTERVALS, Bar
+from tickerterm.core.events import Ticker
 from tickerterm.core.health import ConnectionHealth, close_meaning
 from tickerterm.core.store import Store
 
@@ -220,7 +221,16 @@ class TickersTable(Panel):
         table.add_column("Ask", justify="right", no_wrap=True)
         if not narrow:
             table.add_column("Spread", justify="right", no_wrap=True)
-        table.add_column("Vol 24h", justify="right", no_wrap=True)
+        derivatives = any(
+            (t := store.tickers.get((view.venue, p))) is not None and t.mark is not None
+            for p in view.products
+        )
+        if not narrow or not derivatives:
+            table.add_column("Vol 24h", justify="right", no_wrap=True)
+        if derivatives:  # perpetuals: the mark price and the funding rate with time to the next payment
+            if not narrow:
+                table.add_column("Mark", justify="right", no_wrap=True)
+            table.add_column("Funding", justify="right", no_wrap=True)
         up = self.get_component_rich_style("tickers--up", partial=True)
         down = self.get_component_rich_style("tickers--down", partial=True)
         selected = self.get_component_rich_style("tickers--selected", partial=True)
@@ -268,11 +278,31 @@ class TickersTable(Panel):
             row += [pct_text, bid or "—", ask or "—"]
             if not narrow:
                 row.append(spread or "—")
-            row.append(_short(tick.volume_24h) if tick and tick.volume_24h else "—")
+            if not narrow or not derivatives:
+                row.append(_short(tick.volume_24h) if tick and tick.volume_24h else "—")
+            if derivatives:
+                if not narrow:
+                    row.append(tick.mark if tick and tick.mark else "—")
+                row.append(_funding(tick, now))
             table.add_row(*row)
         if not view.channel_on("ticker"):
             table.caption = "ticker is off — press k to subscribe"
         return table
+
+
+def _funding(tick: Ticker | None, now: float) -> str:
+    """``+0.0100% 3h12m``: the funding rate per period in percent, and the time to the next payment."""
+    if tick is None or tick.funding_rate is None:
+        return "—"
+    try:
+        pct = (Decimal(tick.funding_rate) * 100).quantize(Decimal("0.0001"))
+    except InvalidOperation:
+        return "—"
+    text = f"{_signed(format(pct, 'f'))}%"
+    if tick.next_funding is not None:
+        left = max(0, int(tick.next_funding - now))
+        text += f" {left // 3600}h{left % 3600 // 60:02d}m"
+    return text
 
 
 def _change(price: str | None, pct: str | None) -> str | None:
@@ -494,10 +524,8 @@ class CandleChart(Panel):
 
     def render_panel(self, store: Store, view: View, now: float) -> RenderableType:
         name = INTERVAL_NAMES.get(view.interval, f"{view.interval}s")
-        key = (view.venue, view.product)
-        venue_series = store.venue_candles.get(key, {}).get(view.interval)
         series = store.candle_series(view.venue, view.product, view.interval)
-        source = "venue" if series is not None and series is venue_series else "from trades"
+        source = store.candle_source(view.venue, view.product, view.interval)
         self.set_title(f"{self.key} {self.title} {view.product} {name} ({source})")
         if series is None or not len(series):
             hint = "" if view.channel_on("trades") or view.channel_on("candles") else " — press t or c"
