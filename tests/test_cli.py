@@ -26,7 +26,7 @@ def run(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--venue", "kraken"], "unknown venue 'kraken' (choose from: coinbase, coinbase-exchange)"),
+        (["--venue", "kraken"], "unknown venue 'kraken' (choose from: bitzoom, coinbase, coinbase-exchange)"),
         (
             ["--sim", "--products", "FOO-USD"],
             "unknown product 'FOO-USD' (the simulator has: BTC-USD, ETH-USD, ",
@@ -56,11 +56,18 @@ def run(
         ),
         (["--venue", "coinbase-exchange", "--channels", "candles"], "unknown channel 'candles'"),
         (["--sandbox"], "coinbase has no sandbox"),
+        (["--venue", "bitzoom", "--products", "BTC-XYZ"], "the quote asset must be one of"),
+        (["--venue", "bitzoom", "--sim", "--products", "BTC-USD"], "(the simulator has: BTC-USDT, ETH-USDT"),
+        (
+            ["--venue", "bitzoom", "--channels", "user", "--headless"],
+            "needs a Bitzoom API token: set BITZOOM_API_TOKEN",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
     no_keys = [f"COINBASE_{name}" for name in ("API_KEY", "API_SECRET", "KEY_FILE")]
     no_keys += [f"COINBASE_EXCHANGE_{name}" for name in ("API_KEY", "API_SECRET", "PASSPHRASE", "KEY_FILE")]
+    no_keys += ["BITZOOM_API_TOKEN"]
     result = run(*args, env=dict.fromkeys(no_keys, ""))
     assert result.returncode == 2
     assert result.stdout == ""
@@ -243,6 +250,63 @@ def test_standalone_exchange_simulator_l3_with_hmac_key_file_and_no_secret_leaks
         for text in (result.stdout, result.stderr):
             assert account["secret"] not in text and account["passphrase"] not in text
             assert '"signature"' not in text
+    finally:
+        sim.send_signal(signal.SIGINT)
+        sim.communicate(timeout=30)
+    assert sim.returncode == 0
+
+
+def test_standalone_bitzoom_simulator_user_data_and_no_token_leaks(tmp_path: Path) -> None:
+    key_file = tmp_path / "bitzoom.json"
+    sim = subprocess.Popen(
+        [
+            *CMD,
+            "sim",
+            "--venue",
+            "bitzoom",
+            "--port",
+            "0",
+            "--rate",
+            "300",
+            "--write-key-file",
+            str(key_file),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert sim.stdout is not None and sim.stderr is not None
+        url = sim.stdout.readline().strip()
+        assert url.startswith("ws://127.0.0.1:") and url.endswith("/ws")
+        rest = sim.stderr.readline().split("--rest-url ")[1].split()[0]
+        token = json.loads(key_file.read_text())["token"]
+        result = run(
+            *(
+                "--venue",
+                "bitzoom",
+                "--url",
+                url,
+                "--user-url",
+                url,
+                "--rest-url",
+                rest,
+                "--key-file",
+                str(key_file),
+            ),
+            *("--channels", "user,depth@100ms,aggTrade", "--products", "BTC-USDT", "--headless"),
+            *("--max-events", "60", "-vv"),
+        )
+        assert result.returncode == 0, result.stderr
+        lines = [json.loads(line) for line in result.stdout.splitlines()]
+        types = {line["type"] for line in lines}
+        assert {"order", "balance", "book"} <= types
+        books = [line for line in lines if line["type"] == "book"]
+        assert books[0]["snapshot"] is True and all(float(b["bid"]) < float(b["ask"]) for b in books)
+        for text in (result.stdout, result.stderr):
+            assert token not in text
+        connecting = [line["url"] for line in lines if line["type"] == "connecting"]
+        assert any(u.endswith("/ws/<listenKey>") for u in connecting)  # the key itself is never shown
     finally:
         sim.send_signal(signal.SIGINT)
         sim.communicate(timeout=30)

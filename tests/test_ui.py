@@ -408,3 +408,38 @@ async def test_dashboard_on_coinbase_exchange_l3_book_key_sends_the_venues_frame
             await until(pilot, lambda: "spread" in text_of(ladder))
             book = app.store.book("coinbase-exchange", "BTC-USD")
             assert book.state == "ok" and len(book) > 100
+
+
+async def test_dashboard_on_bitzoom_keys_send_binance_style_frames_and_show_funding() -> None:
+    from tickerterm.sim.bitzoom import BitzoomSim
+    from tickerterm.venues.bitzoom import Bitzoom
+
+    from .conftest import FAST, fast_policy
+
+    products = ["BTC-USDT", "ETH-USDT"]
+    channels = {"ticker": "ticker", "book": "depth@100ms", "trades": "aggTrade", "candles": "kline_1m"}
+    async with BitzoomSim(rate=40.0, depth=300, seed=7, timing=FAST, warmup=500) as sim:
+
+        def opener(store: Any) -> Feed:
+            adapter = Bitzoom(urls={"market": sim.url, "rest": sim.http_url})
+            names = [*channels.values(), "markPrice@1s"]
+            policy = fast_policy(stale_after=5.0)  # no heartbeats here; the first subscribes take ~1 s
+            return Feed(adapter, products, names, policy=policy, collect=False, store=store)
+
+        app = TickertermApp(opener, venue="bitzoom", products=products, channels=channels, simulated=True)
+        async with app.run_test(size=(120, 40)) as pilot:
+            ladder, tickers = app.query_one(DepthLadder), app.query_one(TickersTable)
+            await until(pilot, lambda: "spread" in text_of(ladder) and "+0.0100%" in text_of(tickers))
+            assert "Funding" in text_of(tickers) and "Mark" in text_of(tickers)
+            frames = sim.all_connections[0].received
+            await pilot.press("b")
+            await until(pilot, lambda: any(f.get("method") == "UNSUBSCRIBE" for f in frames))
+            unsub = next(f for f in frames if f.get("method") == "UNSUBSCRIBE")
+            assert unsub["params"] == ["btcusdt@depth@100ms", "ethusdt@depth@100ms"]
+            await until(pilot, lambda: "depth@100ms is off" in text_of(ladder))
+            await pilot.press("b")
+            await until(pilot, lambda: "spread" in text_of(ladder))  # resynced from a new REST snapshot
+            subs = [f for f in frames if f.get("method") == "SUBSCRIBE"]
+            assert subs[-1]["params"] == ["btcusdt@depth@100ms", "ethusdt@depth@100ms"]
+            await pilot.resize_terminal(80, 24)
+            await until(pilot, lambda: "Funding" in text_of(tickers))  # still there at 80x24
