@@ -640,3 +640,15 @@ async def test_faults_are_survived_and_the_book_converges(faults: Faults) -> Non
             await settle(feed, sim, ["BTC-USDT", "ETH-USDT"])
             for product in ("BTC-USDT", "ETH-USDT"):
                 assert client_book(feed, product) == true_book(sim, product)
+
+
+async def test_server_pings_are_answered() -> None:
+    from dataclasses import replace
+
+    async with make_bitzoom_sim(timing=replace(FAST, ping_interval=0.1)) as sim:
+        feed = bitzoom_feed(sim, ["miniTicker"])
+        async with feed:
+            await take_until(feed, lambda e: isinstance(e, Ticker), 10)
+            await take_until(feed, lambda _e: sim.connections and sim.connections[0].ws.latency > 0, 10)
+            await asyncio.sleep(0.5)  # five more pings: a client that did not answer would be closed by now
+            assert len(sim.all_connections) == 1 and not sim.connections[0].closing

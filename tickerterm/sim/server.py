@@ -50,6 +50,8 @@ class SimTiming:
     user: float = 2.0
     status: float = 30.0
     subscribe_deadline: float = 5.0
+    ping_interval: float = 20.0
+    """WebSocket pings from the server; a client that does not answer within the same time is closed."""
 
 
 class SimConnection:
@@ -278,8 +280,8 @@ class SimServer:
             compression=None,
             max_size=2**20,
             process_request=self._process_request,
-            ping_interval=20,
-            ping_timeout=20,
+            ping_interval=self.timing.ping_interval,
+            ping_timeout=self.timing.ping_interval,
             logger=_wire_log,
         )
         sock = next(iter(self._server.sockets))
