@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tickerterm.core.errors import ConfigError
 from tickerterm.sim.bitzoom import BitzoomSim
+from tickerterm.sim.coinapi import CoinApiSim
 from tickerterm.sim.coinbase import CoinbaseSim
 from tickerterm.sim.coinbase_exchange import CoinbaseExchangeSim
 from tickerterm.sim.faults import Faults
@@ -14,6 +15,7 @@ SIMULATORS: dict[str, type[SimServer]] = {
     CoinbaseSim.venue: CoinbaseSim,
     CoinbaseExchangeSim.venue: CoinbaseExchangeSim,
     BitzoomSim.venue: BitzoomSim,
+    CoinApiSim.venue: CoinApiSim,
 }
 
 SIM_PRODUCTS: tuple[str, ...] = tuple(p.product for p in DEFAULT_PRODUCTS)
@@ -31,6 +33,7 @@ __all__ = [
     "SIMULATORS",
     "SIM_PRODUCTS",
     "BitzoomSim",
+    "CoinApiSim",
     "CoinbaseExchangeSim",
     "CoinbaseSim",
     "Faults",

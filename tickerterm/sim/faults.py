@@ -34,6 +34,8 @@ class Faults:
     """How many connections the stall fault freezes before it is spent (0 = every connection)."""
     shutdown_after_seconds: float | None = None
     """Venues with maintenance notices (Bitzoom): after S seconds send the notice, then close with 1001."""
+    reconnect_notice_after: float | None = None
+    """Venues with reconnect notices (CoinAPI): after S seconds announce a close, then close 1 s later."""
     snapshot_delay: float = 0.0
     """Seconds a venue that resends a book snapshot (a resubscribe on the same connection) takes to do it."""
 

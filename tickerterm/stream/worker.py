@@ -159,6 +159,9 @@ class Connection:
             return
         self._last_sub = (spec.name, new)
         if self._ws is not None:
+            if self.adapter.scoped:  # the venue takes the whole scope in one message
+                await self._send(self.adapter.scope_frames(self._scope()))
+                return
             await self._send(self.adapter.subscribe_frames(spec.name, new))
             for keepalive, added in self._follow_keepalive(new).items():
                 await self._send(self.adapter.subscribe_frames(keepalive, added))
@@ -191,11 +194,22 @@ class Connection:
                 self.store.drop_book(self.adapter.name, p)
                 self._resyncing.pop(p, None)
         if self._ws is not None:
+            if self.adapter.scoped:
+                await self._send(self.adapter.scope_frames(self._scope()))
+                return
             await self._send(
                 self.adapter.unsubscribe_frames(
                     spec.name, None if products is None else removed, listed=removed
                 )
             )
+
+    def _scope(self) -> dict[str, list[str]]:
+        """What this connection keeps subscribed, channels without products left out."""
+        return {
+            c: self.subs.products(c)
+            for c in self.subs.channels()
+            if self.subs.products(c) or not self.adapter.channel(c).per_product
+        }
 
     # --- the loop --------------------------------------------------------------------------
 
@@ -349,7 +363,9 @@ class Connection:
         end: _End
         try:
             self._follow_keepalive(self._all_products())
-            for channel in self.subs.channels():
+            if adapter.scoped:
+                await self._send(adapter.scope_frames(self._scope()))
+            for channel in self.subs.channels() if not adapter.scoped else ():
                 products = self.subs.products(channel)
                 if adapter.channel(channel).per_product and not products:
                     continue
@@ -459,6 +475,9 @@ class Connection:
         if kind == "reconnect":
             self._end = _End(None, ev.message, planned=True)
             return
+        if kind == "fatal":
+            self._end = _End(None, ev.message, fatal=ev.message)
+            return
         ev.fatal = True
         if kind == "auth":
             self._end = _End(
@@ -477,11 +496,16 @@ class Connection:
                 by_channel.setdefault(channel, []).append(p)
         self._resync_wanted.clear()
         for channel, products in by_channel.items():
-            frames = self.adapter.resync_frames(channel, products)
-            if frames == [] and self._parser is not None and self.adapter.snapshot_url(channel, products[0]):
-                for p in products:  # a REST-synced book: the parser drops it and asks for a new snapshot
+            frames = (
+                self.adapter.scope_frames(self._scope())
+                if self.adapter.scoped
+                else self.adapter.resync_frames(channel, products)
+            )
+            if self._parser is not None:
+                for p in products:  # the parser drops the book and waits for (or asks for) a new one
                     self._parser.want_snapshot(channel, p)
-                self._fetch_snapshots(self._parser)
+                if self._parser.snapshot_wanted:
+                    self._fetch_snapshots(self._parser)
             now = self.clock()
             await self._emit([BookResyncing(self.adapter.name, now, self.conn_id, p) for p in products])
             if frames is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from tickerterm.core.errors import ConfigError
 from tickerterm.venues.base import ChannelSpec, Parser, Subscriptions, VenueAdapter
 from tickerterm.venues.bitzoom import Bitzoom
+from tickerterm.venues.coinapi import CoinApi
 from tickerterm.venues.coinbase import CoinbaseAdvancedTrade
 from tickerterm.venues.coinbase_exchange import CoinbaseExchange
 
@@ -12,6 +13,7 @@ VENUES: dict[str, type[VenueAdapter]] = {
     CoinbaseAdvancedTrade.name: CoinbaseAdvancedTrade,
     CoinbaseExchange.name: CoinbaseExchange,
     Bitzoom.name: Bitzoom,
+    CoinApi.name: CoinApi,
 }
 
 

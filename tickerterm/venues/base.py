@@ -19,9 +19,10 @@ from typing import ClassVar, Literal
 from tickerterm.core.errors import ConfigError, FrameError
 from tickerterm.core.events import Event, Gap
 
-ErrorClass = Literal["auth", "command", "transient", "reconnect"]
+ErrorClass = Literal["auth", "command", "transient", "reconnect", "fatal"]
 """``reconnect``: the venue announced the connection's end (a shutdown, an expired listen key): the
-worker reconnects now and restores everything, instead of waiting to be cut off."""
+worker reconnects now and restores everything, instead of waiting to be cut off. ``fatal``: the venue
+ends the connection for good (shown, not retried)."""
 
 _PRODUCT = re.compile(r"^[A-Z0-9]{1,20}-[A-Z0-9]{1,20}$")
 
@@ -148,6 +149,9 @@ class VenueAdapter(ABC):
     max_streams_per_connection: ClassVar[int | None] = None
     """Streams (channel x product) one connection may carry; beyond it the feed opens more."""
     max_connections: ClassVar[int] = 1
+    scoped: ClassVar[bool] = False
+    """The venue takes the whole subscription in one message (CoinAPI's ``hello``): the worker sends
+    ``scope_frames`` with everything tracked whenever it changes, instead of per-channel frames."""
     stale_after: ClassVar[float] = 10.0
     """Seconds without any frame (heartbeats included) after which a connection is stale."""
     credential_help: ClassVar[str] = ""
@@ -222,6 +226,10 @@ class VenueAdapter(ABC):
     ) -> list[str]:
         """Frames that end ``products`` on ``channel`` (None: the whole channel; ``listed`` then says
         which products that was, for venues whose frames must name every stream)."""
+
+    def scope_frames(self, subs: Mapping[str, list[str]]) -> list[str]:
+        """For ``scoped`` venues: the frames that make ``subs`` (channel -> products) the whole scope."""
+        raise NotImplementedError
 
     def resync_frames(self, channel: str, products: list[str]) -> list[str] | None:
         """Frames that make the venue send fresh ``channel`` book snapshots for ``products``; None =

@@ -1,0 +1,389 @@
+"""CoinAPI WebSocket API v1 (``--venue coinapi``). See protocols.md section 3.
+
+Wire facts this adapter relies on:
+- one ``hello`` states the whole scope (data types x symbol filters) and may be resent at any time;
+  tickerterm sends a new ``hello`` whenever its subscriptions change (``subscribe``/``unsubscribe`` add
+  and remove, but the scope is a cross product either way);
+- ``subscribe_filter_symbol_id`` entries are prefix matches; a trailing ``$`` makes them exact, which
+  is what tickerterm sends;
+- products are ``EXCHANGE:BASE-QUOTE`` (``COINBASE:BTC-USD``) for the symbol ids ``EXCHANGE_SPOT_BASE_QUOTE``;
+- prices and sizes are JSON numbers: decoded straight to ``Decimal`` from their text, so kept exact;
+- ``sequence`` is per (type, symbol) and per connection: a jump on ``book`` makes that book unsafe
+  (a new snapshot is asked for by resending ``hello``); on trades and quotes it is reported;
+- ``book`` sends ``is_snapshot`` true first, but updates may come before it: they are dropped (counted)
+  until the snapshot; ``book5/20/50`` are whole top-N books every time;
+- the heartbeat type is spelt ``hearbeat``; ``reconnect`` announces a close before ``before_time``;
+  errors are final (the server closes): shown, not retried in a loop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, ClassVar
+
+import msgspec
+
+from tickerterm.core.clock import parse_rfc3339
+from tickerterm.core.errors import ConfigError, CredentialsError, FrameError
+from tickerterm.core.events import (
+    BookSnapshot,
+    BookUpdate,
+    Candle,
+    Change,
+    Event,
+    Gap,
+    Heartbeat,
+    Level,
+    Side,
+    Ticker,
+    Trade,
+    VenueError,
+    change,
+)
+from tickerterm.venues.auth import Secret
+from tickerterm.venues.base import ChannelSpec, ErrorClass, Parser, VenueAdapter
+
+MARKET_URL = "wss://ws.coinapi.io/v1/"
+ENV_KEY = "COINAPI_KEY"
+DEFAULT_EXCHANGE = "COINBASE"
+PERIOD = "1MIN"
+
+CHANNELS: dict[str, ChannelSpec] = {  # every data type needs the API key
+    "trade": ChannelSpec("trade", "trades", private=True),
+    "quote": ChannelSpec("quote", "ticker", private=True),
+    "book": ChannelSpec("book", "book", private=True),
+    "book5": ChannelSpec("book5", "book", private=True),
+    "book20": ChannelSpec("book20", "book", private=True),
+    "book50": ChannelSpec("book50", "book", private=True),
+    "ohlcv": ChannelSpec("ohlcv", "candles", private=True),
+}
+PERIODS: dict[str, int] = {"1SEC": 1, "1MIN": 60, "5MIN": 300, "15MIN": 900, "1HRS": 3600, "1DAY": 86400}
+_PRODUCT = re.compile(r"^([A-Z0-9]{1,32}):([A-Z0-9]{1,20})-([A-Z0-9]{1,20})$")
+_SYMBOL = re.compile(r"^([A-Z0-9]{1,32})_SPOT_([A-Z0-9]{1,20})_([A-Z0-9]{1,20})$")
+_TAKER: dict[str, Side] = {"BUY": "buy", "SELL": "sell", "BUY_ESTIMATED": "buy", "SELL_ESTIMATED": "sell"}
+_decode = msgspec.json.Decoder(float_hook=Decimal).decode
+"""Numbers with a fraction come out as ``Decimal`` from their own text: exact, never a float."""
+
+
+def symbol_id(product: str) -> str:
+    """``COINBASE:BTC-USD`` -> ``COINBASE_SPOT_BTC_USD``."""
+    m = _PRODUCT.match(product)
+    if m is None:
+        raise ConfigError(
+            f"unknown product {product!r}: expected EXCHANGE:BASE-QUOTE such as COINBASE:BTC-USD"
+        )
+    return f"{m.group(1)}_SPOT_{m.group(2)}_{m.group(3)}"
+
+
+def product_of(symbol: str) -> str:
+    """``COINBASE_SPOT_BTC_USD`` -> ``COINBASE:BTC-USD``."""
+    m = _SYMBOL.match(symbol)
+    if m is None:
+        raise ValueError(f"not a spot symbol id: {symbol[:40]!r}")
+    return f"{m.group(1)}:{m.group(2)}-{m.group(3)}"
+
+
+class CoinApiKey:
+    __slots__ = ("key", "source")
+
+    def __init__(self, key: Secret, source: str) -> None:
+        self.key = key
+        self.source = source
+
+    def __repr__(self) -> str:
+        return f"CoinApiKey(***, source={self.source!r})"
+
+
+def load_key(env: Mapping[str, str] | None = None, key_file: str | None = None) -> CoinApiKey | None:
+    env = os.environ if env is None else env
+    if key_file:
+        try:
+            data = json.loads(Path(key_file).read_text())
+        except OSError as exc:
+            raise CredentialsError(f"cannot read key file named by --key-file: {exc.strerror}") from None
+        except ValueError:
+            raise CredentialsError("key file named by --key-file is not JSON") from None
+        key = data.get("apikey") if isinstance(data, dict) else None
+        if not isinstance(key, str) or not key:
+            raise CredentialsError('key file named by --key-file needs "apikey"')
+        return CoinApiKey(Secret(key), "--key-file")
+    key = env.get(ENV_KEY)
+    return CoinApiKey(Secret(key), ENV_KEY) if key else None
+
+
+class CoinApi(VenueAdapter):
+    name = "coinapi"
+    title = "CoinAPI"
+    endpoints: ClassVar[dict[str, str]] = {"market": MARKET_URL}
+    channels = CHANNELS
+    aliases: ClassVar[dict[str, str]] = {
+        "trades": "trade",
+        "ticker": "quote",
+        "l2": "book",
+        "candles": "ohlcv",
+    }
+    default_channels = ("quote", "book", "trade", "ohlcv")
+    default_products = ("COINBASE:BTC-USD", "COINBASE:ETH-USD")
+    scoped = True
+    stale_after = 10.0  # a hearbeat after every second of silence
+    outbound_per_second = 4.0
+    credential_help = f'set {ENV_KEY} (or --key-file with {{"apikey": …}})'
+
+    credentials: CoinApiKey | None
+
+    @classmethod
+    def load_credentials(cls, key_file: str | None = None) -> CoinApiKey | None:
+        return load_key(key_file=key_file)
+
+    def check_credentials(self, channels: Iterable[str]) -> None:
+        if self.credentials is None:
+            raise CredentialsError(f"CoinAPI needs an API key: {self.credential_help}")
+
+    def normalize_product(self, product: str) -> str:
+        p = product.strip().upper()
+        if _SYMBOL.match(p):
+            return product_of(p)
+        if ":" not in p:
+            p = f"{DEFAULT_EXCHANGE}:{p}"
+        symbol_id(p)  # raises ConfigError naming the form
+        return p
+
+    def connect_headers(self, endpoint: str) -> dict[str, str]:
+        if self.credentials is None:
+            raise CredentialsError(f"CoinAPI needs an API key: {self.credential_help}")
+        return {"X-CoinAPI-Key": self.credentials.key.reveal()}  # the key never goes in a frame
+
+    def parser(self, conn: str) -> CoinApiParser:
+        return CoinApiParser(self.name, conn)
+
+    def scope_frames(self, subs: Mapping[str, list[str]]) -> list[str]:
+        types = [c for c in subs if c in CHANNELS]
+        products = sorted({p for c in types for p in subs[c]})
+        msg: dict[str, Any] = {
+            "type": "hello",
+            "heartbeat": True,
+            "subscribe_data_type": types,
+            "subscribe_filter_symbol_id": [f"{symbol_id(p)}$" for p in products],  # $: exact, not a prefix
+        }
+        if "ohlcv" in types:
+            msg["subscribe_filter_period_id"] = [PERIOD]
+        return [json.dumps(msg, separators=(",", ":"))]
+
+    def subscribe_frames(self, channel: str, products: list[str]) -> list[str]:
+        return self.scope_frames({channel: products})
+
+    def unsubscribe_frames(
+        self, channel: str, products: list[str] | None, *, listed: list[str] | None = None
+    ) -> list[str]:
+        return [json.dumps({"type": "unsubscribe", "subscribe_data_type": [channel]})]
+
+    def gap_products(self, gap: Gap, book_products: list[str]) -> list[str]:
+        kind, _, product = gap.scope.partition(":")
+        return [product] if kind.startswith("book") and product in book_products else []
+
+    def classify_error(self, message: str) -> ErrorClass:
+        text = message.lower()
+        if "api key" in text or "apikey" in text or "unauthorized" in text or "forbidden" in text:
+            return "auth"
+        if "reconnect before" in text:
+            return "reconnect"
+        if "buffered messages" in text:
+            return "transient"  # the client was too slow: the server drops it; come back
+        return "fatal"  # CoinAPI errors are final: the server closes after sending one
+
+
+class CoinApiParser(Parser):
+    def __init__(self, venue: str, conn: str) -> None:
+        super().__init__(venue, conn)
+        self._seq: dict[tuple[str, str], int] = {}
+        self._snapshotted: set[str] = set()
+        """Symbols whose ``book`` snapshot has come (updates before it are dropped)."""
+        self.before_snapshot = 0
+        self._handlers: dict[str, Callable[[dict[str, Any], float], list[Event]]] = {
+            "trade": self._trade,
+            "quote": self._quote,
+            "book": self._book,
+            "book5": self._top,
+            "book20": self._top,
+            "book50": self._top,
+            "ohlcv": self._ohlcv,
+            "hearbeat": self._heartbeat,
+            "heartbeat": self._heartbeat,  # in case the spelling is ever fixed
+            "reconnect": self._reconnect,
+            "error": self._error,
+        }
+
+    def parse(self, raw: bytes | str, recv_ts: float) -> list[Event]:
+        self.last_exch_ts = None
+        try:
+            msg = _decode(raw)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            raise FrameError("not valid JSON") from None
+        if not isinstance(msg, dict):
+            raise FrameError("not a JSON object")
+        kind = msg.get("type")
+        handler = self._handlers.get(kind) if isinstance(kind, str) else None
+        if handler is None:
+            self.unknown += 1
+            return []
+        try:
+            t = msg.get("time_exchange")
+            if isinstance(t, str):
+                self.last_exch_ts = parse_rfc3339(t)
+            return handler(msg, recv_ts)
+        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+            raise FrameError(f"{kind}: {type(exc).__name__} {exc}") from None
+
+    def want_snapshot(self, channel: str, product: str) -> None:
+        if channel == "book":  # the resent hello brings a new snapshot; updates wait for it
+            self._snapshotted.discard(symbol_id(product))
+
+    def _sequenced(self, kind: str, msg: dict[str, Any], recv_ts: float) -> tuple[str, list[Event]] | None:
+        """The product, and a Gap when this (type, symbol) skipped numbers; None if the message is old."""
+        symbol = str(msg["symbol_id"])
+        product = product_of(symbol)
+        seq = msg.get("sequence")
+        out: list[Event] = []
+        if seq is not None:
+            if type(seq) is not int:
+                raise TypeError("sequence is not an integer")
+            key = (kind, symbol)
+            last = self._seq.get(key)
+            if last is not None and seq <= last:
+                self.out_of_order += 1
+                return None
+            self._seq[key] = seq
+            if last is not None and seq != last + 1:
+                out.append(Gap(self.venue, recv_ts, self.conn, last + 1, seq, f"{kind}:{product}"))
+                if kind == "book":
+                    self._snapshotted.discard(symbol)  # updates are useless until a new snapshot
+        return product, out
+
+    def _trade(self, msg: dict[str, Any], recv_ts: float) -> list[Event]:
+        got = self._sequenced("trade", msg, recv_ts)
+        if got is None:
+            return []
+        product, out = got
+        size = _num(msg["size"])
+        side = _TAKER.get(str(msg.get("taker_side")))
+        if Decimal(size) == 0 or side is None:
+            return out  # size 0 is an index point, UNKNOWN an aggressor we cannot show: not a trade
+        out.append(
+            Trade(
+                self.venue,
+                recv_ts,
+                product,
+                self.last_exch_ts,
+                str(msg["uuid"]),
+                _num(msg["price"]),
+                size,
+                side,
+            )
+        )
+        return out
+
+    def _quote(self, msg: dict[str, Any], recv_ts: float) -> list[Event]:
+        got = self._sequenced("quote", msg, recv_ts)
+        if got is None:
+            return []
+        product, out = got
+        bid_size, ask_size = _num(msg["bid_size"]), _num(msg["ask_size"])
+        out.append(
+            Ticker(
+                self.venue,
+                recv_ts,
+                product,
+                self.last_exch_ts,
+                bid=_num(msg["bid_price"]),
+                bid_size=None if Decimal(bid_size) == 0 else bid_size,
+                ask=_num(msg["ask_price"]),
+                ask_size=None if Decimal(ask_size) == 0 else ask_size,
+            )
+        )
+        return out
+
+    def _levels(self, entries: list[Any]) -> list[Level]:
+        return [(_num(e["price"]), _num(e["size"])) for e in entries]
+
+    def _book(self, msg: dict[str, Any], recv_ts: float) -> list[Event]:
+        got = self._sequenced("book", msg, recv_ts)
+        if got is None:
+            return []
+        product, out = got
+        symbol = str(msg["symbol_id"])
+        if msg.get("is_snapshot") is True:
+            self._snapshotted.add(symbol)
+            bids, asks = self._levels(msg["bids"]), self._levels(msg["asks"])
+            out.append(BookSnapshot(self.venue, recv_ts, product, self.last_exch_ts, bids, asks))
+            return out
+        if symbol not in self._snapshotted:
+            self.before_snapshot += 1  # an update before the first snapshot: it would build nothing
+            return out
+        changes: list[Change] = [change("bid", p, s) for p, s in self._levels(msg["bids"])]
+        changes += [change("ask", p, s) for p, s in self._levels(msg["asks"])]
+        out.append(BookUpdate(self.venue, recv_ts, product, self.last_exch_ts, changes))
+        return out
+
+    def _top(self, msg: dict[str, Any], recv_ts: float) -> list[Event]:
+        got = self._sequenced(str(msg["type"]), msg, recv_ts)
+        if got is None:
+            return []
+        product, out = got
+        bids, asks = self._levels(msg["bids"]), self._levels(msg["asks"])
+        out.append(BookSnapshot(self.venue, recv_ts, product, self.last_exch_ts, bids, asks))
+        return out
+
+    def _ohlcv(self, msg: dict[str, Any], recv_ts: float) -> list[Event]:
+        got = self._sequenced("ohlcv", msg, recv_ts)
+        if got is None:
+            return []
+        product, out = got
+        interval = PERIODS[str(msg.get("period_id", PERIOD))]
+        started = parse_rfc3339(str(msg["time_period_start"]))
+        if started is None:
+            raise ValueError("time_period_start is not a time")
+        start = int(started)
+        out.append(
+            Candle(
+                self.venue,
+                recv_ts,
+                product,
+                self.last_exch_ts,
+                start,
+                interval,
+                _num(msg["price_open"]),
+                _num(msg["price_high"]),
+                _num(msg["price_low"]),
+                _num(msg["price_close"]),
+                _num(msg["volume_traded"]),
+            )
+        )
+        return out
+
+    def _heartbeat(self, msg: dict[str, Any], recv_ts: float) -> list[Event]:
+        return [Heartbeat(self.venue, recv_ts, self.conn, None)]
+
+    def _reconnect(self, msg: dict[str, Any], recv_ts: float) -> list[Event]:
+        before = msg.get("before_time", "")
+        return [VenueError(self.venue, recv_ts, self.conn, f"the venue asks to reconnect before {before}")]
+
+    def _error(self, msg: dict[str, Any], recv_ts: float) -> list[Event]:
+        return [
+            VenueError(self.venue, recv_ts, self.conn, str(msg.get("message") or "error without a message"))
+        ]
+
+
+def _num(value: Any) -> str:
+    """A JSON number as exact decimal text (``Decimal`` from the wire, or an int); non-negative, finite."""
+    if type(value) is int:
+        if value < 0:
+            raise ValueError("negative")
+        return str(value)
+    if not isinstance(value, Decimal) or not value.is_finite() or value < 0:
+        raise TypeError(f"expected a non-negative number, got {type(value).__name__}")
+    return format(value, "f")
