@@ -26,7 +26,10 @@ def run(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--venue", "kraken"], "unknown venue 'kraken' (choose from: bitzoom, coinbase, coinbase-exchange)"),
+        (
+            ["--venue", "kraken"],
+            "unknown venue 'kraken' (choose from: bitzoom, coinapi, coinbase, coinbase-exchange)",
+        ),
         (
             ["--sim", "--products", "FOO-USD"],
             "unknown product 'FOO-USD' (the simulator has: BTC-USD, ETH-USD, ",
@@ -62,12 +65,17 @@ def run(
             ["--venue", "bitzoom", "--channels", "user", "--headless"],
             "needs a Bitzoom API token: set BITZOOM_API_TOKEN",
         ),
+        (["--venue", "coinapi", "--headless"], "CoinAPI needs an API key: set COINAPI_KEY"),
+        (
+            ["--venue", "coinapi", "--products", "BTCUSD"],
+            "expected EXCHANGE:BASE-QUOTE such as COINBASE:BTC-USD",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
     no_keys = [f"COINBASE_{name}" for name in ("API_KEY", "API_SECRET", "KEY_FILE")]
     no_keys += [f"COINBASE_EXCHANGE_{name}" for name in ("API_KEY", "API_SECRET", "PASSPHRASE", "KEY_FILE")]
-    no_keys += ["BITZOOM_API_TOKEN"]
+    no_keys += ["BITZOOM_API_TOKEN", "COINAPI_KEY"]
     result = run(*args, env=dict.fromkeys(no_keys, ""))
     assert result.returncode == 2
     assert result.stdout == ""
@@ -307,6 +315,45 @@ def test_standalone_bitzoom_simulator_user_data_and_no_token_leaks(tmp_path: Pat
             assert token not in text
         connecting = [line["url"] for line in lines if line["type"] == "connecting"]
         assert any(u.endswith("/ws/<listenKey>") for u in connecting)  # the key itself is never shown
+    finally:
+        sim.send_signal(signal.SIGINT)
+        sim.communicate(timeout=30)
+    assert sim.returncode == 0
+
+
+def test_standalone_coinapi_simulator_with_a_key_file_and_no_key_leaks(tmp_path: Path) -> None:
+    key_file = tmp_path / "coinapi.json"
+    sim = subprocess.Popen(
+        [
+            *CMD,
+            "sim",
+            "--venue",
+            "coinapi",
+            "--port",
+            "0",
+            "--rate",
+            "300",
+            "--write-key-file",
+            str(key_file),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert sim.stdout is not None
+        url = sim.stdout.readline().strip()
+        key = json.loads(key_file.read_text())["apikey"]
+        result = run(
+            *("--venue", "coinapi", "--url", url, "--key-file", str(key_file), "--channels", "book,trade"),
+            *("--products", "BITSTAMP:BTC-USD,COINBASE:BTC-USD", "--headless", "--max-events", "60", "-vv"),
+        )
+        assert result.returncode == 0, result.stderr
+        lines = [json.loads(line) for line in result.stdout.splitlines()]
+        products = {line["product"] for line in lines if line["type"] == "book"}
+        assert products == {"BITSTAMP:BTC-USD", "COINBASE:BTC-USD"}  # the exchange is part of the product
+        for text in (result.stdout, result.stderr):
+            assert key not in text
     finally:
         sim.send_signal(signal.SIGINT)
         sim.communicate(timeout=30)

@@ -443,3 +443,37 @@ async def test_dashboard_on_bitzoom_keys_send_binance_style_frames_and_show_fund
             assert subs[-1]["params"] == ["btcusdt@depth@100ms", "ethusdt@depth@100ms"]
             await pilot.resize_terminal(80, 24)
             await until(pilot, lambda: "Funding" in text_of(tickers))  # still there at 80x24
+
+
+async def test_dashboard_on_coinapi_shows_the_exchange_and_keys_resend_the_hello() -> None:
+    from tickerterm.sim.coinapi import CoinApiSim
+    from tickerterm.venues.coinapi import CoinApi
+
+    from .conftest import FAST, fast_policy
+
+    products = ["COINBASE:BTC-USD", "BITSTAMP:BTC-USD"]
+    channels = {"ticker": "quote", "book": "book", "trades": "trade", "candles": "ohlcv"}
+    async with CoinApiSim(rate=40.0, depth=300, seed=7, timing=FAST, warmup=500) as sim:
+        credentials = sim.client_credentials()
+
+        def opener(store: Any) -> Feed:
+            adapter = CoinApi(urls={"market": sim.url}, credentials=credentials)
+            return Feed(
+                adapter, products, list(channels.values()), policy=fast_policy(), collect=False, store=store
+            )
+
+        app = TickertermApp(opener, venue="coinapi", products=products, channels=channels, simulated=True)
+        async with app.run_test(size=(80, 24)) as pilot:
+            tickers = app.query_one(TickersTable)
+            await until(
+                pilot,
+                lambda: "BITSTAMP:BTC-USD" in text_of(tickers) and "COINBASE:BTC-USD" in text_of(tickers),
+            )
+            await until(pilot, lambda: app.store.book("coinapi", "COINBASE:BTC-USD").state == "ok")
+            frames = sim.all_connections[0].received
+            await pilot.press("b")
+            await until(pilot, lambda: frames[-1]["subscribe_data_type"] == ["quote", "trade", "ohlcv"])
+            assert frames[-1]["type"] == "hello"  # the whole scope, without book
+            await pilot.press("b")
+            await until(pilot, lambda: "book" in frames[-1]["subscribe_data_type"])
+            await until(pilot, lambda: app.store.book("coinapi", "COINBASE:BTC-USD").state == "ok")
