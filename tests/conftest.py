@@ -7,6 +7,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -128,3 +129,25 @@ async def take_products(feed: Feed, cls: type, products: list[str], timeout: flo
         return got >= set(products)
 
     return await take_until(feed, pred, timeout)
+
+
+ExactBook = tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]
+
+
+def sim_book(sim: Any, product: str) -> ExactBook:
+    """The simulator's true book as exact numbers per side (venues spell sizes differently)."""
+    bids, asks = sim.market(product).book_text()
+    return (
+        {Decimal(p): Decimal(s) for p, s in bids.items()},
+        {Decimal(p): Decimal(s) for p, s in asks.items()},
+    )
+
+
+def feed_book(feed: Feed, venue: str, product: str) -> ExactBook:
+    """The book a feed built, as exact numbers per side."""
+    book = feed.store.book(venue, product)
+    bids, asks = book.levels("bid"), book.levels("ask")
+    return (
+        {Decimal(p): Decimal(s) for p, s in bids.items()},
+        {Decimal(p): Decimal(s) for p, s in asks.items()},
+    )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from decimal import Decimal
 from typing import Any, ClassVar
 
 import pytest
@@ -38,7 +37,7 @@ from tickerterm.stream.feed import Feed
 from tickerterm.stream.policy import RateLimiter
 from tickerterm.venues.bitzoom import KLINE_INTERVALS, Bitzoom, BitzoomParser, product_of
 
-from .conftest import FAST, fast_policy, take_until
+from .conftest import FAST, ExactBook, fast_policy, feed_book, sim_book, take_until
 
 V = "bitzoom"
 R = 7.0
@@ -442,17 +441,12 @@ def bitzoom_feed(sim: BitzoomSim, channels: list[str], products: list[str] | Non
     )
 
 
-def true_book(sim: BitzoomSim, product: str) -> tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]:
-    bids, asks = sim.market(product).book_text()
-    return (
-        {Decimal(p): Decimal(s) for p, s in bids.items()},
-        {Decimal(p): Decimal(s) for p, s in asks.items()},
-    )
+def true_book(sim: Any, product: str) -> ExactBook:
+    return sim_book(sim, product)
 
 
-def client_book(feed: Feed, product: str) -> tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]:
-    book = feed.store.book(V, product)
-    return tuple({Decimal(p): Decimal(s) for p, s in book.levels(side).items()} for side in ("bid", "ask"))  # type: ignore[return-value]
+def client_book(feed: Feed, product: str) -> ExactBook:
+    return feed_book(feed, V, product)
 
 
 async def settle(feed: Feed, sim: BitzoomSim, products: list[str], timeout: float = 15.0) -> None:

@@ -65,7 +65,7 @@ def run(
             ["--venue", "bitzoom", "--channels", "user", "--headless"],
             "needs a Bitzoom API token: set BITZOOM_API_TOKEN",
         ),
-        (["--venue", "coinapi", "--headless"], "CoinAPI needs an API key: set COINAPI_KEY"),
+        (["--venue", "coinapi", "--headless"], "channel 'quote' needs a CoinAPI key: set COINAPI_KEY"),
         (
             ["--venue", "coinapi", "--products", "BTCUSD"],
             "expected EXCHANGE:BASE-QUOTE such as COINBASE:BTC-USD",

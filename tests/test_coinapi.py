@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -33,7 +32,7 @@ from tickerterm.sim.faults import Faults
 from tickerterm.stream.feed import Feed
 from tickerterm.venues.coinapi import CoinApi, CoinApiParser
 
-from .conftest import FAST, fast_policy, take_until
+from .conftest import FAST, ExactBook, fast_policy, feed_book, sim_book, take_until
 
 V = "coinapi"
 R = 3.0
@@ -211,17 +210,12 @@ def coinapi_feed(sim: CoinApiSim, channels: list[str], products: list[str] | Non
     return Feed(adapter, products or [BTC, "COINBASE:ETH-USD"], channels, policy=fast_policy(), seed=3, **kw)
 
 
-def true_book(sim: CoinApiSim, product: str) -> tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]:
-    bids, asks = sim.market(product).book_text()
-    return (
-        {Decimal(p): Decimal(s) for p, s in bids.items()},
-        {Decimal(p): Decimal(s) for p, s in asks.items()},
-    )
+def true_book(sim: Any, product: str) -> ExactBook:
+    return sim_book(sim, product)
 
 
-def client_book(feed: Feed, product: str) -> tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]:
-    book = feed.store.book(V, product)
-    return tuple({Decimal(p): Decimal(s) for p, s in book.levels(side).items()} for side in ("bid", "ask"))  # type: ignore[return-value]
+def client_book(feed: Feed, product: str) -> ExactBook:
+    return feed_book(feed, V, product)
 
 
 async def settle(feed: Feed, sim: CoinApiSim, products: list[str], timeout: float = 15.0) -> None:

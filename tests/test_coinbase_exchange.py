@@ -7,7 +7,6 @@ import asyncio
 import base64
 import contextlib
 import json
-from decimal import Decimal
 from typing import Any, ClassVar
 
 import pytest
@@ -45,7 +44,7 @@ from tickerterm.venues.auth import (
 from tickerterm.venues.base import ChannelSpec
 from tickerterm.venues.coinbase_exchange import CoinbaseExchange, CoinbaseExchangeParser
 
-from .conftest import FAST, fast_policy, take_products, take_until
+from .conftest import FAST, ExactBook, fast_policy, feed_book, sim_book, take_products, take_until
 
 V = "coinbase-exchange"
 R = 50.0
@@ -288,21 +287,12 @@ def exchange_feed(sim: CoinbaseExchangeSim, channels: list[str], *, auth: bool =
     )
 
 
-def true_book(
-    sim: CoinbaseExchangeSim, product: str
-) -> tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]:
-    bids, asks = sim.market(product).book_text()
-    return (
-        {Decimal(p): Decimal(s) for p, s in bids.items()},
-        {Decimal(p): Decimal(s) for p, s in asks.items()},
-    )
+def true_book(sim: Any, product: str) -> ExactBook:
+    return sim_book(sim, product)
 
 
-def client_book(feed: Feed, product: str) -> tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]:
-    book = feed.store.book(V, product)
-    return tuple(  # type: ignore[return-value]
-        {Decimal(p): Decimal(s) for p, s in book.levels(side).items()} for side in ("bid", "ask")
-    )
+def client_book(feed: Feed, product: str) -> ExactBook:
+    return feed_book(feed, V, product)
 
 
 async def settle_exchange(feed: Feed, sim: CoinbaseExchangeSim, timeout: float = 15.0) -> None:

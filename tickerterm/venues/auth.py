@@ -281,3 +281,24 @@ def verify_exchange_auth(
     if not hmac.compare_digest(exchange_signature(secret, str(timestamp)), str(signature)):
         raise ValueError("invalid signature")
     return str(key)
+
+
+def load_secret(
+    env_var: str, field: str, env: Mapping[str, str] | None = None, key_file: str | None = None
+) -> tuple[Secret, str] | None:
+    """A single-value credential (an API key or token) from ``key_file`` (a JSON object with ``field``)
+    or the variable ``env_var``, with where it came from; None when neither is set."""
+    env = os.environ if env is None else env
+    if key_file:
+        try:
+            data = json.loads(Path(key_file).read_text())
+        except OSError as exc:
+            raise CredentialsError(f"cannot read key file named by --key-file: {exc.strerror}") from None
+        except ValueError:
+            raise CredentialsError("key file named by --key-file is not JSON") from None
+        value = data.get(field) if isinstance(data, dict) else None
+        if not isinstance(value, str) or not value:
+            raise CredentialsError(f'key file named by --key-file needs "{field}"')
+        return Secret(value), "--key-file"
+    value = env.get(env_var)
+    return (Secret(value), env_var) if value else None

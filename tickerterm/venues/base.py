@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-from tickerterm.core.errors import ConfigError, FrameError
+from tickerterm.core.errors import ConfigError, CredentialsError, FrameError
 from tickerterm.core.events import Event, Gap
 
 ErrorClass = Literal["auth", "command", "transient", "reconnect", "fatal"]
@@ -155,6 +155,9 @@ class VenueAdapter(ABC):
     stale_after: ClassVar[float] = 10.0
     """Seconds without any frame (heartbeats included) after which a connection is stale."""
     credential_help: ClassVar[str] = ""
+    """How to provide credentials: the variables and the key file, named (never their values)."""
+    credential_name: ClassVar[str] = "an API key"
+    """What the venue calls them, for messages: ``a Coinbase API key``."""
 
     def __init__(
         self,
@@ -209,8 +212,14 @@ class VenueAdapter(ABC):
         """The venue's credentials from the environment or ``key_file``; None when none are set."""
         return None
 
-    def check_credentials(self, channels: Iterable[str]) -> None:  # noqa: B027 (optional hook)
+    def check_credentials(self, channels: Iterable[str]) -> None:
         """Raise CredentialsError if any of ``channels`` is private and no credentials are set."""
+        private = [c for c in channels if self.channel(c).private]
+        if private and self.credentials is None:
+            raise self.missing_credentials(private[0])
+
+    def missing_credentials(self, channel: str) -> CredentialsError:
+        return CredentialsError(f"channel {channel!r} needs {self.credential_name}: {self.credential_help}")
 
     # --- frames ----------------------------------------------------------------------------
 

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
 import msgspec
 
-from tickerterm.core.errors import ConfigError, CredentialsError, FrameError
+from tickerterm.core.errors import ConfigError, FrameError
 from tickerterm.core.events import (
     BalanceUpdate,
     BookSnapshot,
@@ -41,10 +41,10 @@ from tickerterm.core.events import (
     Trade,
     VenueError,
     change,
-    value_of,
 )
-from tickerterm.venues.auth import Secret
+from tickerterm.venues.auth import Secret, load_secret
 from tickerterm.venues.base import ChannelSpec, ErrorClass, HttpRequest, Parser, VenueAdapter
+from tickerterm.venues.fields import amount, integer, optional_amount, signed, text
 
 MARKET_URL = "wss://stream.bitzoom.com/ws"
 REST_URL = "https://api.bitzoom.com"
@@ -141,24 +141,9 @@ class BitzoomToken:
         return f"BitzoomToken(***, source={self.source!r})"
 
 
-def load_token(env: dict[str, str] | None = None, key_file: str | None = None) -> BitzoomToken | None:
-    import os
-    from pathlib import Path
-
-    env = dict(os.environ) if env is None else env
-    if key_file:
-        try:
-            data = json.loads(Path(key_file).read_text())
-        except OSError as exc:
-            raise CredentialsError(f"cannot read key file named by --key-file: {exc.strerror}") from None
-        except ValueError:
-            raise CredentialsError("key file named by --key-file is not JSON") from None
-        token = data.get("token") if isinstance(data, dict) else None
-        if not isinstance(token, str) or not token:
-            raise CredentialsError('key file named by --key-file needs "token"')
-        return BitzoomToken(Secret(token), "--key-file")
-    token = env.get(ENV_TOKEN)
-    return BitzoomToken(Secret(token), ENV_TOKEN) if token else None
+def load_token(env: Mapping[str, str] | None = None, key_file: str | None = None) -> BitzoomToken | None:
+    found = load_secret(ENV_TOKEN, "token", env, key_file)
+    return None if found is None else BitzoomToken(*found)
 
 
 class Bitzoom(VenueAdapter):
@@ -191,6 +176,8 @@ class Bitzoom(VenueAdapter):
     listen_key_keepalive = 30 * 60.0
     credential_help = f'set {ENV_TOKEN} (or --key-file with {{"token": …}})'
 
+    credential_name = "a Bitzoom API token"
+
     credentials: BitzoomToken | None
 
     def __init__(self, **kwargs: Any) -> None:
@@ -200,13 +187,6 @@ class Bitzoom(VenueAdapter):
     @classmethod
     def load_credentials(cls, key_file: str | None = None) -> BitzoomToken | None:
         return load_token(key_file=key_file)
-
-    def check_credentials(self, channels: Iterable[str]) -> None:
-        private = [c for c in channels if self.channel(c).private]
-        if private and self.credentials is None:
-            raise CredentialsError(
-                f"channel {private[0]!r} needs a Bitzoom API token: {self.credential_help}"
-            )
 
     def normalize_product(self, product: str) -> str:
         p = super().normalize_product(product)
@@ -263,7 +243,7 @@ class Bitzoom(VenueAdapter):
 
     def _bearer(self) -> dict[str, str]:
         if self.credentials is None:
-            raise CredentialsError(f"the user channel needs a Bitzoom API token: {self.credential_help}")
+            raise self.missing_credentials("user")
         return {"Authorization": f"Bearer {self.credentials.token.reveal()}"}
 
     def listen_key_request(self, endpoint: str) -> HttpRequest | None:
@@ -398,20 +378,20 @@ class BitzoomParser(Parser):
                 recv_ts,
                 product_of(msg["s"]),
                 self.last_exch_ts,
-                price=_num(msg["c"]),
-                bid=_opt(msg, "b"),
-                bid_size=_opt(msg, "B"),
-                ask=_opt(msg, "a"),
-                ask_size=_opt(msg, "A"),
-                volume_24h=_num(msg["v"]),
-                low_24h=_num(msg["l"]),
-                high_24h=_num(msg["h"]),
-                change_pct_24h=_signed(msg["P"]),
+                price=amount(msg["c"]),
+                bid=optional_amount(msg, "b"),
+                bid_size=optional_amount(msg, "B"),
+                ask=optional_amount(msg, "a"),
+                ask_size=optional_amount(msg, "A"),
+                volume_24h=amount(msg["v"]),
+                low_24h=amount(msg["l"]),
+                high_24h=amount(msg["h"]),
+                change_pct_24h=signed(msg["P"]),
             )
         ]
 
     def _mini(self, msg: dict[str, Any], channel: str | None, recv_ts: float) -> list[Event]:
-        close, opened = _num(msg["c"]), _num(msg["o"])
+        close, opened = amount(msg["c"]), amount(msg["o"])
         pct = None
         if Decimal(opened) != 0:
             pct = format(
@@ -424,9 +404,9 @@ class BitzoomParser(Parser):
                 product_of(msg["s"]),
                 self.last_exch_ts,
                 price=close,
-                volume_24h=_num(msg["v"]),
-                low_24h=_num(msg["l"]),
-                high_24h=_num(msg["h"]),
+                volume_24h=amount(msg["v"]),
+                low_24h=amount(msg["l"]),
+                high_24h=amount(msg["h"]),
                 change_pct_24h=pct,
             )
         ]
@@ -440,9 +420,9 @@ class BitzoomParser(Parser):
                 recv_ts,
                 product_of(msg["s"]),
                 self.last_exch_ts,
-                mark=_num(msg["p"]),
-                index=_opt(msg, "i"),
-                funding_rate=_signed(rate) if rate else None,
+                mark=amount(msg["p"]),
+                index=optional_amount(msg, "i"),
+                funding_rate=signed(rate) if rate else None,
                 next_funding=nxt / 1000 if isinstance(nxt, int) and nxt else None,
             )
         ]
@@ -462,8 +442,8 @@ class BitzoomParser(Parser):
                 product_of(msg["s"]),
                 ts,
                 str(trade_id),
-                _num(msg["p"]),
-                _num(msg["q"]),
+                amount(msg["p"]),
+                amount(msg["q"]),
                 side,
             )
         ]
@@ -479,11 +459,11 @@ class BitzoomParser(Parser):
                 self.last_exch_ts,
                 int(k["t"]) // 1000,
                 interval,
-                _num(k["o"]),
-                _num(k["h"]),
-                _num(k["l"]),
-                _num(k["c"]),
-                _num(k["v"]),
+                amount(k["o"]),
+                amount(k["h"]),
+                amount(k["l"]),
+                amount(k["c"]),
+                amount(k["v"]),
             )
         ]
 
@@ -492,14 +472,14 @@ class BitzoomParser(Parser):
     def _depth(self, msg: dict[str, Any], channel: str | None, recv_ts: float) -> list[Event]:
         product = product_of(msg["s"])
         if channel in _PARTIAL:  # a whole top-N book every time: replace
-            bids: list[Level] = [(_num(p), _num(q)) for p, q in msg["b"]]
-            asks: list[Level] = [(_num(p), _num(q)) for p, q in msg["a"]]
+            bids: list[Level] = [(amount(p), amount(q)) for p, q in msg["b"]]
+            asks: list[Level] = [(amount(p), amount(q)) for p, q in msg["a"]]
             return [BookSnapshot(self.venue, recv_ts, product, self.last_exch_ts, bids, asks)]
         state = self.depth.get(product)
         if state is None:
             state = self.depth[product] = _Depth()
             self.snapshot_wanted.append(("depth", product))
-        _int(msg["U"]), _int(msg["u"])
+        integer(msg["U"]), integer(msg["u"])
         if not state.synced:
             state.buffer.append(msg)
             if len(state.buffer) > 10_000:
@@ -511,8 +491,8 @@ class BitzoomParser(Parser):
         """One diff event on a synced book. The first after the snapshot must cover the snapshot's id
         (``U <= lastUpdateId <= u``) or link to it (``pu == lastUpdateId``: nothing happened between);
         every later one must link to the previous event (``pu == previous u``)."""
-        first, last, prev = _int(msg["U"]), _int(msg["u"]), msg.get("pu")
-        link = _int(prev) if prev is not None else None
+        first, last, prev = integer(msg["U"]), integer(msg["u"]), msg.get("pu")
+        link = integer(prev) if prev is not None else None
         if state.last_u is None:  # the first event after the snapshot
             snap = state.snap_id
             if last < snap:
@@ -527,8 +507,8 @@ class BitzoomParser(Parser):
                 self._lose(product, state, msg, state.last_u, link if link is not None else first, recv_ts)
             ]
         state.last_u = last
-        changes: list[Change] = [change("bid", _str(p), _str(q)) for p, q in msg["b"]]
-        changes += [change("ask", _str(p), _str(q)) for p, q in msg["a"]]
+        changes: list[Change] = [change("bid", text(p), text(q)) for p, q in msg["b"]]
+        changes += [change("ask", text(p), text(q)) for p, q in msg["a"]]
         exch = msg.get("T") or msg.get("E")
         return [
             BookUpdate(self.venue, recv_ts, product, exch / 1000 if isinstance(exch, int) else None, changes)
@@ -558,9 +538,9 @@ class BitzoomParser(Parser):
             return []
         try:
             data = _decode(body)
-            last_id = _int(data["lastUpdateId"])
-            bids = [(_num(p), _num(q)) for p, q, *_ in data["bids"]]
-            asks = [(_num(p), _num(q)) for p, q, *_ in data["asks"]]
+            last_id = integer(data["lastUpdateId"])
+            bids = [(amount(p), amount(q)) for p, q, *_ in data["bids"]]
+            asks = [(amount(p), amount(q)) for p, q, *_ in data["asks"]]
         except (msgspec.DecodeError, KeyError, TypeError, ValueError) as exc:
             raise FrameError(f"{product} depth snapshot: {type(exc).__name__} {exc}") from None
         buffered, state.buffer = state.buffer, []
@@ -581,18 +561,18 @@ class BitzoomParser(Parser):
         a = msg["a"]
         fields: dict[str, str] = {"reason": str(a.get("m", ""))}
         for b in a.get("B") or ():
-            fields[f"{b['a']}.wallet_balance"] = _signed(b["wb"])
-            fields[f"{b['a']}.cross_wallet"] = _signed(b["cw"])
+            fields[f"{b['a']}.wallet_balance"] = signed(b["wb"])
+            fields[f"{b['a']}.cross_wallet"] = signed(b["cw"])
         for p in a.get("P") or ():
             product = product_of(p["s"])
-            fields[f"{product}.position"] = _signed(p["pa"])
-            fields[f"{product}.entry_price"] = _num(p["ep"])
-            fields[f"{product}.unrealized_pnl"] = _signed(p["up"])
+            fields[f"{product}.position"] = signed(p["pa"])
+            fields[f"{product}.entry_price"] = amount(p["ep"])
+            fields[f"{product}.unrealized_pnl"] = signed(p["up"])
         return [BalanceUpdate(self.venue, recv_ts, self.last_exch_ts, fields)]
 
     def _order(self, msg: dict[str, Any], channel: str | None, recv_ts: float) -> list[Event]:
         o = msg["o"]
-        qty, filled = Decimal(_num(o["q"])), Decimal(_num(o["z"]))
+        qty, filled = Decimal(amount(o["q"])), Decimal(amount(o["z"]))
         side: Side = "buy" if o["S"] == "BUY" else "sell" if o["S"] == "SELL" else _bad_side(o["S"])
         return [
             OrderUpdate(
@@ -604,10 +584,10 @@ class BitzoomParser(Parser):
                 side,
                 str(o["o"]),
                 str(o["X"]),
-                _num(o["p"]),
+                amount(o["p"]),
                 format(filled, "f"),
                 format(qty - filled, "f"),
-                _num(o["ap"]),
+                amount(o["ap"]),
                 client_order_id=str(o.get("c", "")),
             )
         ]
@@ -619,33 +599,3 @@ class BitzoomParser(Parser):
 
 def _bad_side(value: Any) -> Side:
     raise ValueError(f"unknown side {str(value)[:10]!r}")
-
-
-def _int(value: Any) -> int:
-    if type(value) is not int:
-        raise TypeError("an update id is not an integer")
-    return value
-
-
-def _str(value: Any) -> str:
-    if type(value) is not str:
-        raise TypeError(f"expected a decimal string, got {type(value).__name__}")
-    return value
-
-
-def _num(value: Any) -> str:
-    text = _str(value)
-    value_of(text)
-    return text
-
-
-def _signed(value: Any) -> str:
-    text = _str(value)
-    if not -float("inf") < float(text) < float("inf"):
-        raise ValueError("not a finite number")
-    return text
-
-
-def _opt(msg: dict[str, Any], key: str) -> str | None:
-    value = msg.get(key)
-    return None if value is None or value == "" else _num(value)

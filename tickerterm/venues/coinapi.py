@@ -19,11 +19,9 @@ Wire facts this adapter relies on:
 from __future__ import annotations
 
 import json
-import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, ClassVar
 
 import msgspec
@@ -45,7 +43,7 @@ from tickerterm.core.events import (
     VenueError,
     change,
 )
-from tickerterm.venues.auth import Secret
+from tickerterm.venues.auth import Secret, load_secret
 from tickerterm.venues.base import ChannelSpec, ErrorClass, Parser, VenueAdapter
 
 MARKET_URL = "wss://ws.coinapi.io/v1/"
@@ -100,20 +98,8 @@ class CoinApiKey:
 
 
 def load_key(env: Mapping[str, str] | None = None, key_file: str | None = None) -> CoinApiKey | None:
-    env = os.environ if env is None else env
-    if key_file:
-        try:
-            data = json.loads(Path(key_file).read_text())
-        except OSError as exc:
-            raise CredentialsError(f"cannot read key file named by --key-file: {exc.strerror}") from None
-        except ValueError:
-            raise CredentialsError("key file named by --key-file is not JSON") from None
-        key = data.get("apikey") if isinstance(data, dict) else None
-        if not isinstance(key, str) or not key:
-            raise CredentialsError('key file named by --key-file needs "apikey"')
-        return CoinApiKey(Secret(key), "--key-file")
-    key = env.get(ENV_KEY)
-    return CoinApiKey(Secret(key), ENV_KEY) if key else None
+    found = load_secret(ENV_KEY, "apikey", env, key_file)
+    return None if found is None else CoinApiKey(*found)
 
 
 class CoinApi(VenueAdapter):
@@ -134,15 +120,13 @@ class CoinApi(VenueAdapter):
     outbound_per_second = 4.0
     credential_help = f'set {ENV_KEY} (or --key-file with {{"apikey": …}})'
 
+    credential_name = "a CoinAPI key"
+
     credentials: CoinApiKey | None
 
     @classmethod
     def load_credentials(cls, key_file: str | None = None) -> CoinApiKey | None:
         return load_key(key_file=key_file)
-
-    def check_credentials(self, channels: Iterable[str]) -> None:
-        if self.credentials is None:
-            raise CredentialsError(f"CoinAPI needs an API key: {self.credential_help}")
 
     def normalize_product(self, product: str) -> str:
         p = product.strip().upper()
@@ -155,7 +139,7 @@ class CoinApi(VenueAdapter):
 
     def connect_headers(self, endpoint: str) -> dict[str, str]:
         if self.credentials is None:
-            raise CredentialsError(f"CoinAPI needs an API key: {self.credential_help}")
+            raise CredentialsError(f"CoinAPI needs {self.credential_name}: {self.credential_help}")
         return {"X-CoinAPI-Key": self.credentials.key.reveal()}  # the key never goes in a frame
 
     def parser(self, conn: str) -> CoinApiParser:

@@ -21,14 +21,14 @@ Wire facts this adapter relies on:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
 import msgspec
 
 from tickerterm.core.clock import parse_rfc3339
-from tickerterm.core.errors import CredentialsError, FrameError
+from tickerterm.core.errors import FrameError
 from tickerterm.core.events import (
     BookSide,
     BookSnapshot,
@@ -46,7 +46,6 @@ from tickerterm.core.events import (
     Trade,
     VenueError,
     change,
-    value_of,
 )
 from tickerterm.core.l3 import L3Book
 from tickerterm.venues.auth import (
@@ -59,6 +58,7 @@ from tickerterm.venues.auth import (
     load_exchange_key,
 )
 from tickerterm.venues.base import ChannelSpec, ErrorClass, Parser, VenueAdapter
+from tickerterm.venues.fields import amount, optional_amount, text
 
 MARKET_URL = "wss://ws-feed.exchange.coinbase.com"
 REST_URL = "https://api.exchange.coinbase.com"
@@ -109,18 +109,13 @@ class CoinbaseExchange(VenueAdapter):
         f"or {EXCHANGE_ENV_KEY_FILE}"
     )
 
+    credential_name = "a Coinbase Exchange API key"
+
     credentials: ExchangeKey | None
 
     @classmethod
     def load_credentials(cls, key_file: str | None = None) -> ExchangeKey | None:
         return load_exchange_key(key_file=key_file)
-
-    def check_credentials(self, channels: Iterable[str]) -> None:
-        private = [c for c in channels if self.channel(c).private]
-        if private and self.credentials is None:
-            raise CredentialsError(
-                f"channel {private[0]!r} needs a Coinbase Exchange API key: {self.credential_help}"
-            )
 
     def parser(self, conn: str) -> CoinbaseExchangeParser:
         return CoinbaseExchangeParser(self.name, conn)
@@ -135,9 +130,7 @@ class CoinbaseExchange(VenueAdapter):
             msg["channels"] = [spec.name]
         if spec.private and kind == "subscribe":
             if self.credentials is None:
-                raise CredentialsError(
-                    f"channel {spec.name!r} needs a Coinbase Exchange API key: {self.credential_help}"
-                )
+                raise self.missing_credentials(spec.name)
             msg.update(exchange_auth_fields(self.credentials, self.clock()))
         return json.dumps(msg, separators=(",", ":"))
 
@@ -307,8 +300,8 @@ class CoinbaseExchangeParser(Parser):
         product = str(msg["product_id"])
         if self._stale("ticker", product, self._seq(msg)):
             return []
-        price = _optnum(msg, "price")
-        opened = _optnum(msg, "open_24h")
+        price = optional_amount(msg, "price")
+        opened = optional_amount(msg, "open_24h")
         pct = None
         if price is not None and opened is not None and Decimal(opened) != 0:
             pct = format(
@@ -322,13 +315,13 @@ class CoinbaseExchangeParser(Parser):
                 product,
                 self.last_exch_ts,
                 price=price,
-                bid=_optnum(msg, "best_bid"),
-                bid_size=_optnum(msg, "best_bid_size"),
-                ask=_optnum(msg, "best_ask"),
-                ask_size=_optnum(msg, "best_ask_size"),
-                volume_24h=_optnum(msg, "volume_24h"),
-                low_24h=_optnum(msg, "low_24h"),
-                high_24h=_optnum(msg, "high_24h"),
+                bid=optional_amount(msg, "best_bid"),
+                bid_size=optional_amount(msg, "best_bid_size"),
+                ask=optional_amount(msg, "best_ask"),
+                ask_size=optional_amount(msg, "best_ask_size"),
+                volume_24h=optional_amount(msg, "volume_24h"),
+                low_24h=optional_amount(msg, "low_24h"),
+                high_24h=optional_amount(msg, "high_24h"),
                 change_pct_24h=pct,
             )
         ]
@@ -340,8 +333,8 @@ class CoinbaseExchangeParser(Parser):
             str(msg["product_id"]),
             self.last_exch_ts,
             str(msg["trade_id"]),
-            _num(msg["price"]),
-            _num(msg["size"]),
+            amount(msg["price"]),
+            amount(msg["size"]),
             _MAKER_TO_AGGRESSOR[msg["side"]],
         )
 
@@ -367,12 +360,12 @@ class CoinbaseExchangeParser(Parser):
         ]
 
     def _l2_snapshot(self, msg: dict[str, Any], recv_ts: float) -> list[Event]:
-        bids: list[Level] = [(_num(p), _num(s)) for p, s, *_ in msg["bids"]]
-        asks: list[Level] = [(_num(p), _num(s)) for p, s, *_ in msg["asks"]]
+        bids: list[Level] = [(amount(p), amount(s)) for p, s, *_ in msg["bids"]]
+        asks: list[Level] = [(amount(p), amount(s)) for p, s, *_ in msg["asks"]]
         return [BookSnapshot(self.venue, recv_ts, str(msg["product_id"]), self.last_exch_ts, bids, asks)]
 
     def _l2_update(self, msg: dict[str, Any], recv_ts: float) -> list[Event]:
-        changes = [change(_SIDE[side], _str(price), _str(size)) for side, price, size in msg["changes"]]
+        changes = [change(_SIDE[side], text(price), text(size)) for side, price, size in msg["changes"]]
         return [BookUpdate(self.venue, recv_ts, str(msg["product_id"]), self.last_exch_ts, changes)]
 
     # --- full (L3) and user ----------------------------------------------------------------
@@ -420,17 +413,17 @@ class CoinbaseExchangeParser(Parser):
     def _apply_full(book: L3Book, kind: str, msg: dict[str, Any]) -> Change | None:
         if kind == "open":
             return book.open(
-                str(msg["order_id"]), _SIDE[msg["side"]], _num(msg["price"]), _num(msg["remaining_size"])
+                str(msg["order_id"]), _SIDE[msg["side"]], amount(msg["price"]), amount(msg["remaining_size"])
             )
         if kind == "done":
             return book.done(str(msg["order_id"]))
         if kind == "match":
-            return book.match(str(msg["maker_order_id"]), _num(msg["size"]))
+            return book.match(str(msg["maker_order_id"]), amount(msg["size"]))
         if kind == "change":
             new_size = msg.get("new_size")
             if new_size is None:
                 return None  # a market order's funds changed: not on the book
-            return book.change(str(msg["order_id"]), _num(new_size))
+            return book.change(str(msg["order_id"]), amount(new_size))
         return None  # received (not on the book yet), activate (a stop order armed)
 
     def want_snapshot(self, channel: str, product: str) -> None:
@@ -448,8 +441,8 @@ class CoinbaseExchangeParser(Parser):
             seq = data["sequence"]
             if type(seq) is not int:
                 raise TypeError("sequence is not an integer")
-            bids = [(_num(p), _num(s), str(oid)) for p, s, oid in data["bids"]]
-            asks = [(_num(p), _num(s), str(oid)) for p, s, oid in data["asks"]]
+            bids = [(amount(p), amount(s), str(oid)) for p, s, oid in data["bids"]]
+            asks = [(amount(p), amount(s), str(oid)) for p, s, oid in data["asks"]]
         except (msgspec.DecodeError, KeyError, TypeError, ValueError) as exc:
             raise FrameError(f"{product} level-3 snapshot: {type(exc).__name__} {exc}") from None
         state.book.load(bids, asks)
@@ -477,9 +470,11 @@ class CoinbaseExchangeParser(Parser):
             order_id = str(msg["order_id"])
         filled = self._filled.get(order_id, Decimal(0))
         status = kind
-        leaves = _optnum(msg, "remaining_size") or (_optnum(msg, "size") if kind == "received" else None)
+        leaves = optional_amount(msg, "remaining_size") or (
+            optional_amount(msg, "size") if kind == "received" else None
+        )
         if kind == "match":
-            filled += Decimal(_num(msg["size"]))
+            filled += Decimal(amount(msg["size"]))
             self._filled[order_id] = filled
             if len(self._filled) > 1000:
                 self._filled.pop(next(iter(self._filled)))
@@ -487,7 +482,7 @@ class CoinbaseExchangeParser(Parser):
             status = f"done ({msg.get('reason', '')})"
             self._filled.pop(order_id, None)
         elif kind == "change":
-            leaves = _optnum(msg, "new_size")
+            leaves = optional_amount(msg, "new_size")
         return [
             OrderUpdate(
                 self.venue,
@@ -498,29 +493,10 @@ class CoinbaseExchangeParser(Parser):
                 _ORDER_SIDE[msg["side"]],
                 str(msg.get("order_type", "")),
                 status,
-                _optnum(msg, "price"),
+                optional_amount(msg, "price"),
                 format(filled, "f") if filled else None,
                 leaves,
                 None,
                 client_order_id=str(msg.get("client_oid", "")),
             )
         ]
-
-
-def _str(value: Any) -> str:
-    if type(value) is not str:
-        raise TypeError(f"expected a decimal string, got {type(value).__name__}")
-    return value
-
-
-def _num(value: Any) -> str:
-    text = _str(value)
-    value_of(text)
-    return text
-
-
-def _optnum(obj: dict[str, Any], key: str) -> str | None:
-    value = obj.get(key)
-    if value is None or value == "":
-        return None
-    return _num(value)
