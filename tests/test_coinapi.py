@@ -256,7 +256,7 @@ async def test_filter_semantics_prefix_exact_and_hello_subscribe_unsubscribe() -
     from websockets.asyncio.client import connect
 
     async with make_coinapi_sim() as sim:
-        key = sim.client_credentials().key.reveal()
+        key = sim.client_credentials().secret.reveal()
         async with connect(sim.url, additional_headers={"X-CoinAPI-Key": key}) as ws:
 
             async def symbols(n: int = 60) -> set[str]:

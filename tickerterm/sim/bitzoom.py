@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 from tickerterm.sim.http import RestServer
 from tickerterm.sim.market import Market, ProductSpec, SimTrade, Step
 from tickerterm.sim.server import SimConnection, SimServer
-from tickerterm.venues.auth import Secret
+from tickerterm.venues.auth import ApiToken, Secret
 from tickerterm.venues.bitzoom import (
     CHANNELS,
     DEPTH_PATH,
@@ -38,7 +38,6 @@ from tickerterm.venues.bitzoom import (
     LISTEN_KEY_PATH,
     MAX_CONNECTIONS,
     MAX_STREAMS,
-    BitzoomToken,
     parse_stream,
     product_of,
     symbol_of,
@@ -344,13 +343,13 @@ class BitzoomSim(SimServer):
         self.stats["shutdowns"] = self.stats.get("shutdowns", 0) + 1
         self.close_all(1001, "server shutdown")
 
-    def client_credentials(self) -> BitzoomToken:
+    def client_credentials(self) -> ApiToken:
         token = secrets.token_hex(16)
         self.tokens.add(token)
-        return BitzoomToken(Secret(token), "simulator")
+        return ApiToken(Secret(token), "simulator")
 
     def write_key_file(self, path: str) -> None:
-        self._write_private(path, {"token": self.client_credentials().token.reveal()})
+        self._write_private(path, {"token": self.client_credentials().secret.reveal()})
 
     def valid_stream(self, name: str) -> bool:
         try:

@@ -28,8 +28,8 @@ import msgspec
 from tickerterm.sim.coinbase import rfc3339
 from tickerterm.sim.market import Market, ProductSpec, Step
 from tickerterm.sim.server import SimConnection, SimServer
-from tickerterm.venues.auth import Secret
-from tickerterm.venues.coinapi import PERIOD, CoinApiKey, symbol_id
+from tickerterm.venues.auth import ApiToken, Secret
+from tickerterm.venues.coinapi import PERIOD, symbol_id
 
 COINAPI_PRODUCTS: tuple[ProductSpec, ...] = (
     ProductSpec("COINBASE:BTC-USD", "64000.00", "0.01"),
@@ -275,13 +275,13 @@ class CoinApiSim(SimServer):
             self.fault_rng.getrandbits(b) for b in (32, 16, 12, 12, 48)
         )
 
-    def client_credentials(self) -> CoinApiKey:
+    def client_credentials(self) -> ApiToken:
         key = secrets.token_hex(16)
         self.keys.add(key)
-        return CoinApiKey(Secret(key), "simulator")
+        return ApiToken(Secret(key), "simulator")
 
     def write_key_file(self, path: str) -> None:
-        self._write_private(path, {"apikey": self.client_credentials().key.reveal()})
+        self._write_private(path, {"apikey": self.client_credentials().secret.reveal()})
 
     def prepare_step(self, step: Step) -> None:
         m = self.markets[step.product]

@@ -283,6 +283,26 @@ def verify_exchange_auth(
     return str(key)
 
 
+class ApiToken:
+    """A single-value credential (an API key, a Bearer token) and where it came from; never shown."""
+
+    __slots__ = ("secret", "source")
+
+    def __init__(self, secret: Secret, source: str) -> None:
+        self.secret = secret
+        self.source = source
+
+    def __repr__(self) -> str:
+        return f"ApiToken(***, source={self.source!r})"
+
+
+def load_token(
+    env_var: str, field: str, env: Mapping[str, str] | None = None, key_file: str | None = None
+) -> ApiToken | None:
+    found = load_secret(env_var, field, env, key_file)
+    return None if found is None else ApiToken(*found)
+
+
 def load_secret(
     env_var: str, field: str, env: Mapping[str, str] | None = None, key_file: str | None = None
 ) -> tuple[Secret, str] | None:

@@ -14,7 +14,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from tickerterm.core.errors import ConfigError, CredentialsError, FrameError
 from tickerterm.core.events import Event, Gap
@@ -97,6 +97,21 @@ class HttpRequest:
     method: str
     url: str
     headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def decode_object(raw: bytes | str, decode: Callable[[bytes | str], Any]) -> dict[str, Any]:
+    """A frame that must be a JSON object; FrameError (the frame is counted and skipped) otherwise."""
+    msg = decode_json(raw, decode)
+    if not isinstance(msg, dict):
+        raise FrameError("not a JSON object")
+    return msg
+
+
+def decode_json(raw: bytes | str, decode: Callable[[bytes | str], Any]) -> Any:
+    try:
+        return decode(raw)
+    except (ValueError, UnicodeDecodeError):  # msgspec.DecodeError is a ValueError
+        raise FrameError("not valid JSON") from None
 
 
 class Parser(ABC):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
@@ -42,8 +42,8 @@ from tickerterm.core.events import (
     VenueError,
     change,
 )
-from tickerterm.venues.auth import Secret, load_secret
-from tickerterm.venues.base import ChannelSpec, ErrorClass, HttpRequest, Parser, VenueAdapter
+from tickerterm.venues.auth import ApiToken, load_token
+from tickerterm.venues.base import ChannelSpec, ErrorClass, HttpRequest, Parser, VenueAdapter, decode_json
 from tickerterm.venues.fields import amount, integer, optional_amount, signed, text
 
 MARKET_URL = "wss://stream.bitzoom.com/ws"
@@ -128,24 +128,6 @@ def parse_stream(name: str) -> tuple[str, str | None]:
     return channel, product_of(symbol)
 
 
-class BitzoomToken:
-    """The API token (Bearer) for listen keys; never shown."""
-
-    __slots__ = ("source", "token")
-
-    def __init__(self, token: Secret, source: str) -> None:
-        self.token = token
-        self.source = source
-
-    def __repr__(self) -> str:
-        return f"BitzoomToken(***, source={self.source!r})"
-
-
-def load_token(env: Mapping[str, str] | None = None, key_file: str | None = None) -> BitzoomToken | None:
-    found = load_secret(ENV_TOKEN, "token", env, key_file)
-    return None if found is None else BitzoomToken(*found)
-
-
 class Bitzoom(VenueAdapter):
     name = "bitzoom"
     title = "Bitzoom (Binance-style)"
@@ -178,15 +160,15 @@ class Bitzoom(VenueAdapter):
 
     credential_name = "a Bitzoom API token"
 
-    credentials: BitzoomToken | None
+    credentials: ApiToken | None
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._ids = itertools.count(1)
 
     @classmethod
-    def load_credentials(cls, key_file: str | None = None) -> BitzoomToken | None:
-        return load_token(key_file=key_file)
+    def load_credentials(cls, key_file: str | None = None) -> ApiToken | None:
+        return load_token(ENV_TOKEN, "token", key_file=key_file)
 
     def normalize_product(self, product: str) -> str:
         p = super().normalize_product(product)
@@ -244,7 +226,7 @@ class Bitzoom(VenueAdapter):
     def _bearer(self) -> dict[str, str]:
         if self.credentials is None:
             raise self.missing_credentials("user")
-        return {"Authorization": f"Bearer {self.credentials.token.reveal()}"}
+        return {"Authorization": f"Bearer {self.credentials.secret.reveal()}"}
 
     def listen_key_request(self, endpoint: str) -> HttpRequest | None:
         if endpoint != "user":
@@ -313,10 +295,7 @@ class BitzoomParser(Parser):
 
     def parse(self, raw: bytes | str, recv_ts: float) -> list[Event]:
         self.last_exch_ts = None
-        try:
-            msg = _decode(raw)
-        except (msgspec.DecodeError, UnicodeDecodeError):
-            raise FrameError("not valid JSON") from None
+        msg = decode_json(raw, _decode)
         try:
             return self._parse(msg, recv_ts)
         except (KeyError, TypeError, ValueError, AttributeError, InvalidOperation) as exc:

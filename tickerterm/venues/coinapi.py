@@ -43,8 +43,8 @@ from tickerterm.core.events import (
     VenueError,
     change,
 )
-from tickerterm.venues.auth import Secret, load_secret
-from tickerterm.venues.base import ChannelSpec, ErrorClass, Parser, VenueAdapter
+from tickerterm.venues.auth import ApiToken, load_token
+from tickerterm.venues.base import ChannelSpec, ErrorClass, Parser, VenueAdapter, decode_object
 
 MARKET_URL = "wss://ws.coinapi.io/v1/"
 ENV_KEY = "COINAPI_KEY"
@@ -86,22 +86,6 @@ def product_of(symbol: str) -> str:
     return f"{m.group(1)}:{m.group(2)}-{m.group(3)}"
 
 
-class CoinApiKey:
-    __slots__ = ("key", "source")
-
-    def __init__(self, key: Secret, source: str) -> None:
-        self.key = key
-        self.source = source
-
-    def __repr__(self) -> str:
-        return f"CoinApiKey(***, source={self.source!r})"
-
-
-def load_key(env: Mapping[str, str] | None = None, key_file: str | None = None) -> CoinApiKey | None:
-    found = load_secret(ENV_KEY, "apikey", env, key_file)
-    return None if found is None else CoinApiKey(*found)
-
-
 class CoinApi(VenueAdapter):
     name = "coinapi"
     title = "CoinAPI"
@@ -122,11 +106,11 @@ class CoinApi(VenueAdapter):
 
     credential_name = "a CoinAPI key"
 
-    credentials: CoinApiKey | None
+    credentials: ApiToken | None
 
     @classmethod
-    def load_credentials(cls, key_file: str | None = None) -> CoinApiKey | None:
-        return load_key(key_file=key_file)
+    def load_credentials(cls, key_file: str | None = None) -> ApiToken | None:
+        return load_token(ENV_KEY, "apikey", key_file=key_file)
 
     def normalize_product(self, product: str) -> str:
         p = product.strip().upper()
@@ -140,7 +124,7 @@ class CoinApi(VenueAdapter):
     def connect_headers(self, endpoint: str) -> dict[str, str]:
         if self.credentials is None:
             raise CredentialsError(f"CoinAPI needs {self.credential_name}: {self.credential_help}")
-        return {"X-CoinAPI-Key": self.credentials.key.reveal()}  # the key never goes in a frame
+        return {"X-CoinAPI-Key": self.credentials.secret.reveal()}  # the key never goes in a frame
 
     def parser(self, conn: str) -> CoinApiParser:
         return CoinApiParser(self.name, conn)
@@ -204,12 +188,7 @@ class CoinApiParser(Parser):
 
     def parse(self, raw: bytes | str, recv_ts: float) -> list[Event]:
         self.last_exch_ts = None
-        try:
-            msg = _decode(raw)
-        except (msgspec.DecodeError, UnicodeDecodeError):
-            raise FrameError("not valid JSON") from None
-        if not isinstance(msg, dict):
-            raise FrameError("not a JSON object")
+        msg = decode_object(raw, _decode)
         kind = msg.get("type")
         handler = self._handlers.get(kind) if isinstance(kind, str) else None
         if handler is None:

@@ -42,7 +42,7 @@ from tickerterm.core.events import (
     change,
 )
 from tickerterm.venues.auth import ENV_KEY, ENV_KEY_FILE, ENV_SECRET, CdpKey, build_jwt, load_cdp_key
-from tickerterm.venues.base import ChannelSpec, ErrorClass, Parser, VenueAdapter
+from tickerterm.venues.base import ChannelSpec, ErrorClass, Parser, VenueAdapter, decode_object
 from tickerterm.venues.fields import amount, optional_amount, optional_signed, text
 
 MARKET_URL = "wss://advanced-trade-ws.coinbase.com"
@@ -186,12 +186,7 @@ class CoinbaseParser(Parser):
                 pass
             else:
                 return self._l2_typed(frame, recv_ts)
-        try:
-            msg = _decode(raw)
-        except (msgspec.DecodeError, UnicodeDecodeError):
-            raise FrameError("not valid JSON") from None
-        if not isinstance(msg, dict):
-            raise FrameError("not a JSON object")
+        msg = decode_object(raw, _decode)
         channel = msg.get("channel")
         if channel is None:
             if msg.get("type") == "error":

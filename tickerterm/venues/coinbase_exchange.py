@@ -57,7 +57,7 @@ from tickerterm.venues.auth import (
     exchange_auth_fields,
     load_exchange_key,
 )
-from tickerterm.venues.base import ChannelSpec, ErrorClass, Parser, VenueAdapter
+from tickerterm.venues.base import ChannelSpec, ErrorClass, Parser, VenueAdapter, decode_object
 from tickerterm.venues.fields import amount, optional_amount, text
 
 MARKET_URL = "wss://ws-feed.exchange.coinbase.com"
@@ -209,12 +209,7 @@ class CoinbaseExchangeParser(Parser):
 
     def parse(self, raw: bytes | str, recv_ts: float) -> list[Event]:
         self.last_exch_ts = None
-        try:
-            msg = _decode(raw)
-        except (msgspec.DecodeError, UnicodeDecodeError):
-            raise FrameError("not valid JSON") from None
-        if not isinstance(msg, dict):
-            raise FrameError("not a JSON object")
+        msg = decode_object(raw, _decode)
         kind = msg.get("type")
         if not isinstance(kind, str):
             raise FrameError("no type")
