@@ -20,12 +20,11 @@ import asyncio
 import base64
 import json
 import random
-import uuid
-from decimal import Decimal
 from typing import Any, ClassVar
 
 from tickerterm.sim.coinbase import rfc3339
-from tickerterm.sim.market import SIZE_DECIMALS, Market, Step
+from tickerterm.sim.market import Step
+from tickerterm.sim.orders import OrderBookL3
 from tickerterm.sim.server import SimConnection, SimServer
 from tickerterm.venues.auth import ExchangeKey, Secret, verify_exchange_auth
 from tickerterm.venues.coinbase_exchange import CHANNELS
@@ -37,30 +36,6 @@ _ZEROS = ("0", "0.00", "0.00000000", "0.0", "0.000")
 AUTH_REQUIRED = "level2, level3, and full channels now require authentication."
 USER_ID = "5f1a0c7e9b3d2a0012345678"
 PROFILE_ID = "0c9a2d4e-7f31-4b6a-9d2e-5a1b3c4d5e6f"
-
-
-def lots_of(text: str) -> int:
-    return int(Decimal(text).scaleb(SIZE_DECIMALS))
-
-
-class _Orders:
-    """The orders behind one product's levels, oldest first per level."""
-
-    def __init__(self, market: Market, rng: random.Random) -> None:
-        self.rng = rng
-        self.levels: dict[tuple[str, str], list[list[Any]]] = {}
-        self.seq = 0
-        self.own: set[str] = set()
-        pt = market.price_text
-        for side, book in (("bid", market.bids), ("ask", market.asks)):
-            for price, lots in book.items():
-                self.levels[(side, pt(price))] = [[self.new_id(), lots]]
-
-    def new_id(self) -> str:
-        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
-
-    def total(self, key: tuple[str, str]) -> int:
-        return sum(o[1] for o in self.levels.get(key, ()))
 
 
 class CoinbaseExchangeSimConnection(SimConnection):
@@ -229,7 +204,7 @@ class CoinbaseExchangeSimConnection(SimConnection):
                         "type": "heartbeat",
                         "last_trade_id": m.trade_id,
                         "product_id": p,
-                        "sequence": server.orders[p].seq,
+                        "sequence": server.seq[p],
                         "time": ts,
                     }
                 )
@@ -253,17 +228,26 @@ class CoinbaseExchangeSim(SimServer):
         super().__init__(**kwargs)
         self.accounts: dict[str, tuple[str, str]] = dict(accounts or {})
         rng = random.Random(self.seed ^ 0xE3C)
-        self.orders = {p: _Orders(m, random.Random(rng.random())) for p, m in self.markets.items()}
+        self.orders = {p: OrderBookL3(m, random.Random(rng.random())) for p, m in self.markets.items()}
+        self.seq: dict[str, int] = dict.fromkeys(self.markets, 0)
+        """Per product: every full-channel message takes the next number."""
         self.step_messages: list[tuple[dict[str, Any], bool]] = []
         self.last_match: dict[str, dict[str, Any]] = {}
         for p, m in self.markets.items():  # a market with a past has a last match to send first
             if m.recent_trades:
                 t = m.recent_trades[-1]
                 self.last_match[p] = {
-                    "type": "match", "trade_id": t.trade_id, "maker_order_id": self.orders[p].new_id(),
-                    "taker_order_id": self.orders[p].new_id(), "side": _WIRE_SIDE[t.maker_side],
-                    "size": t.size, "price": t.price, "product_id": p, "sequence": 0, "time": rfc3339(t.ts),
-                }  # fmt: skip
+                    "type": "match",
+                    "trade_id": t.trade_id,
+                    "maker_order_id": self.orders[p].new_id(),
+                    "taker_order_id": self.orders[p].new_id(),
+                    "side": _WIRE_SIDE[t.maker_side],
+                    "size": t.size,
+                    "price": t.price,
+                    "product_id": p,
+                    "sequence": 0,
+                    "time": rfc3339(t.ts),
+                }
         self._zero = 0
 
     def zero(self) -> str:
@@ -291,133 +275,89 @@ class CoinbaseExchangeSim(SimServer):
         book = self.orders[product]
         out: list[tuple[dict[str, Any], bool]] = []
         ts = rfc3339(self.clock())
-        trades = list(step.trades)
-        taker: str | None = None
 
         def emit(msg: dict[str, Any], own: bool = False) -> None:
-            book.seq += 1
-            msg["sequence"] = book.seq
+            self.seq[product] += 1
+            msg["sequence"] = self.seq[product]
             msg["time"] = ts
             msg["product_id"] = product
             out.append((msg, own))
 
-        for side, px, sz in step.changes:
-            key = (side, px)
-            orders = book.levels.setdefault(key, [])
-            old, new = sum(o[1] for o in orders), lots_of(sz)
-            wire = _WIRE_SIDE[side]
-            if new > old:
-                oid = book.new_id()
-                own = book.rng.random() < 0.05
-                if own:
-                    book.own.add(oid)
-                size = Market.size_text(new - old)
+        for op in book.derive(step):
+            wire = _WIRE_SIDE[op.side]
+            taker_side = _WIRE_SIDE["ask" if op.side == "bid" else "bid"]
+            if op.kind == "open":
                 emit(
                     {
-                        "order_id": oid,
+                        "order_id": op.order_id,
                         "order_type": "limit",
-                        "size": size,
-                        "price": px,
+                        "size": op.size,
+                        "price": op.price,
                         "client_oid": "",
                         "type": "received",
                         "side": wire,
                     },
-                    own,
+                    op.own,
                 )
                 emit(
-                    {"price": px, "order_id": oid, "remaining_size": size, "type": "open", "side": wire}, own
+                    {
+                        "price": op.price,
+                        "order_id": op.order_id,
+                        "remaining_size": op.size,
+                        "type": "open",
+                        "side": wire,
+                    },
+                    op.own,
                 )
-                orders.append([oid, new - old])
-            elif new < old:
-                cut = old - new
-                if trades and trades[0].price == px and trades[0].maker_side == side:
-                    trade = trades.pop(0)
-                    if taker is None:
-                        taker = book.new_id()
-                        emit(
-                            {
-                                "order_id": taker,
-                                "order_type": "market",
-                                "funds": "1000000.00",
-                                "client_oid": "",
-                                "type": "received",
-                                "side": _WIRE_SIDE["ask" if side == "bid" else "bid"],
-                            }
-                        )
-                    while cut > 0:
-                        order = orders[0]
-                        take = min(order[1], cut)
-                        order[1] -= take
-                        cut -= take
-                        match = {
-                            "type": "match",
-                            "trade_id": trade.trade_id,
-                            "maker_order_id": order[0],
-                            "taker_order_id": taker,
-                            "side": wire,
-                            "size": Market.size_text(take),
-                            "price": px,
-                        }
-                        emit(match, order[0] in book.own)
-                        self.last_match[product] = dict(match)
-                        if order[1] == 0:
-                            orders.pop(0)
-                            emit(
-                                {
-                                    "order_id": order[0],
-                                    "reason": "filled",
-                                    "price": px,
-                                    "remaining_size": "0",
-                                    "type": "done",
-                                    "side": wire,
-                                },
-                                order[0] in book.own,
-                            )
-                            book.own.discard(order[0])
-                else:
-                    while cut > 0:
-                        order = orders[-1]
-                        if order[1] <= cut:
-                            orders.pop()
-                            cut -= order[1]
-                            emit(
-                                {
-                                    "order_id": order[0],
-                                    "reason": "canceled",
-                                    "price": px,
-                                    "remaining_size": Market.size_text(order[1]),
-                                    "type": "done",
-                                    "side": wire,
-                                },
-                                order[0] in book.own,
-                            )
-                            book.own.discard(order[0])
-                        else:
-                            old_size = Market.size_text(order[1])
-                            order[1] -= cut
-                            cut = 0
-                            emit(
-                                {
-                                    "order_id": order[0],
-                                    "side": wire,
-                                    "price": px,
-                                    "old_size": old_size,
-                                    "new_size": Market.size_text(order[1]),
-                                    "type": "change",
-                                },
-                                order[0] in book.own,
-                            )
-            if not orders:
-                del book.levels[key]
-        if taker is not None:
-            emit(
-                {
-                    "order_id": taker,
-                    "reason": "filled",
-                    "type": "done",
-                    "side": _WIRE_SIDE["ask" if step.trades[0].maker_side == "bid" else "bid"],
+            elif op.kind == "taker":
+                emit(
+                    {
+                        "order_id": op.order_id,
+                        "order_type": "market",
+                        "funds": "1000000.00",
+                        "client_oid": "",
+                        "type": "received",
+                        "side": taker_side,
+                    }
+                )
+            elif op.kind == "match":
+                match = {
+                    "type": "match",
+                    "trade_id": op.trade_id,
+                    "maker_order_id": op.order_id,
+                    "taker_order_id": op.taker_id,
+                    "side": wire,
+                    "size": op.size,
+                    "price": op.price,
                 }
-            )
+                emit(match, op.own)
+                self.last_match[product] = dict(match)
+            elif op.kind == "done":
+                emit(
+                    {
+                        "order_id": op.order_id,
+                        "reason": op.reason,
+                        "price": op.price,
+                        "remaining_size": op.size,
+                        "type": "done",
+                        "side": wire,
+                    },
+                    op.own,
+                )
+            elif op.kind == "change":
+                emit(
+                    {
+                        "order_id": op.order_id,
+                        "side": wire,
+                        "price": op.price,
+                        "old_size": op.old_size,
+                        "new_size": op.size,
+                        "type": "change",
+                    },
+                    op.own,
+                )
+            elif op.kind == "taker_done":
+                emit({"order_id": op.order_id, "reason": "filled", "type": "done", "side": taker_side})
         if self.markets[product].steps % 97 == 0:  # now and then a stop order is armed
             emit(
                 {
@@ -425,7 +365,7 @@ class CoinbaseExchangeSim(SimServer):
                     "order_id": book.new_id(),
                     "stop_type": "entry",
                     "side": "buy",
-                    "stop_price": px if step.changes else "1",
+                    "stop_price": step.changes[0][1] if step.changes else "1",
                     "size": "0.01",
                     "funds": "0",
                     "private": False,
@@ -442,7 +382,7 @@ class CoinbaseExchangeSim(SimServer):
         last = self.last_match.get(product)
         return {
             "type": "ticker",
-            "sequence": self.orders[product].seq,
+            "sequence": self.seq[product],
             "product_id": product,
             "price": pt(m.last_price),
             "open_24h": pt(m.open_24h),
@@ -489,22 +429,22 @@ class CoinbaseExchangeSim(SimServer):
         book = self.orders[product]
         m = self.markets[product]
         level = query.get("level", "1")
-        bids = sorted((k for k in book.levels if k[0] == "bid"), key=lambda k: -float(k[1]))
-        asks = sorted((k for k in book.levels if k[0] == "ask"), key=lambda k: float(k[1]))
         if level == "3":
-
-            def rows(keys: list[tuple[str, str]]) -> list[list[str]]:
-                return [
-                    [k[1], Market.size_text(o[1]), o[0]] for k in keys for o in book.levels[k] if o[1] > 0
-                ]
+            bids3, asks3 = book.orders("bid"), book.orders("ask")
+            body = {
+                "bids": [list(o) for o in bids3],
+                "asks": [list(o) for o in asks3],
+                "sequence": self.seq[product],
+            }
         elif level == "2":
-
-            def rows(keys: list[tuple[str, str]]) -> list[list[str]]:
-                return [[k[1], Market.size_text(book.total(k)), str(len(book.levels[k]))] for k in keys[:50]]
+            bids2, asks2 = m.snapshot_levels()
+            body = {
+                "bids": [[p, s, "1"] for p, s in bids2[:50]],
+                "asks": [[p, s, "1"] for p, s in asks2[:50]],
+                "sequence": self.seq[product],
+            }
         else:
             return 400, {"message": "level must be 2 or 3 here"}
-        _ = m
-        body = {"bids": rows(bids), "asks": rows(asks), "sequence": book.seq}
         if self.faults.snapshot_delay:  # taken now, delivered late: the feed moves on meanwhile
             await asyncio.sleep(self.faults.snapshot_delay)
         return 200, body

@@ -270,7 +270,14 @@ class Connection:
             await self._emit(
                 [RetryScheduled(adapter.name, self.clock(), self.conn_id, attempt, round(delay, 3))]
             )
-            log.info("%s: closed (%s); retry %d in %.2fs", self.conn_id, end.reason, attempt, delay)
+            log.info(
+                "%s: closed (code %s: %s); retry %d in %.2fs",
+                self.conn_id,
+                end.code,
+                end.reason,
+                attempt,
+                delay,
+            )
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
