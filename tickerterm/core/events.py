@@ -262,4 +262,17 @@ class Heartbeat(HealthEvent):
     exch_ts: float | None = None
 
 
+@dataclass(slots=True)
+class ReplayState(HealthEvent):
+    type: ClassVar[str] = "replay"
+    state: str
+    """``started``, ``paused``, ``resumed``, ``completed``, ``stopped`` (the venue's ``replay_*`` names)."""
+    product: str = ""
+    current: float | None = None
+    """Where the replay stands, UNIX seconds of history."""
+    start: float | None = None
+    end: float | None = None
+    speed: float | None = None
+
+
 MARKET_TYPES = (Ticker, Trade, BookSnapshot, BookUpdate, Candle, ProductStatus, OrderUpdate, BalanceUpdate)

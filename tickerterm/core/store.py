@@ -33,6 +33,7 @@ from tickerterm.core.events import (
     Malformed,
     OrderUpdate,
     ProductStatus,
+    ReplayState,
     RetryScheduled,
     Stale,
     Subscribed,
@@ -78,6 +79,8 @@ class Store:
         self.orders: OrderedDict[tuple[str, str], OrderUpdate] = OrderedDict()
         self.balances: dict[str, dict[str, str]] = {}
         self.health: dict[str, ConnectionHealth] = {}
+        self.replay: ReplayState | None = None
+        """The replay in progress (or last ended), where the venue replays history."""
         self.tickers_version = 0
         self.tape_version = 0
         self.candles_version = 0
@@ -305,6 +308,18 @@ class Store:
                 self.books_version += 1
             case BookResynced():
                 self.books_version += 1
+            case ReplayState():
+                old = self.replay
+                if old is not None and ev.state != "started":  # later notices only say where it stands
+                    ev = replace(
+                        ev,
+                        product=ev.product or old.product,
+                        current=ev.current if ev.current is not None else old.current,
+                        start=old.start if ev.start is None else ev.start,
+                        end=old.end if ev.end is None else ev.end,
+                        speed=old.speed if ev.speed is None else ev.speed,
+                    )
+                self.replay = ev
             case BookResyncing():
                 self.book(ev.venue, ev.product).mark_resyncing()
                 h.resyncs += 1
@@ -361,5 +376,6 @@ for _cls in (
     BookUnsafe,
     BookResyncing,
     BookResynced,
+    ReplayState,
 ):
     _HANDLERS[_cls] = Store._health  # type: ignore[assignment]

@@ -17,12 +17,13 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from tickerterm.core.errors import ConfigError
 from tickerterm.core.events import Event
 from tickerterm.core.store import Store
 from tickerterm.stream.policy import RetryPolicy
-from tickerterm.stream.worker import Connection, Sink
+from tickerterm.stream.worker import Connection, ReplayPlan, Sink
 from tickerterm.venues.base import VenueAdapter
 
 
@@ -40,6 +41,7 @@ class Feed:
         queue_size: int = 10_000,
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
+        replay: ReplayPlan | None = None,
     ) -> None:
         """``collect=False`` skips the event queue (a dashboard reads the store instead); ``sink`` is
         called with each frame's events right after they are applied, instead of the queue."""
@@ -57,6 +59,8 @@ class Feed:
         self._user_sink = sink
         rng = random.Random(seed)
         self._rng = rng
+        self.replay = replay
+        """History replayed instead of live data (a venue with replay; one product)."""
         self.connections: dict[str, Connection] = {}
         """By endpoint; a venue that limits streams per connection gets ``market#2``, ``market#3``..."""
         for spec in specs:
@@ -83,6 +87,7 @@ class Feed:
                 clock=self.clock,
                 rng=random.Random(rng.random()),
                 shard=shard,
+                replay=self.replay if endpoint == "market" else None,
             )
             self.connections[key] = conn
         return conn
@@ -208,6 +213,13 @@ class Feed:
         for conn in self._shards(spec.endpoint):
             if spec.name in conn.subs:
                 await conn.unsubscribe(spec.name, wanted)
+
+    async def control(self, action: str, **args: Any) -> None:
+        """Drive a replay: ``pause``, ``resume``, ``stop``, ``seek`` (``timestamp=``), ``speed``."""
+        conn = self.connections.get("market")
+        if conn is None or conn.replay is None:
+            raise ConfigError("this feed is not replaying")
+        await conn.control(action, **args)
 
     def subscriptions(self) -> dict[str, list[str]]:
         """What the feed keeps subscribed (restored after every reconnect), over all connections."""

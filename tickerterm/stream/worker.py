@@ -19,13 +19,13 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from tickerterm.core.errors import FrameError, no_debug
+from tickerterm.core.errors import ConfigError, FrameError, no_debug
 from tickerterm.core.events import (
     BookResynced,
     BookResyncing,
@@ -64,6 +64,17 @@ UNREACHABLE_HINT = "check the URL (--url) and the network; --sim runs the built-
 
 
 @dataclass(slots=True)
+class ReplayPlan:
+    """History to replay instead of live subscriptions (venues with replay: 0xArchive)."""
+
+    product: str
+    channels: list[str]
+    start: float
+    end: float
+    speed: float = 1.0
+
+
+@dataclass(slots=True)
 class _End:
     code: int | None
     reason: str
@@ -88,12 +99,16 @@ class Connection:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         shard: int = 1,
+        replay: ReplayPlan | None = None,
     ) -> None:
         self.adapter = adapter
         self.endpoint = endpoint
         self.shard = shard
         """1 for the endpoint's first connection; 2, 3... for more under a per-connection stream limit."""
         self.started = False
+        self.replay = replay
+        """When set, the session replays this history instead of subscribing (resumed where it stood
+        after a reconnect)."""
         self.conn_id = adapter.connection_id(endpoint) + ("" if shard == 1 else f"#{shard}")
         self.store = store
         self.subs = subscriptions or Subscriptions()
@@ -143,6 +158,30 @@ class Connection:
             if self.subs.has(channel, product):
                 return channel
         return None
+
+    async def control(self, action: str, **args: Any) -> None:
+        """A replay control: ``pause``, ``resume``, ``stop``, ``seek`` (``timestamp``), ``speed``."""
+        plan = self.replay
+        if plan is None:
+            raise ConfigError("not replaying")
+        if action == "speed":  # a new replay from where it stands, at the new speed
+            plan.speed = float(args["speed"])
+            plan.start = self._replay_position()
+            await self._send(
+                self.adapter.replay_frames(plan.product, plan.channels, plan.start, plan.end, plan.speed)
+            )
+            return
+        if action == "seek":
+            plan.start = float(args["timestamp"])
+        await self._send(self.adapter.control_frames(action, **args))
+
+    def _replay_position(self) -> float:
+        plan = self.replay
+        assert plan is not None
+        state = self.store.replay
+        if state is not None and state.current is not None and plan.start <= state.current <= plan.end:
+            return state.current
+        return plan.start
 
     async def stop(self) -> None:
         self._stopping = True
@@ -315,6 +354,13 @@ class Connection:
         self._listen_key = self.adapter.parse_listen_key(response.content)
         return self.adapter.url_with_key(self.endpoint, self._listen_key)
 
+    async def _ping(self) -> None:
+        """Application-level pings, for venues that ask for them (0xArchive: every 25 s)."""
+        frame = self.adapter.keepalive_frame()
+        while frame is not None:
+            await asyncio.sleep(self.adapter.keepalive_every)
+            await self._send([frame])
+
     async def _keep_listen_key(self) -> None:
         """Renew the listen key while the session lasts; a refusal ends the session (a new key next)."""
         import httpx
@@ -362,6 +408,7 @@ class Connection:
         )
         self._last_rx = time.monotonic()
         watchdog = asyncio.create_task(self._watchdog(ws))
+        pinger = asyncio.create_task(self._ping()) if adapter.keepalive_every else None
         keeper = (
             asyncio.create_task(self._keep_listen_key())
             if self.adapter.listen_key_keepalive and self._listen_key
@@ -370,9 +417,15 @@ class Connection:
         end: _End
         try:
             self._follow_keepalive(self._all_products())
-            if adapter.scoped:
+            if self.replay is not None:  # history instead of live data, from where it stood
+                plan = self.replay
+                start = self._replay_position()
+                await self._send(
+                    adapter.replay_frames(plan.product, plan.channels, start, plan.end, plan.speed)
+                )
+            elif adapter.scoped:
                 await self._send(adapter.scope_frames(self._scope()))
-            for channel in self.subs.channels() if not adapter.scoped else ():
+            for channel in self.subs.channels() if not (adapter.scoped or self.replay) else ():
                 products = self.subs.products(channel)
                 if adapter.channel(channel).per_product and not products:
                     continue
@@ -412,10 +465,11 @@ class Connection:
             watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watchdog
-            if keeper is not None:
-                keeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await keeper
+            for task in (keeper, pinger):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             for task in self._snapshot_tasks.values():
                 task.cancel()
             self._snapshot_tasks.clear()

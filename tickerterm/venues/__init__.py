@@ -8,12 +8,14 @@ from tickerterm.venues.bitzoom import Bitzoom
 from tickerterm.venues.coinapi import CoinApi
 from tickerterm.venues.coinbase import CoinbaseAdvancedTrade
 from tickerterm.venues.coinbase_exchange import CoinbaseExchange
+from tickerterm.venues.oxarchive import OxArchive
 
 VENUES: dict[str, type[VenueAdapter]] = {
     CoinbaseAdvancedTrade.name: CoinbaseAdvancedTrade,
     CoinbaseExchange.name: CoinbaseExchange,
     Bitzoom.name: Bitzoom,
     CoinApi.name: CoinApi,
+    OxArchive.name: OxArchive,
 }
 
 

@@ -164,6 +164,8 @@ class VenueAdapter(ABC):
     max_streams_per_connection: ClassVar[int | None] = None
     """Streams (channel x product) one connection may carry; beyond it the feed opens more."""
     max_connections: ClassVar[int] = 1
+    keepalive_every: ClassVar[float] = 0.0
+    """Seconds between application-level pings (``keepalive_frame``), for venues that want them."""
     scoped: ClassVar[bool] = False
     """The venue takes the whole subscription in one message (CoinAPI's ``hello``): the worker sends
     ``scope_frames`` with everything tracked whenever it changes, instead of per-channel frames."""
@@ -250,6 +252,19 @@ class VenueAdapter(ABC):
     ) -> list[str]:
         """Frames that end ``products`` on ``channel`` (None: the whole channel; ``listed`` then says
         which products that was, for venues whose frames must name every stream)."""
+
+    def keepalive_frame(self) -> str | None:
+        return None
+
+    def replay_frames(
+        self, product: str, channels: list[str], start: float, end: float, speed: float
+    ) -> list[str]:
+        """The frames that start replaying ``product``'s history from ``start`` to ``end`` (UNIX s)."""
+        raise ConfigError(f"{self.name} has no replay")
+
+    def control_frames(self, action: str, **args: Any) -> list[str]:
+        """Frames for a replay control: ``pause``, ``resume``, ``seek`` (``timestamp``), ``stop``."""
+        raise ConfigError(f"{self.name} has no replay")
 
     def scope_frames(self, subs: Mapping[str, list[str]]) -> list[str]:
         """For ``scoped`` venues: the frames that make ``subs`` (channel -> products) the whole scope."""
