@@ -9,6 +9,7 @@ from tickerterm.sim.coinbase import CoinbaseSim
 from tickerterm.sim.coinbase_exchange import CoinbaseExchangeSim
 from tickerterm.sim.faults import Faults
 from tickerterm.sim.market import DEFAULT_PRODUCTS, Market, ProductSpec
+from tickerterm.sim.oxarchive import OxArchiveSim
 from tickerterm.sim.server import SimServer, SimTiming
 
 SIMULATORS: dict[str, type[SimServer]] = {
@@ -16,6 +17,7 @@ SIMULATORS: dict[str, type[SimServer]] = {
     CoinbaseExchangeSim.venue: CoinbaseExchangeSim,
     BitzoomSim.venue: BitzoomSim,
     CoinApiSim.venue: CoinApiSim,
+    OxArchiveSim.venue: OxArchiveSim,
 }
 
 SIM_PRODUCTS: tuple[str, ...] = tuple(p.product for p in DEFAULT_PRODUCTS)
@@ -38,6 +40,7 @@ __all__ = [
     "CoinbaseSim",
     "Faults",
     "Market",
+    "OxArchiveSim",
     "ProductSpec",
     "SimServer",
     "SimTiming",

@@ -36,6 +36,8 @@ class Faults:
     """Venues with maintenance notices (Bitzoom): after S seconds send the notice, then close with 1001."""
     reconnect_notice_after: float | None = None
     """Venues with reconnect notices (CoinAPI): after S seconds announce a close, then close 1 s later."""
+    gap_notice_after: float | None = None
+    """Venues that announce their own gaps (0xArchive): after S seconds a gap notice for every live book."""
     snapshot_delay: float = 0.0
     """Seconds a venue that resends a book snapshot (a resubscribe on the same connection) takes to do it."""
 

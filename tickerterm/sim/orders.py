@@ -38,6 +38,8 @@ class OrderOp:
     reason: str = ""
     trade_id: int = 0
     taker_id: str = ""
+    left: str = ""
+    """match: what is left of the resting order after the fill."""
     own: bool = False
     """An order of the simulator's test account."""
 
@@ -112,6 +114,7 @@ class OrderBookL3:
                                 trade_id=trade.trade_id,
                                 taker_id=taker,
                                 own=oid in self.own,
+                                left=Market.size_text(int(order[1])),
                             )
                         )
                         if order[1] == 0:
