@@ -77,6 +77,9 @@ class StaticFeed:
         self.calls.append(("unsubscribe", channel, products))
         self.subs.pop(channel, None)
 
+    async def control(self, action: str, **args: Any) -> None:
+        self.calls.append(("control", action, args))  # type: ignore[arg-type]
+
     def subscriptions(self) -> dict[str, list[str]]:
         return {c: list(p) for c, p in self.subs.items()}
 

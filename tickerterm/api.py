@@ -11,7 +11,7 @@ from tickerterm.core.store import Store
 from tickerterm.sim import SimServer, simulator_class
 from tickerterm.stream.feed import Feed
 from tickerterm.stream.policy import RetryPolicy
-from tickerterm.stream.worker import Sink
+from tickerterm.stream.worker import ReplayPlan, Sink
 from tickerterm.venues import venue_class
 
 
@@ -32,6 +32,7 @@ async def open_feed(
     collect: bool = True,
     sink: Sink | None = None,
     store: Store | None = None,
+    replay: ReplayPlan | None = None,
 ) -> AsyncIterator[Feed]:
     """A started ``Feed`` for ``venue``; with ``sim=True`` the venue is the built-in simulator on a
     loopback port (the feed's ``sim`` attribute), with a generated key for its test account."""
@@ -57,7 +58,9 @@ async def open_feed(
             urls["user"] = user_url
     try:
         adapter = cls(urls=urls, credentials=credentials)
-        feed = Feed(adapter, products, channels, policy=policy, collect=collect, sink=sink, store=store)
+        feed = Feed(
+            adapter, products, channels, policy=policy, collect=collect, sink=sink, store=store, replay=replay
+        )
         feed.sim = server  # type: ignore[attr-defined]
         async with feed:
             yield feed

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import UTC
 from typing import Any, NoReturn
 
 from tickerterm import __version__
@@ -26,8 +27,9 @@ from tickerterm.sim import SIMULATORS, simulator_class
 from tickerterm.sim.faults import Faults
 from tickerterm.sim.server import SimTiming
 from tickerterm.stream.policy import RetryPolicy
+from tickerterm.stream.worker import ReplayPlan
 from tickerterm.tuning import tune_gc
-from tickerterm.venues import VENUES, venue_class
+from tickerterm.venues import VENUES, VenueAdapter, venue_class
 
 log = logging.getLogger("tickerterm")
 
@@ -106,6 +108,13 @@ def feed_parser() -> argparse.ArgumentParser:
     p.add_argument("--user-url", help="user-data WebSocket URL, where the venue has one")
     p.add_argument("--rest-url", help="REST base URL for book snapshots, where the venue needs them")
     p.add_argument("--sandbox", action="store_true", help="the venue's sandbox/testnet endpoints")
+    p.add_argument(
+        "--replay",
+        metavar="START..END",
+        help="replay history instead of live data (0xarchive): times as 2024-01-01T12:00, UNIX seconds, "
+        "or relative to now like -30m..-10m or -1h..now",
+    )
+    p.add_argument("--speed", type=_positive(float), default=10.0, help="replay speed (default 10x)")
     p.add_argument("--key-file", help="API key file (else the venue's environment variables)")
     p.add_argument(
         "--sim", action="store_true", help="run against the built-in simulator (no network, no keys)"
@@ -215,7 +224,51 @@ def _plan(ns: argparse.Namespace) -> dict[str, Any]:
     if ns.sandbox and not cls.sandbox_endpoints:
         raise ConfigError(f"{cls.name} has no sandbox")
     faults = Faults.parse(ns.fault)
-    return {"products": products, "channels": channels, "faults": faults}
+    replay = None
+    if ns.replay:
+        if cls.replay_frames is VenueAdapter.replay_frames:
+            raise ConfigError(f"{cls.name} has no replay (0xarchive has)")
+        if len(products) != 1:
+            raise ConfigError("--replay takes one product (--products BTC)")
+        start, end = _replay_window(ns.replay)
+        replay = ReplayPlan(products[0], channels, start, end, ns.speed)
+    return {"products": products, "channels": channels, "faults": faults, "replay": replay}
+
+
+def _replay_window(text: str) -> tuple[float, float]:
+    """``START..END``: ISO times, UNIX seconds, ``now``, or offsets from now such as ``-30m``."""
+    import time
+    from datetime import datetime
+
+    def one(part: str) -> float:
+        part = part.strip()
+        now = time.time()
+        if part == "now":
+            return now
+        units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+        if part[:1] == "-" and part[-1:] in units and part[1:-1].replace(".", "", 1).isdigit():
+            return now - float(part[1:-1]) * units[part[-1]]
+        try:
+            return float(part)
+        except ValueError:
+            pass
+        try:
+            moment = datetime.fromisoformat(part)
+        except ValueError:
+            raise ConfigError(
+                f"--replay: {part[:30]!r} is not a time (2024-01-01T12:00, UNIX seconds, -30m, now)"
+            ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp()
+
+    start_text, sep, end_text = text.partition("..")
+    if not sep:
+        raise ConfigError("--replay takes START..END, e.g. -30m..-10m")
+    start, end = one(start_text), one(end_text)
+    if not start < end:
+        raise ConfigError("--replay: START must come before END")
+    return start, end
 
 
 def _sim_options_of(ns: argparse.Namespace, plan: dict[str, Any]) -> dict[str, Any]:
@@ -255,6 +308,7 @@ def run_dashboard(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
             rest_url=ns.rest_url,
             policy=policy,
             collect=False,
+            replay=plan["replay"],
             store=store,
         )
 
@@ -267,6 +321,7 @@ def run_dashboard(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
         fps=ns.fps,
         light=ns.light,
         theme=("ansi-light" if ns.light else "ansi-dark") if ns.ansi else None,
+        replay=plan["replay"] is not None,
     )
     tune_gc()  # again, now that textual is loaded
     app.run()
@@ -320,6 +375,7 @@ async def run_feed(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
         rest_url=ns.rest_url,
         policy=policy,
         sink=sink,
+        replay=plan["replay"],
     ) as feed:
         store_ref.append(feed.store)
         waiters = [asyncio.ensure_future(done.wait()), asyncio.ensure_future(feed.wait_finished())]

@@ -53,6 +53,8 @@ class FeedLike(Protocol):
 
     def subscriptions(self) -> dict[str, list[str]]: ...
 
+    async def control(self, action: str, **args: Any) -> None: ...
+
 
 Opener = Callable[[Store], AbstractAsyncContextManager[FeedLike]]
 
@@ -77,6 +79,11 @@ class TickertermApp(App[None]):
         Binding("5", "focus_panel(5)", "Health", id="panel.health", show=False),
         Binding("z", "toggle_maximize", "Max", id="panel.maximize"),
         Binding("space", "toggle_pause", "Pause", id="display.pause"),
+        Binding("left", "replay_seek(-60)", "Back 1m", id="replay.back", show=False),
+        Binding("right", "replay_seek(60)", "On 1m", id="replay.forward", show=False),
+        Binding("plus,equals_sign", "replay_speed(2.0)", "Faster", id="replay.faster", show=False),
+        Binding("minus", "replay_speed(0.5)", "Slower", id="replay.slower", show=False),
+        Binding("x", "replay_stop", "Stop replay", id="replay.stop", show=False),
         Binding("L", "toggle_light", "Light/dark", id="display.theme", show=False),
         Binding("question_mark", "show_help", "Help", id="help"),
         Binding("q", "quit", "Quit", id="quit"),
@@ -91,7 +98,10 @@ class TickertermApp(App[None]):
         ("1 2 3 4 5", "focus tickers, depth, chart, tape, health (on a small screen: show it)"),
         ("tab, shift+tab", "next / previous panel"),
         ("z", "maximise the focused panel (escape restores)"),
-        ("space", "pause / resume the display (data keeps flowing)"),
+        ("space", "pause / resume the display (data keeps flowing); in a replay: pause / resume it"),
+        ("← →", "replay: seek back / on one minute"),
+        ("+ -", "replay: twice / half as fast"),
+        ("x", "replay: stop"),
         ("L", "light / dark theme"),
         ("ctrl+p", "command palette: every action"),
         ("?", "this help"),
@@ -111,6 +121,7 @@ class TickertermApp(App[None]):
         light: bool = False,
         theme: str | None = None,
         store: Store | None = None,
+        replay: bool = False,
     ) -> None:
         super().__init__()
         self.opener = opener
@@ -121,6 +132,8 @@ class TickertermApp(App[None]):
         self.feed: FeedLike | None = None
         self.feed_ready = asyncio.Event()
         self.paused = False
+        self.replaying = replay
+        """The feed replays history: space, arrows, + - and x drive the replay."""
         self.ticks = 0
         self._light = light
         self._theme = theme
@@ -171,6 +184,8 @@ class TickertermApp(App[None]):
         trouble = connection_trouble(self.store)
         if trouble:
             parts.append(trouble)  # visible even when the health panel is not (80x24)
+        if self.replaying:
+            parts.append(replay_mark(self.store))
         if self.paused:
             parts.append("PAUSED")
         return " · ".join(parts)
@@ -296,7 +311,32 @@ class TickertermApp(App[None]):
             screen.maximize(self.focused)
         self.call_after_refresh(self.render_tick, True)
 
-    def action_toggle_pause(self) -> None:
+    async def action_replay_seek(self, seconds: float) -> None:
+        state = self.store.replay
+        if not self.replaying or self.feed is None or state is None or state.current is None:
+            return
+        target = state.current + seconds
+        if state.start is not None and state.end is not None:
+            target = min(max(target, state.start), state.end)
+        await self.feed.control("seek", timestamp=target)
+
+    async def action_replay_speed(self, factor: float) -> None:
+        state = self.store.replay
+        if not self.replaying or self.feed is None:
+            return
+        speed = (state.speed if state is not None and state.speed else 1.0) * factor
+        await self.feed.control("speed", speed=max(0.25, min(speed, 10_000.0)))
+
+    async def action_replay_stop(self) -> None:
+        if self.replaying and self.feed is not None:
+            await self.feed.control("stop")
+
+    async def action_toggle_pause(self) -> None:
+        if self.replaying and self.feed is not None:  # a replay pauses at the venue: history waits
+            state = self.store.replay
+            paused = state is not None and state.state == "paused"
+            await self.feed.control("resume" if paused else "pause")
+            return
         self.paused = not self.paused
         self.sub_title = self._subtitle()
         if not self.paused:
@@ -340,7 +380,26 @@ _COMMAND_TITLES = {
     "panel.maximize": "Maximise or restore the focused panel",
     "display.pause": "Pause or resume the display",
     "display.theme": "Light or dark theme",
+    "replay.back": "Replay: seek back a minute",
+    "replay.forward": "Replay: seek on a minute",
+    "replay.faster": "Replay: twice as fast",
+    "replay.slower": "Replay: half as fast",
+    "replay.stop": "Replay: stop",
 }
+
+
+def replay_mark(store: Store) -> str:
+    """``REPLAY 12:01:30 x10`` (and PAUSED, DONE or STOPPED): where the history being replayed stands."""
+    state = store.replay
+    if state is None:
+        return "REPLAY"
+    text = "REPLAY"
+    if state.current is not None:
+        text += " " + time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(state.current))
+    if state.speed:
+        text += f" x{state.speed:g}"
+    extra = {"paused": "PAUSED", "completed": "DONE", "stopped": "STOPPED"}.get(state.state)
+    return f"{text} {extra}" if extra else text
 
 
 def connection_trouble(store: Store) -> str:
