@@ -112,7 +112,7 @@ def feed_parser() -> argparse.ArgumentParser:
         "--replay",
         metavar="START..END",
         help="replay history instead of live data (0xarchive): times as 2024-01-01T12:00, UNIX seconds, "
-        "or relative to now like -30m..-10m or -1h..now",
+        "or relative to now like now-30m..now-10m or now-1h..now",
     )
     p.add_argument("--speed", type=_positive(float), default=10.0, help="replay speed (default 10x)")
     p.add_argument("--key-file", help="API key file (else the venue's environment variables)")
@@ -246,8 +246,9 @@ def _replay_window(text: str) -> tuple[float, float]:
         if part == "now":
             return now
         units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-        if part[:1] == "-" and part[-1:] in units and part[1:-1].replace(".", "", 1).isdigit():
-            return now - float(part[1:-1]) * units[part[-1]]
+        ago = part.removeprefix("now")
+        if ago[:1] == "-" and ago[-1:] in units and ago[1:-1].replace(".", "", 1).isdigit():
+            return now - float(ago[1:-1]) * units[ago[-1]]
         try:
             return float(part)
         except ValueError:
@@ -264,7 +265,7 @@ def _replay_window(text: str) -> tuple[float, float]:
 
     start_text, sep, end_text = text.partition("..")
     if not sep:
-        raise ConfigError("--replay takes START..END, e.g. -30m..-10m")
+        raise ConfigError("--replay takes START..END, e.g. now-30m..now-10m")
     start, end = one(start_text), one(end_text)
     if not start < end:
         raise ConfigError("--replay: START must come before END")
