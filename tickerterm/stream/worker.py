@@ -46,7 +46,7 @@ from tickerterm.core.events import (
 from tickerterm.core.health import close_meaning
 from tickerterm.core.store import Store
 from tickerterm.stream.policy import RateLimiter, RetryPolicy
-from tickerterm.venues.base import Parser, Subscriptions, VenueAdapter
+from tickerterm.venues.base import Parser, Subscriptions, VenueAdapter, redact_url
 
 if TYPE_CHECKING:
     import httpx
@@ -685,4 +685,4 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
     text = str(exc) or type(exc).__name__
-    return text.splitlines()[0][:200]
+    return redact_url(text.splitlines()[0][:200])  # an invalid URL is quoted whole: its key must not be

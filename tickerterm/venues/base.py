@@ -44,6 +44,17 @@ class ChannelSpec:
     """Takes a product list (else the channel is venue-wide)."""
 
 
+_SECRET_PARAM = re.compile(
+    r"(?i)([?&](?:api[-_]?key|key|token|access[-_]?token|secret|signature|passphrase)=)[^&#]*"
+)
+_USERINFO = re.compile(r"^([a-z]+://)[^/@]*@")
+
+
+def redact_url(url: str) -> str:
+    """``wss://x/ws?apiKey=0xa_123&v=2`` -> ``wss://x/ws?apiKey=***&v=2``."""
+    return _USERINFO.sub(r"\1***@", _SECRET_PARAM.sub(r"\1***", url))
+
+
 class Subscriptions:
     """Tracked subscription state: channel -> products (insertion-ordered), restored on reconnect."""
 
@@ -218,8 +229,9 @@ class VenueAdapter(ABC):
         return self.urls[endpoint]
 
     def display_url(self, endpoint: str) -> str:
-        """The URL as it may be shown or logged (credentials removed)."""
-        return self.urls[endpoint]
+        """The URL as it may be shown or logged: credentials in it (``?apiKey=…``, a token, user:password@)
+        are replaced by ``***``."""
+        return redact_url(self.url(endpoint))
 
     def connect_headers(self, endpoint: str) -> dict[str, str]:
         return {}
