@@ -131,6 +131,15 @@ class Store:
             cached = self._resampled[(key, interval)] = minute.resample(interval, self.candle_len)
         return cached
 
+    def replay_progress(self, at: float) -> None:
+        """Where the replay in progress stands (from the replayed frames; shown in the header)."""
+        state = self.replay
+        if state is None or state.state in ("stopped", "completed"):
+            return
+        if state.current is None or abs(at - state.current) >= 1.0:
+            self.health_version += 1  # the header's clock moves a second at a time
+        state.current = at
+
     def _finer_venue_series(self, key: Key, interval: int) -> CandleSeries | None:
         venue_series = self.venue_candles.get(key, {})
         finer = [s for i, s in venue_series.items() if i < interval and interval % i == 0 and len(s)]

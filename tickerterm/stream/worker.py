@@ -442,6 +442,9 @@ class Connection:
                     await self._emit([Malformed(adapter.name, now, self.conn_id, str(exc))])
                     continue
                 health.note_message(now, parser.last_exch_ts)
+                if parser.replayed_at is not None:
+                    store.replay_progress(parser.replayed_at)
+                    parser.replayed_at = None
                 health.unknown = parser.unknown
                 health.out_of_order = parser.out_of_order
                 if events:

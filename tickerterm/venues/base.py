@@ -137,6 +137,8 @@ class Parser(ABC):
         """Frames older than one already seen (ignored, counted)."""
         self.last_exch_ts: float | None = None
         """The venue's time on the last frame, for latency."""
+        self.replayed_at: float | None = None
+        """In a replay: the history time of the last replayed frame (UNIX seconds)."""
 
         self.snapshot_wanted: list[tuple[str, str]] = []
         """``(channel, product)`` books this parser needs a REST snapshot for; the stream worker

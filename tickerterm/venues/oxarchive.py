@@ -200,6 +200,8 @@ class OxArchiveParser(Parser):
         kind = msg.get("type")
         try:
             if kind in ("data", "historical_data", "replay_snapshot"):
+                if kind != "data" and isinstance(msg.get("timestamp"), int):
+                    self.replayed_at = msg["timestamp"] / 1000
                 handler = self._data.get(str(msg.get("channel")))
                 if handler is None:
                     self.unknown += 1
