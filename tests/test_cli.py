@@ -28,7 +28,7 @@ def run(
     [
         (
             ["--venue", "kraken"],
-            "unknown venue 'kraken' (choose from: bitzoom, coinapi, coinbase, coinbase-exchange)",
+            "unknown venue 'kraken' (choose from: 0xarchive, bitzoom, coinapi, coinbase, coinbase-exchange)",
         ),
         (
             ["--sim", "--products", "FOO-USD"],
@@ -65,6 +65,20 @@ def run(
             ["--venue", "bitzoom", "--channels", "user", "--headless"],
             "needs a Bitzoom API token: set BITZOOM_API_TOKEN",
         ),
+        (["--replay", "now-1h..now"], "coinbase has no replay (0xarchive has)"),
+        (
+            ["--venue", "0xarchive", "--sim", "--replay", "now-1h..now"],
+            "--replay takes one product (--products BTC)",
+        ),
+        (
+            ["--venue", "0xarchive", "--sim", "--products", "BTC", "--replay", "now..now-1h"],
+            "START must come before END",
+        ),
+        (
+            ["--venue", "0xarchive", "--sim", "--products", "BTC", "--replay", "yesterday..now"],
+            "is not a time",
+        ),
+        (["--venue", "0xarchive", "--headless"], "needs a 0xArchive API key: set OXARCHIVE_API_KEY"),
         (["--venue", "coinapi", "--headless"], "channel 'quote' needs a CoinAPI key: set COINAPI_KEY"),
         (
             ["--venue", "coinapi", "--products", "BTCUSD"],
@@ -75,7 +89,7 @@ def run(
 def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
     no_keys = [f"COINBASE_{name}" for name in ("API_KEY", "API_SECRET", "KEY_FILE")]
     no_keys += [f"COINBASE_EXCHANGE_{name}" for name in ("API_KEY", "API_SECRET", "PASSPHRASE", "KEY_FILE")]
-    no_keys += ["BITZOOM_API_TOKEN", "COINAPI_KEY"]
+    no_keys += ["BITZOOM_API_TOKEN", "COINAPI_KEY", "OXARCHIVE_API_KEY"]
     result = run(*args, env=dict.fromkeys(no_keys, ""))
     assert result.returncode == 2
     assert result.stdout == ""
@@ -358,3 +372,28 @@ def test_standalone_coinapi_simulator_with_a_key_file_and_no_key_leaks(tmp_path:
         sim.send_signal(signal.SIGINT)
         sim.communicate(timeout=30)
     assert sim.returncode == 0
+
+
+def test_headless_replay_on_the_simulator() -> None:
+    result = run(
+        *(
+            "--venue",
+            "0xarchive",
+            "--sim",
+            "--products",
+            "BTC",
+            "--replay",
+            "now-20m..now-18m",
+            "--speed",
+            "300",
+        ),
+        *("--headless", "--duration", "8"),
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    states = [line["state"] for line in lines if line["type"] == "replay"]
+    assert states[0] == "started" and states[-1] == "completed"
+    books = [line for line in lines if line["type"] == "book"]
+    assert books and all(line["product"] == "BTC" and line["snapshot"] for line in books)
+    started = next(line for line in lines if line["type"] == "replay")
+    assert all(started["start"] - 1 <= b["exch_ts"] <= started["end"] + 1 for b in books[1:])  # history only

@@ -477,3 +477,44 @@ async def test_dashboard_on_coinapi_shows_the_exchange_and_keys_resend_the_hello
             await pilot.press("b")
             await until(pilot, lambda: "book" in frames[-1]["subscribe_data_type"])
             await until(pilot, lambda: app.store.book("coinapi", "COINBASE:BTC-USD").state == "ok")
+
+
+async def test_replay_keys_drive_the_venues_replay_and_the_header_says_replay() -> None:
+    from tickerterm.sim.oxarchive import OxArchiveSim
+    from tickerterm.stream.worker import ReplayPlan
+    from tickerterm.venues.oxarchive import OxArchive
+
+    from .conftest import FAST, fast_policy
+
+    channels = {"book": "orderbook", "trades": "trades", "candles": "candles"}
+    async with OxArchiveSim(rate=40.0, depth=300, seed=7, timing=FAST, warmup=1200) as sim:
+        credentials = sim.client_credentials()
+        now = sim.clock()
+        plan = ReplayPlan("BTC", list(channels.values()), now - 3000, now - 600, 5.0)
+
+        def opener(store: Any) -> Feed:
+            adapter = OxArchive(urls={"market": sim.url}, credentials=credentials)
+            names = list(channels.values())
+            return Feed(
+                adapter, ["BTC"], names, policy=fast_policy(), collect=False, store=store, replay=plan
+            )
+
+        app = TickertermApp(
+            opener, venue="0xarchive", products=["BTC"], channels=channels, simulated=True, replay=True
+        )
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: "spread" in text_of(app.query_one(DepthLadder)))
+            await until(pilot, lambda: "REPLAY 20" in str(app.sub_title) and "x5" in str(app.sub_title))
+            ops = lambda: [m["op"] for m in sim.all_connections[0].received]  # noqa: E731
+            await pilot.press("space")
+            await until(pilot, lambda: ops()[-1] == "replay.pause" and "PAUSED" in str(app.sub_title))
+            await pilot.press("space")
+            await until(pilot, lambda: ops()[-1] == "replay.resume")
+            await pilot.press("right")
+            await until(pilot, lambda: ops()[-1] == "replay.seek")
+            await pilot.press("plus")
+            await until(
+                pilot, lambda: ops()[-1] == "replay" and sim.all_connections[0].received[-1]["speed"] == 10.0
+            )
+            await pilot.press("x")
+            await until(pilot, lambda: ops()[-1] == "replay.stop" and "STOPPED" in str(app.sub_title))
