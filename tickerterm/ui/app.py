@@ -100,7 +100,7 @@ class TickertermApp(App[None]):
         ("z", "maximise the focused panel (escape restores)"),
         ("space", "pause / resume the display (data keeps flowing); in a replay: pause / resume it"),
         ("← →", "replay: seek back / on one minute"),
-        ("+ -", "replay: twice / half as fast"),
+        ("+ = -", "replay: twice as fast (+ or =), half as fast (-)"),
         ("x", "replay: stop"),
         ("L", "light / dark theme"),
         ("ctrl+p", "command palette: every action"),

@@ -206,7 +206,9 @@ class TickersTable(Panel):
     def stamp(self, store: Store, view: View, now: float) -> tuple[Any, ...]:
         flashing = any(now - t < self.FLASH for _, t, _ in self._last.values())
         # best bid/ask come from the books when they are trusted, so book changes count too
-        return (view.version, store.tickers_version, store.books_version, flashing)
+        # without a ticker the last price comes from the tape, so trades count then
+        tape = store.tape_version if any((view.venue, p) not in store.tickers for p in view.products) else 0
+        return (view.version, store.tickers_version, store.books_version, tape, flashing)
 
     def render_panel(self, store: Store, view: View, now: float) -> RenderableType:
         narrow = self.size.width < 84
@@ -238,6 +240,9 @@ class TickersTable(Panel):
             tick = store.tickers.get((view.venue, product))
             book = store.books.get((view.venue, product))
             price = tick.price if tick else None
+            if price is None:  # venues without a ticker channel (0xArchive): the last trade
+                tape = store.tapes.get((view.venue, product))
+                price = tape[-1].price if tape else None
             last = Text(price or "—")
             if price is not None:
                 value = float(price)
@@ -285,7 +290,7 @@ class TickersTable(Panel):
                     row.append(tick.mark if tick and tick.mark else "—")
                 row.append(_funding(tick, now))
             table.add_row(*row)
-        if not view.channel_on("ticker"):
+        if "ticker" in view.channels and not view.channel_on("ticker"):
             table.caption = "ticker is off — press k to subscribe"
         return table
 
