@@ -414,7 +414,7 @@ class BitzoomSim(SimServer):
 
     def partial_depth(self, product: str, n: int, now: float) -> dict[str, Any]:
         m = self.markets[product]
-        bids, asks = m.snapshot_levels()
+        bids, asks = m.top_levels(n)
         u = self.last_id[product]
         return {
             "e": "depthUpdate",

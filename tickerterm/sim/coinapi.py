@@ -227,7 +227,7 @@ class CoinApiSimConnection(SimConnection):
                     self.send("ohlcv", product, server.ohlcv(product, bar))
 
     def _top(self, product: str, m: Market, n: int, now: str) -> None:
-        bids, asks = m.snapshot_levels()
+        bids, asks = m.top_levels(n)
         body = {"time_exchange": now, "time_coinapi": now}
         self.send(
             f"book{n}", product, body | {"asks": self._levels(asks[:n]), "bids": self._levels(bids[:n])}

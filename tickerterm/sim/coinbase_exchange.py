@@ -437,7 +437,7 @@ class CoinbaseExchangeSim(SimServer):
                 "sequence": self.seq[product],
             }
         elif level == "2":
-            bids2, asks2 = m.snapshot_levels()
+            bids2, asks2 = m.top_levels(50)
             body = {
                 "bids": [[p, s, "1"] for p, s in bids2[:50]],
                 "asks": [[p, s, "1"] for p, s in asks2[:50]],

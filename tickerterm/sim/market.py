@@ -7,6 +7,7 @@ client built. The same seed gives the same sequence of steps.
 
 from __future__ import annotations
 
+import heapq
 import math
 import random
 import zlib
@@ -136,6 +137,13 @@ class Market:
         """The true book as ``{price: size}`` per side, formatted as sent on the wire."""
         pt, st = self.price_text, self.size_text
         return ({pt(p): st(s) for p, s in self.bids.items()}, {pt(p): st(s) for p, s in self.asks.items()})
+
+    def top_levels(self, n: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """The best ``n`` levels per side, as ``snapshot_levels`` gives them (without sorting the book)."""
+        pt, st = self.price_text, self.size_text
+        bids = [(pt(p), st(self.bids[p])) for p in heapq.nlargest(n, self.bids)]
+        asks = [(pt(p), st(self.asks[p])) for p in heapq.nsmallest(n, self.asks)]
+        return bids, asks
 
     def snapshot_levels(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         pt, st = self.price_text, self.size_text

@@ -445,7 +445,7 @@ class OxArchiveSim(SimServer):
 
     def book_data(self, symbol: str, now: float | None = None) -> dict[str, Any]:
         m = self.markets[symbol]
-        bids, asks = m.snapshot_levels()
+        bids, asks = m.top_levels(BOOK_LEVELS)
         return {
             "coin": symbol,
             "time": ms(self.clock() if now is None else now),
