@@ -20,6 +20,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
         ["bench_memory.py", "--millions", "0.0005", "0.001", "--frames", "300"],
         ["bench_startup.py", "--runs", "1"],
         ["bench_screen.py", "--seconds", "0.5", "--presses", "2"],
+        ["bench_latency.py", "--samples", "3", "--every", "0.05"],
     ],
 )
 def test_benchmark_runs(args: list[str], tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ the panels show."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 from typing import Any
@@ -528,3 +529,20 @@ async def test_replay_keys_drive_the_venues_replay_and_the_header_says_replay() 
             )
             await pilot.press("x")
             await until(pilot, lambda: ops()[-1] == "replay.stop" and "STOPPED" in str(app.sub_title))
+
+
+async def test_a_change_on_a_quiet_market_is_drawn_at_once_not_at_the_next_frame() -> None:
+    app = static_app(fps=0.2)  # a frame every 5 s: only the data-driven draw can be quick
+    async with app.run_test(size=(120, 40)) as pilot:
+        ladder = app.query_one(DepthLadder)
+        await until(pilot, lambda: "spread" in text_of(ladder))
+        await pilot.pause(0.3)
+        bids, _ = app.store.book("coinbase", "BTC-USD").top(15)
+        price, size = bids[-1]
+        new_size = f"{float(size) + 1e-8:.8f}"
+        app.store.apply(
+            BookUpdate("coinbase", 1.0, "BTC-USD", None, [change("bid", price, new_size)]), "coinbase"
+        )
+        app.store.frame_applied()  # what the stream worker calls after each frame
+        async with asyncio.timeout(1.0):  # well before the next 5-second frame
+            await until(pilot, lambda: f"{price} {new_size}" in text_of(ladder))

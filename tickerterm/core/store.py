@@ -88,6 +88,8 @@ class Store:
         self.orders_version = 0
         self.books_version = 0
         self._conn = ""
+        self.on_frame: Callable[[], None] | None = None
+        """Called after each venue frame's events are applied (the dashboard draws soon after new data)."""
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -130,6 +132,10 @@ class Store:
         if cached is None or cached.version != minute.version:
             cached = self._resampled[(key, interval)] = minute.resample(interval, self.candle_len)
         return cached
+
+    def frame_applied(self) -> None:
+        if self.on_frame is not None:
+            self.on_frame()
 
     def replay_progress(self, at: float) -> None:
         """Where the replay in progress stands (from the replayed frames; shown in the header)."""

@@ -513,6 +513,7 @@ class Connection:
                 self._on_error(ev)  # type: ignore[arg-type]
             if implied:
                 events[i:i] = implied
+        store.frame_applied()
         await self._emit(out, applied=True)
 
     def _book_products(self) -> list[str]:

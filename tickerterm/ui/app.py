@@ -132,6 +132,10 @@ class TickertermApp(App[None]):
         self.feed: FeedLike | None = None
         self.feed_ready = asyncio.Event()
         self.paused = False
+        self._last_draw = 0.0
+        """When a frame last drew new data (monotonic seconds)."""
+        self._dirty = False
+        self._draw_pending = False
         self.replaying = replay
         """The feed replays history: space, arrows, + - and x drive the replay."""
         self.ticks = 0
@@ -168,7 +172,8 @@ class TickertermApp(App[None]):
         self.run_worker(
             self._run_feed(), name=f"stream:{self.view.venue}", group="streams", exit_on_error=False
         )
-        self.set_interval(1.0 / self.fps, self.render_tick, name="render-tick")
+        self.set_interval(1.0 / self.fps, self._tick, name="render-tick")
+        self.store.on_frame = self._data_arrived
         self.query_one("#ladder").focus()
         self.render_tick(force=True)
 
@@ -203,6 +208,26 @@ class TickertermApp(App[None]):
         except TickertermError as exc:
             self.notify(str(exc), title="feed", severity="error", timeout=30)
 
+    def _data_arrived(self) -> None:
+        """New data: draw it now if the last frame that drew data is at least a frame's time old (a quiet
+        market shows a change at once); otherwise the next tick does (a busy one: ``fps`` times a second)."""
+        self._dirty = True
+        if self._draw_pending or self.paused:
+            return
+        if time.monotonic() - self._last_draw >= 1.0 / self.fps:
+            self._draw_pending = True
+            asyncio.get_running_loop().call_soon(self._draw_now)
+
+    def _draw_now(self) -> None:
+        self._draw_pending = False
+        if self._dirty and time.monotonic() - self._last_draw >= 1.0 / self.fps:
+            self.render_tick()
+
+    def _tick(self) -> None:
+        # the regular frame: data that came in since the last one, and what moves with time (ages, countdowns)
+        if not self._dirty or time.monotonic() - self._last_draw >= 0.9 / self.fps:
+            self.render_tick()
+
     def render_tick(self, force: bool = False, slow_later: bool = False) -> None:
         """Pull the store into the panels that changed (the timer calls this ``fps`` times a second).
 
@@ -211,6 +236,9 @@ class TickertermApp(App[None]):
         """
         if self.paused and not force:
             return
+        if self._dirty:  # only frames that draw new data count against the frame rate
+            self._last_draw = time.monotonic()
+            self._dirty = False
         self.ticks += 1
         if self.size != self._laid_out_for:  # the layout follows the terminal size
             self._layout_for(self.size.width, self.size.height)
