@@ -8,7 +8,6 @@ import argparse
 import os
 import re
 import select
-import statistics
 import time
 from pathlib import Path
 
@@ -93,5 +92,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _ = statistics
     main()

@@ -22,12 +22,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from decimal import Decimal
 from typing import Any, ClassVar
 
 import msgspec
 
-from tickerterm.core.errors import ConfigError
+from tickerterm.core.errors import ConfigError, FrameError
 from tickerterm.core.events import (
     BookSnapshot,
     BookUpdate,
@@ -237,8 +236,6 @@ class OxArchiveParser(Parser):
             if isinstance(kind, str) and kind.startswith("replay_"):
                 return [self._replay(kind, msg, recv_ts)]
         except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
-            from tickerterm.core.errors import FrameError
-
             raise FrameError(f"{kind}: {type(exc).__name__} {exc}") from None
         self.unknown += 1
         return []
@@ -354,6 +351,3 @@ def _coin(msg: Mapping[str, Any]) -> str:
     if not isinstance(coin, str) or not coin:
         raise TypeError("no symbol")
     return coin
-
-
-_ = Decimal
