@@ -62,7 +62,7 @@ class Panel(Widget, can_focus=True):
 
     DEFAULT_CSS = """
     Panel { border: none; border-top: solid $panel; border-title-color: $text-muted; border-title-style: bold;
-            padding: 0; margin-right: 1; }
+            padding: 0 1 0 0; }
     Panel:focus { border-top: heavy $primary; border-title-color: $text-primary; }
     """
     kind: ClassVar[str] = ""
