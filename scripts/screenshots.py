@@ -85,8 +85,61 @@ async def gap_later(sim: CoinbaseSim) -> None:
     sim.faults.drop_next = 2
 
 
+async def shoot_venue(name: str, size: tuple[int, int], venue: str, products: list[str],
+                      channels: dict[str, str], extra: list[str], ready: Callable[[TickertermApp], bool],
+                      replay_minutes: tuple[float, float] | None = None) -> None:
+    """Another venue's dashboard on its simulator (the same app, the same keys)."""
+    from tickerterm.sim import simulator_class
+    from tickerterm.stream.worker import ReplayPlan
+    from tickerterm.venues import venue_class
+
+    async with simulator_class(venue)(rate=60, warmup=6000, seed=1) as sim:
+        cls = venue_class(venue)
+        credentials = sim.client_credentials()
+        urls = {e: sim.http_url if e == "rest" else sim.url for e in cls.endpoints}
+        plan = None
+        if replay_minutes is not None:
+            now = sim.clock()
+            plan = ReplayPlan(products[0], list(channels.values()), now - replay_minutes[0] * 60,
+                              now - replay_minutes[1] * 60, 20.0)
+
+        def opener(store: Store) -> Feed:
+            adapter = cls(urls=urls, credentials=credentials)
+            names = [*channels.values(), *extra]
+            return Feed(adapter, products, names, policy=RetryPolicy(stale_after=30), collect=False, store=store,
+                        replay=plan)
+
+        app = TickertermApp(opener, venue=venue, products=products, channels=channels, simulated=True,
+                            replay=plan is not None)
+        async with app.run_test(size=size) as pilot:
+            deadline = time.monotonic() + 30
+            while not ready(app):
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{name}: the state to capture never came")
+                await pilot.pause(0.05)
+            await pilot.pause(1.5)
+            path = OUT / f"{name}.svg"
+            app.save_screenshot(str(path))
+            print(path.relative_to(OUT.parent))
+
+
+def book_and_funding(app: TickertermApp) -> bool:
+    tick = app.store.tickers.get(("bitzoom", "BTC-USDT"))
+    return tick is not None and tick.funding_rate is not None and app.store.book("bitzoom", "BTC-USDT").state == "ok"
+
+
+def replaying(app: TickertermApp) -> bool:
+    return app.store.replay is not None and bool(app.store.tapes.get(("0xarchive", "BTC")))
+
+
 async def main() -> None:
     OUT.mkdir(exist_ok=True)
+    await shoot_venue("bitzoom-120x40", (120, 40), "bitzoom", ["BTC-USDT", "ETH-USDT", "SOL-USDT"],
+                      {"ticker": "ticker", "book": "depth@100ms", "trades": "aggTrade", "candles": "kline_1m"},
+                      ["markPrice@1s"], book_and_funding)
+    await shoot_venue("0xarchive-replay-120x40", (120, 40), "0xarchive", ["BTC"],
+                      {"book": "orderbook", "trades": "trades", "candles": "candles"}, [], replaying,
+                      replay_minutes=(50, 5))
     await shoot("dashboard-120x40", (120, 40), flowing)
     await shoot("dashboard-80x24", (80, 24), flowing)
     await shoot("unsafe-book-120x40", (120, 40), resyncing, during=drop_one)

@@ -396,6 +396,7 @@ async def test_replay_controls_pause_seek_speed_stop() -> None:
             await take_until(feed, lambda e: isinstance(e, ReplayState) and e.state == "stopped", 10)
             ops = [m["op"] for m in sim.all_connections[0].received]
             assert ops == ["replay", "replay.pause", "replay.resume", "replay.seek", "replay", "replay.stop"]
+            assert not feed.store.health[V].latencies_ms  # historical times are not latencies
 
 
 async def test_replay_runs_to_completion_and_survives_a_reconnect() -> None:

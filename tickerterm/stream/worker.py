@@ -441,10 +441,12 @@ class Connection:
                     health.note_message(now, None)
                     await self._emit([Malformed(adapter.name, now, self.conn_id, str(exc))])
                     continue
-                health.note_message(now, parser.last_exch_ts)
-                if parser.replayed_at is not None:
+                if parser.replayed_at is not None:  # history: its times say nothing of the latency
+                    health.note_message(now, None)
                     store.replay_progress(parser.replayed_at)
                     parser.replayed_at = None
+                else:
+                    health.note_message(now, parser.last_exch_ts)
                 health.unknown = parser.unknown
                 health.out_of_order = parser.out_of_order
                 if events:
