@@ -649,3 +649,23 @@ async def test_server_pings_are_answered() -> None:
             await take_until(feed, lambda _e: sim.connections and sim.connections[0].ws.latency > 0, 10)
             await asyncio.sleep(0.5)  # five more pings: a client that did not answer would be closed by now
             assert len(sim.all_connections) == 1 and not sim.connections[0].closing
+
+
+async def test_klines_start_with_their_history_from_rest() -> None:
+    async with make_bitzoom_sim(warmup=3000, rate=100.0) as sim:
+        feed = bitzoom_feed(sim, ["kline_1m"], ["BTC-USDT"])
+        async with feed:
+            await take_until(
+                feed, lambda _e: len(feed.store.venue_candles.get((V, "BTC-USDT"), {}).get(60, ())) > 20, 10
+            )
+            series = feed.store.candle_series(V, "BTC-USDT", 60)
+            assert series is not None
+            truth = sim.market("BTC-USDT").bars(60)
+            by_start = {b.start: b for b in series.bars}
+            for bar in truth[-20:-1]:  # closed minutes: exactly the simulator's
+                got = by_start[bar.start]
+                m = sim.market("BTC-USDT")
+                assert (got.open, got.high, got.low, got.close) == tuple(
+                    m.price_text(x) for x in (bar.open, bar.high, bar.low, bar.close)
+                )
+            assert not feed.store.health[V].errors  # no failed history call

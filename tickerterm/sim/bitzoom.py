@@ -35,6 +35,7 @@ from tickerterm.venues.bitzoom import (
     CHANNELS,
     DEPTH_PATH,
     KLINE_INTERVALS,
+    KLINES_PATH,
     LISTEN_KEY_PATH,
     MAX_CONNECTIONS,
     MAX_STREAMS,
@@ -589,6 +590,36 @@ class BitzoomSim(SimServer):
             if self.faults.snapshot_delay:  # taken now, delivered late: the stream moves on meanwhile
                 await asyncio.sleep(self.faults.snapshot_delay)
             return 200, body
+        if path == KLINES_PATH and method == "GET":
+            try:
+                product = product_of(query.get("symbol", ""))
+            except ValueError:
+                product = ""
+            interval = query.get("interval", "")
+            if product not in self.markets or interval not in KLINE_INTERVALS:
+                return 400, {"code": -1121, "msg": "Invalid symbol or interval."}
+            m = self.markets[product]
+            seconds = KLINE_INTERVALS[interval]
+            limit = min(int(query.get("limit", "500") or 500), 1500)
+            pt = m.price_text
+            rows = [
+                [
+                    b.start * 1000,
+                    pt(b.open),
+                    pt(b.high),
+                    pt(b.low),
+                    pt(b.close),
+                    m.size_text(b.volume),
+                    (b.start + seconds) * 1000 - 1,
+                    "0",
+                    0,
+                    "0",
+                    "0",
+                    "0",
+                ]
+                for b in m.bars(max(60, seconds), limit)
+            ]
+            return 200, rows
         if path == LISTEN_KEY_PATH and method in ("POST", "PUT", "DELETE"):
             auth = headers.get("authorization", "")
             token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else ""

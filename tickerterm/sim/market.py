@@ -88,6 +88,8 @@ class Market:
         self.volume_24h = 0
         self.last_price = mid
         self.candles: list[SimCandle] = []
+        self.minute_bars: list[SimCandle] = []
+        """One-minute bars of the market's trades (the last two days), for venues that serve history."""
         self.recent_trades: list[SimTrade] = []
         self._best_bid: int | None = None
         self._best_ask: int | None = None
@@ -273,6 +275,32 @@ class Market:
             candles.append(SimCandle(start, price, price, price, price, lots))
             if len(candles) > 300:
                 del candles[:100]
+        minute = int(now // 60) * 60
+        bars = self.minute_bars
+        if bars and bars[-1].start == minute:
+            b = bars[-1]
+            b.high, b.low, b.close, b.volume = max(b.high, price), min(b.low, price), price, b.volume + lots
+        else:
+            bars.append(SimCandle(minute, price, price, price, price, lots))
+            if len(bars) > 2880:
+                del bars[:480]
+
+    def bars(self, seconds: int, limit: int = 500) -> list[SimCandle]:
+        """The last ``limit`` bars of ``seconds`` (a multiple of 60), folded from the one-minute bars."""
+        out: list[SimCandle] = []
+        for b in self.minute_bars:
+            start = b.start // seconds * seconds
+            if out and out[-1].start == start:
+                c = out[-1]
+                c.high, c.low, c.close, c.volume = (
+                    max(c.high, b.high),
+                    min(c.low, b.low),
+                    b.close,
+                    c.volume + b.volume,
+                )
+            else:
+                out.append(SimCandle(start, b.open, b.high, b.low, b.close, b.volume))
+        return out[-limit:]
 
     def _refill(self, out: Step, side: str) -> None:
         """Keep each side deep: add levels behind the worst one when a side gets thin."""

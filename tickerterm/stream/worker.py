@@ -613,10 +613,13 @@ class Connection:
                     if isinstance(exc, httpx.HTTPStatusError)
                     else type(exc).__name__
                 )
-                message = f"{product} book snapshot failed ({what}), attempt {attempt} of {SNAPSHOT_ATTEMPTS}"
+                what_for = "book snapshot" if channel in self._book_channels else f"{channel} history"
+                message = f"{product} {what_for} failed ({what}), attempt {attempt} of {SNAPSHOT_ATTEMPTS}"
                 await self._emit([VenueError(self.adapter.name, self.clock(), self.conn_id, message)])
                 await asyncio.sleep(min(2.0**attempt, 8.0) * self.policy.base)
         else:
+            if channel not in self._book_channels:
+                return  # history for a chart: shown as an error, not worth the connection
             self._end = _End(None, f"no {product} book snapshot after {SNAPSHOT_ATTEMPTS} attempts")
             if self._ws is not None:
                 self._ws.transport.abort()

@@ -52,6 +52,7 @@ TESTNET_URL = "wss://stream-testnet.bitzoom.com/ws"
 TESTNET_REST_URL = "https://api-testnet.bitzoom.com"
 DEPTH_PATH = "/api/v1/depth"
 LISTEN_KEY_PATH = "/api/v1/listenKey"
+KLINES_PATH = "/api/v1/klines"
 ENV_TOKEN = "BITZOOM_API_TOKEN"
 
 KLINE_INTERVALS: dict[str, int] = {
@@ -221,7 +222,10 @@ class Bitzoom(VenueAdapter):
         return []
 
     def snapshot_url(self, channel: str, product: str) -> str | None:
-        return f"{self.urls['rest'].rstrip('/')}{DEPTH_PATH}?symbol={product.replace('-', '')}&limit=1000"
+        base, symbol = self.urls["rest"].rstrip("/"), product.replace("-", "")
+        if channel.startswith("kline_"):  # the bars before the stream's: the chart starts with a past
+            return f"{base}{KLINES_PATH}?symbol={symbol}&interval={channel[6:]}&limit=500"
+        return f"{base}{DEPTH_PATH}?symbol={symbol}&limit=1000"
 
     def _bearer(self) -> dict[str, str]:
         if self.credentials is None:
@@ -279,6 +283,7 @@ class BitzoomParser(Parser):
     def __init__(self, venue: str, conn: str) -> None:
         super().__init__(venue, conn)
         self.depth: dict[str, _Depth] = {}
+        self._kline_history: set[tuple[str, str]] = set()
         self._handlers: dict[str, Callable[[dict[str, Any], str | None, float], list[Event]]] = {
             "24hrTicker": self._ticker,
             "24hrMiniTicker": self._mini,
@@ -429,6 +434,10 @@ class BitzoomParser(Parser):
 
     def _kline(self, msg: dict[str, Any], channel: str | None, recv_ts: float) -> list[Event]:
         k = msg["k"]
+        key = (f"kline_{k['i']}", product_of(msg["s"]))
+        if key not in self._kline_history:  # the first bar of a stream: ask for the ones before it
+            self._kline_history.add(key)
+            self.snapshot_wanted.append(key)
         interval = KLINE_INTERVALS[k["i"]]
         return [
             Candle(
@@ -512,6 +521,8 @@ class BitzoomParser(Parser):
             self.snapshot_wanted.append(("depth", product))
 
     def apply_snapshot(self, channel: str, product: str, body: bytes, recv_ts: float) -> list[Event]:
+        if channel.startswith("kline_"):
+            return self._kline_rows(channel[6:], product, body, recv_ts)
         state = self.depth.get(product)
         if state is None:
             return []
@@ -533,6 +544,30 @@ class BitzoomParser(Parser):
         if not state.synced:  # the snapshot did not fit the stream: the book is not shown, try again
             return [e for e in out if isinstance(e, Gap)]
         return out
+
+    def _kline_rows(self, interval: str, product: str, body: bytes, recv_ts: float) -> list[Event]:
+        """REST klines: ``[[open ms, o, h, l, c, v, close ms, …], …]``, oldest first."""
+        try:
+            rows = _decode(body)
+            seconds = KLINE_INTERVALS[interval]
+            return [
+                Candle(
+                    self.venue,
+                    recv_ts,
+                    product,
+                    None,
+                    integer(r[0]) // 1000,
+                    seconds,
+                    amount(r[1]),
+                    amount(r[2]),
+                    amount(r[3]),
+                    amount(r[4]),
+                    amount(r[5]),
+                )
+                for r in rows
+            ]
+        except (msgspec.DecodeError, KeyError, IndexError, TypeError, ValueError) as exc:
+            raise FrameError(f"{product} klines: {type(exc).__name__} {exc}") from None
 
     # --- user data -------------------------------------------------------------------------
 
