@@ -155,3 +155,13 @@ async def test_resync_that_never_completes_reconnects() -> None:
     assert [c.reason for c in closed] == ["resync of BTC-USD did not complete"]
     assert connections == 2
     assert feed.store.book("coinbase", "BTC-USD").top(1) == ([("100", "2")], [("101", "2")])
+
+
+async def test_subscribing_before_the_feed_starts_only_records_it() -> None:
+    from tickerterm.stream.feed import Feed
+    from tickerterm.venues.coinbase import CoinbaseAdvancedTrade
+
+    feed = Feed(CoinbaseAdvancedTrade(), ["BTC-USD"], ["ticker"])
+    await feed.subscribe("market_trades", ["ETH-USD"])
+    assert feed.subscriptions()["market_trades"] == ["ETH-USD"]
+    assert not feed.running and not any(c.started for c in feed.connections.values())

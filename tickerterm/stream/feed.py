@@ -204,7 +204,8 @@ class Feed:
                 await conn.subscribe(spec.name, chunk)
             else:  # a new connection (a new endpoint, or a new shard): it subscribes when it connects
                 conn.subs.add(spec.name, chunk)
-                self._start(conn)
+                if self._tasks:  # the feed runs: start it now (else start() will)
+                    self._start(conn)
 
     async def unsubscribe(self, channel: str, products: Sequence[str] | None = None) -> None:
         """Unsubscribe ``products`` from a channel (the whole channel when None) on the running feed."""
