@@ -151,3 +151,33 @@ def feed_book(feed: Feed, venue: str, product: str) -> ExactBook:
         {Decimal(p): Decimal(s) for p, s in bids.items()},
         {Decimal(p): Decimal(s) for p, s in asks.items()},
     )
+
+
+async def settle_books(
+    feed: Feed,
+    sim: Any,
+    venue: str,
+    products: list[str],
+    after_pause: Callable[[Event, float], bool],
+    count: int,
+    timeout: float = 15.0,
+) -> None:
+    """Pause the market; once ``count`` events for which ``after_pause(event, paused_at)`` holds have come
+    (a venue's heartbeats or periodic frames stamped after the pause: every batch before them is in),
+    every book must be trusted — else resume until a resync and try again."""
+    async with asyncio.timeout(timeout):
+        while True:
+            sim.pause()
+            paused = sim.clock()
+            seen = 0
+
+            def enough(e: Event) -> bool:
+                nonlocal seen
+                seen += after_pause(e, paused)
+                return seen >= count
+
+            await take_until(feed, enough, timeout)
+            if all(feed.store.book(venue, p).state == "ok" for p in products):
+                return
+            sim.resume()
+            await take_until(feed, lambda e: isinstance(e, BookResynced), timeout)

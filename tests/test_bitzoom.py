@@ -37,7 +37,7 @@ from tickerterm.stream.feed import Feed
 from tickerterm.stream.policy import RateLimiter
 from tickerterm.venues.bitzoom import KLINE_INTERVALS, Bitzoom, BitzoomParser, product_of
 
-from .conftest import FAST, ExactBook, fast_policy, feed_book, sim_book, take_until
+from .conftest import FAST, ExactBook, fast_policy, feed_book, settle_books, sim_book, take_until
 
 V = "bitzoom"
 R = 7.0
@@ -450,25 +450,12 @@ def client_book(feed: Feed, product: str) -> ExactBook:
 
 
 async def settle(feed: Feed, sim: BitzoomSim, products: list[str], timeout: float = 15.0) -> None:
-    """Pause the market; once two ticker rounds stamped after the pause are in (every depth batch
-    before them is too), every book must be trusted."""
-    async with asyncio.timeout(timeout):
-        while True:
-            sim.pause()
-            paused = sim.clock()
-            seen = 0
+    """Settled once two ticker rounds stamped after the pause are in."""
 
-            def after(e: Event) -> bool:
-                nonlocal seen
-                if isinstance(e, Ticker) and e.exch_ts is not None and e.exch_ts > paused + 0.05:
-                    seen += 1
-                return seen >= 2 * len(products)
+    def ticker(e: Event, paused: float) -> bool:
+        return isinstance(e, Ticker) and e.exch_ts is not None and e.exch_ts > paused + 0.05
 
-            await take_until(feed, after, timeout)
-            if all(feed.store.book(V, p).state == "ok" for p in products):
-                return
-            sim.resume()
-            await take_until(feed, lambda e: isinstance(e, BookResynced), timeout)
+    await settle_books(feed, sim, V, products, ticker, 2 * len(products), timeout)
 
 
 async def test_diff_depth_book_equals_the_true_book_through_drops() -> None:

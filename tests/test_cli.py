@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -188,31 +190,44 @@ def test_unreachable_endpoint_shows_retries_and_a_hint() -> None:
     assert "--sim runs the built-in simulator" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_standalone_simulator_with_a_key_file_and_no_secret_leaks(tmp_path: Path) -> None:
-    key_file = tmp_path / "key.json"
+@contextlib.contextmanager
+def standalone_sim(venue: str, key_file: Path, *extra: str) -> Iterator[tuple[str, str]]:
+    """``tickerterm sim --venue VENUE`` on a free port writing a key file: yields (its URL, its hint line);
+    Ctrl-C afterwards must end it cleanly. The key file must be private (0600)."""
     sim = subprocess.Popen(
         [
             *CMD,
             "sim",
+            "--venue",
+            venue,
             "--port",
             "0",
             "--rate",
             "300",
-            "--heartbeat",
-            "0.2",
             "--write-key-file",
             str(key_file),
+            *extra,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        assert sim.stdout is not None
+        assert sim.stdout is not None and sim.stderr is not None
         url = sim.stdout.readline().strip()
         assert url.startswith("ws://127.0.0.1:")
-        secret = json.loads(key_file.read_text())["privateKey"]
         assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+        yield url, sim.stderr.readline()
+    finally:
+        sim.send_signal(signal.SIGINT)
+        sim.communicate(timeout=30)
+    assert sim.returncode == 0
+
+
+def test_standalone_simulator_with_a_key_file_and_no_secret_leaks(tmp_path: Path) -> None:
+    key_file = tmp_path / "key.json"
+    with standalone_sim("coinbase", key_file, "--heartbeat", "0.2") as (url, _hint):
+        secret = json.loads(key_file.read_text())["privateKey"]
         result = run(
             "--url",
             url,
@@ -235,29 +250,14 @@ def test_standalone_simulator_with_a_key_file_and_no_secret_leaks(tmp_path: Path
         for text in (result.stdout, result.stderr):
             assert "PRIVATE KEY" not in text and all(part not in text for part in body)
             assert '"jwt"' not in text and "eyJ" not in text  # no token either
-    finally:
-        sim.send_signal(signal.SIGINT)
-        sim.communicate(timeout=30)
-    assert sim.returncode == 0
 
 
 def test_standalone_exchange_simulator_l3_with_hmac_key_file_and_no_secret_leaks(tmp_path: Path) -> None:
     key_file = tmp_path / "exchange-key.json"
-    sim = subprocess.Popen(
-        [*CMD, "sim", "--venue", "coinbase-exchange", "--port", "0", "--rate", "300", "--heartbeat", "0.2",
-         "--write-key-file", str(key_file)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    try:
-        assert sim.stdout is not None and sim.stderr is not None
-        url = sim.stdout.readline().strip()
-        hint = sim.stderr.readline()
+    with standalone_sim("coinbase-exchange", key_file, "--heartbeat", "0.2") as (url, hint):
         rest = hint.split("--rest-url ")[1].split()[0]
         assert rest == url.replace("ws://", "http://")
         account = json.loads(key_file.read_text())
-        assert oct(key_file.stat().st_mode & 0o777) == "0o600"
         result = run(
             *("--venue", "coinbase-exchange", "--url", url, "--rest-url", rest, "--key-file", str(key_file)),
             *("--channels", "full,matches,user", "--products", "BTC-USD", "--headless", "--max-events", "80"),
@@ -272,36 +272,13 @@ def test_standalone_exchange_simulator_l3_with_hmac_key_file_and_no_secret_leaks
         for text in (result.stdout, result.stderr):
             assert account["secret"] not in text and account["passphrase"] not in text
             assert '"signature"' not in text
-    finally:
-        sim.send_signal(signal.SIGINT)
-        sim.communicate(timeout=30)
-    assert sim.returncode == 0
 
 
 def test_standalone_bitzoom_simulator_user_data_and_no_token_leaks(tmp_path: Path) -> None:
     key_file = tmp_path / "bitzoom.json"
-    sim = subprocess.Popen(
-        [
-            *CMD,
-            "sim",
-            "--venue",
-            "bitzoom",
-            "--port",
-            "0",
-            "--rate",
-            "300",
-            "--write-key-file",
-            str(key_file),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert sim.stdout is not None and sim.stderr is not None
-        url = sim.stdout.readline().strip()
-        assert url.startswith("ws://127.0.0.1:") and url.endswith("/ws")
-        rest = sim.stderr.readline().split("--rest-url ")[1].split()[0]
+    with standalone_sim("bitzoom", key_file) as (url, hint):
+        assert url.endswith("/ws")  # the raw form; the client connects to /stream
+        rest = hint.split("--rest-url ")[1].split()[0]
         token = json.loads(key_file.read_text())["token"]
         result = run(
             *(
@@ -329,34 +306,11 @@ def test_standalone_bitzoom_simulator_user_data_and_no_token_leaks(tmp_path: Pat
             assert token not in text
         connecting = [line["url"] for line in lines if line["type"] == "connecting"]
         assert any(u.endswith("/ws/<listenKey>") for u in connecting)  # the key itself is never shown
-    finally:
-        sim.send_signal(signal.SIGINT)
-        sim.communicate(timeout=30)
-    assert sim.returncode == 0
 
 
 def test_standalone_coinapi_simulator_with_a_key_file_and_no_key_leaks(tmp_path: Path) -> None:
     key_file = tmp_path / "coinapi.json"
-    sim = subprocess.Popen(
-        [
-            *CMD,
-            "sim",
-            "--venue",
-            "coinapi",
-            "--port",
-            "0",
-            "--rate",
-            "300",
-            "--write-key-file",
-            str(key_file),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert sim.stdout is not None
-        url = sim.stdout.readline().strip()
+    with standalone_sim("coinapi", key_file) as (url, _hint):
         key = json.loads(key_file.read_text())["apikey"]
         result = run(
             *("--venue", "coinapi", "--url", url, "--key-file", str(key_file), "--channels", "book,trade"),
@@ -368,10 +322,6 @@ def test_standalone_coinapi_simulator_with_a_key_file_and_no_key_leaks(tmp_path:
         assert products == {"BITSTAMP:BTC-USD", "COINBASE:BTC-USD"}  # the exchange is part of the product
         for text in (result.stdout, result.stderr):
             assert key not in text
-    finally:
-        sim.send_signal(signal.SIGINT)
-        sim.communicate(timeout=30)
-    assert sim.returncode == 0
 
 
 def test_headless_replay_on_the_simulator() -> None:

@@ -3,7 +3,6 @@ gaps, the reconnect notice, final errors and every fault, against the simulator 
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -16,7 +15,6 @@ from tickerterm.core.events import (
     BookUpdate,
     Candle,
     Closed,
-    Event,
     Gap,
     GaveUp,
     Heartbeat,
@@ -32,7 +30,7 @@ from tickerterm.sim.faults import Faults
 from tickerterm.stream.feed import Feed
 from tickerterm.venues.coinapi import CoinApi, CoinApiParser
 
-from .conftest import FAST, ExactBook, fast_policy, feed_book, sim_book, take_until
+from .conftest import FAST, ExactBook, fast_policy, feed_book, settle_books, sim_book, take_until
 
 V = "coinapi"
 R = 3.0
@@ -219,23 +217,8 @@ def client_book(feed: Feed, product: str) -> ExactBook:
 
 
 async def settle(feed: Feed, sim: CoinApiSim, products: list[str], timeout: float = 15.0) -> None:
-    """Pause the market; once two heartbeats are in (sent after a quiet second, so after every batch),
-    every book must be trusted."""
-    async with asyncio.timeout(timeout):
-        while True:
-            sim.pause()
-            seen = 0
-
-            def quiet(e: Event) -> bool:
-                nonlocal seen
-                seen += isinstance(e, Heartbeat)
-                return seen >= 2
-
-            await take_until(feed, quiet, timeout)
-            if all(feed.store.book(V, p).state == "ok" for p in products):
-                return
-            sim.resume()
-            await take_until(feed, lambda e: isinstance(e, BookResynced), timeout)
+    """Settled once two heartbeats are in (sent after a quiet second, so after every batch)."""
+    await settle_books(feed, sim, V, products, lambda e, _paused: isinstance(e, Heartbeat), 2, timeout)
 
 
 async def test_book_equals_the_true_book_through_gaps() -> None:

@@ -44,7 +44,16 @@ from tickerterm.venues.auth import (
 from tickerterm.venues.base import ChannelSpec
 from tickerterm.venues.coinbase_exchange import CoinbaseExchange, CoinbaseExchangeParser
 
-from .conftest import FAST, ExactBook, fast_policy, feed_book, sim_book, take_products, take_until
+from .conftest import (
+    FAST,
+    ExactBook,
+    fast_policy,
+    feed_book,
+    settle_books,
+    sim_book,
+    take_products,
+    take_until,
+)
 
 V = "coinbase-exchange"
 R = 50.0
@@ -296,25 +305,12 @@ def client_book(feed: Feed, product: str) -> ExactBook:
 
 
 async def settle_exchange(feed: Feed, sim: CoinbaseExchangeSim, timeout: float = 15.0) -> None:
-    """Pause the market; wait for two heartbeats stamped after the pause (every batch before them is in)
-    and for every book to be trusted."""
-    async with asyncio.timeout(timeout):
-        while True:
-            sim.pause()
-            paused = sim.clock()
-            seen = 0
+    """Settled once two heartbeats per product stamped after the pause are in."""
 
-            def after(e: Event) -> bool:
-                nonlocal seen
-                if isinstance(e, Heartbeat) and e.exch_ts is not None and e.exch_ts > paused + 0.02:
-                    seen += 1
-                return seen >= 4  # two per product
+    def heartbeat(e: Event, paused: float) -> bool:
+        return isinstance(e, Heartbeat) and e.exch_ts is not None and e.exch_ts > paused + 0.02
 
-            await take_until(feed, after, timeout)
-            if all(feed.store.book(V, p).state == "ok" for p in ("BTC-USD", "ETH-USD")):
-                return
-            sim.resume()
-            await take_until(feed, lambda e: isinstance(e, BookResynced), timeout)
+    await settle_books(feed, sim, V, ["BTC-USD", "ETH-USD"], heartbeat, 4, timeout)
 
 
 @pytest.mark.parametrize("channel", ["level2_batch", "level2", "full"])
