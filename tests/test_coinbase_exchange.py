@@ -539,3 +539,25 @@ async def test_slow_rest_snapshot_keeps_messages_and_applies_the_newer_ones() ->
             await settle_exchange(feed, sim)
             for product in ("BTC-USD", "ETH-USD"):
                 assert client_book(feed, product) == true_book(sim, product)
+
+
+async def test_the_chart_starts_with_rest_candles_and_goes_on_from_trades() -> None:
+    """No candle channel on this venue: the minutes before come from REST (JSON numbers, kept exact),
+    the ones after from the trades."""
+    async with make_exchange_sim(warmup=3000, rate=200.0) as sim:
+        feed = exchange_feed(sim, ["heartbeat", "matches"], auth=False)
+        async with feed:
+            await take_until(
+                feed, lambda _e: len(feed.store.venue_candles.get((V, "BTC-USD"), {}).get(60, ())) > 10, 10
+            )
+            m = sim.market("BTC-USD")
+            truth = {b.start: b for b in m.bars(60)}
+            history = feed.store.venue_candles[(V, "BTC-USD")][60]
+            for bar in list(history.bars)[-10:-1]:
+                t = truth[bar.start]
+                assert (bar.open, bar.high, bar.low, bar.close) == tuple(
+                    m.price_text(x) for x in (t.open, t.high, t.low, t.close)
+                )
+            await take_until(feed, lambda e: isinstance(e, Trade), 10)
+            series = feed.store.candle_series(V, "BTC-USD", 60)
+            assert series is not None and series.bars[0].start == history.bars[0].start

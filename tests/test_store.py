@@ -147,3 +147,27 @@ def test_venue_candles_are_folded_into_coarser_intervals() -> None:
         "3.5",
     )
     assert store.candle_source("bz", "BTC-USDT", 90) == "from trades"  # 90 s is not made of whole minutes
+
+
+def test_venue_history_goes_on_from_the_trades() -> None:
+    """Venue bars that stop (history only, or a channel turned off) are followed by trade-built bars."""
+    from tickerterm.core.events import Candle
+
+    store = Store()
+    t0 = 1714564800
+    for i in range(3):
+        store.apply(Candle("x", 1.0, "BTC-USD", None, t0 + 60 * i, 60, "10", "11", "9", "10", "1"))
+    assert store.candle_source("x", "BTC-USD", 60) == "venue"
+    store.apply(
+        Trade("x", 1.0, "BTC-USD", t0 + 60 * 2 + 5, "a", "99", "1", "buy")
+    )  # within the venue's last bar
+    series = store.candle_series("x", "BTC-USD", 60)
+    assert series is not None and [b.start for b in series.bars] == [t0, t0 + 60, t0 + 120]
+    assert series.bars[-1].close == "10"  # the venue's own bar wins where it has one
+    store.apply(Trade("x", 1.0, "BTC-USD", t0 + 60 * 4 + 1, "b", "12", "2", "buy"))  # after it: from trades
+    series = store.candle_series("x", "BTC-USD", 60)
+    assert series is not None and [b.start for b in series.bars] == [t0, t0 + 60, t0 + 120, t0 + 240]
+    assert (series.bars[-1].close, series.bars[-1].volume_text) == ("12", "2")
+    assert store.candle_source("x", "BTC-USD", 60) == "venue + trades"
+    hourly = store.candle_series("x", "BTC-USD", 3600)
+    assert hourly is not None and len(hourly) == 1 and hourly.bars[0].high == "11"

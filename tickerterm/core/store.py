@@ -73,6 +73,7 @@ class Store:
         self.candles: dict[Key, CandleSeries] = {}
         """One-minute bars built from trades; coarser intervals are resampled from them on read."""
         self._resampled: dict[tuple[Key, int], CandleSeries] = {}
+        self._merged: dict[tuple[Key, int], tuple[tuple[int, int], CandleSeries]] = {}
         self.venue_candles: dict[Key, dict[int, CandleSeries]] = {}
         """As the venue sent them, per interval in seconds."""
         self.statuses: dict[Key, ProductStatus] = {}
@@ -112,19 +113,40 @@ class Store:
         return health
 
     def candle_series(self, venue: str, product: str, interval: int) -> CandleSeries | None:
-        """The venue's candles for ``interval`` where it sends them, otherwise the trade-built ones."""
+        """The venue's candles for ``interval`` where it sends them (or its finer ones, folded), followed by
+        the trade-built bars after the venue's last one (venue history that stopped, or was only ever
+        history, goes on from the trades); otherwise the trade-built candles alone."""
         key = (venue, product)
-        venue_series = self.venue_candles.get(key, {})
-        series = venue_series.get(interval)
+        trades = self._trade_series(key, interval)
+        venue_bars = self._venue_series(key, interval)
+        if venue_bars is None:
+            return trades
+        if trades is None or not len(trades) or trades.bars[-1].start <= venue_bars.bars[-1].start:
+            return venue_bars
+        version = (venue_bars.version, trades.version)
+        cached = self._merged.get((key, interval))
+        if cached is None or cached[0] != version:
+            merged = CandleSeries(interval, self.candle_len)
+            merged.bars.extend(venue_bars.bars)
+            last = venue_bars.bars[-1].start
+            merged.bars.extend(b for b in trades.bars if b.start > last)
+            merged.version = venue_bars.version + trades.version
+            cached = self._merged[(key, interval)] = (version, merged)
+        return cached[1]
+
+    def _venue_series(self, key: Key, interval: int) -> CandleSeries | None:
+        series = self.venue_candles.get(key, {}).get(interval)
         if series is not None and len(series):
             return series
-        # the venue's finer candles, folded into this interval (e.g. its 1m klines shown as 15m)
-        base = self._finer_venue_series(key, interval)
-        if base is not None:
-            cached = self._resampled.get((key, -interval))
-            if cached is None or cached.version != base.version:
-                cached = self._resampled[(key, -interval)] = base.resample(interval, self.candle_len)
-            return cached
+        base = self._finer_venue_series(key, interval)  # e.g. its 1m klines shown as 15m
+        if base is None:
+            return None
+        cached = self._resampled.get((key, -interval))
+        if cached is None or cached.version != base.version:
+            cached = self._resampled[(key, -interval)] = base.resample(interval, self.candle_len)
+        return cached
+
+    def _trade_series(self, key: Key, interval: int) -> CandleSeries | None:
         minute = self.candles.get(key)
         if minute is None or interval == 60:
             return minute
@@ -153,15 +175,21 @@ class Store:
 
     def candle_source(self, venue: str, product: str, interval: int) -> str:
         """Where ``candle_series`` takes its bars from: ``venue``, ``venue 1m`` (the venue's finer bars
-        folded), or ``from trades``."""
+        folded), with ``+ trades`` when trade-built bars carry on after the venue's; or ``from trades``."""
         key = (venue, product)
         exact = self.venue_candles.get(key, {}).get(interval)
         if exact is not None and len(exact):
-            return "venue"
-        base = self._finer_venue_series(key, interval)
-        if base is not None:
-            return f"venue {_interval_name(base.interval)}"
-        return "from trades"
+            text = "venue"
+        else:
+            base = self._finer_venue_series(key, interval)
+            if base is None:
+                return "from trades"
+            text = f"venue {_interval_name(base.interval)}"
+        series = self.candle_series(venue, product, interval)
+        venue_bars = self._venue_series(key, interval)
+        if series is not None and venue_bars is not None and series is not venue_bars:
+            text += " + trades"
+        return text
 
     # --- writing ---------------------------------------------------------------------------
 

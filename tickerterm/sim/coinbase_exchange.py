@@ -20,7 +20,10 @@ import asyncio
 import base64
 import json
 import random
+from decimal import Decimal
 from typing import Any, ClassVar
+
+import msgspec
 
 from tickerterm.sim.coinbase import rfc3339
 from tickerterm.sim.market import Step
@@ -30,6 +33,7 @@ from tickerterm.venues.auth import ExchangeKey, Secret, verify_exchange_auth
 from tickerterm.venues.coinbase_exchange import CHANNELS
 
 _DUMPS = json.JSONEncoder(separators=(",", ":")).encode
+_NUMBERS = msgspec.json.Encoder(decimal_format="number").encode
 _WIRE_SIDE = {"bid": "buy", "ask": "sell"}
 _ZEROS = ("0", "0.00", "0.00000000", "0.0", "0.000")
 """The spellings of a removed level seen on the real feed."""
@@ -419,13 +423,35 @@ class CoinbaseExchangeSim(SimServer):
             )
         return {"type": "status", "products": products, "currencies": []}
 
+    def _candles(self, product: str, query: dict[str, str]) -> tuple[int, Any]:
+        """``[[time, low, high, open, close, volume], …]`` newest first, prices and sizes as JSON numbers."""
+        granularity = int(query.get("granularity", "60") or 60)
+        if granularity not in (60, 300, 900, 3600, 21600, 86400):
+            return 400, {"message": "Unsupported granularity"}
+        m = self.markets[product]
+        pt, st = m.price_text, m.size_text
+        rows = [
+            [
+                b.start,
+                Decimal(pt(b.low)),
+                Decimal(pt(b.high)),
+                Decimal(pt(b.open)),
+                Decimal(pt(b.close)),
+                Decimal(st(b.volume)),
+            ]
+            for b in reversed(m.bars(granularity, 300))
+        ]
+        return 200, _NUMBERS(rows)
+
     async def http_get(self, path: str, query: dict[str, str]) -> tuple[int, Any]:
         parts = path.strip("/").split("/")
-        if len(parts) != 3 or parts[0] != "products" or parts[2] != "book":
+        if len(parts) != 3 or parts[0] != "products" or parts[2] not in ("book", "candles"):
             return 404, {"message": "NotFound"}
         product = parts[1]
         if product not in self.markets:
             return 404, {"message": "NotFound"}
+        if parts[2] == "candles":
+            return self._candles(product, query)
         book = self.orders[product]
         m = self.markets[product]
         level = query.get("level", "1")

@@ -247,7 +247,7 @@ class SimServer:
             json.dump(data, f)
 
     async def http_get(self, path: str, query: dict[str, str]) -> tuple[int, Any]:
-        """Answer a REST GET: ``(status, JSON body)``. Venues with REST endpoints override this."""
+        """Answer a REST GET: ``(status, JSON body or encoded JSON bytes)``; venues with REST override it."""
         return 404, {"message": "NotFound"}
 
     async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -255,7 +255,8 @@ class SimServer:
             return None
         url = urlsplit(request.path)
         status, body = await self.http_get(url.path, dict(parse_qsl(url.query)))
-        response = connection.respond(status, json.dumps(body, separators=(",", ":")))
+        text = body.decode() if isinstance(body, bytes) else json.dumps(body, separators=(",", ":"))
+        response = connection.respond(status, text)  # bytes: JSON already encoded (exact numbers)
         response.headers["Content-Type"] = "application/json"
         return response
 

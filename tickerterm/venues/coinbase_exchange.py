@@ -33,6 +33,7 @@ from tickerterm.core.events import (
     BookSide,
     BookSnapshot,
     BookUpdate,
+    Candle,
     Change,
     Event,
     Gap,
@@ -81,6 +82,16 @@ MAX_BUFFERED = 50_000
 """Full-channel messages kept per product while its REST snapshot is on the way."""
 
 _decode = msgspec.json.decode
+_decode_numbers = msgspec.json.Decoder(float_hook=Decimal).decode
+
+
+def _text(value: Any) -> str:
+    """A JSON number (as Decimal from its own text, or an int) as exact non-negative decimal text."""
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal)) or value < 0:
+        raise TypeError("expected a non-negative number")
+    return amount(format(value, "f"))
+
+
 _SIDE: dict[str, BookSide] = {"buy": "bid", "sell": "ask"}
 _ORDER_SIDE: dict[str, Side] = {"buy": "buy", "sell": "sell"}
 _MAKER_TO_AGGRESSOR: dict[str, Side] = {"buy": "sell", "sell": "buy"}
@@ -155,9 +166,12 @@ class CoinbaseExchange(VenueAdapter):
         return self.unsubscribe_frames(channel, products) + self.subscribe_frames(channel, products)
 
     def snapshot_url(self, channel: str, product: str) -> str | None:
+        base = self.urls["rest"].rstrip("/")
+        if channel == "candles":  # this venue has no candle channel: the chart's past comes from REST
+            return f"{base}/products/{product}/candles?granularity=60"
         if channel != "full":
             return None
-        return f"{self.urls['rest'].rstrip('/')}/products/{product}/book?level=3"
+        return f"{base}/products/{product}/book?level=3"
 
     def classify_error(self, message: str) -> ErrorClass:
         text = message.lower()
@@ -193,6 +207,7 @@ class CoinbaseExchangeParser(Parser):
         self._last: dict[tuple[str, str], int] = {}
         """(channel kind, product) -> last sequence: older messages are ignored."""
         self.full: dict[str, _FullState] = {}
+        self._history: set[str] = set()
         """Products subscribed on the full channel (from the acks), with their L3 books."""
         self._filled: dict[str, Decimal] = {}  # own orders: cumulative filled size
         self._handlers: dict[str, Callable[[dict[str, Any], float], list[Event]]] = {
@@ -265,6 +280,10 @@ class CoinbaseExchangeParser(Parser):
                 subs[ch] = []
             else:
                 subs[str(ch["name"])] = [str(p) for p in ch.get("product_ids") or ()]
+        for product in subs.get("matches", ()):
+            if product not in self._history:  # once per product: the minutes before the first match
+                self._history.add(product)
+                self.snapshot_wanted.append(("candles", product))
         full = set(subs.get("full", ()))
         for product in list(self.full):
             if product not in full:
@@ -428,6 +447,8 @@ class CoinbaseExchangeParser(Parser):
             self.snapshot_wanted.append(("full", product))
 
     def apply_snapshot(self, channel: str, product: str, body: bytes, recv_ts: float) -> list[Event]:
+        if channel == "candles":
+            return self._candles(product, body, recv_ts)
         state = self.full.get(product)
         if state is None:
             return []  # unsubscribed meanwhile
@@ -456,6 +477,31 @@ class CoinbaseExchangeParser(Parser):
                 )
             else:
                 state.buffer.append(msg)  # a gap while replaying: keep the rest for the next snapshot
+        return out
+
+    def _candles(self, product: str, body: bytes, recv_ts: float) -> list[Event]:
+        """REST candles ``[[time, low, high, open, close, volume], …]``, newest first, as JSON numbers
+        (decoded from their text: exact)."""
+        try:
+            rows = _decode_numbers(body)
+            out: list[Event] = [
+                Candle(
+                    self.venue,
+                    recv_ts,
+                    product,
+                    None,
+                    int(t),
+                    60,
+                    _text(o),
+                    _text(h),
+                    _text(lo),
+                    _text(c),
+                    _text(v),
+                )
+                for t, lo, h, o, c, v in reversed(rows)
+            ]
+        except (msgspec.DecodeError, TypeError, ValueError) as exc:
+            raise FrameError(f"{product} candles: {type(exc).__name__} {exc}") from None
         return out
 
     def _own_order(self, kind: str, msg: dict[str, Any], recv_ts: float) -> list[Event]:
