@@ -204,7 +204,7 @@ def make_coinapi_sim(**kwargs: Any) -> CoinApiSim:
 
 
 def coinapi_feed(sim: CoinApiSim, channels: list[str], products: list[str] | None = None, **kw: Any) -> Feed:
-    adapter = CoinApi(urls={"market": sim.url}, credentials=sim.client_credentials())
+    adapter = CoinApi(urls={"market": sim.url, "rest": sim.http_url}, credentials=sim.client_credentials())
     return Feed(adapter, products or [BTC, "COINBASE:ETH-USD"], channels, policy=fast_policy(), seed=3, **kw)
 
 
@@ -369,3 +369,21 @@ async def test_faults_are_survived_and_the_book_converges(faults: Faults) -> Non
             sim.faults.malformed_rate = sim.faults.unknown_rate = 0.0
             await settle(feed, sim, [BTC, "COINBASE:ETH-USD"])
             assert client_book(feed, BTC) == true_book(sim, BTC)
+
+
+async def test_ohlcv_starts_with_its_history_from_rest_with_the_key() -> None:
+    async with make_coinapi_sim(warmup=3000, rate=200.0) as sim:
+        feed = coinapi_feed(sim, ["ohlcv"], [BTC])
+        async with feed:
+            await take_until(
+                feed, lambda _e: len(feed.store.venue_candles.get((V, BTC), {}).get(60, ())) > 10, 10
+            )
+            m = sim.market(BTC)
+            truth = {b.start: b for b in m.bars(60)}
+            bars = list(feed.store.venue_candles[(V, BTC)][60].bars)
+            for bar in bars[-10:-1]:  # exact: JSON numbers decoded from their text
+                t = truth[bar.start]
+                assert (bar.open, bar.high, bar.low, bar.close) == tuple(
+                    m.price_text(x) for x in (t.open, t.high, t.low, t.close)
+                )
+            assert not feed.store.health[V].errors  # the REST call carried the key (else 401)

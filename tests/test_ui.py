@@ -463,7 +463,7 @@ async def test_dashboard_on_coinapi_shows_the_exchange_and_keys_resend_the_hello
         credentials = sim.client_credentials()
 
         def opener(store: Any) -> Feed:
-            adapter = CoinApi(urls={"market": sim.url}, credentials=credentials)
+            adapter = CoinApi(urls={"market": sim.url, "rest": sim.http_url}, credentials=credentials)
             return Feed(
                 adapter, products, list(channels.values()), policy=fast_policy(), collect=False, store=store
             )

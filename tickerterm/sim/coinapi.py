@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
@@ -282,6 +283,36 @@ class CoinApiSim(SimServer):
 
     def write_key_file(self, path: str) -> None:
         self._write_private(path, {"apikey": self.client_credentials().secret.reveal()})
+
+    async def http_get(self, path: str, query: dict[str, str], headers: Mapping[str, str]) -> tuple[int, Any]:
+        """REST ``/v1/ohlcv/<symbol id>/latest?period_id=1MIN&limit=N``: bars newest first, numbers exact."""
+        if headers.get("X-CoinAPI-Key") not in self.keys:
+            return 401, {"error": "Invalid API key"}
+        parts = path.strip("/").split("/")
+        if len(parts) != 4 or parts[:2] != ["v1", "ohlcv"] or parts[3] != "latest":
+            return 404, {"error": "Not found"}
+        product = next((p for p in self.markets if symbol_id(p) == parts[2]), None)
+        if product is None or query.get("period_id", PERIOD) != PERIOD:
+            return 400, {"error": "Unknown symbol or period"}
+        limit = min(int(query.get("limit", "100") or 100), 1000)
+        m = self.markets[product]
+        pt = m.price_text
+        rows = [
+            {
+                "time_period_start": rfc3339(b.start),
+                "time_period_end": rfc3339(b.start + 60),
+                "time_open": rfc3339(b.start),
+                "time_close": rfc3339(b.start + 59),
+                "price_open": _d(pt(b.open)),
+                "price_high": _d(pt(b.high)),
+                "price_low": _d(pt(b.low)),
+                "price_close": _d(pt(b.close)),
+                "volume_traded": _d(m.size_text(b.volume)),
+                "trades_count": 1,
+            }
+            for b in reversed(m.bars(60, limit))
+        ]
+        return 200, _ENCODE(rows)
 
     def prepare_step(self, step: Step) -> None:
         m = self.markets[step.product]

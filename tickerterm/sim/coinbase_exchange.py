@@ -20,6 +20,7 @@ import asyncio
 import base64
 import json
 import random
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -443,7 +444,7 @@ class CoinbaseExchangeSim(SimServer):
         ]
         return 200, _NUMBERS(rows)
 
-    async def http_get(self, path: str, query: dict[str, str]) -> tuple[int, Any]:
+    async def http_get(self, path: str, query: dict[str, str], headers: Mapping[str, str]) -> tuple[int, Any]:
         parts = path.strip("/").split("/")
         if len(parts) != 3 or parts[0] != "products" or parts[2] not in ("book", "candles"):
             return 404, {"message": "NotFound"}

@@ -14,7 +14,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
@@ -246,7 +246,7 @@ class SimServer:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f)
 
-    async def http_get(self, path: str, query: dict[str, str]) -> tuple[int, Any]:
+    async def http_get(self, path: str, query: dict[str, str], headers: Mapping[str, str]) -> tuple[int, Any]:
         """Answer a REST GET: ``(status, JSON body or encoded JSON bytes)``; venues with REST override it."""
         return 404, {"message": "NotFound"}
 
@@ -254,7 +254,7 @@ class SimServer:
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return None
         url = urlsplit(request.path)
-        status, body = await self.http_get(url.path, dict(parse_qsl(url.query)))
+        status, body = await self.http_get(url.path, dict(parse_qsl(url.query)), request.headers)
         text = body.decode() if isinstance(body, bytes) else json.dumps(body, separators=(",", ":"))
         response = connection.respond(status, text)  # bytes: JSON already encoded (exact numbers)
         response.headers["Content-Type"] = "application/json"

@@ -603,7 +603,7 @@ class Connection:
             )
         for attempt in range(1, SNAPSHOT_ATTEMPTS + 1):
             try:
-                response = await self._http.get(url)
+                response = await self._http.get(url, headers=self.adapter.snapshot_headers(channel, product))
                 response.raise_for_status()
                 body = response.content
                 break

@@ -311,6 +311,10 @@ class VenueAdapter(ABC):
     def url_with_key(self, endpoint: str, key: str) -> str:
         return self.url(endpoint)
 
+    def snapshot_headers(self, channel: str, product: str) -> dict[str, str]:
+        """Headers for the REST call of ``snapshot_url`` (an API key, for venues whose REST needs one)."""
+        return {}
+
     def book_channels(self) -> list[str]:
         return [spec.name for spec in self.channels.values() if spec.kind == "book"]
 

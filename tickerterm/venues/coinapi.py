@@ -47,6 +47,7 @@ from tickerterm.venues.auth import ApiToken, load_token
 from tickerterm.venues.base import ChannelSpec, ErrorClass, Parser, VenueAdapter, decode_object
 
 MARKET_URL = "wss://ws.coinapi.io/v1/"
+REST_URL = "https://rest.coinapi.io"
 ENV_KEY = "COINAPI_KEY"
 DEFAULT_EXCHANGE = "COINBASE"
 PERIOD = "1MIN"
@@ -89,7 +90,7 @@ def product_of(symbol: str) -> str:
 class CoinApi(VenueAdapter):
     name = "coinapi"
     title = "CoinAPI"
-    endpoints: ClassVar[dict[str, str]] = {"market": MARKET_URL}
+    endpoints: ClassVar[dict[str, str]] = {"market": MARKET_URL, "rest": REST_URL}
     channels = CHANNELS
     aliases: ClassVar[dict[str, str]] = {
         "trades": "trade",
@@ -125,6 +126,15 @@ class CoinApi(VenueAdapter):
         if self.credentials is None:
             raise CredentialsError(f"CoinAPI needs {self.credential_name}: {self.credential_help}")
         return {"X-CoinAPI-Key": self.credentials.secret.reveal()}  # the key never goes in a frame
+
+    def snapshot_url(self, channel: str, product: str) -> str | None:
+        if channel != "ohlcv":
+            return None
+        base = self.urls["rest"].rstrip("/")
+        return f"{base}/v1/ohlcv/{symbol_id(product)}/latest?period_id={PERIOD}&limit=300"
+
+    def snapshot_headers(self, channel: str, product: str) -> dict[str, str]:
+        return self.connect_headers("market")
 
     def parser(self, conn: str) -> CoinApiParser:
         return CoinApiParser(self.name, conn)
@@ -170,6 +180,7 @@ class CoinApiParser(Parser):
         super().__init__(venue, conn)
         self._seq: dict[tuple[str, str], int] = {}
         self._snapshotted: set[str] = set()
+        self._history: set[str] = set()
         """Symbols whose ``book`` snapshot has come (updates before it are dropped)."""
         self.before_snapshot = 0
         self._handlers: dict[str, Callable[[dict[str, Any], float], list[Event]]] = {
@@ -306,27 +317,41 @@ class CoinApiParser(Parser):
         if got is None:
             return []
         product, out = got
+        if product not in self._history:  # the first bar of a symbol: ask REST for the ones before it
+            self._history.add(product)
+            self.snapshot_wanted.append(("ohlcv", product))
+        out.append(self._bar(product, msg, recv_ts))
+        return out
+
+    def apply_snapshot(self, channel: str, product: str, body: bytes, recv_ts: float) -> list[Event]:
+        """REST ``/v1/ohlcv/<symbol>/latest``: bars newest first, numbers exact from their text."""
+        self.last_exch_ts = None
+        try:
+            rows = _decode(body)
+            if not isinstance(rows, list):
+                raise TypeError("not a list of bars")
+            return [self._bar(product, row, recv_ts) for row in reversed(rows)]
+        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+            raise FrameError(f"{product} ohlcv history: {type(exc).__name__} {exc}") from None
+
+    def _bar(self, product: str, msg: dict[str, Any], recv_ts: float) -> Candle:
         interval = PERIODS[str(msg.get("period_id", PERIOD))]
         started = parse_rfc3339(str(msg["time_period_start"]))
         if started is None:
             raise ValueError("time_period_start is not a time")
-        start = int(started)
-        out.append(
-            Candle(
-                self.venue,
-                recv_ts,
-                product,
-                self.last_exch_ts,
-                start,
-                interval,
-                _num(msg["price_open"]),
-                _num(msg["price_high"]),
-                _num(msg["price_low"]),
-                _num(msg["price_close"]),
-                _num(msg["volume_traded"]),
-            )
+        return Candle(
+            self.venue,
+            recv_ts,
+            product,
+            self.last_exch_ts,
+            int(started),
+            interval,
+            _num(msg["price_open"]),
+            _num(msg["price_high"]),
+            _num(msg["price_low"]),
+            _num(msg["price_close"]),
+            _num(msg["volume_traded"]),
         )
-        return out
 
     def _heartbeat(self, msg: dict[str, Any], recv_ts: float) -> list[Event]:
         return [Heartbeat(self.venue, recv_ts, self.conn, None)]
