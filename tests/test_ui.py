@@ -152,9 +152,10 @@ async def test_interval_and_grouping_keys(sim: CoinbaseSim) -> None:
                 ),
             )
         assert seen == [900, 3600, 60, 300]
-        assert "(venue)" in str(chart.border_title)  # Coinbase sends 5-minute candles itself
+        assert "(venue" in str(chart.border_title)  # Coinbase sends 5-minute candles itself
         await pilot.press("i")
-        await until(pilot, lambda: "15m (venue 5m)" in str(chart.border_title))  # its 5m bars, folded
+        # its 5m bars, folded (and carried on by trade-built bars if trades have gone past its last one)
+        await until(pilot, lambda: "15m (venue 5m" in str(chart.border_title))
         steps = grouping_steps(app.store, "coinbase", "BTC-USD")
         assert steps == [None, "1", "10", "100"]
         await pilot.press("g")

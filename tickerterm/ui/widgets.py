@@ -259,7 +259,7 @@ class TickersTable(Panel):
             pct = tick.change_pct_24h if tick else None
             change = _change(price, pct)
             pct_text = Text(
-                f"{_signed(pct)}%" if pct else "—",
+                f"{_signed(_percent(pct))}%" if pct else "—",
                 style=up
                 if pct and not pct.startswith("-") and float(pct)
                 else down
@@ -293,6 +293,14 @@ class TickersTable(Panel):
         if "ticker" in view.channels and not view.channel_on("ticker"):
             table.caption = "ticker is off — press k to subscribe"
         return table
+
+
+def _percent(text: str) -> str:
+    """A percent for the table, two decimals (``-0.03448276`` -> ``-0.03``); NDJSON keeps it whole."""
+    try:
+        return format(Decimal(text).quantize(Decimal("0.01")), "f")
+    except InvalidOperation:
+        return text
 
 
 def _funding(tick: Ticker | None, now: float) -> str:
