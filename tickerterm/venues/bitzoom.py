@@ -44,7 +44,7 @@ from tickerterm.core.events import (
 )
 from tickerterm.venues.auth import ApiToken, load_token
 from tickerterm.venues.base import ChannelSpec, ErrorClass, HttpRequest, Parser, VenueAdapter, decode_json
-from tickerterm.venues.fields import amount, integer, optional_amount, signed, text
+from tickerterm.venues.fields import amount, change_percent, integer, optional_amount, signed, text
 
 MARKET_URL = "wss://stream.bitzoom.com/ws"
 REST_URL = "https://api.bitzoom.com"
@@ -376,11 +376,7 @@ class BitzoomParser(Parser):
 
     def _mini(self, msg: dict[str, Any], channel: str | None, recv_ts: float) -> list[Event]:
         close, opened = amount(msg["c"]), amount(msg["o"])
-        pct = None
-        if Decimal(opened) != 0:
-            pct = format(
-                ((Decimal(close) - Decimal(opened)) / Decimal(opened) * 100).quantize(Decimal("0.01")), "f"
-            )
+        pct = change_percent(close, opened, "0.01")
         return [
             Ticker(
                 self.venue,

@@ -24,8 +24,6 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, ClassVar
 
-import msgspec
-
 from tickerterm.core.clock import parse_rfc3339
 from tickerterm.core.errors import ConfigError, CredentialsError, FrameError
 from tickerterm.core.events import (
@@ -45,6 +43,7 @@ from tickerterm.core.events import (
 )
 from tickerterm.venues.auth import ApiToken, load_token
 from tickerterm.venues.base import ChannelSpec, ErrorClass, Parser, VenueAdapter, decode_object
+from tickerterm.venues.fields import decode_exact, number
 
 MARKET_URL = "wss://ws.coinapi.io/v1/"
 REST_URL = "https://rest.coinapi.io"
@@ -65,8 +64,7 @@ PERIODS: dict[str, int] = {"1SEC": 1, "1MIN": 60, "5MIN": 300, "15MIN": 900, "1H
 _PRODUCT = re.compile(r"^([A-Z0-9]{1,32}):([A-Z0-9]{1,20})-([A-Z0-9]{1,20})$")
 _SYMBOL = re.compile(r"^([A-Z0-9]{1,32})_SPOT_([A-Z0-9]{1,20})_([A-Z0-9]{1,20})$")
 _TAKER: dict[str, Side] = {"BUY": "buy", "SELL": "sell", "BUY_ESTIMATED": "buy", "SELL_ESTIMATED": "sell"}
-_decode = msgspec.json.Decoder(float_hook=Decimal).decode
-"""Numbers with a fraction come out as ``Decimal`` from their own text: exact, never a float."""
+_decode = decode_exact  # prices are JSON numbers: decoded from their own text, exact
 
 
 def symbol_id(product: str) -> str:
@@ -243,7 +241,7 @@ class CoinApiParser(Parser):
         if got is None:
             return []
         product, out = got
-        size = _num(msg["size"])
+        size = number(msg["size"])
         side = _TAKER.get(str(msg.get("taker_side")))
         if Decimal(size) == 0 or side is None:
             return out  # size 0 is an index point, UNKNOWN an aggressor we cannot show: not a trade
@@ -254,7 +252,7 @@ class CoinApiParser(Parser):
                 product,
                 self.last_exch_ts,
                 str(msg["uuid"]),
-                _num(msg["price"]),
+                number(msg["price"]),
                 size,
                 side,
             )
@@ -266,23 +264,23 @@ class CoinApiParser(Parser):
         if got is None:
             return []
         product, out = got
-        bid_size, ask_size = _num(msg["bid_size"]), _num(msg["ask_size"])
+        bid_size, ask_size = number(msg["bid_size"]), number(msg["ask_size"])
         out.append(
             Ticker(
                 self.venue,
                 recv_ts,
                 product,
                 self.last_exch_ts,
-                bid=_num(msg["bid_price"]),
+                bid=number(msg["bid_price"]),
                 bid_size=None if Decimal(bid_size) == 0 else bid_size,
-                ask=_num(msg["ask_price"]),
+                ask=number(msg["ask_price"]),
                 ask_size=None if Decimal(ask_size) == 0 else ask_size,
             )
         )
         return out
 
     def _levels(self, entries: list[Any]) -> list[Level]:
-        return [(_num(e["price"]), _num(e["size"])) for e in entries]
+        return [(number(e["price"]), number(e["size"])) for e in entries]
 
     def _book(self, msg: dict[str, Any], recv_ts: float) -> list[Event]:
         got = self._sequenced("book", msg, recv_ts)
@@ -346,11 +344,11 @@ class CoinApiParser(Parser):
             self.last_exch_ts,
             int(started),
             interval,
-            _num(msg["price_open"]),
-            _num(msg["price_high"]),
-            _num(msg["price_low"]),
-            _num(msg["price_close"]),
-            _num(msg["volume_traded"]),
+            number(msg["price_open"]),
+            number(msg["price_high"]),
+            number(msg["price_low"]),
+            number(msg["price_close"]),
+            number(msg["volume_traded"]),
         )
 
     def _heartbeat(self, msg: dict[str, Any], recv_ts: float) -> list[Event]:
@@ -364,14 +362,3 @@ class CoinApiParser(Parser):
         return [
             VenueError(self.venue, recv_ts, self.conn, str(msg.get("message") or "error without a message"))
         ]
-
-
-def _num(value: Any) -> str:
-    """A JSON number as exact decimal text (``Decimal`` from the wire, or an int); non-negative, finite."""
-    if type(value) is int:
-        if value < 0:
-            raise ValueError("negative")
-        return str(value)
-    if not isinstance(value, Decimal) or not value.is_finite() or value < 0:
-        raise TypeError(f"expected a non-negative number, got {type(value).__name__}")
-    return format(value, "f")

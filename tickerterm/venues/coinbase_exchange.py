@@ -59,7 +59,7 @@ from tickerterm.venues.auth import (
     load_exchange_key,
 )
 from tickerterm.venues.base import ChannelSpec, ErrorClass, Parser, VenueAdapter, decode_object
-from tickerterm.venues.fields import amount, optional_amount, text
+from tickerterm.venues.fields import amount, change_percent, decode_exact, number, optional_amount, text
 
 MARKET_URL = "wss://ws-feed.exchange.coinbase.com"
 REST_URL = "https://api.exchange.coinbase.com"
@@ -82,14 +82,6 @@ MAX_BUFFERED = 50_000
 """Full-channel messages kept per product while its REST snapshot is on the way."""
 
 _decode = msgspec.json.decode
-_decode_numbers = msgspec.json.Decoder(float_hook=Decimal).decode
-
-
-def _text(value: Any) -> str:
-    """A JSON number (as Decimal from its own text, or an int) as exact non-negative decimal text."""
-    if isinstance(value, bool) or not isinstance(value, (int, Decimal)) or value < 0:
-        raise TypeError("expected a non-negative number")
-    return amount(format(value, "f"))
 
 
 _SIDE: dict[str, BookSide] = {"buy": "bid", "sell": "ask"}
@@ -316,12 +308,7 @@ class CoinbaseExchangeParser(Parser):
             return []
         price = optional_amount(msg, "price")
         opened = optional_amount(msg, "open_24h")
-        pct = None
-        if price is not None and opened is not None and Decimal(opened) != 0:
-            pct = format(
-                ((Decimal(price) - Decimal(opened)) / Decimal(opened) * 100).quantize(Decimal("0.00000001")),
-                "f",
-            )
+        pct = None if price is None or opened is None else change_percent(price, opened, "0.00000001")
         return [
             Ticker(
                 self.venue,
@@ -483,7 +470,7 @@ class CoinbaseExchangeParser(Parser):
         """REST candles ``[[time, low, high, open, close, volume], …]``, newest first, as JSON numbers
         (decoded from their text: exact)."""
         try:
-            rows = _decode_numbers(body)
+            rows = decode_exact(body)
             out: list[Event] = [
                 Candle(
                     self.venue,
@@ -492,11 +479,11 @@ class CoinbaseExchangeParser(Parser):
                     None,
                     int(t),
                     60,
-                    _text(o),
-                    _text(h),
-                    _text(lo),
-                    _text(c),
-                    _text(v),
+                    number(o),
+                    number(h),
+                    number(lo),
+                    number(c),
+                    number(v),
                 )
                 for t, lo, h, o, c, v in reversed(rows)
             ]

@@ -6,9 +6,16 @@ Anything else makes the frame malformed (the parser turns the exception into a `
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
+import msgspec
+
 from tickerterm.core.events import value_of
+
+decode_exact = msgspec.json.Decoder(float_hook=Decimal).decode
+"""JSON with numbers that have a fraction decoded to ``Decimal`` from their own text: exact, never a float
+(for venues that send prices as JSON numbers)."""
 
 _INF = float("inf")
 
@@ -55,3 +62,24 @@ def integer(value: Any) -> int:
     if type(value) is not int:
         raise TypeError(f"expected an integer, got {type(value).__name__}")
     return value
+
+
+def number(value: Any) -> str:
+    """A JSON number decoded by ``decode_exact`` (``Decimal``, or an int) as exact decimal text; it must be
+    finite and non-negative."""
+    if type(value) is int:
+        if value < 0:
+            raise ValueError("negative")
+        return str(value)
+    if not isinstance(value, Decimal) or not value.is_finite() or value < 0:
+        raise TypeError(f"expected a non-negative number, got {type(value).__name__}")
+    return format(value, "f")
+
+
+def change_percent(last: str, opened: str, places: str) -> str | None:
+    """The change from ``opened`` to ``last`` in percent, rounded to ``places`` (e.g. ``"0.01"``), exact
+    arithmetic; None when ``opened`` is zero."""
+    base = Decimal(opened)
+    if base == 0:
+        return None
+    return format(((Decimal(last) - base) / base * 100).quantize(Decimal(places)), "f")
