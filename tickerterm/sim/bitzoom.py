@@ -28,7 +28,7 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from tickerterm.sim.http import RestServer
-from tickerterm.sim.market import Market, ProductSpec, SimTrade, Step
+from tickerterm.sim.market import ProductSpec, SimTrade, Step
 from tickerterm.sim.server import SimConnection, SimServer
 from tickerterm.venues.auth import ApiToken, Secret
 from tickerterm.venues.bitzoom import (
@@ -59,16 +59,6 @@ _PARTIAL_LEVELS = {f"depth{n}{s}": n for n in (5, 10, 20) for s in ("", "@100ms"
 
 def ms(ts: float) -> int:
     return int(ts * 1000)
-
-
-class _Kline:
-    __slots__ = ("close", "high", "low", "n", "open", "start", "volume")
-
-    def __init__(self, start: int, price: int, lots: int) -> None:
-        self.start = start
-        self.open = self.high = self.low = self.close = price
-        self.volume = lots
-        self.n = 1
 
 
 class BitzoomSimConnection(SimConnection):
@@ -302,7 +292,6 @@ class BitzoomSim(SimServer):
         self.last_id: dict[str, int] = dict.fromkeys(self.markets, 0)
         self.step_aggs: list[dict[str, Any]] = []
         self._agg = 5000
-        self._klines: dict[tuple[str, str], _Kline] = {}
         self._order_id = 8_000_000
         self._position = Decimal(0)
         self._shutdown_task: asyncio.Task[None] | None = None
@@ -372,7 +361,6 @@ class BitzoomSim(SimServer):
             self.last_id[product] = self.step_id
         self.step_aggs = []
         if step.trades:
-            m = self.markets[product]
             for t in step.trades:
                 self._agg += 1
                 self.step_aggs.append(
@@ -389,17 +377,6 @@ class BitzoomSim(SimServer):
                         "m": t.maker_side == "bid",
                     }
                 )
-                price, lots = _ticks(m, t.price), _lots(t.size)
-                for interval, seconds in KLINE_INTERVALS.items():
-                    key = (product, interval)
-                    start = int(t.ts // seconds) * seconds
-                    k = self._klines.get(key)
-                    if k is None or k.start != start:
-                        self._klines[key] = _Kline(start, price, lots)
-                    else:
-                        k.high, k.low, k.close = max(k.high, price), min(k.low, price), price
-                        k.volume += lots
-                        k.n += 1
 
     def trade_event(self, product: str, t: SimTrade, now: float) -> dict[str, Any]:
         return {
@@ -487,11 +464,13 @@ class BitzoomSim(SimServer):
         }
 
     def kline_event(self, product: str, interval: str, now: float) -> dict[str, Any] | None:
-        k = self._klines.get((product, interval))
-        if k is None:
-            return None
+        """The latest bar of ``interval``, folded from the market's one-minute bars (as REST klines are)."""
         m = self.markets[product]
         seconds = KLINE_INTERVALS[interval]
+        bars = m.bars(seconds, 1)
+        if not bars:
+            return None
+        k = bars[-1]
         pt = m.price_text
         sym = symbol_of(product).upper()
         return {
@@ -510,7 +489,7 @@ class BitzoomSim(SimServer):
                 "h": pt(k.high),
                 "l": pt(k.low),
                 "v": m.size_text(k.volume),
-                "n": k.n,
+                "n": k.trades,
                 "x": now >= k.start + seconds,
                 "q": "0",
                 "V": "0",
@@ -636,11 +615,3 @@ class BitzoomSim(SimServer):
             self.stats["keepalives"] = self.stats.get("keepalives", 0) + (method == "PUT")
             return 200, {"code": 0, "data": {}}
         return 404, {"code": -1, "msg": "Not found"}
-
-
-def _ticks(m: Market, price: str) -> int:
-    return int(Decimal(price).scaleb(m.decimals))
-
-
-def _lots(size: str) -> int:
-    return int(Decimal(size).scaleb(8))

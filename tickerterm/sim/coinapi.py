@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl, urlsplit
 import msgspec
 
 from tickerterm.sim.coinbase import rfc3339
-from tickerterm.sim.market import Market, ProductSpec, Step
+from tickerterm.sim.market import Market, ProductSpec, SimCandle, Step
 from tickerterm.sim.server import SimConnection, SimServer
 from tickerterm.venues.auth import ApiToken, Secret
 from tickerterm.venues.coinapi import PERIOD, symbol_id
@@ -223,9 +223,9 @@ class CoinApiSimConnection(SimConnection):
                 self.send("hearbeat", None, {}, data=False)
         elif kind == "candles" and "ohlcv" in self.types:
             for product in server.markets:
-                bar = server.minute_bars.get(product)
-                if bar is not None and self.in_scope(product):
-                    self.send("ohlcv", product, server.ohlcv(product, bar))
+                bars = server.markets[product].minute_bars
+                if bars and self.in_scope(product):
+                    self.send("ohlcv", product, server.ohlcv(product, bars[-1]))
 
     def _top(self, product: str, m: Market, n: int, now: str) -> None:
         bids, asks = m.top_levels(n)
@@ -247,8 +247,6 @@ class CoinApiSim(SimServer):
         kwargs.pop("blast", None)
         super().__init__(**kwargs)
         self.keys = set(keys or ())
-        self.minute_bars: dict[str, list[Any]] = {}
-        """product -> [start, open, high, low, close, volume lots, first, last trade time]"""
         self._notice_task: asyncio.Task[None] | None = None
 
     async def start(self) -> str:
@@ -295,56 +293,23 @@ class CoinApiSim(SimServer):
         if product is None or query.get("period_id", PERIOD) != PERIOD:
             return 400, {"error": "Unknown symbol or period"}
         limit = min(int(query.get("limit", "100") or 100), 1000)
-        m = self.markets[product]
-        pt = m.price_text
-        rows = [
-            {
-                "time_period_start": rfc3339(b.start),
-                "time_period_end": rfc3339(b.start + 60),
-                "time_open": rfc3339(b.start),
-                "time_close": rfc3339(b.start + 59),
-                "price_open": _d(pt(b.open)),
-                "price_high": _d(pt(b.high)),
-                "price_low": _d(pt(b.low)),
-                "price_close": _d(pt(b.close)),
-                "volume_traded": _d(m.size_text(b.volume)),
-                "trades_count": 1,
-            }
-            for b in reversed(m.bars(60, limit))
-        ]
+        rows = [self.ohlcv(product, b) for b in reversed(self.markets[product].bars(60, limit))]
         return 200, _ENCODE(rows)
 
-    def prepare_step(self, step: Step) -> None:
-        m = self.markets[step.product]
-        for t in step.trades:
-            start = int(t.ts // 60) * 60
-            price, lots = int(Decimal(t.price).scaleb(m.decimals)), int(Decimal(t.size).scaleb(8))
-            bar = self.minute_bars.get(step.product)
-            if bar is None or bar[0] != start:
-                self.minute_bars[step.product] = [start, price, price, price, price, lots, t.ts, t.ts]
-            else:
-                bar[2], bar[3], bar[4], bar[5], bar[7] = (
-                    max(bar[2], price),
-                    min(bar[3], price),
-                    price,
-                    bar[5] + lots,
-                    t.ts,
-                )
-
-    def ohlcv(self, product: str, bar: list[Any]) -> dict[str, Any]:
+    def ohlcv(self, product: str, bar: SimCandle) -> dict[str, Any]:
+        """A 1MIN bar as the WebSocket and REST send it (numbers exact)."""
         m = self.markets[product]
         pt = m.price_text
-        start = bar[0]
         return {
             "period_id": PERIOD,
-            "time_period_start": rfc3339(start),
-            "time_period_end": rfc3339(start + 60),
-            "time_open": rfc3339(bar[6]),
-            "time_close": rfc3339(bar[7]),
-            "price_open": _d(pt(bar[1])),
-            "price_high": _d(pt(bar[2])),
-            "price_low": _d(pt(bar[3])),
-            "price_close": _d(pt(bar[4])),
-            "volume_traded": _d(m.size_text(bar[5])),
-            "trades_count": 1,
+            "time_period_start": rfc3339(bar.start),
+            "time_period_end": rfc3339(bar.start + 60),
+            "time_open": rfc3339(bar.start),
+            "time_close": rfc3339(bar.start + 59),
+            "price_open": _d(pt(bar.open)),
+            "price_high": _d(pt(bar.high)),
+            "price_low": _d(pt(bar.low)),
+            "price_close": _d(pt(bar.close)),
+            "volume_traded": _d(m.size_text(bar.volume)),
+            "trades_count": bar.trades,
         }

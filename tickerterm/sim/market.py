@@ -62,6 +62,30 @@ class SimCandle:
     low: int
     close: int
     volume: int
+    trades: int = 1
+
+    def add(self, price: int, lots: int) -> None:
+        """One more trade in this bar."""
+        self.high, self.low, self.close = max(self.high, price), min(self.low, price), price
+        self.volume += lots
+        self.trades += 1
+
+    def merge(self, later: SimCandle) -> None:
+        """Fold a later bar of the same bucket into this one."""
+        self.high, self.low, self.close = max(self.high, later.high), min(self.low, later.low), later.close
+        self.volume += later.volume
+        self.trades += later.trades
+
+
+def _add_trade(bars: list[SimCandle], start: int, price: int, lots: int, keep: int, trim: int) -> None:
+    """A trade into the bar starting at ``start`` (a new one if the last bar is older); at most ``keep``
+    bars, the oldest ``trim`` dropped when that is reached."""
+    if bars and bars[-1].start == start:
+        bars[-1].add(price, lots)
+        return
+    bars.append(SimCandle(start, price, price, price, price, lots))
+    if len(bars) > keep:
+        del bars[:trim]
 
 
 class Market:
@@ -266,41 +290,27 @@ class Market:
         self.recent_trades.append(trade)
         if len(self.recent_trades) > 100:
             del self.recent_trades[:50]
-        start = int(now // self.CANDLE_SECONDS) * self.CANDLE_SECONDS
-        candles = self.candles
-        if candles and candles[-1].start == start:
-            c = candles[-1]
-            c.high, c.low, c.close, c.volume = max(c.high, price), min(c.low, price), price, c.volume + lots
-        else:
-            candles.append(SimCandle(start, price, price, price, price, lots))
-            if len(candles) > 300:
-                del candles[:100]
-        minute = int(now // 60) * 60
-        bars = self.minute_bars
-        if bars and bars[-1].start == minute:
-            b = bars[-1]
-            b.high, b.low, b.close, b.volume = max(b.high, price), min(b.low, price), price, b.volume + lots
-        else:
-            bars.append(SimCandle(minute, price, price, price, price, lots))
-            if len(bars) > 2880:
-                del bars[:480]
+        _add_trade(self.candles, int(now // self.CANDLE_SECONDS) * self.CANDLE_SECONDS, price, lots, 300, 100)
+        _add_trade(self.minute_bars, int(now // 60) * 60, price, lots, 2880, 480)
 
     def bars(self, seconds: int, limit: int = 500) -> list[SimCandle]:
-        """The last ``limit`` bars of ``seconds`` (a multiple of 60), folded from the one-minute bars."""
+        """The last ``limit`` bars of ``seconds`` (a multiple of 60), folded from the one-minute bars
+        (only the ones those bars need are read)."""
+        minutes = self.minute_bars
+        if not minutes:
+            return []
+        first = (minutes[-1].start // seconds - limit + 1) * seconds
+        i = len(minutes)
+        while i > 0 and minutes[i - 1].start >= first:
+            i -= 1
         out: list[SimCandle] = []
-        for b in self.minute_bars:
+        for b in minutes[i:]:
             start = b.start // seconds * seconds
             if out and out[-1].start == start:
-                c = out[-1]
-                c.high, c.low, c.close, c.volume = (
-                    max(c.high, b.high),
-                    min(c.low, b.low),
-                    b.close,
-                    c.volume + b.volume,
-                )
+                out[-1].merge(b)
             else:
-                out.append(SimCandle(start, b.open, b.high, b.low, b.close, b.volume))
-        return out[-limit:]
+                out.append(SimCandle(start, b.open, b.high, b.low, b.close, b.volume, b.trades))
+        return out
 
     def _refill(self, out: Step, side: str) -> None:
         """Keep each side deep: add levels behind the worst one when a side gets thin."""

@@ -24,11 +24,10 @@ import json
 import random
 import secrets
 from collections import deque
-from decimal import Decimal
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
-from tickerterm.sim.market import Market, ProductSpec, Step
+from tickerterm.sim.market import Market, ProductSpec, SimCandle, Step
 from tickerterm.sim.orders import OrderBookL3
 from tickerterm.sim.server import SimConnection, SimServer
 from tickerterm.venues.auth import ApiToken, Secret
@@ -335,7 +334,8 @@ class OxArchiveSim(SimServer):
         self.history: dict[str, deque[tuple[float, str, Any]]] = {
             p: deque(maxlen=HISTORY) for p in self.markets
         }
-        self._bars: dict[str, list[Any]] = {}
+        self._bar_recorded: dict[str, int] = {}
+        """The start of the last closed minute bar put in the history, per symbol."""
         self._last_book: dict[str, float] = dict.fromkeys(self.markets, 0.0)
         self.block = 800_000_000
         rng = random.Random(self.seed ^ 0x4A4)
@@ -424,19 +424,10 @@ class OxArchiveSim(SimServer):
         history = self.history[symbol]
         if step.trades:
             history.append((now, "trades", [self.trade_data(symbol, t) for t in step.trades]))
-            m = self.markets[symbol]
-            for t in step.trades:
-                start = int(t.ts // 60) * 60
-                price, lots = int(Decimal(t.price).scaleb(m.decimals)), int(Decimal(t.size).scaleb(8))
-                bar = self._bars.get(symbol)
-                if bar is None or bar[0] != start:
-                    if bar is not None:
-                        history.append((now, "candles", self._bar_data(symbol, bar)))
-                    self._bars[symbol] = [start, price, price, price, price, lots, 1]
-                else:
-                    bar[2], bar[3], bar[4] = max(bar[2], price), min(bar[3], price), price
-                    bar[5] += lots
-                    bar[6] += 1
+            bars = self.markets[symbol].minute_bars
+            if len(bars) > 1 and bars[-2].start > self._bar_recorded.get(symbol, -1):
+                self._bar_recorded[symbol] = bars[-2].start  # a minute has closed: it goes in the record
+                history.append((now, "candles", self._bar_data(symbol, bars[-2])))
         if now - self._last_book[symbol] >= 1.0:
             self._last_book[symbol] = now
             history.append((now, "orderbook", self.book_data(symbol, now)))
@@ -478,22 +469,21 @@ class OxArchiveSim(SimServer):
         }
 
     def minute_bar(self, symbol: str) -> dict[str, Any] | None:
-        bar = self._bars.get(symbol)
-        return None if bar is None else self._bar_data(symbol, bar)
+        bars = self.markets[symbol].minute_bars
+        return self._bar_data(symbol, bars[-1]) if bars else None
 
-    def _bar_data(self, symbol: str, bar: list[Any]) -> dict[str, Any]:
+    def _bar_data(self, symbol: str, bar: SimCandle) -> dict[str, Any]:
         m: Market = self.markets[symbol]
         pt = m.price_text
-        start = bar[0]
         return {
-            "t": start * 1000,
-            "T": (start + 60) * 1000 - 1,
+            "t": bar.start * 1000,
+            "T": (bar.start + 60) * 1000 - 1,
             "s": symbol,
             "i": "1m",
-            "o": pt(bar[1]),
-            "c": pt(bar[4]),
-            "h": pt(bar[2]),
-            "l": pt(bar[3]),
-            "v": m.size_text(bar[5]),
-            "n": bar[6],
+            "o": pt(bar.open),
+            "c": pt(bar.close),
+            "h": pt(bar.high),
+            "l": pt(bar.low),
+            "v": m.size_text(bar.volume),
+            "n": bar.trades,
         }
