@@ -129,6 +129,7 @@ class Connection:
         self._last_rx = 0.0
         self.finished = asyncio.Event()
         self._book_channels = adapter.book_channels()
+        self._books_of: tuple[int, dict[str, str]] = (-1, {})
         self._snapshot_tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._http: httpx.AsyncClient | None = None
         self._listen_key = ""
@@ -153,11 +154,19 @@ class Connection:
         return sum(len(self.subs.products(c)) or 1 for c in self.subs.channels())
 
     def book_channel(self, product: str) -> str | None:
-        """The book channel ``product`` is subscribed on here (a venue may have several: L2, L3...)."""
-        for channel in self._book_channels:
-            if self.subs.has(channel, product):
-                return channel
-        return None
+        """The book channel ``product`` is subscribed on here (a venue may have several: L2, L3...).
+        Asked for every book message, so the answer is kept until the subscriptions change."""
+        return self._books().get(product)
+
+    def _books(self) -> dict[str, str]:
+        """Product -> its book channel, in channel order (rebuilt when the subscriptions change)."""
+        if self._books_of[0] != self.subs.version:
+            books: dict[str, str] = {}
+            for channel in self._book_channels:
+                for product in self.subs.products(channel):
+                    books.setdefault(product, channel)
+            self._books_of = (self.subs.version, books)
+        return self._books_of[1]
 
     async def control(self, action: str, **args: Any) -> None:
         """A replay control: ``pause``, ``resume``, ``stop``, ``seek`` (``timestamp``), ``speed``."""
@@ -519,10 +528,7 @@ class Connection:
         await self._emit(out, applied=True)
 
     def _book_products(self) -> list[str]:
-        out: dict[str, None] = {}
-        for channel in self._book_channels:
-            out.update(dict.fromkeys(self.subs.products(channel)))
-        return list(out)
+        return list(self._books())
 
     def _on_gap(self, gap: Gap, events: list[Event], at: int) -> None:
         books = self._book_products()

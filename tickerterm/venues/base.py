@@ -60,6 +60,8 @@ class Subscriptions:
 
     def __init__(self) -> None:
         self._subs: dict[str, dict[str, None]] = {}
+        self.version = 0
+        """Changes whenever a subscription is added or removed (for caches derived from them)."""
 
     def add(self, channel: str, products: Iterable[str]) -> list[str]:
         """Add products; returns those that were new."""
@@ -67,6 +69,7 @@ class Subscriptions:
         new = [p for p in products if p not in have]
         for p in new:
             have[p] = None
+        self.version += 1
         return new
 
     def remove(self, channel: str, products: Iterable[str] | None = None) -> list[str]:
@@ -74,6 +77,7 @@ class Subscriptions:
         have = self._subs.get(channel)
         if have is None:
             return []
+        self.version += 1
         if products is None:
             del self._subs[channel]
             return list(have)
