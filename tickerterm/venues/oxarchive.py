@@ -58,11 +58,11 @@ CANDLE_INTERVALS: dict[str, int] = {
     "1w": 604800,
 }
 
-CHANNELS: dict[str, ChannelSpec] = {
-    "orderbook": ChannelSpec("orderbook", "book"),
-    "l4_diffs": ChannelSpec("l4_diffs", "book"),
-    "trades": ChannelSpec("trades", "trades"),
-    "candles": ChannelSpec("candles", "candles"),
+CHANNELS: dict[str, ChannelSpec] = {  # every channel needs the API key
+    "orderbook": ChannelSpec("orderbook", "book", private=True),
+    "l4_diffs": ChannelSpec("l4_diffs", "book", private=True),
+    "trades": ChannelSpec("trades", "trades", private=True),
+    "candles": ChannelSpec("candles", "candles", private=True),
 }
 _SYMBOL = re.compile(r"^(?:[A-Za-z0-9]{1,20}(?:-[A-Za-z0-9]{1,20})?|[a-z]{1,8}:[A-Za-z0-9]{1,20}|#\d{1,6})$")
 _TAKER: dict[str, Side] = {"B": "buy", "A": "sell"}
@@ -90,10 +90,6 @@ class OxArchive(VenueAdapter):
     @classmethod
     def load_credentials(cls, key_file: str | None = None) -> ApiToken | None:
         return load_token(ENV_KEY, "apiKey", key_file=key_file)
-
-    def check_credentials(self, channels: Any) -> None:
-        if self.credentials is None:
-            raise self.missing_credentials(next(iter(channels), "orderbook"))
 
     def normalize_product(self, product: str) -> str:
         p = product.strip()
