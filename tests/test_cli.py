@@ -183,9 +183,21 @@ def test_unreachable_endpoint_shows_retries_and_a_hint() -> None:
     assert result.returncode == 1
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["attempt"] for line in lines if line["type"] == "retry"] == [1, 2]
+    assert len([line for line in lines if line["type"] == "connecting"]) == 3  # --retries 2: 3 attempts
     assert lines[-1]["type"] == "gave_up"
     assert result.stderr.startswith(
-        "tickerterm: gave up on coinbase: 2 reconnect attempts failed; last: connect failed:"
+        "tickerterm: gave up on coinbase: 3 connection attempts failed in a row (2 retries allowed); "
+        "last: connect failed:"
+    )
+
+
+def test_retries_zero_gives_up_at_the_first_failure() -> None:
+    result = run("--headless", "--url", "ws://127.0.0.1:9", "--retries", "0")
+    assert result.returncode == 1
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["type"] for line in lines] == ["connecting", "gave_up"]
+    assert result.stderr.startswith(
+        "tickerterm: gave up on coinbase: 1 connection attempt failed in a row (0 retries allowed); "
     )
     assert "--sim runs the built-in simulator" in result.stderr and "Traceback" not in result.stderr
 

@@ -312,7 +312,7 @@ async def test_unreachable_endpoint_retries_then_gives_up_with_hint() -> None:
         delays = [r.delay for r in of(events, RetryScheduled)]
         assert all(0.0 < d <= 0.05 for d in delays)
         reason = events[-1].reason
-        assert reason.startswith("3 reconnect attempts failed; last: connect failed:")
+        assert reason.startswith("4 connection attempts failed in a row (3 retries allowed); last: connect")
         assert reason.endswith("(check the URL (--url) and the network; --sim runs the built-in simulator)")
         assert feed.store.health["coinbase"].retries == 3
 

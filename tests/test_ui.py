@@ -332,7 +332,8 @@ async def test_ansi_theme_uses_the_terminal_palette() -> None:
 async def test_gave_up_shows_its_reason_and_hint_in_full() -> None:
     app = static_app()
     reason = (
-        "2 reconnect attempts failed; last: connect failed: [Errno 111] Connect call failed "
+        "3 connection attempts failed in a row (2 retries allowed); last: connect failed: "
+        "[Errno 111] Connect call failed "
         "('127.0.0.1', 9) (check the URL (--url) and the network; --sim runs the built-in simulator)"
     )
     app.store.apply(GaveUp("coinbase", 1.0, "coinbase", reason))

@@ -22,6 +22,7 @@ from tickerterm.api import open_feed
 from tickerterm.core.errors import ConfigError, TickertermError
 from tickerterm.core.events import Event, GaveUp
 from tickerterm.core.ndjson import dumps
+from tickerterm.core.safe import InertFormatter, inert
 from tickerterm.core.store import Store
 from tickerterm.sim import SIMULATORS, simulator_class
 from tickerterm.sim.faults import Faults
@@ -40,8 +41,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    sys.stderr.write(f"tickerterm: error: {message}\n")
+    _say(f"error: {message}")
     raise SystemExit(code)
+
+
+def _say(message: str) -> None:
+    """One line on stderr. Every such line may quote outside text (a venue's reason, a URL, a file's
+    content): it is made inert, so nothing in it can drive the terminal."""
+    sys.stderr.write(f"tickerterm: {inert(message, one_line=True)}\n")
 
 
 def _csv(text: str) -> list[str]:
@@ -128,7 +135,8 @@ def feed_parser() -> argparse.ArgumentParser:
         "--retries",
         type=int,
         default=10,
-        help="consecutive failed connection attempts before giving up; -1 = never (default 10)",
+        help="reconnect attempts after a failed or lost connection before giving up: N allows N+1 "
+        "attempts in a row (0 = give up at the first failure, -1 = never; default 10)",
     )
     p.add_argument("--heartbeats", action="store_true", help="also print heartbeat lines")
     p.add_argument(
@@ -193,9 +201,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _logging(verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(InertFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 def _plan(ns: argparse.Namespace) -> dict[str, Any]:
@@ -392,7 +400,7 @@ async def run_feed(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
         return 0
     if not feed.running and gave_up and not done_by_limit(ns, state):
         for ev in gave_up:
-            sys.stderr.write(f"tickerterm: gave up on {ev.conn}: {ev.reason}\n")
+            _say(f"gave up on {ev.conn}: {ev.reason}")
         return 1
     return 0
 
@@ -424,11 +432,10 @@ async def run_sim(ns: argparse.Namespace) -> int:
         _fail(f"cannot listen on {ns.host}:{ns.port}: {exc.strerror}")
     print(url, flush=True)
     rest = f" --rest-url {server.http_url}" if "rest" in venue_class(ns.venue).endpoints else ""
-    sys.stderr.write(
-        f"tickerterm: {ns.venue} simulator on {url}; connect with "
+    _say(
+        f"{ns.venue} simulator on {url}; connect with "
         f"tickerterm --venue {ns.venue} --url {url}{rest} --headless"
         + (f" --key-file {ns.write_key_file}" if ns.write_key_file else "")
-        + "\n"
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

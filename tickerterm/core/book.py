@@ -17,6 +17,10 @@ from tickerterm.core.events import BookSide, Change, Level
 
 BookState = Literal["empty", "ok", "unsafe", "resyncing"]
 
+MAX_LEVELS = 200_000
+"""Price levels kept per side: several times the deepest real book. A venue sending more does not grow
+our memory: the levels past it are not kept and the book is UNSAFE (``overflow``), never silently cut."""
+
 
 class OrderBook:
     """One product's book. ``state`` says whether it can be trusted (see ``mark_unsafe``)."""
@@ -27,6 +31,8 @@ class OrderBook:
         "asks",
         "bids",
         "exch_ts",
+        "max_levels",
+        "overflow",
         "product",
         "reason",
         "state",
@@ -35,8 +41,11 @@ class OrderBook:
         "version",
     )
 
-    def __init__(self, venue: str, product: str) -> None:
+    def __init__(self, venue: str, product: str, max_levels: int = MAX_LEVELS) -> None:
         self.venue = venue
+        self.max_levels = max_levels
+        self.overflow = False
+        """True once a side went past ``max_levels`` (levels were not kept); cleared by a snapshot."""
         self.product = product
         self.bids: dict[float, Level] = {}
         self.asks: dict[float, Level] = {}
@@ -56,6 +65,14 @@ class OrderBook:
         self.asks = {float(p): (p, s) for p, s in asks if float(s) != 0.0}
         self._bid_keys = sorted(-k for k in self.bids)
         self._ask_keys = sorted(self.asks)
+        cap = self.max_levels
+        self.overflow = len(self._bid_keys) > cap or len(self._ask_keys) > cap
+        if self.overflow:  # keep the best levels only; the store marks the book UNSAFE
+            for k in self._bid_keys[cap:]:
+                del self.bids[-k]
+            for k in self._ask_keys[cap:]:
+                del self.asks[k]
+            del self._bid_keys[cap:], self._ask_keys[cap:]
         self.state = "ok"
         self.reason = ""
         self.version += 1
@@ -67,6 +84,7 @@ class OrderBook:
     def apply_changes(self, changes: Iterable[Change]) -> None:
         """Apply level changes (one venue message) with the values the adapter already converted."""
         bids, asks, bid_keys, ask_keys = self.bids, self.asks, self._bid_keys, self._ask_keys
+        cap = self.max_levels
         for side, price, size, key, value in changes:
             if side == "bid":
                 levels, keys, sort_key = bids, bid_keys, -key
@@ -77,6 +95,9 @@ class OrderBook:
                     del keys[bisect_left(keys, sort_key)]
             else:
                 if key not in levels:
+                    if len(keys) >= cap:  # past any real book: not kept, and said so
+                        self.overflow = True
+                        continue
                     insort(keys, sort_key)
                 levels[key] = (price, size)
         self.updates += 1

@@ -12,6 +12,10 @@ INTERVALS: dict[str, int] = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600}
 """The intervals the store aggregates from trades, by display name."""
 
 
+PENDING = 256
+"""Trade sizes a bar holds before it sums them (summing on read is cheaper, but must stay bounded)."""
+
+
 class Bar:
     """One bucket. Prices are the venue's strings (their values cached for comparisons); the volume is
     exact: trade sizes are summed with ``Decimal`` when the volume is read, not once per trade."""
@@ -54,13 +58,16 @@ class Bar:
     @property
     def volume(self) -> Decimal:
         if self._pending:
-            self._volume += sum(map(Decimal, self._pending))
-            self._pending.clear()
+            self._fold()
         return self._volume
 
     @volume.setter
     def volume(self, value: Decimal) -> None:
         self._volume = value
+        self._pending.clear()
+
+    def _fold(self) -> None:
+        self._volume += sum(map(Decimal, self._pending))
         self._pending.clear()
 
     @property
@@ -76,7 +83,10 @@ class Bar:
             self.open, self.open_ts = price, ts
         if ts >= self.close_ts:
             self.close, self.close_ts = price, ts
-        self._pending.append(size)
+        pending = self._pending
+        pending.append(size)
+        if len(pending) >= PENDING:  # nobody read the volume (headless): fold, so memory stays flat
+            self._fold()
         self.trades += 1
 
     def merge(self, other: Bar) -> None:

@@ -24,23 +24,33 @@ Change = tuple[BookSide, str, str, float, float]
 the floats are converted once, by the adapter that validated them, and used by the book as keys."""
 
 _INF = float("inf")
+DIGITS = "0123456789."
+"""What a venue's decimal text may contain: ASCII digits and one point. ``float()`` alone also takes
+``"1_00.5"``, ``" 3 "``, ``"inf"``, ``"1e999"`` and other scripts' digits; none of them is a price."""
+MAX_DIGITS = 64
+"""Longer decimal text is no real price or size (and would cost memory and time to convert)."""
 
 
 def value_of(text: str) -> float:
-    """The value of a venue's price or size text; ValueError unless it is a finite, non-negative number."""
+    """The value of a venue's price or size text; ValueError unless it is plain decimal text (ASCII digits,
+    at most one point, at most ``MAX_DIGITS`` characters) of a finite, non-negative number."""
+    if text.strip(DIGITS) or len(text) > MAX_DIGITS:
+        raise ValueError(f"not plain decimal text: {text[:20]!r}")
     value = float(text)
-    if not 0.0 <= value < _INF:
-        raise ValueError(f"not a finite non-negative number: {text[:20]!r}")
+    if not value < _INF:
+        raise ValueError(f"not a finite number: {text[:20]!r}")
     return value
 
 
 def change(side: BookSide, price: str, size: str) -> Change:
-    """A validated level change; ValueError unless both are finite, non-negative decimal strings.
+    """A validated level change; ValueError unless both are plain decimal text (see ``value_of``).
 
     The check is ``value_of``'s, written inline: this runs once per book update (the hot path)."""
+    if price.strip(DIGITS) or size.strip(DIGITS) or len(price) > MAX_DIGITS or len(size) > MAX_DIGITS:
+        raise ValueError(f"not plain decimal text: {price[:20]!r} / {size[:20]!r}")
     p, s = float(price), float(size)
-    if not (0.0 <= p < _INF and 0.0 <= s < _INF):
-        raise ValueError(f"not a finite non-negative number: {price[:20]!r} / {size[:20]!r}")
+    if not (p < _INF and s < _INF):
+        raise ValueError(f"not a finite number: {price[:20]!r} / {size[:20]!r}")
     return (side, price, size, p, s)
 
 

@@ -63,6 +63,8 @@ class ConnectionHealth:
     malformed: int = 0
     unknown: int = 0
     out_of_order: int = 0
+    unsolicited: int = 0
+    """Market data for products nobody asked for (dropped)."""
     stale_count: int = 0
     resyncs: int = 0
     messages: int = 0

@@ -15,6 +15,10 @@ from tickerterm.core.events import BookSide, Change, Level
 
 _ZERO = Decimal(0)
 
+MAX_ORDERS = 1_000_000
+"""Open orders kept: many times a real book's. Past it ``open`` raises ``ValueError``: the venue's
+message is malformed for us, and the book is marked UNSAFE and rebuilt, never silently incomplete."""
+
 
 class L3Book:
     __slots__ = ("_levels", "_orders")
@@ -39,6 +43,8 @@ class L3Book:
         amount = Decimal(size)
         if amount <= _ZERO:
             return None
+        if len(self._orders) >= MAX_ORDERS:
+            raise ValueError(f"more than {MAX_ORDERS} open orders")
         value = float(price)
         self._orders[order_id] = (side, price, value, amount)
         return self._adjust(side, price, value, amount, 1)

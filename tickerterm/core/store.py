@@ -12,7 +12,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import replace
 
-from tickerterm.core.book import OrderBook
+from tickerterm.core.book import MAX_LEVELS, OrderBook
 from tickerterm.core.candles import CandleSeries
 from tickerterm.core.events import (
     BalanceUpdate,
@@ -50,6 +50,13 @@ MINUTE_BARS = 2 * 24 * 60
 """One-minute bars kept per product (two days): enough for 1h candles to fill a wide chart."""
 
 
+MAX_INTERVALS = 32
+"""Candle intervals kept per product (Bitzoom, the most generous venue, has 15)."""
+MAX_INTERVAL = 31 * 86400
+MAX_BALANCE_FIELDS = 1024
+"""Account fields kept per venue (assets x a few figures)."""
+
+
 class Store:
     def __init__(
         self,
@@ -57,9 +64,12 @@ class Store:
         tape_len: int = 500,
         candle_len: int = 500,
         orders_len: int = 500,
+        max_levels: int = MAX_LEVELS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.clock = clock
+        self.max_levels = max_levels
+        """Price levels kept per book side (see ``core.book.MAX_LEVELS``)."""
         self.tape_len = tape_len
         self.candle_len = candle_len
         self.orders_len = orders_len
@@ -98,7 +108,7 @@ class Store:
         key = (venue, product)
         book = self.books.get(key)
         if book is None:
-            book = self.books[key] = OrderBook(venue, product)
+            book = self.books[key] = OrderBook(venue, product, self.max_levels)
         return book
 
     def drop_book(self, venue: str, product: str) -> None:
@@ -213,7 +223,7 @@ class Store:
         out: list[Event] = []
         if was in ("unsafe", "resyncing"):
             out.append(BookResynced(ev.venue, ev.recv_ts, self._conn, ev.product))
-        out.extend(self._check_crossed(book, ev))
+        out.extend(self._check_overflow(book, ev) or self._check_crossed(book, ev))
         return out
 
     def _book_update(self, ev: BookUpdate) -> list[Event]:
@@ -225,7 +235,14 @@ class Store:
         book.apply_changes(ev.changes)
         book.exch_ts = ev.exch_ts
         self.books_version += 1
-        return self._check_crossed(book, ev)
+        return self._check_overflow(book, ev) or self._check_crossed(book, ev)
+
+    def _check_overflow(self, book: OrderBook, ev: BookSnapshot | BookUpdate) -> list[Event]:
+        if book.overflow and book.state == "ok":
+            reason = f"more than {book.max_levels} price levels on a side: levels past it were not kept"
+            book.mark_unsafe(reason)
+            return [BookUnsafe(ev.venue, ev.recv_ts, self._conn, ev.product, reason)]
+        return []
 
     def _check_crossed(self, book: OrderBook, ev: BookSnapshot | BookUpdate) -> list[Event]:
         if book.state == "ok" and book.crossed:
@@ -279,6 +296,8 @@ class Store:
         per = self.venue_candles.setdefault((ev.venue, ev.product), {})
         series = per.get(ev.interval)
         if series is None:
+            if len(per) >= MAX_INTERVALS or not 0 < ev.interval <= MAX_INTERVAL:
+                return []  # no venue has more: a series per made-up interval would grow without end
             series = per[ev.interval] = CandleSeries(ev.interval, self.candle_len)
         series.put(ev.start, ev.open, ev.high, ev.low, ev.close, ev.volume)
         self.candles_version += 1
@@ -299,7 +318,10 @@ class Store:
         return []
 
     def _balance(self, ev: BalanceUpdate) -> list[Event]:
-        self.balances.setdefault(ev.venue, {}).update(ev.fields)
+        have = self.balances.setdefault(ev.venue, {})
+        for name, value in ev.fields.items():
+            if name in have or len(have) < MAX_BALANCE_FIELDS:
+                have[name] = value
         self.orders_version += 1
         return []
 

@@ -26,6 +26,10 @@ class Faults:
     malformed_rate: float = 0.0
     """Fraction of frames followed by an extra malformed one (truncated JSON, not JSON, not an object)."""
     malformed_next: int = 0
+    corrupt_rate: float = 0.0
+    """Fraction of data frames sent with a value spoiled (a price that is not a number) but their sequence
+    number intact: the frame's changes are lost to the client although no number is skipped."""
+    corrupt_next: int = 0
     unknown_rate: float = 0.0
     """Fraction of frames followed by an extra frame of a channel/type the protocol does not have."""
     stall_after_messages: int | None = None
@@ -69,7 +73,7 @@ class Faults:
             setattr(faults, name, parsed)
         if faults.close_code is not None and faults.close_code not in CLOSE_CODES:
             raise ValueError(f"close_code must be one of {', '.join(map(str, CLOSE_CODES))}")
-        for name in ("drop_rate", "malformed_rate", "unknown_rate"):
+        for name in ("drop_rate", "malformed_rate", "corrupt_rate", "unknown_rate"):
             if not 0.0 <= getattr(faults, name) <= 1.0:
                 raise ValueError(f"fault {name} must be between 0 and 1")
         return faults

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -88,6 +89,12 @@ class SimConnection:
                 faults.drop_next -= 1
             self.dropped += 1
             self.server.stats["dropped"] += 1
+        elif data and (faults.corrupt_next > 0 or (faults.corrupt_rate and rng.random() < faults.corrupt_rate)):
+            spoiled = _corrupt(frame)
+            if spoiled != frame and faults.corrupt_next > 0:
+                faults.corrupt_next -= 1
+            self.server.stats["corrupted"] += spoiled != frame
+            self.queue.put_nowait(spoiled)
         else:
             self.queue.put_nowait(frame)
         if faults.malformed_next > 0 or (faults.malformed_rate and rng.random() < faults.malformed_rate):
@@ -207,7 +214,7 @@ class SimServer:
         self.connections: list[SimConnection] = []
         self.all_connections: list[SimConnection] = []
         """Every connection ever accepted, closed ones included (for tests)."""
-        self.stats = {"dropped": 0, "malformed": 0, "unknown": 0, "closes": 0, "stalls": 0, "connections": 0}
+        self.stats = {"dropped": 0, "corrupted": 0, "malformed": 0, "unknown": 0, "closes": 0, "stalls": 0, "connections": 0}
         self._spent: dict[str, int] = {}
         self._server: Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -432,6 +439,19 @@ class SimServer:
             await asyncio.sleep(every)
             for conn in list(self.connections):
                 conn.on_timer(kind)
+
+
+_QUOTED_DECIMAL = re.compile(r'"(\d+\.\d+)"')
+_BARE_DECIMAL = re.compile(r"(?<=:)(\d+\.\d+)(?=[,}\]])")
+
+
+def _corrupt(frame: str) -> str:
+    """``frame`` with its first decimal value (a price, as text or as a JSON number) made unreadable,
+    ``"1_0.5"``; sequence numbers and ids (integers) stay as they are."""
+    match = _QUOTED_DECIMAL.search(frame) or _BARE_DECIMAL.search(frame)
+    if match is None:
+        return frame
+    return f'{frame[: match.start()]}"1_{match.group(1)}"{frame[match.end() :]}'
 
 
 def _malformed(frame: str, rng: random.Random) -> str:

@@ -88,6 +88,7 @@ class Feed:
                 rng=random.Random(rng.random()),
                 shard=shard,
                 replay=self.replay if endpoint == "market" else None,
+                products=self.products,
             )
             self.connections[key] = conn
         return conn

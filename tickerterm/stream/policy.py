@@ -20,7 +20,8 @@ class RetryPolicy:
     jitter: float = 0.5
     """Each delay is shortened by up to this fraction at random, so clients don't retry in step."""
     budget: int | None = 10
-    """Consecutive failed attempts before giving up; None retries forever."""
+    """Retries after a failed or lost connection before giving up (``budget + 1`` attempts in a row);
+    0 gives up at the first failure, None retries forever."""
     short_lived: float = 10.0
     """A connection that dies within this many seconds of opening counts as short-lived..."""
     min_after_short: float = 1.0

@@ -45,6 +45,7 @@ from tickerterm.core.events import (
 )
 from tickerterm.core.health import close_meaning
 from tickerterm.core.store import Store
+from tickerterm.stream.boundary import Boundary, secrets_of
 from tickerterm.stream.policy import RateLimiter, RetryPolicy
 from tickerterm.venues.base import Parser, Subscriptions, VenueAdapter, redact_url
 
@@ -59,6 +60,9 @@ Sink = Callable[[list[Event]], Awaitable[None] | None]
 
 SNAPSHOT_ATTEMPTS = 3
 """REST book snapshot attempts before the connection is restarted."""
+
+MAX_REST_BODY = 64 * 2**20
+"""The largest REST response read (a deep book snapshot is a few MB)."""
 
 UNREACHABLE_HINT = "check the URL (--url) and the network; --sim runs the built-in simulator"
 
@@ -100,6 +104,7 @@ class Connection:
         rng: random.Random | None = None,
         shard: int = 1,
         replay: ReplayPlan | None = None,
+        products: list[str] | None = None,
     ) -> None:
         self.adapter = adapter
         self.endpoint = endpoint
@@ -134,15 +139,25 @@ class Connection:
         self._http: httpx.AsyncClient | None = None
         self._listen_key = ""
         self._parser: Parser | None = None
+        self._products = list(products or ())
+        """The feed's products: market data for these (and for whatever is subscribed here) is wanted."""
+        self._accepted: tuple[int, frozenset[str]] = (-1, frozenset())
+        self.boundary = Boundary(secrets_of(adapter.credentials), self.accepts)
         for channel in adapter.keepalive_channels:  # on every endpoint: quiet channels stay open
             self.subs.add(channel, [])
 
     # --- public ----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Keep the connection up until ``stop()`` or until it gives up."""
+        """Keep the connection up until ``stop()`` or until it gives up. Whatever goes wrong inside
+        ends as a ``gave_up`` event with the reason: the task never ends unannounced."""
         try:
             await self._run()
+        except Exception as exc:  # a bug of ours or a venue's that escaped every other boundary
+            log.exception("%s: stream ended by an internal error", self.conn_id)
+            reason = self.boundary.text(f"internal error: {type(exc).__name__}: {exc}")
+            with contextlib.suppress(Exception):
+                await self._emit([GaveUp(self.adapter.name, self.clock(), self.conn_id, reason)])
         finally:
             if self._http is not None:
                 await self._http.aclose()
@@ -157,6 +172,18 @@ class Connection:
         """The book channel ``product`` is subscribed on here (a venue may have several: L2, L3...).
         Asked for every book message, so the answer is kept until the subscriptions change."""
         return self._books().get(product)
+
+    def accepts(self, product: str) -> bool:
+        """Whether market data for ``product`` is wanted here: a product of the feed, or one subscribed on
+        this connection. Everything else a venue sends is counted and dropped, never acted on."""
+        version, accepted = self._accepted
+        if version != self.subs.version:
+            names = set(self._products)
+            for channel in self.subs.channels():
+                names.update(self.subs.products(channel))
+            accepted = frozenset(names)
+            self._accepted = (self.subs.version, accepted)
+        return product in accepted
 
     def _books(self) -> dict[str, str]:
         """Product -> its book channel, in channel order (rebuilt when the subscriptions change)."""
@@ -286,7 +313,7 @@ class Connection:
             except _ListenKeyError as exc:
                 end = _End(None, str(exc), fatal=exc.fatal)
             except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
-                end = _End(None, f"connect failed: {_describe(exc)}")
+                end = _End(None, self.boundary.text(f"connect failed: {_describe(exc)}"))
                 if isinstance(exc, InvalidStatus) and exc.response.status_code in (401, 403):
                     end.fatal = f"the venue refused the connection (HTTP {exc.response.status_code})"
             else:
@@ -307,7 +334,8 @@ class Connection:
                 attempt = 0
             attempt += 1
             if policy.budget is not None and attempt > policy.budget:
-                reason = f"{policy.budget} reconnect attempts failed; last: {end.reason}"
+                tried = f"{attempt} connection attempt{'s' if attempt > 1 else ''} failed in a row"
+                reason = f"{tried} ({policy.budget} retries allowed); last: {end.reason}"
                 if opened is None:
                     reason += f" ({UNREACHABLE_HINT})"
                 await self._emit([GaveUp(adapter.name, self.clock(), self.conn_id, reason)])
@@ -338,6 +366,22 @@ class Connection:
                 timeout=self.policy.open_timeout, headers={"User-Agent": "tickerterm"}
             )
         return self._http
+
+    async def _get(self, url: str, headers: dict[str, str]) -> bytes:
+        """A REST body, at most ``MAX_REST_BODY`` bytes (a larger one is an error, not a memory hog);
+        ``httpx.HTTPStatusError`` for a status of 400 or more."""
+        import httpx
+
+        async with self._client().stream("GET", url, headers=headers) as response:
+            response.raise_for_status()
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > MAX_REST_BODY:
+                    raise httpx.DecodingError(f"response larger than {MAX_REST_BODY >> 20} MiB")
+                chunks.append(chunk)
+        return b"".join(chunks)
 
     async def _connect_url(self) -> str:
         """The endpoint's URL; for a user-data stream, with a fresh listen key from the venue's REST API."""
@@ -402,6 +446,7 @@ class Connection:
         self._resyncing.clear()
         self._resync_wanted.clear()
         parser = self._parser = adapter.parser(self.conn_id)
+        parser.accepts = self.accepts
         health = self.health
         store = self.store
         await self._emit(
@@ -444,22 +489,22 @@ class Connection:
                 raw = await ws.recv(decode=False)
                 self._last_rx = time.monotonic()
                 now = self.clock()
-                try:
+                try:  # the error boundary: nothing the venue sends can end the stream unannounced
                     events = parser.parse(raw, now)
-                except FrameError as exc:
+                    if parser.replayed_at is not None:  # history: its times say nothing of the latency
+                        health.note_message(now, None)
+                        store.replay_progress(parser.replayed_at)
+                        parser.replayed_at = None
+                    else:
+                        health.note_message(now, parser.last_exch_ts)
+                    if events:
+                        await self._dispatch(events, store)
+                except Exception as exc:
                     health.note_message(now, None)
-                    await self._emit([Malformed(adapter.name, now, self.conn_id, str(exc))])
-                    continue
-                if parser.replayed_at is not None:  # history: its times say nothing of the latency
-                    health.note_message(now, None)
-                    store.replay_progress(parser.replayed_at)
-                    parser.replayed_at = None
-                else:
-                    health.note_message(now, parser.last_exch_ts)
+                    await self._malformed(parser, raw, exc, now)
                 health.unknown = parser.unknown
                 health.out_of_order = parser.out_of_order
-                if events:
-                    await self._dispatch(events, store)
+                health.unsolicited = self.boundary.dropped + parser.unsolicited
                 if parser.snapshot_wanted:
                     self._fetch_snapshots(parser)
                 if self._resync_wanted:
@@ -474,7 +519,8 @@ class Connection:
             else:
                 rcvd = exc.rcvd
                 code = rcvd.code if rcvd is not None else 1006
-                end = _End(code, (rcvd.reason if rcvd is not None else "") or close_meaning(code))
+                reason = self.boundary.text(rcvd.reason if rcvd is not None else "")
+                end = _End(code, reason or close_meaning(code))
         finally:
             watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -500,7 +546,26 @@ class Connection:
         await self._emit(closed)
         return end
 
+    async def _malformed(self, parser: Parser, raw: bytes | str, exc: Exception, now: float) -> None:
+        """A frame the venue's code could not use (whatever it raised): counted and shown, and every book
+        it could have touched is marked UNSAFE and rebuilt, so a lost change is never shown as good."""
+        what = str(exc) if isinstance(exc, FrameError) else f"{type(exc).__name__}: {exc}"
+        reason = self.boundary.text(what, 200)
+        events: list[Event] = [Malformed(self.adapter.name, now, self.conn_id, reason)]
+        try:
+            books = parser.books_of(raw)  # venue code too: it may fail on the same frame
+        except Exception:
+            books = None
+        venue, store = self.adapter.name, self.store
+        for product in self._book_products() if books is None else books:
+            if self.book_channel(product) is not None and store.book(venue, product).state == "ok":
+                events.append(
+                    BookUnsafe(self.adapter.name, now, self.conn_id, product, f"malformed frame: {reason}")
+                )
+        await self._dispatch(events, store)
+
     async def _dispatch(self, events: list[Event], store: Store) -> None:
+        events = self.boundary.admit(events)
         out: list[Event] = []
         conn = self.conn_id
         apply = store.apply
@@ -590,56 +655,68 @@ class Connection:
             await self._send(frames)
 
     def _fetch_snapshots(self, parser: Parser) -> None:
-        """Start a REST fetch for each book snapshot the parser asked for (one at a time per book)."""
+        """Start a REST fetch for each snapshot the parser asked for (one at a time per book), for
+        products wanted here only: a venue naming other products starts no work."""
         wanted, parser.snapshot_wanted = parser.snapshot_wanted, []
         for key in wanted:
+            if not self.accepts(key[1]):
+                continue
             task = self._snapshot_tasks.get(key)
             if task is None or task.done():
                 self._snapshot_tasks[key] = asyncio.create_task(self._fetch_snapshot(parser, *key))
 
     async def _fetch_snapshot(self, parser: Parser, channel: str, product: str) -> None:
+        """Fetch one REST snapshot and hand it to the parser, retrying with backoff when the request
+        fails or the body is not what the venue should send; a book waits as RESYNCING meanwhile, and
+        after ``SNAPSHOT_ATTEMPTS`` failures the connection is restarted."""
         url = self.adapter.snapshot_url(channel, product)
         if url is None:
             return
         import httpx  # only venues with REST snapshots need it (and importing it pulls in rich)
 
-        if self._http is None:
-            self._http = httpx.AsyncClient(
-                timeout=self.policy.open_timeout, headers={"User-Agent": "tickerterm"}
-            )
+        book = channel in self._book_channels or self.book_channel(product) is not None
+        what_for = "book snapshot" if book else f"{channel} history"
         for attempt in range(1, SNAPSHOT_ATTEMPTS + 1):
             try:
-                response = await self._http.get(url, headers=self.adapter.snapshot_headers(channel, product))
-                response.raise_for_status()
-                body = response.content
-                break
+                body = await self._get(url, self.adapter.snapshot_headers(channel, product))
+                events = parser.apply_snapshot(channel, product, body, self.clock())
             except httpx.HTTPError as exc:
                 what = (
                     f"HTTP {exc.response.status_code}"
                     if isinstance(exc, httpx.HTTPStatusError)
                     else type(exc).__name__
                 )
-                what_for = "book snapshot" if channel in self._book_channels else f"{channel} history"
-                message = f"{product} {what_for} failed ({what}), attempt {attempt} of {SNAPSHOT_ATTEMPTS}"
-                await self._emit([VenueError(self.adapter.name, self.clock(), self.conn_id, message)])
-                await asyncio.sleep(min(2.0**attempt, 8.0) * self.policy.base)
-        else:
-            if channel not in self._book_channels:
-                return  # history for a chart: shown as an error, not worth the connection
-            self._end = _End(None, f"no {product} book snapshot after {SNAPSHOT_ATTEMPTS} attempts")
-            if self._ws is not None:
-                self._ws.transport.abort()
-            return
-        now = self.clock()
-        try:
-            events = parser.apply_snapshot(channel, product, body, now)
-        except FrameError as exc:
-            await self._emit([Malformed(self.adapter.name, now, self.conn_id, f"snapshot: {exc}")])
-            parser.snapshot_wanted.append((channel, product))
-            self._fetch_snapshots(parser)
-            return
-        if events:
-            await self._dispatch(events, self.store)
+                failed: list[Event] = [
+                    VenueError(
+                        self.adapter.name,
+                        self.clock(),
+                        self.conn_id,
+                        f"{product} {what_for} failed ({what}), attempt {attempt} of {SNAPSHOT_ATTEMPTS}",
+                    )
+                ]
+            except Exception as exc:  # the body: venue input like any frame
+                what = str(exc) if isinstance(exc, FrameError) else f"{type(exc).__name__}: {exc}"
+                failed = [
+                    Malformed(
+                        self.adapter.name,
+                        self.clock(),
+                        self.conn_id,
+                        f"{what_for}, attempt {attempt} of {SNAPSHOT_ATTEMPTS}: {what}",
+                    )
+                ]
+            else:
+                if events:
+                    await self._dispatch(events, self.store)
+                return
+            if book and self.store.book(self.adapter.name, product).state != "resyncing":
+                failed.append(BookResyncing(self.adapter.name, self.clock(), self.conn_id, product))
+            await self._dispatch(failed, self.store)
+            await asyncio.sleep(min(2.0**attempt, 8.0) * self.policy.base)
+        if not book:
+            return  # history for a chart: shown as an error, not worth the connection
+        self._end = _End(None, f"no {product} book snapshot after {SNAPSHOT_ATTEMPTS} attempts")
+        if self._ws is not None:
+            self._ws.transport.abort()
 
     async def _watchdog(self, ws: ClientConnection) -> None:
         check = min(1.0, self.stale_after / 4)
@@ -671,7 +748,7 @@ class Connection:
         """Apply ``events`` to the store (unless already ``applied``) and hand them to the sink."""
         if not applied:
             for ev in events:
-                self.store.apply(ev, self.conn_id)
+                self.store.apply(self.boundary.scrub(ev), self.conn_id)
         if self.sink is not None and events:
             result = self.sink(events)
             if result is not None:

@@ -18,12 +18,14 @@ from typing import Any, ClassVar, Protocol
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.filter import LineFilter
 from textual.geometry import Size
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
 from tickerterm.core.candles import INTERVALS as CANDLE_INTERVALS
 from tickerterm.core.errors import TickertermError
+from tickerterm.core.safe import inert
 from tickerterm.core.store import Store
 from tickerterm.ui.screens import HelpScreen, ProductPicker
 from tickerterm.ui.widgets import (
@@ -31,6 +33,7 @@ from tickerterm.ui.widgets import (
     CandleChart,
     DepthLadder,
     HealthPanel,
+    InertLines,
     Panel,
     TickersTable,
     TradeTape,
@@ -144,7 +147,12 @@ class TickertermApp(App[None]):
         self._grouping_steps: list[str | None] = [None]
         self._laid_out_for = Size(0, 0)
         self._health_seen = -1
+        self._inert_lines = InertLines()
         self.sub_title = self._subtitle()
+
+    def get_line_filters(self) -> list[LineFilter]:
+        """Textual's filters, then ``InertLines``: no control character reaches the terminal as text."""
+        return [*super().get_line_filters(), self._inert_lines]
 
     # --- layout ----------------------------------------------------------------------------
 
@@ -193,7 +201,7 @@ class TickertermApp(App[None]):
             parts.append(replay_mark(self.store))
         if self.paused:
             parts.append("PAUSED")
-        return " · ".join(parts)
+        return inert(" · ".join(parts), one_line=True)  # reasons in it may be a venue's text
 
     # --- data --------------------------------------------------------------------------------
 
@@ -206,7 +214,7 @@ class TickertermApp(App[None]):
                 self.feed_ready.set()
                 await asyncio.Event().wait()  # until the app exits and cancels this worker
         except TickertermError as exc:
-            self.notify(str(exc), title="feed", severity="error", timeout=30)
+            self.notify(inert(str(exc)), title="feed", severity="error", timeout=30)
 
     def _data_arrived(self) -> None:
         """New data: draw it now if the last frame that drew data is at least a frame's time old (a quiet
@@ -279,7 +287,7 @@ class TickertermApp(App[None]):
                 await self.feed.subscribe(channel, list(self.view.products))
                 self.notify(f"{channel} on", timeout=2)
         except TickertermError as exc:
-            self.notify(str(exc), severity="error")
+            self.notify(inert(str(exc)), severity="error")
         self.view.subscriptions = self.feed.subscriptions()
         self.view.changed()
         self.render_tick(force=True, slow_later=True)

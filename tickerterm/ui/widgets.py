@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
-from rich.console import Console, RenderableType
+from rich.console import Console, Group, RenderableType
+from rich.segment import Segment
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
+from textual.color import Color
+from textual.filter import LineFilter
 from textual.geometry import Region, Size
 from textual.strip import Strip
 from textual.widget import Widget
@@ -24,6 +27,7 @@ from textual.widget import Widget
 from tickerterm.core.candles import INTERVALS, Bar
 from tickerterm.core.events import Ticker
 from tickerterm.core.health import ConnectionHealth, close_meaning
+from tickerterm.core.safe import inert, strip_unsafe
 from tickerterm.core.store import Store
 
 INTERVAL_NAMES = {seconds: name for name, seconds in INTERVALS.items()}
@@ -54,6 +58,46 @@ class View:
 
     def changed(self) -> None:
         self.version += 1
+
+
+def inert_renderable(renderable: RenderableType) -> RenderableType:
+    """``renderable`` with all its text made inert (``core.safe.inert``) before it is laid out: outside
+    text (a venue's error, a close reason) shows its control characters instead of sending them to the
+    terminal. ``inert`` keeps the length of a text, so the styles over it stay where they were."""
+    if isinstance(renderable, str):
+        return inert(renderable)
+    if isinstance(renderable, Text):
+        plain = renderable.plain
+        safe = inert(plain)
+        if safe is not plain:
+            renderable.plain = safe
+        return renderable
+    if isinstance(renderable, Table):
+        for column in renderable.columns:
+            column._cells[:] = [inert_renderable(cell) for cell in column._cells]
+        return renderable
+    if isinstance(renderable, Group):
+        renderable.renderables[:] = [inert_renderable(r) for r in renderable.renderables]
+    return renderable
+
+
+class InertLines(LineFilter):
+    """The last guard before the terminal, for every widget (Textual's own included): a control
+    character still in laid-out text is removed (each takes no cell, so the layout is unchanged).
+    Panels show them visibly (``inert_renderable``); this catches whatever another path lets through."""
+
+    def apply(self, segments: list[Segment], background: Color) -> list[Segment]:
+        out = segments
+        for i, segment in enumerate(segments):
+            text = segment.text
+            if segment.control or text.isprintable():
+                continue
+            clean = strip_unsafe(text)
+            if clean != text:
+                if out is segments:
+                    out = list(segments)
+                out[i] = Segment(clean, segment.style, segment.control)
+        return out
 
 
 class Panel(Widget, can_focus=True):
@@ -129,7 +173,7 @@ class Panel(Widget, can_focus=True):
             justify=None,
         )
         style = self.rich_style
-        rendered = console.render_lines(renderable, options, style=style, pad=True)
+        rendered = console.render_lines(inert_renderable(renderable), options, style=style, pad=True)
         if len(rendered) != self._natural_height:  # panels of height auto follow their content
             self._natural_height = len(rendered)
             if self.styles.height is not None and self.styles.height.is_auto:

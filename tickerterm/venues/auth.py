@@ -91,7 +91,7 @@ def _from_file(path: Path, source: str) -> CdpKey:
         data = json.loads(path.read_text())
     except OSError as exc:
         raise CredentialsError(f"cannot read key file named by {source}: {exc.strerror}") from None
-    except ValueError:
+    except (ValueError, RecursionError):
         raise CredentialsError(f"key file named by {source} is not JSON") from None
     if not isinstance(data, dict):
         raise CredentialsError(f"key file named by {source} is not a JSON object")
@@ -216,7 +216,7 @@ def load_exchange_key(
             data = json.loads(Path(path).read_text())
         except OSError as exc:
             raise CredentialsError(f"cannot read key file named by {source}: {exc.strerror}") from None
-        except ValueError:
+        except (ValueError, RecursionError):
             raise CredentialsError(f"key file named by {source} is not JSON") from None
         values = [data.get(k) if isinstance(data, dict) else None for k in ("key", "secret", "passphrase")]
         if not all(isinstance(v, str) and v for v in values):
@@ -314,7 +314,7 @@ def load_secret(
             data = json.loads(Path(key_file).read_text())
         except OSError as exc:
             raise CredentialsError(f"cannot read key file named by --key-file: {exc.strerror}") from None
-        except ValueError:
+        except (ValueError, RecursionError):
             raise CredentialsError("key file named by --key-file is not JSON") from None
         value = data.get(field) if isinstance(data, dict) else None
         if not isinstance(value, str) or not value:

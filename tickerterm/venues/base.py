@@ -127,6 +127,21 @@ def decode_json(raw: bytes | str, decode: Callable[[bytes | str], Any]) -> Any:
         return decode(raw)
     except (ValueError, UnicodeDecodeError):  # msgspec.DecodeError is a ValueError
         raise FrameError("not valid JSON") from None
+    except RecursionError:
+        raise FrameError("nested too deeply") from None
+
+
+def peek_object(raw: bytes | str, decode: Callable[[bytes | str], Any]) -> dict[str, Any] | None:
+    """The frame as a JSON object, or None when it is not one (for ``Parser.books_of``)."""
+    try:
+        msg = decode(raw)
+    except (ValueError, RecursionError):
+        return None
+    return msg if isinstance(msg, dict) else None
+
+
+def _everything(product: str) -> bool:
+    return True
 
 
 class Parser(ABC):
@@ -139,6 +154,8 @@ class Parser(ABC):
         """Frames of a type this parser does not know (ignored, counted)."""
         self.out_of_order = 0
         """Frames older than one already seen (ignored, counted)."""
+        self.unsolicited = 0
+        """Frames for products this connection did not ask for (ignored, counted)."""
         self.last_exch_ts: float | None = None
         """The venue's time on the last frame, for latency."""
         self.replayed_at: float | None = None
@@ -147,9 +164,18 @@ class Parser(ABC):
         self.snapshot_wanted: list[tuple[str, str]] = []
         """``(channel, product)`` books this parser needs a REST snapshot for; the stream worker
         fetches ``VenueAdapter.snapshot_url`` and hands the body to ``apply_snapshot``."""
+        self.accepts: Callable[[str], bool] = _everything
+        """Whether data for a product is wanted (the stream worker sets it): per-product state is kept
+        only for those, so a venue naming other products cannot grow it."""
 
     @abstractmethod
     def parse(self, raw: bytes | str, recv_ts: float) -> list[Event]: ...
+
+    def books_of(self, raw: bytes | str) -> list[str] | None:
+        """The books a frame that could not be used may have changed: ``[]`` when it was not book data,
+        the products when they can be told, None when nothing can be said (every book on the connection
+        is then marked UNSAFE and rebuilt). Called only for a frame that failed."""
+        return None
 
     def want_snapshot(self, channel: str, product: str) -> None:  # noqa: B027 (optional hook)
         """The worker wants ``product``'s book rebuilt (e.g. it was crossed): a REST-synced parser drops

@@ -43,8 +43,25 @@ from tickerterm.core.events import (
     change,
 )
 from tickerterm.venues.auth import ApiToken, load_token
-from tickerterm.venues.base import ChannelSpec, ErrorClass, HttpRequest, Parser, VenueAdapter, decode_json
-from tickerterm.venues.fields import amount, change_percent, integer, optional_amount, signed, text
+from tickerterm.venues.base import (
+    ChannelSpec,
+    ErrorClass,
+    HttpRequest,
+    Parser,
+    VenueAdapter,
+    decode_json,
+    peek_object,
+)
+from tickerterm.venues.fields import (
+    amount,
+    change_percent,
+    integer,
+    optional_amount,
+    optional_millis,
+    signed,
+    text,
+    whole,
+)
 
 MARKET_URL = "wss://stream.bitzoom.com/ws"
 REST_URL = "https://api.bitzoom.com"
@@ -306,6 +323,21 @@ class BitzoomParser(Parser):
         except (KeyError, TypeError, ValueError, AttributeError, InvalidOperation) as exc:
             raise FrameError(f"{type(exc).__name__} {exc}") from None
 
+    def books_of(self, raw: bytes | str) -> list[str] | None:
+        msg = peek_object(raw, _decode)
+        if msg is None:
+            return None
+        stream = msg.get("stream")
+        if isinstance(stream, str):  # combined form: the stream name says what it was
+            channel, product = parse_stream(stream)
+            if CHANNELS.get(channel or "") is None or CHANNELS[channel or ""].kind != "book":
+                return []
+            return [product] if product is not None else None
+        if msg.get("e") != "depthUpdate":
+            return []
+        symbol = msg.get("s")
+        return [product_of(symbol)] if isinstance(symbol, str) else None
+
     def _parse(self, msg: Any, recv_ts: float) -> list[Event]:
         channel: str | None = None
         if isinstance(msg, dict) and "stream" in msg and "data" in msg:
@@ -325,8 +357,7 @@ class BitzoomParser(Parser):
         if handler is None:
             self.unknown += 1
             return []
-        if isinstance(msg.get("E"), int):
-            self.last_exch_ts = msg["E"] / 1000
+        self.last_exch_ts = optional_millis(msg.get("E"))
         return handler(msg, channel, recv_ts)
 
     def _control(self, msg: dict[str, Any], recv_ts: float) -> list[Event]:
@@ -403,7 +434,7 @@ class BitzoomParser(Parser):
                 mark=amount(msg["p"]),
                 index=optional_amount(msg, "i"),
                 funding_rate=signed(rate) if rate else None,
-                next_funding=nxt / 1000 if isinstance(nxt, int) and nxt else None,
+                next_funding=optional_millis(nxt) if nxt else None,
             )
         ]
 
@@ -414,7 +445,7 @@ class BitzoomParser(Parser):
         trade_id = msg["a"] if msg["e"] == "aggTrade" else msg["t"]
         side: Side = "sell" if maker else "buy"  # the buyer made the market: the seller took it
         t = msg.get("T")
-        ts = t / 1000 if isinstance(t, int) else self.last_exch_ts
+        ts = optional_millis(t) or self.last_exch_ts
         return [
             Trade(
                 self.venue,
@@ -431,7 +462,8 @@ class BitzoomParser(Parser):
     def _kline(self, msg: dict[str, Any], channel: str | None, recv_ts: float) -> list[Event]:
         k = msg["k"]
         key = (f"kline_{k['i']}", product_of(msg["s"]))
-        if key not in self._kline_history:  # the first bar of a stream: ask for the ones before it
+        # the first bar of a stream: ask for the ones before it
+        if key not in self._kline_history and self.accepts(key[1]):
             self._kline_history.add(key)
             self.snapshot_wanted.append(key)
         interval = KLINE_INTERVALS[k["i"]]
@@ -441,7 +473,7 @@ class BitzoomParser(Parser):
                 recv_ts,
                 product_of(msg["s"]),
                 self.last_exch_ts,
-                int(k["t"]) // 1000,
+                whole(k["t"]) // 1000,
                 interval,
                 amount(k["o"]),
                 amount(k["h"]),
@@ -461,6 +493,9 @@ class BitzoomParser(Parser):
             return [BookSnapshot(self.venue, recv_ts, product, self.last_exch_ts, bids, asks)]
         state = self.depth.get(product)
         if state is None:
+            if not self.accepts(product):  # no book state, and no REST snapshot, for other products
+                self.unsolicited += 1
+                return []
             state = self.depth[product] = _Depth()
             self.snapshot_wanted.append(("depth", product))
         integer(msg["U"]), integer(msg["u"])
@@ -494,9 +529,7 @@ class BitzoomParser(Parser):
         changes: list[Change] = [change("bid", text(p), text(q)) for p, q in msg["b"]]
         changes += [change("ask", text(p), text(q)) for p, q in msg["a"]]
         exch = msg.get("T") or msg.get("E")
-        return [
-            BookUpdate(self.venue, recv_ts, product, exch / 1000 if isinstance(exch, int) else None, changes)
-        ]
+        return [BookUpdate(self.venue, recv_ts, product, optional_millis(exch), changes)]
 
     def _lose(
         self, product: str, state: _Depth, msg: dict[str, Any], expected: int, received: int, recv_ts: float

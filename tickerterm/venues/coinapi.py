@@ -42,7 +42,7 @@ from tickerterm.core.events import (
     change,
 )
 from tickerterm.venues.auth import ApiToken, load_token
-from tickerterm.venues.base import ChannelSpec, ErrorClass, Parser, VenueAdapter, decode_object
+from tickerterm.venues.base import ChannelSpec, ErrorClass, Parser, VenueAdapter, decode_object, peek_object
 from tickerterm.venues.fields import decode_exact, number
 
 MARKET_URL = "wss://ws.coinapi.io/v1/"
@@ -211,6 +211,17 @@ class CoinApiParser(Parser):
         except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
             raise FrameError(f"{kind}: {type(exc).__name__} {exc}") from None
 
+    def books_of(self, raw: bytes | str) -> list[str] | None:
+        msg = peek_object(raw, _decode)
+        if msg is None:
+            return None
+        if msg.get("type") not in ("book", "book5", "book20", "book50"):
+            return []
+        try:
+            return [product_of(str(msg["symbol_id"]))]
+        except (KeyError, ValueError):
+            return None
+
     def want_snapshot(self, channel: str, product: str) -> None:
         if channel == "book":  # the resent hello brings a new snapshot; updates wait for it
             self._snapshotted.discard(symbol_id(product))
@@ -219,6 +230,9 @@ class CoinApiParser(Parser):
         """The product, and a Gap when this (type, symbol) skipped numbers; None if the message is old."""
         symbol = str(msg["symbol_id"])
         product = product_of(symbol)
+        if not self.accepts(product):  # no sequence state for products nobody asked for
+            self.unsolicited += 1
+            return None
         seq = msg.get("sequence")
         out: list[Event] = []
         if seq is not None:

@@ -22,6 +22,8 @@ import msgspec
 from tickerterm.core.clock import parse_rfc3339
 from tickerterm.core.errors import FrameError
 from tickerterm.core.events import (
+    DIGITS,
+    MAX_DIGITS,
     BalanceUpdate,
     BookSide,
     BookSnapshot,
@@ -42,8 +44,8 @@ from tickerterm.core.events import (
     change,
 )
 from tickerterm.venues.auth import ENV_KEY, ENV_KEY_FILE, ENV_SECRET, CdpKey, build_jwt, load_cdp_key
-from tickerterm.venues.base import ChannelSpec, ErrorClass, Parser, VenueAdapter, decode_object
-from tickerterm.venues.fields import amount, optional_amount, optional_signed, text
+from tickerterm.venues.base import ChannelSpec, ErrorClass, Parser, VenueAdapter, decode_object, peek_object
+from tickerterm.venues.fields import amount, optional_amount, optional_signed, text, whole
 
 MARKET_URL = "wss://advanced-trade-ws.coinbase.com"
 USER_URL = "wss://advanced-trade-ws-user.coinbase.com"
@@ -223,6 +225,11 @@ class CoinbaseParser(Parser):
             return out
         return self._advance(seq, last, recv_ts, out)
 
+    def books_of(self, raw: bytes | str) -> list[str] | None:
+        # level2 is on the connection-wide sequence: a lost l2_data frame may have touched any book
+        msg = peek_object(raw, _decode)
+        return None if msg is None or msg.get("channel") == "l2_data" else []
+
     def _l2_typed(self, frame: _L2Frame, recv_ts: float) -> list[Event]:
         """``_l2`` for a typed frame: the same events, with the update loop written inline."""
         seq, last = frame.sequence_num, self.last_seq
@@ -243,9 +250,16 @@ class CoinbaseParser(Parser):
                 add = changes.append
                 for u in ev.updates:
                     price, size = u.price_level, u.new_quantity
+                    if (
+                        price.strip(DIGITS)
+                        or size.strip(DIGITS)
+                        or len(price) > MAX_DIGITS
+                        or len(size) > MAX_DIGITS
+                    ):
+                        raise ValueError(f"not plain decimal text: {price[:20]!r} / {size[:20]!r}")
                     p, q = float(price), float(size)
-                    if not (0.0 <= p < _INF and 0.0 <= q < _INF):
-                        raise ValueError(f"not a finite non-negative number: {price[:20]!r} / {size[:20]!r}")
+                    if not (p < _INF and q < _INF):
+                        raise ValueError(f"not a finite number: {price[:20]!r} / {size[:20]!r}")
                     add((sides[u.side], price, size, p, q))
                 out.append(BookUpdate(venue, recv_ts, ev.product_id, exch_ts, changes))
         except (KeyError, TypeError, ValueError) as exc:
@@ -347,7 +361,7 @@ class CoinbaseParser(Parser):
                         recv_ts,
                         c["product_id"],
                         exch_ts,
-                        int(c["start"]),
+                        whole(c["start"]),
                         CANDLE_INTERVAL,
                         amount(c["open"]),
                         amount(c["high"]),
@@ -360,8 +374,8 @@ class CoinbaseParser(Parser):
     def _heartbeat(self, events: list[Any], exch_ts: float | None, recv_ts: float, out: list[Event]) -> None:
         for ev in events:
             counter = ev.get("heartbeat_counter")
-            if isinstance(counter, str):  # the docs' example shows a string; the wire sends an integer
-                counter = int(counter)
+            if counter is not None:  # the docs' example shows a string; the wire sends an integer
+                counter = whole(counter)
             out.append(Heartbeat(self.venue, recv_ts, self.conn, counter, exch_ts))
 
     def _subscriptions(

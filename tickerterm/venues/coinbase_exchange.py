@@ -58,8 +58,16 @@ from tickerterm.venues.auth import (
     exchange_auth_fields,
     load_exchange_key,
 )
-from tickerterm.venues.base import ChannelSpec, ErrorClass, Parser, VenueAdapter, decode_object
-from tickerterm.venues.fields import amount, change_percent, decode_exact, number, optional_amount, text
+from tickerterm.venues.base import ChannelSpec, ErrorClass, Parser, VenueAdapter, decode_object, peek_object
+from tickerterm.venues.fields import (
+    amount,
+    change_percent,
+    decode_exact,
+    number,
+    optional_amount,
+    text,
+    whole,
+)
 
 MARKET_URL = "wss://ws-feed.exchange.coinbase.com"
 REST_URL = "https://api.exchange.coinbase.com"
@@ -234,6 +242,15 @@ class CoinbaseExchangeParser(Parser):
         except (KeyError, TypeError, ValueError, AttributeError, InvalidOperation) as exc:
             raise FrameError(f"{kind}: {type(exc).__name__} {exc}") from None
 
+    def books_of(self, raw: bytes | str) -> list[str] | None:
+        msg = peek_object(raw, _decode)
+        if msg is None:
+            return None
+        kind, product = msg.get("type"), msg.get("product_id")
+        if kind in ("snapshot", "l2update") or (kind in FULL_TYPES and product in self.full):
+            return [product] if isinstance(product, str) else None
+        return []  # tickers, matches without an L3 book, heartbeats, acks: no book changed
+
     # --- helpers ---------------------------------------------------------------------------
 
     def _seq(self, msg: dict[str, Any]) -> int | None:
@@ -246,7 +263,7 @@ class CoinbaseExchangeParser(Parser):
 
     def _stale(self, group: str, product: str, seq: int | None) -> bool:
         """True (and counted) when ``seq`` is at or below the last one of this kind for the product."""
-        if seq is None:
+        if seq is None or not self.accepts(product):  # no state for products nobody asked for
             return False
         key = (group, product)
         last = self._last.get(key)
@@ -273,10 +290,11 @@ class CoinbaseExchangeParser(Parser):
             else:
                 subs[str(ch["name"])] = [str(p) for p in ch.get("product_ids") or ()]
         for product in subs.get("matches", ()):
-            if product not in self._history:  # once per product: the minutes before the first match
+            # once per product: the minutes before the first match
+            if product not in self._history and self.accepts(product):
                 self._history.add(product)
                 self.snapshot_wanted.append(("candles", product))
-        full = set(subs.get("full", ()))
+        full = {p for p in subs.get("full", ()) if self.accepts(p)}
         for product in list(self.full):
             if product not in full:
                 del self.full[product]  # unsubscribed: its L3 book is gone
@@ -477,7 +495,7 @@ class CoinbaseExchangeParser(Parser):
                     recv_ts,
                     product,
                     None,
-                    int(t),
+                    whole(t),
                     60,
                     number(o),
                     number(h),

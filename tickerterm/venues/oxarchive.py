@@ -40,11 +40,12 @@ from tickerterm.core.events import (
     Subscribed,
     Trade,
     VenueError,
+    value_of,
 )
 from tickerterm.core.l3 import L3Book
 from tickerterm.venues.auth import ApiToken, load_token
-from tickerterm.venues.base import ChannelSpec, ErrorClass, Parser, VenueAdapter, decode_object
-from tickerterm.venues.fields import amount, integer
+from tickerterm.venues.base import ChannelSpec, ErrorClass, Parser, VenueAdapter, decode_object, peek_object
+from tickerterm.venues.fields import amount, integer, millis
 
 MARKET_URL = "wss://api.0xarchive.io/ws"
 ENV_KEY = "OXARCHIVE_API_KEY"
@@ -196,7 +197,7 @@ class OxArchiveParser(Parser):
         try:
             if kind in ("data", "historical_data", "replay_snapshot"):
                 if kind != "data" and isinstance(msg.get("timestamp"), int):
-                    self.replayed_at = msg["timestamp"] / 1000
+                    self.replayed_at = millis(msg["timestamp"])
                 handler = self._data.get(str(msg.get("channel")))
                 if handler is None:
                     self.unknown += 1
@@ -235,6 +236,16 @@ class OxArchiveParser(Parser):
             raise FrameError(f"{kind}: {type(exc).__name__} {exc}") from None
         self.unknown += 1
         return []
+
+    def books_of(self, raw: bytes | str) -> list[str] | None:
+        msg = peek_object(raw, _decode)
+        if msg is None:
+            return None
+        kind = msg.get("type")
+        if not (msg.get("channel") == "orderbook" or (isinstance(kind, str) and kind.startswith("l4_"))):
+            return []
+        coin = msg.get("symbol") or msg.get("coin")
+        return [coin] if isinstance(coin, str) else None
 
     # --- market data -----------------------------------------------------------------------
 
@@ -285,6 +296,9 @@ class OxArchiveParser(Parser):
 
     def _l4_snapshot(self, msg: dict[str, Any], recv_ts: float) -> list[Event]:
         coin = _coin(msg)
+        if not self.accepts(coin):  # no L4 book for products nobody asked for
+            self.unsolicited += 1
+            return []
         state = self._l4[coin] = _L4()
         state.since = integer(msg["timestamp"]) / 1000
         data = msg["data"]
@@ -338,8 +352,16 @@ class OxArchiveParser(Parser):
             current=integer(now) / 1000 if now is not None else None,
             start=integer(msg["start"]) / 1000 if "start" in msg else None,
             end=integer(msg["end"]) / 1000 if "end" in msg else None,
-            speed=float(msg["speed"]) if "speed" in msg else None,
+            speed=_speed(msg["speed"]) if "speed" in msg else None,
         )
+
+
+def _speed(value: Any) -> float:
+    """A replay speed: a positive number no larger than a million."""
+    speed = value_of(str(value))
+    if not 0 < speed <= 1e6:
+        raise ValueError("speed out of range")
+    return speed
 
 
 def _coin(msg: Mapping[str, Any]) -> str:
