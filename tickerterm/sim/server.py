@@ -89,7 +89,9 @@ class SimConnection:
                 faults.drop_next -= 1
             self.dropped += 1
             self.server.stats["dropped"] += 1
-        elif data and (faults.corrupt_next > 0 or (faults.corrupt_rate and rng.random() < faults.corrupt_rate)):
+        elif data and (
+            faults.corrupt_next > 0 or (faults.corrupt_rate and rng.random() < faults.corrupt_rate)
+        ):
             spoiled = _corrupt(frame)
             if spoiled != frame and faults.corrupt_next > 0:
                 faults.corrupt_next -= 1
@@ -214,7 +216,15 @@ class SimServer:
         self.connections: list[SimConnection] = []
         self.all_connections: list[SimConnection] = []
         """Every connection ever accepted, closed ones included (for tests)."""
-        self.stats = {"dropped": 0, "corrupted": 0, "malformed": 0, "unknown": 0, "closes": 0, "stalls": 0, "connections": 0}
+        self.stats = {
+            "dropped": 0,
+            "corrupted": 0,
+            "malformed": 0,
+            "unknown": 0,
+            "closes": 0,
+            "stalls": 0,
+            "connections": 0,
+        }
         self._spent: dict[str, int] = {}
         self._server: Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
