@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from datetime import UTC
 from typing import Any, NoReturn
@@ -366,9 +367,14 @@ async def run_feed(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
                 done.set()
                 return
 
+    def on_signal() -> None:  # SIGTERM, SIGINT: end now, and for certain within a couple of seconds
+        done.set()
+        _exit_within(2.0)
+
     loop = asyncio.get_running_loop()
-    with contextlib.suppress(NotImplementedError):
-        loop.add_signal_handler(signal.SIGTERM, done.set)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, on_signal)
     policy = RetryPolicy(budget=None if ns.retries < 0 else ns.retries)
     sim_options = _sim_options_of(ns, plan)
     async with open_feed(
@@ -403,6 +409,20 @@ async def run_feed(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
             _say(f"gave up on {ev.conn}: {ev.reason}")
         return 1
     return 0
+
+
+def _exit_within(seconds: float) -> None:
+    """A deadline for shutting down that holds even if the event loop is stuck: a timer thread flushes
+    stdout and ends the process (exit 0, as for any Ctrl-C) if it is still running by then."""
+
+    def hard_exit() -> None:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+        os._exit(0)
+
+    timer = threading.Timer(seconds, hard_exit)
+    timer.daemon = True
+    timer.start()
 
 
 def done_by_limit(ns: argparse.Namespace, state: dict[str, Any]) -> bool:

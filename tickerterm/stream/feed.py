@@ -26,6 +26,9 @@ from tickerterm.stream.policy import RetryPolicy
 from tickerterm.stream.worker import Connection, ReplayPlan, Sink
 from tickerterm.venues.base import VenueAdapter
 
+STOP_TIMEOUT = 2.0
+"""Seconds ``Feed.stop`` gives connections to close cleanly before it cancels them."""
+
 
 class Feed:
     def __init__(
@@ -146,10 +149,15 @@ class Feed:
                 self._queue.put_nowait(None)  # every connection has ended: end the iteration
 
     async def stop(self) -> None:
-        for conn in self.connections.values():
-            await conn.stop()
+        """Close every connection (at once, not one after another) and end their tasks: what has not
+        ended after ``STOP_TIMEOUT`` seconds is cancelled."""
+        stops = [asyncio.ensure_future(conn.stop()) for conn in self.connections.values()]
+        if stops:
+            await asyncio.wait(stops, timeout=STOP_TIMEOUT)
         if self._tasks:
-            await asyncio.wait(self._tasks, timeout=5)
+            await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT)
+        for task in stops:
+            task.cancel()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -443,10 +443,7 @@ class Connection:
         adapter = self.adapter
         self._ws = ws
         self._end = None
-        self._resyncing.clear()
-        self._resync_wanted.clear()
-        parser = self._parser = adapter.parser(self.conn_id)
-        parser.accepts = self.accepts
+        parser = self.start_session()
         health = self.health
         store = self.store
         await self._emit(
@@ -488,23 +485,9 @@ class Connection:
             while True:
                 raw = await ws.recv(decode=False)
                 self._last_rx = time.monotonic()
-                now = self.clock()
-                try:  # the error boundary: nothing the venue sends can end the stream unannounced
-                    events = parser.parse(raw, now)
-                    if parser.replayed_at is not None:  # history: its times say nothing of the latency
-                        health.note_message(now, None)
-                        store.replay_progress(parser.replayed_at)
-                        parser.replayed_at = None
-                    else:
-                        health.note_message(now, parser.last_exch_ts)
-                    if events:
-                        await self._dispatch(events, store)
-                except Exception as exc:
-                    health.note_message(now, None)
-                    await self._malformed(parser, raw, exc, now)
-                health.unknown = parser.unknown
-                health.out_of_order = parser.out_of_order
-                health.unsolicited = self.boundary.dropped + parser.unsolicited
+                out = self.receive(raw, self.clock())
+                if out:
+                    await self._emit(out, applied=True)
                 if parser.snapshot_wanted:
                     self._fetch_snapshots(parser)
                 if self._resync_wanted:
@@ -546,7 +529,41 @@ class Connection:
         await self._emit(closed)
         return end
 
-    async def _malformed(self, parser: Parser, raw: bytes | str, exc: Exception, now: float) -> None:
+    def receive(self, raw: bytes | str, now: float) -> list[Event]:
+        """One frame from the venue, through its parser into the store; returns the events to hand on.
+
+        This is the error boundary: whatever the venue's code raises on a frame (not only ``FrameError``)
+        makes it a counted malformed frame, and the books it could have touched are marked UNSAFE and
+        rebuilt. No frame can end the stream, and none can leave a wrong book shown as good."""
+        parser = self._parser
+        assert parser is not None, "receive() before a session started"
+        health = self.health
+        try:
+            events = parser.parse(raw, now)
+            if parser.replayed_at is not None:  # history: its times say nothing of the latency
+                health.note_message(now, None)
+                self.store.replay_progress(parser.replayed_at)
+                parser.replayed_at = None
+            else:
+                health.note_message(now, parser.last_exch_ts)
+            out = self._apply(events) if events else []
+        except Exception as exc:
+            health.note_message(now, None)
+            out = self._apply(self._malformed(parser, raw, exc, now))
+        health.unknown = parser.unknown
+        health.out_of_order = parser.out_of_order
+        health.unsolicited = self.boundary.dropped + parser.unsolicited
+        return out
+
+    def start_session(self) -> Parser:
+        """A new parser for a new connection (its protocol state starts clean)."""
+        parser = self._parser = self.adapter.parser(self.conn_id)
+        parser.accepts = self.accepts
+        self._resyncing.clear()
+        self._resync_wanted.clear()
+        return parser
+
+    def _malformed(self, parser: Parser, raw: bytes | str, exc: Exception, now: float) -> list[Event]:
         """A frame the venue's code could not use (whatever it raised): counted and shown, and every book
         it could have touched is marked UNSAFE and rebuilt, so a lost change is never shown as good."""
         what = str(exc) if isinstance(exc, FrameError) else f"{type(exc).__name__}: {exc}"
@@ -562,10 +579,16 @@ class Connection:
                 events.append(
                     BookUnsafe(self.adapter.name, now, self.conn_id, product, f"malformed frame: {reason}")
                 )
-        await self._dispatch(events, store)
+        return events
 
-    async def _dispatch(self, events: list[Event], store: Store) -> None:
+    async def _dispatch(self, events: list[Event]) -> None:
+        await self._emit(self._apply(events), applied=True)
+
+    def _apply(self, events: list[Event]) -> list[Event]:
+        """Admit ``events`` through the boundary, apply them with what they imply (gap -> UNSAFE books,
+        a crossed book...), and return everything that was applied, in order."""
         events = self.boundary.admit(events)
+        store = self.store
         out: list[Event] = []
         conn = self.conn_id
         apply = store.apply
@@ -590,7 +613,7 @@ class Connection:
             if implied:
                 events[i:i] = implied
         store.frame_applied()
-        await self._emit(out, applied=True)
+        return out
 
     def _book_products(self) -> list[str]:
         return list(self._books())
@@ -706,11 +729,11 @@ class Connection:
                 ]
             else:
                 if events:
-                    await self._dispatch(events, self.store)
+                    await self._dispatch(events)
                 return
             if book and self.store.book(self.adapter.name, product).state != "resyncing":
                 failed.append(BookResyncing(self.adapter.name, self.clock(), self.conn_id, product))
-            await self._dispatch(failed, self.store)
+            await self._dispatch(failed)
             await asyncio.sleep(min(2.0**attempt, 8.0) * self.policy.base)
         if not book:
             return  # history for a chart: shown as an error, not worth the connection

@@ -505,7 +505,8 @@ class DepthLadder(Panel):
         trusted = book.state == "ok"
         if not trusted:
             label = "UNSAFE — not trusted" if book.state == "unsafe" else "RESYNCING — not trusted"
-            banner = [label, *textwrap.wrap(book.reason, width - 2, max_lines=2, placeholder="…")]
+            reason = inert(book.reason, one_line=True)
+            banner = [label, *textwrap.wrap(reason, width - 2, max_lines=2, placeholder="…")]
             for line in banner:
                 out.append(f" {line} ".ljust(width)[:width], style=warning)
                 out.append("\n")
@@ -704,7 +705,7 @@ def _health_lines(
         code = h.last_close_code if h.last_close_code is not None else "none"
         out.append(f"\n  close {code}: {close_meaning(h.last_close_code)}", style=warn)
         if h.last_close_reason and h.last_close_reason != close_meaning(h.last_close_code):
-            out.append(f"\n    “{h.last_close_reason}”", style=warn)
+            out.append(f"\n    “{inert(h.last_close_reason, one_line=True)}”", style=warn)
     out.append(f"\n  gaps {h.gaps}", style=bad if h.gaps else "")
     if h.last_gap is not None:
         out.append(
@@ -712,16 +713,21 @@ def _health_lines(
             style=bad,
         )
     out.append(f"\n  malformed {h.malformed} · unknown {h.unknown} · stale {h.stale_count}")
+    if h.unsolicited:  # data for products nobody asked for: dropped, but worth knowing about
+        out.append(f" · not asked {h.unsolicited}", style=warn)
     message, style = (
         (f"gave up: {h.gave_up_reason}", bad)
         if h.gave_up_reason
         else ((f"venue error: {h.errors[-1][1]}", warn) if h.errors else ("", warn))
     )
+    # venue text: made inert before Rich sees it (Rich silently drops BEL, CR and a few others)
+    message = inert(message, one_line=True)
     for line in textwrap.wrap(message, max(20, width - 4), max_lines=4, placeholder="…"):
         out.append(f"\n  {line}", style=style)  # the reason and its hint are worth whole lines
     subs = {c: p for c, p in h.subscriptions.items() if c != "heartbeats"}
     if subs:
-        out.append("\n  " + " · ".join(f"{c} {len(p)}" if p else c for c, p in subs.items()), style="dim")
+        names = " · ".join(f"{c} {len(p)}" if p else c for c, p in subs.items())
+        out.append("\n  " + inert(names, one_line=True), style="dim")
 
 
 def _duration(seconds: float) -> str:

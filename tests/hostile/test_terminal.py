@@ -1,0 +1,157 @@
+"""Venue text never drives the user's terminal and never carries the user's key out: every venue, the
+real command, a real socket."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import struct
+import termios
+import time
+from urllib.parse import quote
+
+import pytest
+
+from tests.hostile.fake import (
+    CMD,
+    OSC_TITLE,
+    PAYLOAD,
+    RAW_CONTROLS,
+    VENUES,
+    FakeConnection,
+    FakeVenue,
+    keep_open,
+    run,
+)
+
+
+def echoed(secret: str) -> str:
+    """Venue text quoting the key the ways venues do: as is, URL-encoded, in CoinAPI's path form."""
+    return f"key {secret} quoted ?apiKey={quote(secret, safe='')} path /APIKEY-{secret}/"
+
+
+@pytest.mark.parametrize("name", list(VENUES))
+async def test_venue_error_and_close_reason_reach_ndjson_and_stderr_inert_and_without_the_key(
+    name: str,
+) -> None:
+    v = VENUES[name]
+
+    async def script(conn: FakeConnection) -> None:
+        await conn.send(v.error(f"{PAYLOAD} {echoed(v.echo)}"))
+        await conn.send(v.trade(1))
+        await asyncio.sleep(0.3)
+        await conn.close(4000, f"{OSC_TITLE} bye {v.echo}")
+
+    args = ["--venue", name, "--products", v.product, "--channels", v.channels, "--headless", "-v"]
+    async with FakeVenue(script) as venue:
+        code, out, err = await run(venue, [*args, "--retries", "0"], env=v.secret_env)
+    assert code == 1, err
+    for stream in (out, err):
+        assert v.echo not in stream and quote(v.echo, safe="") not in stream
+        assert not [c for c in RAW_CONTROLS if c in stream], stream[-400:]
+    assert "Traceback" not in err
+    # shown, visibly: the gave-up line quotes the close reason, -v logs the venue's error
+    assert "␛]2;pwned␇" in err
+    records = [json.loads(line) for line in out.splitlines()]
+    message = next(r["message"] for r in records if r["type"] == "venue_error")
+    assert OSC_TITLE in message and "\x9b31m" in message  # NDJSON keeps the text, JSON-escaped
+    assert "key *** quoted ?apiKey=*** path /APIKEY-***/" in message
+    gave_up = next(r for r in records if r["type"] == "gave_up")
+    closes = [r for r in records if r["type"] == "closed" and r.get("code") == 4000]
+    if closes:  # the venue's close reason ended it
+        assert closes[0]["reason"] == f"{OSC_TITLE} bye ***" and closes[0]["reason"] in gave_up["reason"]
+        assert any(r["type"] == "trade" for r in records)  # the stream went on after the error
+    else:  # a venue whose errors are final (CoinAPI): its error ended it, and the line says why
+        assert "key ***" in gave_up["reason"] and "check the API key" in gave_up["reason"]
+
+
+async def test_the_url_with_a_key_in_the_path_is_never_shown() -> None:
+    v = VENUES["coinapi"]
+
+    async def script(conn: FakeConnection) -> None:
+        await conn.close(4000, "go away")
+
+    async with FakeVenue(script) as venue:
+        url = f"{venue.url}/APIKEY-{v.echo}/"
+        code, out, err = await run(
+            venue,
+            ["--venue", "coinapi", "--products", v.product, "--headless", "--retries", "0", "--url", url],
+            env=v.secret_env,
+        )
+    assert code == 1
+    assert v.echo not in out + err
+    connecting = next(json.loads(line) for line in out.splitlines() if '"connecting"' in line)
+    assert connecting["url"].endswith("/APIKEY-***/")
+
+
+def read_pty(fd: int, seconds: float) -> bytes:
+    """Everything the terminal receives for ``seconds``."""
+    out = bytearray()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            time.sleep(0.02)
+            continue
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    return bytes(out)
+
+
+async def test_dashboard_shows_venue_text_but_never_sends_it_to_the_terminal() -> None:
+    """The dashboard in a real pseudo-terminal at 120x40: a venue error, a close reason and a channel
+    name in a subscriptions ack carry a title change, a clipboard write, a cursor report and C1
+    controls. The bytes that reach the terminal carry none of them; the health panel shows them as text."""
+    evil = f"l2{OSC_TITLE}\x9b6n"
+
+    async def script(conn: FakeConnection) -> None:
+        ack = {
+            "channel": "subscriptions", "client_id": "", "timestamp": "2024-05-01T12:00:00Z",
+            "sequence_num": 0, "events": [{"subscriptions": {evil: ["BTC-USD"]}}],
+        }  # fmt: skip
+        await conn.send(ack)
+        await conn.send({"type": "error", "message": PAYLOAD})
+        await keep_open(conn)
+
+    async with FakeVenue(script) as venue:
+        master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"}
+        env.pop("NO_COLOR", None)
+        proc = await asyncio.create_subprocess_exec(
+            *CMD,
+            "--venue",
+            "coinbase",
+            "--products",
+            "BTC-USD",
+            "--url",
+            venue.url,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            start_new_session=True,
+        )
+        os.close(slave)
+        os.set_blocking(master, False)
+        try:
+            screen = await asyncio.to_thread(read_pty, master, 6.0)
+            os.write(master, b"q")
+            screen += await asyncio.to_thread(read_pty, master, 1.5)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+            await proc.wait()
+            os.close(master)
+    text = screen.decode("utf-8", "replace")
+    assert "BTC-USD" in text  # the dashboard did draw
+    assert b"\x1b]2;" not in screen and b"\x1b]52;" not in screen and b"\x1b]0;" not in screen
+    assert b"pwned\x07" not in screen and b"\x1b[6n" not in screen  # (Textual's own OSC 22 ends in BEL)
+    assert not [c for c in text if 0x80 <= ord(c) < 0xA0], "a C1 control reached the terminal"
+    assert "␛]2;pwned␇" in text  # the venue's text is shown, as text
