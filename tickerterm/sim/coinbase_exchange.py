@@ -54,8 +54,8 @@ class CoinbaseExchangeSimConnection(SimConnection):
 
     # --- framing ---------------------------------------------------------------------------
 
-    def send(self, msg: dict[str, Any], *, data: bool = False) -> None:
-        self.push(_DUMPS(msg), data=data)
+    def send(self, msg: dict[str, Any], *, data: bool = False, spoilable: bool | None = None) -> None:
+        self.push(_DUMPS(msg), data=data, spoilable=spoilable)
 
     def error(self, message: str, reason: str | None = None) -> None:
         msg = {"type": "error", "message": message}
@@ -171,7 +171,10 @@ class CoinbaseExchangeSimConnection(SimConnection):
             if product in subs.get("level2", ()):
                 changes = [[_WIRE_SIDE[s], p, server.zero() if z == "0" else z] for s, p, z in step.changes]
                 ts = rfc3339(server.clock())
-                self.send({"type": "l2update", "product_id": product, "changes": changes, "time": ts})
+                self.send(
+                    {"type": "l2update", "product_id": product, "changes": changes, "time": ts},
+                    spoilable=True,
+                )
             if product in subs.get("level2_batch", ()):
                 pending = self.pending_l2.setdefault(product, {})
                 for side, px, sz in step.changes:
@@ -199,7 +202,10 @@ class CoinbaseExchangeSimConnection(SimConnection):
                 changes = [
                     [_WIRE_SIDE[s], p, server.zero() if z == "0" else z] for (s, p), z in levels.items()
                 ]
-                self.send({"type": "l2update", "product_id": product, "changes": changes, "time": ts})
+                self.send(
+                    {"type": "l2update", "product_id": product, "changes": changes, "time": ts},
+                    spoilable=True,
+                )
         elif kind == "heartbeat" and self.subs.get("heartbeat"):
             ts = rfc3339(server.clock())
             for p in self.subs["heartbeat"]:

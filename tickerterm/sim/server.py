@@ -77,8 +77,9 @@ class SimConnection:
 
     # --- outbound --------------------------------------------------------------------------
 
-    def push(self, frame: str, *, data: bool = False) -> None:
-        """Queue one frame. ``data`` frames may be dropped by the drop fault."""
+    def push(self, frame: str, *, data: bool = False, spoilable: bool | None = None) -> None:
+        """Queue one frame. ``data`` frames may be dropped by the drop fault; ``spoilable`` ones (default:
+        the data frames) spoiled by the corrupt fault — unsequenced book frames are spoilable, not data."""
         if self.closing or self.stalled:
             return
         faults = self.server.faults
@@ -89,7 +90,7 @@ class SimConnection:
                 faults.drop_next -= 1
             self.dropped += 1
             self.server.stats["dropped"] += 1
-        elif data and (
+        elif (data if spoilable is None else spoilable) and (
             faults.corrupt_next > 0 or (faults.corrupt_rate and rng.random() < faults.corrupt_rate)
         ):
             spoiled = _corrupt(frame)
