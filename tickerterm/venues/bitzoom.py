@@ -327,16 +327,20 @@ class BitzoomParser(Parser):
         msg = peek_object(raw, _decode)
         if msg is None:
             return None
-        stream = msg.get("stream")
+        stream, data = msg.get("stream"), msg.get("data", msg)
         if isinstance(stream, str):  # combined form: the stream name says what it was
             channel, product = parse_stream(stream)
-            if CHANNELS.get(channel or "") is None or CHANNELS[channel or ""].kind != "book":
-                return []
-            return [product] if product is not None else None
-        if msg.get("e") != "depthUpdate":
-            return []
-        symbol = msg.get("s")
-        return [product_of(symbol)] if isinstance(symbol, str) else None
+            spec = CHANNELS.get(channel or "")
+            if spec is not None and spec.kind == "book":
+                return [product] if product is not None else None
+        elif "data" in msg:
+            return None  # a combined frame that does not say which stream: it may have been a book
+        if not isinstance(data, dict):
+            return [] if isinstance(data, list) else None  # a list: all-market tickers
+        if data.get("e") == "depthUpdate" or "lastUpdateId" in data:
+            symbol = data.get("s")
+            return [product_of(symbol)] if isinstance(symbol, str) else None
+        return []
 
     def _parse(self, msg: Any, recv_ts: float) -> list[Event]:
         channel: str | None = None

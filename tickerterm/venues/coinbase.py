@@ -93,6 +93,8 @@ _decode_l2 = msgspec.json.Decoder(_L2Frame).decode
 instead of becoming dicts. A frame it rejects goes through the generic path, which names the fault."""
 _L2_PREFIX = b'{"channel":"l2_data",'
 
+_NO_BOOK = frozenset(set(CHANNELS) - {"level2"} | {"subscriptions"})
+"""Channels whose frames never change a book (``l2_data`` and anything unnamed may)."""
 _MAKER_TO_AGGRESSOR: dict[str, Side] = {"BUY": "sell", "SELL": "buy"}
 _ORDER_SIDE: dict[str, Side] = {"BUY": "buy", "SELL": "sell"}
 _BOOK_SIDE: dict[str, BookSide] = {"bid": "bid", "offer": "ask"}
@@ -228,7 +230,9 @@ class CoinbaseParser(Parser):
     def books_of(self, raw: bytes | str) -> list[str] | None:
         # level2 is on the connection-wide sequence: a lost l2_data frame may have touched any book
         msg = peek_object(raw, _decode)
-        return None if msg is None or msg.get("channel") == "l2_data" else []
+        if msg is not None and msg.get("channel") in _NO_BOOK:
+            return []
+        return None
 
     def _l2_typed(self, frame: _L2Frame, recv_ts: float) -> list[Event]:
         """``_l2`` for a typed frame: the same events, with the update loop written inline."""

@@ -201,6 +201,10 @@ class _FullState:
         self.synced = False
 
 
+_NO_BOOK = frozenset({"heartbeat", "subscriptions", "ticker", "last_match", "status", "error"})
+"""Message types that never change a book."""
+
+
 class CoinbaseExchangeParser(Parser):
     def __init__(self, venue: str, conn: str) -> None:
         super().__init__(venue, conn)
@@ -247,9 +251,9 @@ class CoinbaseExchangeParser(Parser):
         if msg is None:
             return None
         kind, product = msg.get("type"), msg.get("product_id")
-        if kind in ("snapshot", "l2update") or (kind in FULL_TYPES and product in self.full):
-            return [product] if isinstance(product, str) else None
-        return []  # tickers, matches without an L3 book, heartbeats, acks: no book changed
+        if kind in _NO_BOOK or (kind in FULL_TYPES and product not in self.full):
+            return []  # tickers, matches without an L3 book, heartbeats, acks: no book changed
+        return [product] if isinstance(product, str) else None  # book data, or a frame that may be
 
     # --- helpers ---------------------------------------------------------------------------
 
