@@ -64,9 +64,10 @@ class Boundary:
         return out
 
     def text(self, value: str, limit: int = TEXT_LIMIT) -> str:
-        """One venue text, bounded and with secrets removed."""
-        value = clip(value, limit)
-        return self.redact(value) if self.redact else value
+        """One venue text, with secrets removed, then bounded (cut first, half a key could be left)."""
+        if self.redact:
+            value = self.redact(value)
+        return clip(value, limit)
 
     def scrub(self, ev: Event) -> Event:
         """Bound and scrub every text field of ``ev`` (in place; returns it)."""
