@@ -35,6 +35,7 @@ from tickerterm.stream.boundary import ID_LIMIT, MAP_LIMIT, Boundary, secrets_of
 from tickerterm.stream.feed import Feed
 from tickerterm.stream.worker import Connection
 from tickerterm.venues.auth import ApiToken, CdpKey, ExchangeKey, Secret
+from tickerterm.venues.base import redact_url
 from tickerterm.venues.coinbase import CoinbaseAdvancedTrade
 from tickerterm.venues.fields import integer, millis, number, signed, whole
 
@@ -202,6 +203,13 @@ def test_every_secret_of_every_credential_kind_is_found() -> None:
     assert secrets_of(token) == ["tok-123456"] and secrets_of(None) == []
     redact = Redactor(secrets_of(cdp))
     assert redact("echo MHcCAQEEIAbcdefghijklmnop here") == "echo *** here"  # one line of a PEM
+
+
+def test_urls_are_shown_without_the_keys_in_them() -> None:
+    assert (
+        redact_url("wss://ws.coinapi.io/v1/APIKEY-73034021/?x=1") == "wss://ws.coinapi.io/v1/APIKEY-***/?x=1"
+    )
+    assert redact_url("wss://u:p@h/ws?apiKey=k&v=2") == "wss://***@h/ws?apiKey=***&v=2"
 
 
 def test_clip() -> None:

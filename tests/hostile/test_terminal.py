@@ -52,8 +52,10 @@ async def test_venue_error_and_close_reason_reach_ndjson_and_stderr_inert_and_wi
         assert v.echo not in stream and quote(v.echo, safe="") not in stream
         assert not [c for c in RAW_CONTROLS if c in stream], stream[-400:]
     assert "Traceback" not in err
-    # shown, visibly: the gave-up line quotes the close reason, -v logs the venue's error
-    assert "␛]2;pwned␇" in err
+    # shown, visibly: in the -v log of the close or the error, and in the gave-up line
+    logged = [line for line in err.splitlines() if " INFO " in line and "venue error" in line]
+    assert logged and "␛]2;pwned␇" in logged[0] and "key *** quoted" in logged[0], err
+    assert "␛]2;pwned␇" in err.splitlines()[-1] and err.splitlines()[-1].startswith("tickerterm: gave up on")
     records = [json.loads(line) for line in out.splitlines()]
     message = next(r["message"] for r in records if r["type"] == "venue_error")
     assert OSC_TITLE in message and "\x9b31m" in message  # NDJSON keeps the text, JSON-escaped

@@ -322,6 +322,7 @@ class Connection:
             if self._stopping:
                 break
             if end.fatal:
+                log.info("%s: closed (code %s: %s); giving up", self.conn_id, end.code, end.reason)
                 await self._emit([GaveUp(adapter.name, self.clock(), self.conn_id, end.fatal)])
                 return
             lived = None if opened is None else time.monotonic() - opened
@@ -338,6 +339,7 @@ class Connection:
                 reason = f"{tried} ({policy.budget} retries allowed); last: {end.reason}"
                 if opened is None:
                     reason += f" ({UNREACHABLE_HINT})"
+                log.info("%s: closed (code %s: %s); giving up", self.conn_id, end.code, end.reason)
                 await self._emit([GaveUp(adapter.name, self.clock(), self.conn_id, reason)])
                 return
             delay = policy.delay(attempt, self.rng)
@@ -631,6 +633,7 @@ class Connection:
 
     def _on_error(self, ev: VenueError) -> None:
         kind = self.adapter.classify_error(ev.message)
+        log.info("%s: venue error (%s): %s", self.conn_id, kind, ev.message)  # scrubbed; logs make it inert
         if kind == "transient":
             return
         if kind == "reconnect":

@@ -48,11 +48,14 @@ _SECRET_PARAM = re.compile(
     r"(?i)([?&](?:api[-_]?key|key|token|access[-_]?token|secret|signature|passphrase)=)[^&#]*"
 )
 _USERINFO = re.compile(r"^([a-z]+://)[^/@]*@")
+_PATH_KEY = re.compile(r"(?i)(/apikey-)[^/?#]*")
+"""CoinAPI's documented form: the key as a path segment, ``wss://ws.coinapi.io/v1/APIKEY-<key>/``."""
 
 
 def redact_url(url: str) -> str:
-    """``wss://x/ws?apiKey=0xa_123&v=2`` -> ``wss://x/ws?apiKey=***&v=2``."""
-    return _USERINFO.sub(r"\1***@", _SECRET_PARAM.sub(r"\1***", url))
+    """``wss://x/ws?apiKey=0xa_123&v=2`` -> ``wss://x/ws?apiKey=***&v=2``; also user:password@ and a
+    ``/APIKEY-<key>`` path segment."""
+    return _PATH_KEY.sub(r"\1***", _USERINFO.sub(r"\1***@", _SECRET_PARAM.sub(r"\1***", url)))
 
 
 class Subscriptions:
