@@ -235,7 +235,9 @@ class Store:
         book.apply_changes(ev.changes)
         book.exch_ts = ev.exch_ts
         self.books_version += 1
-        return self._check_overflow(book, ev) or self._check_crossed(book, ev)
+        if book.overflow:
+            return self._check_overflow(book, ev) or self._check_crossed(book, ev)
+        return self._check_crossed(book, ev)
 
     def _check_overflow(self, book: OrderBook, ev: BookSnapshot | BookUpdate) -> list[Event]:
         if book.overflow and book.state == "ok":

@@ -28,9 +28,9 @@ ID_LIMIT = 64
 MAP_LIMIT = 256
 """Entries kept of a venue-sent mapping (channels in an acknowledgement, balance fields)."""
 
-_PER_PRODUCT = (Ticker, Trade, BookSnapshot, BookUpdate, Candle, ProductStatus)
+_PER_PRODUCT = frozenset((Ticker, Trade, BookSnapshot, BookUpdate, Candle, ProductStatus))
 """Market data that is only wanted for the products asked for (orders and balances are the account's)."""
-_CHECKED = (Ticker, BookSnapshot, BookUpdate, Candle)
+_CHECKED = frozenset((Ticker, BookSnapshot, BookUpdate, Candle))
 """Their text is validated decimal text and products checked against the subscription: nothing to scrub."""
 
 

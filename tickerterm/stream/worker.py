@@ -700,7 +700,7 @@ class Connection:
             return
         import httpx  # only venues with REST snapshots need it (and importing it pulls in rich)
 
-        book = channel in self._book_channels or self.book_channel(product) is not None
+        book = channel in self._book_channels
         what_for = "book snapshot" if book else f"{channel} history"
         for attempt in range(1, SNAPSHOT_ATTEMPTS + 1):
             try:
