@@ -225,9 +225,13 @@ def _plan(ns: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError(f"unknown product {unknown[0]!r} (the simulator has: {', '.join(offered)})")
         if ns.url or ns.user_url:
             raise ConfigError("--url and --sim exclude each other")
-    for url in (ns.url, ns.user_url):
-        if url and not url.startswith(("ws://", "wss://")):
-            raise ConfigError(f"--url must start with ws:// or wss://, got {url[:40]!r}")
+    for option, url, schemes in (
+        ("--url", ns.url, ("ws", "wss")),
+        ("--user-url", ns.user_url, ("ws", "wss")),
+        ("--rest-url", ns.rest_url, ("http", "https")),
+    ):
+        if url:
+            _check_url(option, url, schemes)
     if not ns.sim and any(cls.channels[c].private for c in channels):
         cls(credentials=cls.load_credentials(ns.key_file)).check_credentials(channels)
     if ns.sandbox and not cls.sandbox_endpoints:
@@ -242,6 +246,23 @@ def _plan(ns: argparse.Namespace) -> dict[str, Any]:
         start, end = _replay_window(ns.replay)
         replay = ReplayPlan(products[0], channels, start, end, ns.speed)
     return {"products": products, "channels": channels, "faults": faults, "replay": replay}
+
+
+def _check_url(option: str, url: str, schemes: tuple[str, ...]) -> None:
+    """A URL the user gave: one of ``schemes``, a host, nothing unprintable; ConfigError naming the option."""
+    from urllib.parse import urlsplit
+
+    wanted = " or ".join(f"{s}://" for s in schemes)
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError:
+        host = None
+    if not url.isprintable() or " " in url or host is None:
+        raise ConfigError(f"{option}: not a valid URL: {url[:60]!r}")
+    if parts.scheme not in schemes:
+        raise ConfigError(f"{option} must start with {wanted}, got {url[:40]!r}")
 
 
 def _replay_window(text: str) -> tuple[float, float]:

@@ -10,6 +10,7 @@ import os
 import struct
 import termios
 import time
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -157,3 +158,34 @@ async def test_dashboard_shows_venue_text_but_never_sends_it_to_the_terminal() -
     assert b"pwned\x07" not in screen and b"\x1b[6n" not in screen  # (Textual's own OSC 22 ends in BEL)
     assert not [c for c in text if 0x80 <= ord(c) < 0xA0], "a C1 control reached the terminal"
     assert "␛]2;pwned␇" in text  # the venue's text is shown, as text
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--products", f"BTC-USD,{OSC_TITLE}"], "tickerterm: error: unknown product"),
+        (["--url", f"ws://x{OSC_TITLE}"], "tickerterm: error:"),
+    ],
+)
+def test_bad_input_quoting_control_characters_is_one_inert_line(args: list[str], expected: str) -> None:
+    import subprocess
+
+    result = subprocess.run([*CMD, "--headless", *args], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith(expected) and result.stderr.count("\n") == 1
+    assert not [c for c in RAW_CONTROLS if c in result.stderr]
+
+
+def test_a_key_file_nested_too_deep_is_one_clear_line(tmp_path: Any) -> None:
+    import subprocess
+
+    key = tmp_path / "key.json"
+    key.write_text("[" * 5000 + "]" * 5000)
+    result = subprocess.run(
+        [*CMD, "--venue", "coinapi", "--products", "COINBASE:BTC-USD", "--headless", "--key-file", str(key)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr == "tickerterm: error: key file named by --key-file is not JSON\n"

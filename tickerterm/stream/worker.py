@@ -154,7 +154,9 @@ class Connection:
         try:
             await self._run()
         except Exception as exc:  # a bug of ours or a venue's that escaped every other boundary
-            log.exception("%s: stream ended by an internal error", self.conn_id)
+            # no traceback on the user's terminal (it would draw over the dashboard): -vv has it
+            log.info("%s: stream ended by an internal error: %r", self.conn_id, exc)
+            log.debug("%s: the internal error", self.conn_id, exc_info=True)
             reason = self.boundary.text(f"internal error: {type(exc).__name__}: {exc}")
             with contextlib.suppress(Exception):
                 await self._emit([GaveUp(self.adapter.name, self.clock(), self.conn_id, reason)])
@@ -788,7 +790,10 @@ class _ListenKeyError(Exception):
 
 
 def _is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:  # not a URL at all: connecting will say so
+        return False
     if host == "localhost":
         return True
     try:
