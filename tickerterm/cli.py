@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC
 from typing import Any, NoReturn
 
@@ -22,6 +22,7 @@ from tickerterm import __version__
 from tickerterm.api import open_feed
 from tickerterm.core.errors import ConfigError, TickertermError
 from tickerterm.core.events import Event, GaveUp
+from tickerterm.core.health import ConnectionHealth
 from tickerterm.core.ndjson import dumps
 from tickerterm.core.safe import InertFormatter, inert
 from tickerterm.core.store import Store
@@ -356,7 +357,17 @@ def run_dashboard(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
     )
     tune_gc()  # again, now that textual is loaded
     app.run()
-    return 0
+    return _gave_up(app.store.health.values())
+
+
+def _gave_up(connections: Iterable[ConnectionHealth]) -> int:
+    """Exit status once the feed has ended: 1, with each reason on stderr, when every connection gave up."""
+    ended = list(connections)
+    if not ended or any(h.state != "gave_up" for h in ended):
+        return 0
+    for h in ended:
+        _say(f"gave up on {h.conn}: {h.gave_up_reason}")
+    return 1
 
 
 async def run_feed(ns: argparse.Namespace, plan: dict[str, Any]) -> int:

@@ -90,6 +90,8 @@ class TickertermApp(App[None]):
         Binding("L", "toggle_light", "Light/dark", id="display.theme", show=False),
         Binding("question_mark", "show_help", "Help", id="help"),
         Binding("q", "quit", "Quit", id="quit"),
+        # Ctrl-C quits, as in every terminal dashboard (Textual's own default only says to press ctrl+q)
+        Binding("ctrl+c", "quit", "Quit", id="quit.interrupt", show=False, priority=True),
     ]
     KEYS: ClassVar[list[tuple[str, str]]] = [
         ("k b t c", "subscribe / unsubscribe the ticker, book (level2), trades, candles channel"),
@@ -108,7 +110,7 @@ class TickertermApp(App[None]):
         ("L", "light / dark theme"),
         ("ctrl+p", "command palette: every action"),
         ("?", "this help"),
-        ("q", "quit"),
+        ("q, ctrl+c", "quit"),
     ]
 
     def __init__(
@@ -389,7 +391,7 @@ class TickertermApp(App[None]):
         yield from super().get_system_commands(screen)
         for binding in self.BINDINGS:
             assert isinstance(binding, Binding)
-            if binding.id in ("quit", "help"):
+            if binding.id in ("quit", "quit.interrupt", "help"):
                 continue
             title = _COMMAND_TITLES.get(binding.id or "", binding.description)
             yield SystemCommand(

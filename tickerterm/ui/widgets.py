@@ -720,9 +720,11 @@ def _health_lines(
         if h.gave_up_reason
         else ((f"venue error: {h.errors[-1][1]}", warn) if h.errors else ("", warn))
     )
-    # venue text: made inert before Rich sees it (Rich silently drops BEL, CR and a few others)
+    # venue text: made inert before Rich sees it (Rich silently drops BEL, CR and a few others); the
+    # reason for giving up is shown whole, a venue's passing error in at most four lines
     message = inert(message, one_line=True)
-    for line in textwrap.wrap(message, max(20, width - 4), max_lines=4, placeholder="…"):
+    whole = bool(h.gave_up_reason)
+    for line in textwrap.wrap(message, max(20, width - 4), max_lines=None if whole else 4, placeholder="…"):
         out.append(f"\n  {line}", style=style)  # the reason and its hint are worth whole lines
     subs = {c: p for c, p in h.subscriptions.items() if c != "heartbeats"}
     if subs:

@@ -1,0 +1,94 @@
+"""The user's path through the dashboard: quitting the way terminal dashboards quit, the exit status
+after giving up, a reason shown whole."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import struct
+import subprocess
+import sys
+import termios
+import time
+
+from tests.ui_support import static_app, until
+from tickerterm.core.events import GaveUp
+from tickerterm.ui.widgets import HealthPanel
+
+
+def text_of(panel: HealthPanel) -> str:
+    return panel.plain()
+
+
+CMD = [sys.executable, "-m", "tickerterm"]
+
+
+async def test_ctrl_c_quits_the_dashboard() -> None:
+    app = static_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+    assert app.return_code == 0 and not app.is_running
+
+
+async def test_a_long_gave_up_reason_is_wrapped_whole_not_cut() -> None:
+    app = static_app()
+    reason = "the venue refused the API key: " + " ".join(f"word{i}" for i in range(60)) + " END"
+    app.store.apply(GaveUp("coinbase", 1.0, "coinbase", reason))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("5")
+        health = app.query_one(HealthPanel)
+        await until(pilot, lambda: "GAVE UP" in text_of(health))
+        words = " ".join(text_of(health).split())
+        assert f"gave up: {reason}" in words
+
+
+def run_in_pty(args: list[str], keys: bytes, wait_for: bytes, seconds: float = 30) -> tuple[int, str]:
+    """The real command in a pseudo-terminal: wait until ``wait_for`` shows, type ``keys``; returns the
+    exit status and everything the terminal received."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    env["TERM"] = "xterm-256color"
+    proc = subprocess.Popen(
+        [*CMD, *args], stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True
+    )
+    os.close(slave)
+    os.set_blocking(master, False)
+    out = bytearray()
+    deadline = time.monotonic() + seconds
+    typed = False
+    try:
+        while time.monotonic() < deadline:
+            try:
+                chunk = os.read(master, 65536)
+            except BlockingIOError:
+                if proc.poll() is not None:
+                    break
+                time.sleep(0.05)
+                continue
+            except OSError:
+                break
+            out += chunk
+            if not typed and wait_for in out:
+                time.sleep(0.3)
+                os.write(master, keys)
+                typed = True
+        code = proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    return code, out.decode("utf-8", "replace")
+
+
+def test_quitting_after_the_feed_gave_up_exits_1_with_the_reason() -> None:
+    code, screen = run_in_pty(["--url", "ws://127.0.0.1:9", "--retries", "0"], b"q", b"GAVE UP")
+    assert code == 1
+    assert "tickerterm: gave up on coinbase: 1 connection attempt failed in a row" in screen
+
+
+def test_ctrl_c_quits_the_real_command_with_exit_0() -> None:
+    code, screen = run_in_pty(["--sim", "--products", "BTC-USD"], b"\x03", b"spread")
+    assert code == 0 and "Traceback" not in screen
