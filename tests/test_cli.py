@@ -86,6 +86,26 @@ def run(
             ["--venue", "coinapi", "--products", "BTCUSD"],
             "expected EXCHANGE:BASE-QUOTE such as COINBASE:BTC-USD",
         ),
+        (["--sim", "--depth", "0"], "argument --depth: must be at least 1, got '0'"),
+        (["sim", "--port", "99999"], "argument --port: must be at most 65535, got '99999'"),
+        (["sim", "--port", "-1"], "argument --port: must be 0 or more, got '-1'"),
+        (["--sim", "--rate", "-1"], "argument --rate: must be 0 or more, got '-1'"),
+        (["--sim", "--rate", "nan"], "argument --rate: expected a finite number, got 'nan'"),
+        (["--sim", "--warmup", "-1"], "argument --warmup: must be 0 or more, got '-1'"),
+        (["--products", ""], "--products is empty (leave it out for the default)"),
+        (["--channels", ","], "--channels is empty (leave it out for the default)"),
+        (["--url", "ws://"], "--url: not a valid URL: 'ws://'"),
+        (["--url", "ws://host:99999"], "--url: not a valid URL"),
+        (["--rest-url", "ws://host"], "--rest-url must start with http:// or https://"),
+        (["--fps", "0"], "argument --fps: must be positive, got '0'"),
+        (["--fps", "-1"], "argument --fps: must be positive, got '-1'"),
+        (["--duration", "abc"], "argument --duration: expected a number, got 'abc'"),
+        (["--retries", "-2"], "argument --retries: must be at least -1, got '-2'"),
+        (["--retries", "1.5"], "argument --retries: expected a whole number, got '1.5'"),
+        (
+            ["--venue", "coinapi", "--headless", "--key-file", __file__],
+            "key file named by --key-file is not JSON",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
@@ -99,6 +119,14 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None
     assert len(lines) == 1 and lines[0].startswith("tickerterm: error: ") and message in lines[0], (
         result.stderr
     )
+
+
+def test_max_events_stops_as_soon_as_the_limit_is_reached() -> None:
+    started = time.monotonic()
+    result = run("--sim", "--headless", "--max-events", "1")
+    took = time.monotonic() - started
+    assert result.returncode == 0 and len(result.stdout.splitlines()) == 1
+    assert took < 3.0, took  # it waited 5 s for a connection nobody wanted any more
 
 
 def test_missing_secret_names_the_variable() -> None:

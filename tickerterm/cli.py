@@ -58,13 +58,31 @@ def _csv(text: str) -> list[str]:
 
 
 def _positive(kind: type[float] | type[int]) -> Any:
+    return _number(kind, low=0, low_included=False)
+
+
+def _number(
+    kind: type[float] | type[int], low: float, high: float | None = None, low_included: bool = True
+) -> Any:
+    """An argparse type: a number of ``kind`` in ``low`` .. ``high`` (a finite one)."""
+    import math
+
     def check(text: str) -> float | int:
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+            what = "a whole number" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if value < low or (value == low and not low_included):
+            raise argparse.ArgumentTypeError(
+                f"must be {'at least' if low_included else 'more than'} {low}, got {text!r}"
+                if low
+                else f"must be {'0 or more' if low_included else 'positive'}, got {text!r}"
+            )
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}, got {text!r}")
         return value
 
     return check
@@ -75,14 +93,19 @@ def _sim_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=1, help="market seed: the same seed gives the same market")
     g.add_argument(
         "--rate",
-        type=float,
+        type=_number(float, 0),
         default=50.0,
         help="market steps per second over all products; 0 = as fast as it can go (default 50)",
     )
-    g.add_argument("--depth", type=int, default=2000, help="price levels per book side (default 2000)")
+    g.add_argument(
+        "--depth",
+        type=_number(int, 1, 100_000),
+        default=2000,
+        help="price levels per book side (default 2000)",
+    )
     g.add_argument(
         "--warmup",
-        type=int,
+        type=_number(int, 0),
         default=6000,
         help="market steps simulated before start, spread over the last hour (default 6000)",
     )
@@ -135,7 +158,7 @@ def feed_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-events", type=_positive(int), help="stop after this many output lines")
     p.add_argument(
         "--retries",
-        type=int,
+        type=_number(int, -1),
         default=10,
         help="reconnect attempts after a failed or lost connection before giving up: N allows N+1 "
         "attempts in a row (0 = give up at the first failure, -1 = never; default 10)",
@@ -159,7 +182,9 @@ def sim_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="tickerterm sim", description="Run the built-in exchange simulator on a loopback port.")
     p.add_argument("--venue", default="coinbase", help=f"one of: {', '.join(sorted(SIMULATORS))}")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8765, help="0 picks a free port (default 8765)")
+    p.add_argument(
+        "--port", type=_number(int, 0, 65535), default=8765, help="0 picks a free port (default 8765)"
+    )
     p.add_argument(
         "--write-key-file",
         metavar="PATH",
@@ -168,7 +193,7 @@ def sim_parser() -> argparse.ArgumentParser:
     p.add_argument("--heartbeat", type=_positive(float), default=1.0, help="heartbeat interval, seconds")
     p.add_argument(
         "--blast",
-        type=int,
+        type=_number(int, 0),
         default=0,
         metavar="STEPS",
         help="benchmark mode: replay a prepared level2 cycle of STEPS market steps (and their "
@@ -212,9 +237,10 @@ def _plan(ns: argparse.Namespace) -> dict[str, Any]:
     """Validate everything before any connection is made."""
     cls = venue_class(ns.venue)
     adapter = cls()
+    for option, given in (("--products", ns.products), ("--channels", ns.channels)):
+        if given is not None and not given:
+            raise ConfigError(f"{option} is empty (leave it out for the default)")
     products = [adapter.normalize_product(p) for p in (ns.products or adapter.default_products)]
-    if not products:
-        raise ConfigError("--products is empty")
     channels = [adapter.channel(c).name for c in (ns.channels or adapter.default_channels)]
     books = [c for c in channels if adapter.channel(c).kind == "book"]
     if len(set(books)) > 1:

@@ -139,6 +139,7 @@ class Connection:
         self._http: httpx.AsyncClient | None = None
         self._listen_key = ""
         self._parser: Parser | None = None
+        self._connecting: asyncio.Future[ClientConnection] | None = None
         self._products = list(products or ())
         """The feed's products: market data for these (and for whatever is subscribed here) is wanted."""
         self._accepted: tuple[int, frozenset[str]] = (-1, frozenset())
@@ -224,6 +225,8 @@ class Connection:
     async def stop(self) -> None:
         self._stopping = True
         self._wake.set()
+        if self._connecting is not None:  # nothing to close yet: stop waiting for the handshake
+            self._connecting.cancel()
         ws = self._ws
         if ws is not None:
             await ws.close(1000, "client closing")
@@ -299,19 +302,29 @@ class Connection:
             opened: float | None = None
             try:
                 url = await self._connect_url()
-                ws = await connect(
-                    url,
-                    additional_headers=adapter.connect_headers(self.endpoint) or None,
-                    max_size=adapter.max_frame_size,
-                    compression=None if _is_loopback(url) else "deflate",
-                    proxy=None if _is_loopback(url) else True,
-                    open_timeout=policy.open_timeout,
-                    ping_interval=20,
-                    ping_timeout=20,
-                    close_timeout=2,
-                    user_agent_header="tickerterm",
-                    logger=_wire_log,
+                self._connecting = asyncio.ensure_future(
+                    connect(
+                        url,
+                        additional_headers=adapter.connect_headers(self.endpoint) or None,
+                        max_size=adapter.max_frame_size,
+                        compression=None if _is_loopback(url) else "deflate",
+                        proxy=None if _is_loopback(url) else True,
+                        open_timeout=policy.open_timeout,
+                        ping_interval=20,
+                        ping_timeout=20,
+                        close_timeout=2,
+                        user_agent_header="tickerterm",
+                        logger=_wire_log,
+                    )
                 )
+                try:
+                    ws = await self._connecting
+                finally:
+                    self._connecting = None
+            except asyncio.CancelledError:
+                if self._stopping:  # stop() while the handshake was on its way
+                    break
+                raise
             except _ListenKeyError as exc:
                 end = _End(None, str(exc), fatal=exc.fatal)
             except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
