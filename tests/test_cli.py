@@ -212,6 +212,8 @@ def test_unreachable_endpoint_shows_retries_and_a_hint() -> None:
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["attempt"] for line in lines if line["type"] == "retry"] == [1, 2]
     assert len([line for line in lines if line["type"] == "connecting"]) == 3  # --retries 2: 3 attempts
+    reasons = [line["reason"] for line in lines if line["type"] == "retry"]  # why, from the first failure
+    assert reasons == ["connect failed: connection refused (nothing listens there)"] * 2
     assert lines[-1]["type"] == "gave_up"
     assert result.stderr.startswith(
         "tickerterm: gave up on coinbase: 3 connection attempts failed in a row (2 retries allowed); "

@@ -65,7 +65,7 @@ def test_health_lines() -> None:
         record(e)
         for e in (
             Closed("coinbase", 1.0, "coinbase", 1011, "internal"),
-            RetryScheduled("coinbase", 1.0, "coinbase", 2, 0.75),
+            RetryScheduled("coinbase", 1.0, "coinbase", 2, 0.75, "connect failed: connection refused"),
             GaveUp("coinbase", 1.0, "coinbase/user", "authentication failure"),
             Gap("coinbase", 1.0, "coinbase", 5, 9, "connection"),
             VenueError("coinbase", 1.0, "coinbase", "failure to subscribe", True),
@@ -83,7 +83,14 @@ def test_health_lines() -> None:
             "reason": "internal",
             "meaning": "server internal error",
         },
-        {**base, "type": "retry", "conn": "coinbase", "attempt": 2, "delay": 0.75},
+        {
+            **base,
+            "type": "retry",
+            "conn": "coinbase",
+            "attempt": 2,
+            "delay": 0.75,
+            "reason": "connect failed: connection refused",
+        },
         {**base, "type": "gave_up", "conn": "coinbase/user", "reason": "authentication failure"},
         {**base, "type": "gap", "conn": "coinbase", "expected": 5, "received": 9, "scope": "connection"},
         {**base, "type": "venue_error", "conn": "coinbase", "message": "failure to subscribe", "fatal": True},

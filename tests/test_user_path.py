@@ -10,6 +10,7 @@ import subprocess
 import sys
 import termios
 import time
+from typing import Any
 
 from tests.ui_support import static_app, until
 from tickerterm.core.events import GaveUp
@@ -92,3 +93,33 @@ def test_quitting_after_the_feed_gave_up_exits_1_with_the_reason() -> None:
 def test_ctrl_c_quits_the_real_command_with_exit_0() -> None:
     code, screen = run_in_pty(["--sim", "--products", "BTC-USD"], b"\x03", b"spread")
     assert code == 0 and "Traceback" not in screen
+
+
+async def test_a_handshake_refused_with_403_gives_up_at_once_with_the_reason() -> None:
+    import asyncio
+    import json
+
+    from websockets.asyncio.server import serve
+
+    def refuse(connection: Any, request: Any) -> Any:
+        return connection.respond(403, "forbidden\n")
+
+    async def never(ws: Any) -> None:
+        await ws.wait_closed()
+
+    async with serve(never, "127.0.0.1", 0, process_request=refuse) as server:
+        port = server.sockets[0].getsockname()[1]
+        proc = await asyncio.create_subprocess_exec(
+            *CMD, "--headless", "--url", f"ws://127.0.0.1:{port}",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    lines = [json.loads(line) for line in out.decode().splitlines()]
+    assert proc.returncode == 1
+    assert [line["type"] for line in lines] == ["connecting", "gave_up"]  # no retry loop
+    assert (
+        "HTTP 403 on the handshake" in lines[-1]["reason"] and "retrying cannot help" in lines[-1]["reason"]
+    )
+    assert err.decode().startswith(
+        "tickerterm: gave up on coinbase: the venue refused the connection (HTTP 403"
+    )

@@ -140,10 +140,10 @@ def seeded_store(state: str = "normal") -> tuple[Store, FrozenClock]:
         store.apply(Closed("coinbase", NOW - 1.0, conn, 1011, "server internal error"))
         for p in ("BTC-USD", "ETH-USD", "SOL-USD"):
             store.apply(BookUnsafe("coinbase", NOW - 1.0, conn, p, "connection lost: server internal error"))
-        store.apply(RetryScheduled("coinbase", NOW - 1.0, conn, 1, 0.8))
+        store.apply(RetryScheduled("coinbase", NOW - 1.0, conn, 1, 0.8, "server internal error"))
         store.apply(Connecting("coinbase", NOW - 0.2, conn, "ws://127.0.0.1:8765", 2))
         store.apply(Closed("coinbase", NOW - 0.1, conn, 1006, "dropped, no close frame"))
-        store.apply(RetryScheduled("coinbase", NOW - 0.1, conn, 2, 1.7))
+        store.apply(RetryScheduled("coinbase", NOW - 0.1, conn, 2, 1.7, "dropped, no close frame"))
     return store, clock
 
 

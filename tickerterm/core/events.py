@@ -208,6 +208,9 @@ class RetryScheduled(HealthEvent):
     type: ClassVar[str] = "retry"
     attempt: int
     delay: float
+    reason: str = ""
+    """Why the last attempt ended, in words (connection refused, name not resolved, HTTP 403 on the
+    handshake, a close code and its reason...)."""
 
 
 @dataclass(slots=True)

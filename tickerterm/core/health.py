@@ -71,6 +71,8 @@ class ConnectionHealth:
     last_msg_at: float | None = None
     last_heartbeat_at: float | None = None
     gave_up_reason: str = ""
+    last_failure: str = ""
+    """Why the last attempt ended (set from the first retry on)."""
     subscriptions: dict[str, list[str]] = field(default_factory=dict)
     errors: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=20))
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2048))

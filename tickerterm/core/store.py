@@ -348,6 +348,7 @@ class Store:
                 h.closes += 1
                 h.set_state("closed", now)
             case RetryScheduled():
+                h.last_failure = ev.reason
                 h.retries += 1
                 h.attempt = ev.attempt
                 h.next_retry_at = now + ev.delay

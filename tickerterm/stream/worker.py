@@ -16,6 +16,8 @@ import contextlib
 import ipaddress
 import logging
 import random
+import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -330,7 +332,11 @@ class Connection:
             except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
                 end = _End(None, self.boundary.text(f"connect failed: {_describe(exc)}"))
                 if isinstance(exc, InvalidStatus) and exc.response.status_code in (401, 403):
-                    end.fatal = f"the venue refused the connection (HTTP {exc.response.status_code})"
+                    status = exc.response.status_code
+                    end.fatal = (
+                        f"the venue refused the connection (HTTP {status} on the handshake): retrying "
+                        f"cannot help; check the URL and {adapter.credential_help or 'the API key'}"
+                    )
             else:
                 opened = time.monotonic()
                 end = await self._session(ws)
@@ -343,7 +349,9 @@ class Connection:
             lived = None if opened is None else time.monotonic() - opened
             if end.planned:  # announced by the venue: not a failure, back at once with everything
                 attempt = 0
-                await self._emit([RetryScheduled(adapter.name, self.clock(), self.conn_id, 0, 0.0)])
+                await self._emit(
+                    [RetryScheduled(adapter.name, self.clock(), self.conn_id, 0, 0.0, end.reason)]
+                )
                 log.info("%s: %s; reconnecting now", self.conn_id, end.reason)
                 continue
             if lived is not None and lived >= policy.stable_after:
@@ -361,7 +369,11 @@ class Connection:
             if lived is not None and lived < policy.short_lived:
                 delay = max(delay, policy.min_after_short)
             await self._emit(
-                [RetryScheduled(adapter.name, self.clock(), self.conn_id, attempt, round(delay, 3))]
+                [
+                    RetryScheduled(
+                        adapter.name, self.clock(), self.conn_id, attempt, round(delay, 3), end.reason
+                    )
+                ]
             )
             log.info(
                 "%s: closed (code %s: %s); retry %d in %.2fs",
@@ -816,9 +828,20 @@ def _is_loopback(url: str) -> bool:
 
 
 def _describe(exc: BaseException) -> str:
+    """Why a connection attempt failed, in words a user can act on."""
     if isinstance(exc, InvalidStatus):
-        return f"HTTP {exc.response.status_code}"
+        return f"HTTP {exc.response.status_code} on the handshake"
     if isinstance(exc, TimeoutError):
-        return "timed out"
+        return "timed out (no answer to the handshake)"
+    if isinstance(exc, socket.gaierror):
+        return f"name not resolved ({exc.strerror or exc})"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate not accepted ({exc.verify_message or exc.reason})"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS failed ({exc.reason or exc})"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (nothing listens there)"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[:1].lower() + exc.strerror[1:]
     text = str(exc) or type(exc).__name__
     return redact_url(text.splitlines()[0][:200])  # an invalid URL is quoted whole: its key must not be

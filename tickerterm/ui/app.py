@@ -453,7 +453,12 @@ def connection_trouble(store: Store) -> str:
         if state in states:
             h = states[state]
             name = "" if h.conn == h.venue else f"{h.conn} "  # the market connection goes without saying
-            return f"{name}{label}" + (f" (retry {h.retries})" if h.retries and state != "gave_up" else "")
+            if not h.retries or state == "gave_up" or not h.last_failure:
+                return f"{name}{label}" + (
+                    f" (retry {h.retries})" if h.retries and state != "gave_up" else ""
+                )
+            why = h.last_failure.removeprefix("connect failed: ")
+            return f"{name}{label} (retry {h.retries}: {why[:40]}{'…' if len(why) > 40 else ''})"
     return ""
 
 

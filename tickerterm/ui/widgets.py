@@ -697,6 +697,10 @@ def _health_lines(
     out.append(f"\n  retries {h.retries}")
     if h.next_retry_at is not None and h.state == "retrying":
         out.append(f" · next in {max(0.0, h.next_retry_at - now):.1f}s (attempt {h.attempt})", style=warn)
+    if h.last_failure and h.state in ("retrying", "connecting", "closed"):  # why, from the first failure
+        failure = inert(f"failed: {h.last_failure}", one_line=True)
+        for line in textwrap.wrap(failure, max(20, width - 6), max_lines=3, placeholder="…"):
+            out.append(f"\n    {line}", style=warn)
     lat = h.latency()
     out.append(f"\n  {h.rate(now):,.0f} msg/s · age {_age(h.last_message_age(now))}")
     if lat is not None:
