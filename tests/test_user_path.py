@@ -4,13 +4,17 @@ after giving up, a reason shown whole."""
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import struct
 import subprocess
 import sys
 import termios
 import time
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.ui_support import static_app, until
 from tickerterm.core.events import GaveUp
@@ -123,3 +127,59 @@ async def test_a_handshake_refused_with_403_gives_up_at_once_with_the_reason() -
     assert err.decode().startswith(
         "tickerterm: gave up on coinbase: the venue refused the connection (HTTP 403"
     )
+
+
+@pytest.mark.parametrize("venue", ["coinbase", "coinbase-exchange", "coinapi", "bitzoom", "0xarchive"])
+def test_the_simulators_hint_works_exactly_as_printed(venue: str, tmp_path: Path) -> None:
+    """``tickerterm sim`` prints a command; run verbatim by a shell, from another directory, with no
+    tickerterm variables set, it gets market data."""
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("COINBASE", "COINAPI", "BITZOOM", "OXARCHIVE"))
+    }
+    clean["PATH"] = (
+        f"{Path(sys.executable).parent}{os.pathsep}{clean.get('PATH', '')}"  # `tickerterm` is on it
+    )
+    sim = subprocess.Popen(
+        [*CMD, "sim", "--venue", venue, "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean,
+    )
+    client = None
+    try:
+        assert sim.stderr is not None
+        line = sim.stderr.readline()
+        assert "; connect with " in line, line
+        hint = line.split("; connect with ", 1)[1].strip()
+        assert hint.startswith(f"tickerterm --venue {venue} ")
+        client = subprocess.Popen(
+            ["bash", "-c", hint],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=clean,
+            cwd=tmp_path,
+        )
+        assert client.stdout is not None
+        kinds: list[str] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not set(kinds) & {"trade", "ticker", "book", "candle"}:
+            out = client.stdout.readline()
+            if not out:
+                break
+            kinds.append(json.loads(out)["type"])
+        assert set(kinds) & {"trade", "ticker", "book", "candle"}, (
+            kinds,
+            client.stderr.read() if client.poll() is not None else "",
+        )
+    finally:
+        for proc in (client, sim):
+            if proc is not None:
+                if proc.poll() is None:
+                    proc.terminate()
+                proc.communicate(timeout=10)  # reaps it and closes its pipes
+    if "--key-file" in hint:  # the temporary key file goes with the simulator
+        assert not Path(hint.split("--key-file ", 1)[1].split()[0]).exists()

@@ -11,8 +11,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import shlex
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import UTC
@@ -188,7 +190,8 @@ def sim_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--write-key-file",
         metavar="PATH",
-        help="generate a test-account API key, accept it, and write it here for clients",
+        help="write the test account's API key here for clients (--key-file PATH); venues whose default "
+        "channels need a key (coinapi, 0xarchive) get one in a private temporary file without it",
     )
     p.add_argument("--heartbeat", type=_positive(float), default=1.0, help="heartbeat interval, seconds")
     p.add_argument(
@@ -502,19 +505,28 @@ async def run_sim(ns: argparse.Namespace) -> int:
         **({"blast": ns.blast} if ns.blast else {}),
     }
     server = cls(**options)
-    if ns.write_key_file:
-        server.write_key_file(ns.write_key_file)
+    venue = venue_class(ns.venue)
+    key_file, made = ns.write_key_file, None
+    if key_file is None and any(venue.channels[c].private for c in venue.default_channels):
+        # the venue's default channels need a key: the hint must work as printed, so the test account's
+        # key goes to a private temporary file (removed when the simulator stops)
+        fd, key_file = tempfile.mkstemp(prefix=f"tickerterm-{ns.venue}-key-", suffix=".json")
+        os.close(fd)
+        made = key_file
+    if key_file:
+        server.write_key_file(key_file)
     try:
         url = await server.start()
     except OSError as exc:
         _fail(f"cannot listen on {ns.host}:{ns.port}: {exc.strerror}")
     print(url, flush=True)
-    rest = f" --rest-url {server.http_url}" if "rest" in venue_class(ns.venue).endpoints else ""
-    _say(
-        f"{ns.venue} simulator on {url}; connect with "
-        f"tickerterm --venue {ns.venue} --url {url}{rest} --headless"
-        + (f" --key-file {ns.write_key_file}" if ns.write_key_file else "")
-    )
+    hint = ["tickerterm", "--venue", ns.venue, "--url", url]
+    if "rest" in venue.endpoints:
+        hint += ["--rest-url", server.http_url]
+    hint.append("--headless")
+    if key_file:
+        hint += ["--key-file", os.path.abspath(key_file)]  # noqa: ASYNC240 (a getcwd, no I/O wait)
+    _say(f"{ns.venue} simulator on {url}; connect with {shlex.join(hint)}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -524,6 +536,9 @@ async def run_sim(ns: argparse.Namespace) -> int:
         await stop.wait()
     finally:
         await server.stop()
+        if made is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(made)
     return 0
 
 
