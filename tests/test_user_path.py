@@ -183,3 +183,30 @@ def test_the_simulators_hint_works_exactly_as_printed(venue: str, tmp_path: Path
                 proc.communicate(timeout=10)  # reaps it and closes its pipes
     if "--key-file" in hint:  # the temporary key file goes with the simulator
         assert not Path(hint.split("--key-file ", 1)[1].split()[0]).exists()
+
+
+def test_dashboard_logs_go_to_a_file_never_over_the_screen(tmp_path: Path) -> None:
+    os.environ["XDG_STATE_HOME"] = str(tmp_path)  # run_in_pty passes the environment on
+    try:
+        code, screen = run_in_pty(["-v", "--url", "ws://127.0.0.1:9", "--retries", "1"], b"q", b"GAVE UP")
+    finally:
+        del os.environ["XDG_STATE_HOME"]
+    log = tmp_path / "tickerterm" / "tickerterm.log"
+    assert code == 1
+    assert " INFO tickerterm" not in screen  # nothing drawn over the dashboard
+    assert "logging to" in screen and "tickerterm.log" in screen  # and it says where they went
+    text = log.read_text()
+    assert "coinbase: closed (code None: connect failed: connection refused" in text and "giving up" in text
+
+
+def test_headless_log_file(tmp_path: Path) -> None:
+    log = tmp_path / "logs" / "run.log"
+    result = subprocess.run(
+        [*CMD, "--headless", "-v", "--log-file", str(log), "--url", "ws://127.0.0.1:9", "--retries", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("tickerterm: gave up on coinbase:") and result.stderr.count("\n") == 1
+    assert "giving up" in log.read_text()

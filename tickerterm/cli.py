@@ -175,7 +175,15 @@ def feed_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="use the terminal's own 16-colour palette and background (fewest bytes over SSH)",
     )
-    p.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr (-vv for debug)")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log reconnects, close codes and venue errors (-vv: debug): to stderr with --headless, to "
+        "--log-file or ~/.local/state/tickerterm/tickerterm.log with the dashboard",
+    )
+    p.add_argument("--log-file", metavar="PATH", help="append log lines to PATH instead of stderr")
     _sim_options(p)
     return p
 
@@ -202,7 +210,10 @@ def sim_parser() -> argparse.ArgumentParser:
         help="benchmark mode: replay a prepared level2 cycle of STEPS market steps (and their "
         "undoing) to every subscriber as fast as its socket takes it",
     )
-    p.add_argument("-v", "--verbose", action="count", default=0)
+    p.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log connections and faults to stderr (-vv: debug)"
+    )
+    p.add_argument("--log-file", metavar="PATH", help="append log lines to PATH instead of stderr")
     _sim_options(p)
     return p
 
@@ -213,13 +224,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args[:1] == ["sim"]:
             ns = sim_parser().parse_args(args[1:])
-            _logging(ns.verbose)
+            _logging(ns.verbose, ns.log_file)
             return asyncio.run(run_sim(ns))
         ns = feed_parser().parse_args(args)
-        _logging(ns.verbose)
         plan = _plan(ns)
         if ns.headless:
+            _logging(ns.verbose, ns.log_file)
             return asyncio.run(run_feed(ns, plan))
+        # the dashboard owns the terminal: log lines go to a file, never over the screen
+        log_file = ns.log_file or (default_log_file() if ns.verbose else None)
+        ns.log_file = _logging(ns.verbose, log_file, stderr=False)
         return run_dashboard(ns, plan)
     except KeyboardInterrupt:
         return 0
@@ -229,11 +243,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         _fail(str(exc))
 
 
-def _logging(verbose: int) -> None:
+def _logging(verbose: int, log_file: str | None = None, *, stderr: bool = True) -> str | None:
+    """Log to ``log_file`` (appended) or stderr (not for the dashboard: then nothing without a file);
+    returns the file's path, if any."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    handler = logging.StreamHandler(sys.stderr)
+    handler: logging.Handler
+    if log_file:
+        path = os.path.abspath(os.path.expanduser(log_file))
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            handler = logging.FileHandler(path, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"--log-file: cannot write {log_file!r}: {exc.strerror}") from None
+    elif stderr:
+        path, handler = None, logging.StreamHandler(sys.stderr)
+    else:
+        path, handler = None, logging.NullHandler()
     handler.setFormatter(InertFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level, handlers=[handler])
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    return path
+
+
+def default_log_file() -> str:
+    """Where the dashboard logs with ``-v`` and no ``--log-file``: the user's state directory
+    (``$XDG_STATE_HOME/tickerterm/tickerterm.log``, by default ``~/.local/state/tickerterm/``)."""
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(state, "tickerterm", "tickerterm.log")
 
 
 def _plan(ns: argparse.Namespace) -> dict[str, Any]:
@@ -383,6 +418,7 @@ def run_dashboard(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
         light=ns.light,
         theme=("ansi-light" if ns.light else "ansi-dark") if ns.ansi else None,
         replay=plan["replay"] is not None,
+        log_file=ns.log_file,
     )
     tune_gc()  # again, now that textual is loaded
     app.run()

@@ -127,8 +127,11 @@ class TickertermApp(App[None]):
         theme: str | None = None,
         store: Store | None = None,
         replay: bool = False,
+        log_file: str | None = None,
     ) -> None:
         super().__init__()
+        self.log_file = log_file
+        """Where log lines go (``-v``/``--log-file``): said in a toast at start and in the help."""
         self.opener = opener
         self.clock = clock
         self.store = store or Store(clock=clock)
@@ -179,6 +182,8 @@ class TickertermApp(App[None]):
         elif self._light:
             self.theme = "textual-light"
         self._layout_for(self.size.width, self.size.height)
+        if self.log_file:
+            self.notify(f"logging to {self.log_file}", timeout=6)
         self.run_worker(
             self._run_feed(), name=f"stream:{self.view.venue}", group="streams", exit_on_error=False
         )
@@ -385,7 +390,7 @@ class TickertermApp(App[None]):
         self.theme = pairs.get(self.theme, "textual-light")
 
     def action_show_help(self) -> None:
-        self.push_screen(HelpScreen(self.KEYS))
+        self.push_screen(HelpScreen(self.KEYS, log_file=self.log_file))
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

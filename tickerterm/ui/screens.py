@@ -28,9 +28,10 @@ class HelpScreen(ModalScreen[None]):
         Binding("escape,question_mark,q", "dismiss", "Close", id="help.close"),
     ]
 
-    def __init__(self, keys: list[tuple[str, str]]) -> None:
+    def __init__(self, keys: list[tuple[str, str]], *, log_file: str | None = None) -> None:
         super().__init__()
         self.keys = keys
+        self.log_file = log_file
 
     def compose(self) -> ComposeResult:
         table = Table(box=None, show_header=False, padding=(0, 2))
@@ -42,6 +43,8 @@ class HelpScreen(ModalScreen[None]):
             yield Static(Text("Keys", style="bold"))
             yield Static(table, id="help-keys")
             yield Static(Text("ctrl+p opens the command palette with every action.", style="dim"))
+            if self.log_file:
+                yield Static(Text(f"Log lines go to {self.log_file}", style="dim"), id="help-log")
 
     async def action_dismiss(self, result: None = None) -> None:
         self.dismiss(result)
