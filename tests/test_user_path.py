@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -210,3 +211,36 @@ def test_headless_log_file(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("tickerterm: gave up on coinbase:") and result.stderr.count("\n") == 1
     assert "giving up" in log.read_text()
+
+
+def test_every_option_is_described_with_variables_exit_codes_and_examples() -> None:
+    from tickerterm.cli import feed_parser, sim_parser
+
+    for parser in (feed_parser(), sim_parser()):
+        undescribed = [a.option_strings for a in parser._actions if not a.help]
+        assert not undescribed, undescribed
+        assert parser.epilog is not None and "exit codes" in parser.epilog and "examples" in parser.epilog
+    feed = feed_parser().epilog or ""
+    for variable in (
+        "COINBASE_API_KEY",
+        "COINBASE_EXCHANGE_API_KEY",
+        "BITZOOM_API_TOKEN",
+        "COINAPI_KEY",
+        "OXARCHIVE_API_KEY",
+    ):
+        assert variable in feed
+
+
+def test_the_readme_stands_alone_in_a_clone() -> None:
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    assert "../shared" not in readme
+    for link in re.findall(r"\]\(([^)#]+)\)", readme):
+        if "://" not in link:
+            assert (root / link).exists(), link
+    lines = readme.splitlines()
+    for i, line in enumerate(lines):  # an example that connects to a local port comes after the server
+        m = re.search(r"--url ws://127\.0\.0\.1:(\d+)", line)
+        if m and not line.lstrip().startswith("|"):
+            before = "\n".join(lines[:i])
+            assert f"--port {m.group(1)}" in before, line

@@ -121,11 +121,49 @@ def _sim_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+FEED_EPILOG = """\
+credentials (public channels need none; never given on the command line):
+  coinbase           COINBASE_API_KEY + COINBASE_API_SECRET, or COINBASE_KEY_FILE
+  coinbase-exchange  COINBASE_EXCHANGE_API_KEY + _API_SECRET + _PASSPHRASE, or COINBASE_EXCHANGE_KEY_FILE
+  bitzoom            BITZOOM_API_TOKEN
+  coinapi            COINAPI_KEY
+  0xarchive          OXARCHIVE_API_KEY
+  or --key-file PATH for any of them
+
+exit codes:
+  0  normal end (q, Ctrl-C, SIGTERM, --duration, --max-events, a closed stdout pipe)
+  1  every connection gave up (the reason and a hint on stderr)
+  2  bad input (one line on stderr naming the option)
+
+examples:
+  tickerterm --sim                                    the dashboard on the built-in simulator
+  tickerterm --venue coinbase --products BTC-USD,ETH-USD
+  tickerterm --sim --headless --max-events 100        NDJSON events on stdout
+  tickerterm --venue bitzoom --products BTC-USDT --channels depth@100ms,trade
+  tickerterm sim --venue coinapi                      a standalone simulator (prints how to connect)
+
+tickerterm sim --help: the simulator's own options."""
+
+SIM_EPILOG = """\
+faults (--fault NAME=VALUE, repeatable): drop_rate, drop_next, corrupt_rate, corrupt_next, close_code with
+close_after_messages or close_after_seconds, refuse_auth, malformed_rate, unknown_rate, stall_after_messages,
+shutdown_after_seconds, reconnect_notice_after, gap_notice_after, snapshot_delay (see the README)
+
+exit codes: 0 stopped (Ctrl-C, SIGTERM); 2 bad input or the port cannot be used
+
+examples:
+  tickerterm sim --venue coinbase --port 8765
+  tickerterm sim --venue coinapi --port 0 --fault drop_rate=0.01
+  tickerterm sim --venue bitzoom --write-key-file /tmp/bitzoom-key.json"""
+
+
 def feed_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="tickerterm",
-        description="Live market data in the terminal.",
-        epilog="tickerterm sim --help: run the built-in exchange simulator as a standalone server.",
+        description="Live market data in the terminal: tickers, trades, candles, a depth ladder and "
+        "connection health, from a venue's WebSocket feed (or the built-in simulator).",
+        epilog=FEED_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"tickerterm {__version__}")
     p.add_argument(
@@ -189,9 +227,17 @@ def feed_parser() -> argparse.ArgumentParser:
 
 
 def sim_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="tickerterm sim", description="Run the built-in exchange simulator on a loopback port.")
+    p = _Parser(
+        prog="tickerterm sim",
+        description="Run the built-in exchange simulator of one venue as a standalone server on a loopback "
+        "port; it prints its URL on stdout and, on stderr, a tickerterm command that connects to it.",
+        epilog=SIM_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--venue", default="coinbase", help=f"one of: {', '.join(sorted(SIMULATORS))}")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, loopback only)"
+    )
     p.add_argument(
         "--port", type=_number(int, 0, 65535), default=8765, help="0 picks a free port (default 8765)"
     )
