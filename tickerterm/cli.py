@@ -24,7 +24,6 @@ from tickerterm import __version__
 from tickerterm.api import open_feed
 from tickerterm.core.errors import ConfigError, TickertermError
 from tickerterm.core.events import Event, GaveUp
-from tickerterm.core.health import ConnectionHealth
 from tickerterm.core.ndjson import dumps
 from tickerterm.core.safe import InertFormatter, inert
 from tickerterm.core.store import Store
@@ -468,17 +467,23 @@ def run_dashboard(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
     )
     tune_gc()  # again, now that textual is loaded
     app.run()
-    return _gave_up(app.store.health.values())
-
-
-def _gave_up(connections: Iterable[ConnectionHealth]) -> int:
-    """Exit status once the feed has ended: 1, with each reason on stderr, when every connection gave up."""
-    ended = list(connections)
+    ended = list(app.store.health.values())
     if not ended or any(h.state != "gave_up" for h in ended):
         return 0
-    for h in ended:
-        _say(f"gave up on {h.conn}: {h.gave_up_reason}")
-    return 1
+    return _gave_up((h.conn, h.gave_up_reason, h.bad_input) for h in ended)
+
+
+def _gave_up(ended: Iterable[tuple[str, str, bool]]) -> int:
+    """Exit status once every connection gave up, with each reason on stderr: 2 when the venue refused
+    what was asked for (every product: bad input), else 1."""
+    code = 1
+    for conn, reason, bad_input in ended:
+        if bad_input:
+            _say(f"error: {reason}")
+            code = 2
+        else:
+            _say(f"gave up on {conn}: {reason}")
+    return code
 
 
 async def run_feed(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
@@ -548,9 +553,7 @@ async def run_feed(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     if not feed.running and gave_up and not done_by_limit(ns, state):
-        for ev in gave_up:
-            _say(f"gave up on {ev.conn}: {ev.reason}")
-        return 1
+        return _gave_up((ev.conn, ev.reason, ev.bad_input) for ev in gave_up)
     return 0
 
 

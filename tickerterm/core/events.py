@@ -217,6 +217,8 @@ class RetryScheduled(HealthEvent):
 class GaveUp(HealthEvent):
     type: ClassVar[str] = "gave_up"
     reason: str
+    bad_input: bool = False
+    """The venue refused what was asked for (every product): retrying cannot help; the command exits 2."""
 
 
 @dataclass(slots=True)
@@ -253,6 +255,8 @@ class VenueError(HealthEvent):
     message: str
     fatal: bool = False
     """True when the error ends a subscription (auth, bad command) rather than being transient."""
+    product: str | None = None
+    """The product the venue refused, when its error names one (the others go on)."""
 
 
 @dataclass(slots=True)

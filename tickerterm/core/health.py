@@ -71,6 +71,8 @@ class ConnectionHealth:
     last_msg_at: float | None = None
     last_heartbeat_at: float | None = None
     gave_up_reason: str = ""
+    bad_input: bool = False
+    """It gave up because the venue refused every product asked for."""
     last_failure: str = ""
     """Why the last attempt ended (set from the first retry on)."""
     subscriptions: dict[str, list[str]] = field(default_factory=dict)

@@ -355,6 +355,7 @@ class Store:
                 h.set_state("retrying", now)
             case GaveUp():
                 h.gave_up_reason = ev.reason
+                h.bad_input = ev.bad_input
                 h.next_retry_at = None
                 h.set_state("gave_up", now)
             case Gap():

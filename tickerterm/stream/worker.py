@@ -88,6 +88,8 @@ class _End:
     """Set when the connection must not be retried (auth or command failure)."""
     planned: bool = False
     """The venue announced it (a shutdown notice, an expired listen key): reconnect at once."""
+    bad_input: bool = False
+    """The venue refused what the user asked for (every product): the command exits 2."""
 
 
 class Connection:
@@ -142,6 +144,10 @@ class Connection:
         self._listen_key = ""
         self._parser: Parser | None = None
         self._connecting: asyncio.Future[ClientConnection] | None = None
+        self._rejected: set[str] = set()
+        """Products the venue refused (an error naming them): dropped from every channel, for good."""
+        self._resubscribe: dict[str, list[str]] = {}
+        """Channels to subscribe again without the products the venue refused (it refused the frame)."""
         self._products = list(products or ())
         """The feed's products: market data for these (and for whatever is subscribed here) is wanted."""
         self._accepted: tuple[int, frozenset[str]] = (-1, frozenset())
@@ -344,7 +350,9 @@ class Connection:
                 break
             if end.fatal:
                 log.info("%s: closed (code %s: %s); giving up", self.conn_id, end.code, end.reason)
-                await self._emit([GaveUp(adapter.name, self.clock(), self.conn_id, end.fatal)])
+                await self._emit(
+                    [GaveUp(adapter.name, self.clock(), self.conn_id, end.fatal, bad_input=end.bad_input)]
+                )
                 return
             lived = None if opened is None else time.monotonic() - opened
             if end.planned:  # announced by the venue: not a failure, back at once with everything
@@ -521,6 +529,8 @@ class Connection:
                     self._fetch_snapshots(parser)
                 if self._resync_wanted:
                     await self._resync()
+                if self._resubscribe:
+                    await self._subscribe_again()
                 if self._end is not None:
                     await ws.close(1000, "client closing")
                     end = self._end
@@ -674,10 +684,49 @@ class Connection:
             self._end = _End(
                 None, ev.message, fatal=f"{ev.message} (check the API key: {self.adapter.credential_help})"
             )
+            return
+        named = self.adapter.rejected_products(ev.message, [*self._all_products(), *self._rejected])
+        if named:  # the venue refused these products: they go, every other product goes on
+            ev.product = named[0]
+            self._reject([p for p in named if p not in self._rejected], ev.message)
         elif self._last_sub is not None:
             channel, products = self._last_sub
             self.subs.remove(channel, products)  # stop widening: don't send it again on reconnect
             self._last_sub = None
+
+    def _reject(self, products: list[str], message: str) -> None:
+        """Drop ``products`` from every channel here (the venue refused them) and subscribe the channels
+        again with the rest, since the venue may have refused the whole frame; with none left, give up."""
+        if not products:
+            return
+        self._rejected.update(products)
+        self._products = [p for p in self._products if p not in self._rejected]
+        left = False
+        for channel in self.subs.channels():
+            spec = self.adapter.channel(channel)
+            if not spec.per_product:
+                continue
+            gone = self.subs.remove(channel, products)
+            if spec.kind == "book":
+                for p in gone:
+                    self.store.drop_book(self.adapter.name, p)
+            rest = self.subs.products(channel)
+            if gone and rest:
+                self._resubscribe[channel] = rest
+            left = left or (bool(rest) and channel not in self.adapter.keepalive_channels)
+        self._last_sub = None
+        if not left:
+            self._end = _End(
+                None, message, fatal=f"{message} (the venue refused every product asked for)", bad_input=True
+            )
+
+    async def _subscribe_again(self) -> None:
+        again, self._resubscribe = self._resubscribe, {}
+        if self.adapter.scoped:
+            await self._send(self.adapter.scope_frames(self._scope()))
+            return
+        for channel, products in again.items():
+            await self._send(self.adapter.subscribe_frames(channel, products))
 
     async def _resync(self) -> None:
         by_channel: dict[str, list[str]] = {}

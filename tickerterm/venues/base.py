@@ -351,6 +351,21 @@ class VenueAdapter(ABC):
     def book_channels(self) -> list[str]:
         return [spec.name for spec in self.channels.values() if spec.kind == "book"]
 
+    def wire_symbol(self, product: str) -> str:
+        """How the venue names ``product`` on the wire (``BTC-USD``; Bitzoom ``btcusdt``...)."""
+        return product
+
+    def rejected_products(self, message: str, products: Iterable[str]) -> list[str]:
+        """Which of ``products`` a venue's refusal (a ``command`` error) names, by product or wire name:
+        those are dropped and the rest go on."""
+        named = []
+        for product in products:
+            for name in {product, self.wire_symbol(product)}:
+                if re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", message, re.IGNORECASE):
+                    named.append(product)
+                    break
+        return named
+
     def classify_error(self, message: str) -> ErrorClass:
         """Whether a venue error ends things (``auth``, ``command``) or may pass (``transient``)."""
         return "transient"

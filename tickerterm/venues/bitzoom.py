@@ -270,6 +270,9 @@ class Bitzoom(VenueAdapter):
         base = self.urls[endpoint].rstrip("/")
         return f"{base}/{key}" if base.endswith("/ws") else f"{base}/ws/{key}"
 
+    def wire_symbol(self, product: str) -> str:
+        return symbol_of(product)
+
     def classify_error(self, message: str) -> ErrorClass:
         text = message.lower()
         if "server shutdown" in text or "listen key expired" in text:

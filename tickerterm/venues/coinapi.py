@@ -162,6 +162,9 @@ class CoinApi(VenueAdapter):
         kind, _, product = gap.scope.partition(":")
         return [product] if kind.startswith("book") and product in book_products else []
 
+    def wire_symbol(self, product: str) -> str:
+        return symbol_id(product)
+
     def classify_error(self, message: str) -> ErrorClass:
         text = message.lower()
         if "api key" in text or "apikey" in text or "unauthorized" in text or "forbidden" in text:

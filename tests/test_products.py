@@ -1,0 +1,71 @@
+"""One product the venue refuses does not take the others down: it gets an error naming it, the rest
+keep flowing; when every product is refused the command ends with exit 2 and the venue's message.
+Each venue refuses a symbol its own way; its simulator does what the venue does, over a real socket."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from tests.conftest import FAST, fast_policy, take_until
+from tickerterm.core.events import Event, Trade, VenueError
+from tickerterm.sim import simulator_class
+from tickerterm.sim.faults import Faults
+from tickerterm.stream.feed import Feed
+from tickerterm.venues import venue_class
+
+CASES = {  # venue: (good product, refused product, a trades channel)
+    "coinbase": ("BTC-USD", "FOO-BAR", "market_trades"),
+    "coinbase-exchange": ("BTC-USD", "FOO-BAR", "matches"),
+    "bitzoom": ("BTC-USDT", "FOO-USDT", "trade"),
+    "0xarchive": ("BTC", "FOO", "trades"),
+}
+
+
+@pytest.mark.parametrize("venue", list(CASES))
+async def test_a_refused_product_is_named_and_the_others_keep_flowing(venue: str) -> None:
+    good, bad, trades = CASES[venue]
+    cls = venue_class(venue)
+    options: dict[str, Any] = dict(rate=400.0, depth=50, seed=7, timing=FAST, faults=Faults())
+    async with simulator_class(venue)(**options) as sim:
+        urls = {n: sim.http_url if n == "rest" else sim.url for n in cls.endpoints}
+        adapter = cls(urls=urls, credentials=sim.client_credentials())
+        async with Feed(adapter, [good, bad], [trades], policy=fast_policy()) as feed:
+            events = await take_until(feed, lambda e: isinstance(e, VenueError), 10)
+            error = events[-1]
+            assert isinstance(error, VenueError) and error.product == bad and error.fatal
+            assert adapter.wire_symbol(bad) in error.message  # the venue's own name for it
+            after: list[Event] = await take_until(
+                feed, lambda e: isinstance(e, Trade) and e.product == good, 10
+            )
+            assert not [e for e in after if isinstance(e, Trade) and e.product == bad]
+            assert feed.running
+            assert bad not in feed.subscriptions().get(cls.channels[trades].name, [])
+
+
+def test_when_every_product_is_refused_the_command_exits_2_with_the_venues_message() -> None:
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "tickerterm", "sim", "--venue", "coinbase", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert sim.stdout is not None
+        url = sim.stdout.readline().strip()
+        result = subprocess.run(
+            [sys.executable, "-m", "tickerterm", "--headless", "--url", url, "--products", "FOO-BAR,BAR-FOO"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    finally:
+        sim.terminate()
+        sim.communicate(timeout=10)
+    assert result.returncode == 2
+    assert result.stderr.startswith("tickerterm: error: failure to subscribe: unknown product ")
+    assert result.stderr.rstrip().endswith("(the venue refused every product asked for)")
+    assert result.stderr.count("\n") == 1
