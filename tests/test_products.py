@@ -69,3 +69,21 @@ def test_when_every_product_is_refused_the_command_exits_2_with_the_venues_messa
     assert result.stderr.startswith("tickerterm: error: failure to subscribe: unknown product ")
     assert result.stderr.rstrip().endswith("(the venue refused every product asked for)")
     assert result.stderr.count("\n") == 1
+
+
+async def test_coinapi_never_refuses_a_symbol_so_its_silence_is_named() -> None:
+    """CoinAPI has no acknowledgement and no error for a symbol it does not know: it just sends nothing.
+    After a while the product is named (the others keep flowing)."""
+    cls = venue_class("coinapi")
+    options: dict[str, Any] = dict(rate=400.0, depth=50, seed=7, timing=FAST, faults=Faults())
+    async with simulator_class("coinapi")(**options) as sim:
+        adapter = cls(urls={"market": sim.url, "rest": sim.http_url}, credentials=sim.client_credentials())
+        adapter.silent_after = 1.0  # 15 s on the real venue
+        good, bad = "COINBASE:BTC-USD", "COINBASE:FOO-USD"
+        async with Feed(adapter, [good, bad], ["trade", "quote"], policy=fast_policy()) as feed:
+            events = await take_until(feed, lambda e: isinstance(e, VenueError), 10)
+            error = events[-1]
+            assert isinstance(error, VenueError) and error.product == bad and not error.fatal
+            assert error.message.startswith("no data for COINBASE:FOO-USD (COINBASE_SPOT_FOO_USD) after 1 s")
+            assert any(isinstance(e, Trade) and e.product == good for e in events)
+            assert feed.running

@@ -822,9 +822,17 @@ class Connection:
 
     async def _watchdog(self, ws: ClientConnection) -> None:
         check = min(1.0, self.stale_after / 4)
+        started = time.monotonic()
+        silent_after = self.adapter.silent_after
+        told: set[str] = set()
         while True:
             await asyncio.sleep(check)
             now = time.monotonic()
+            if silent_after and now - started > silent_after:
+                quiet = [p for p in self._silent_products() if p not in told]
+                if quiet:
+                    told.update(quiet)
+                    await self._emit([self._silence(p, silent_after) for p in quiet])
             age = now - self._last_rx
             if age > self.stale_after:
                 self._end = _End(None, f"stale: no message for {age:.1f}s")
@@ -836,6 +844,32 @@ class Connection:
                 self._end = _End(None, f"resync of {', '.join(late)} did not complete")
                 ws.transport.abort()
                 return
+
+    def _silent_products(self) -> list[str]:
+        """Products subscribed here for market data that has not brought any yet."""
+        store, venue = self.store, self.adapter.name
+
+        def has_data(product: str) -> bool:
+            key = (venue, product)
+            book = store.books.get(key)
+            return key in store.tickers or key in store.tapes or key in store.venue_candles or bool(book)
+
+        wanted: dict[str, None] = {}
+        for channel in self.subs.channels():
+            if self.adapter.channel(channel).kind in ("ticker", "trades", "book", "candles"):
+                wanted.update(dict.fromkeys(self.subs.products(channel)))
+        return [p for p in wanted if not has_data(p)]
+
+    def _silence(self, product: str, after: float) -> VenueError:
+        name = self.adapter.wire_symbol(product)
+        return VenueError(
+            self.adapter.name,
+            self.clock(),
+            self.conn_id,
+            f"no data for {product} ({name}) after {after:.0f} s: {self.adapter.title} sends nothing for a "
+            "symbol it does not know; check the product",
+            product=product,
+        )
 
     async def _send(self, frames: list[str]) -> None:
         ws = self._ws

@@ -215,6 +215,10 @@ class VenueAdapter(ABC):
     scoped: ClassVar[bool] = False
     """The venue takes the whole subscription in one message (CoinAPI's ``hello``): the worker sends
     ``scope_frames`` with everything tracked whenever it changes, instead of per-channel frames."""
+    silent_after: ClassVar[float] = 0.0
+    """For venues that ignore an unknown symbol instead of refusing it (CoinAPI): seconds after which a
+    product that brought no data at all is reported by name (0: the venue refuses, see
+    ``rejected_products``)."""
     stale_after: ClassVar[float] = 10.0
     """Seconds without any frame (heartbeats included) after which a connection is stale."""
     credential_help: ClassVar[str] = ""

@@ -162,6 +162,8 @@ class CoinApi(VenueAdapter):
         kind, _, product = gap.scope.partition(":")
         return [product] if kind.startswith("book") and product in book_products else []
 
+    silent_after = 15.0  # no acknowledgement and no error for an unknown symbol: only silence
+
     def wire_symbol(self, product: str) -> str:
         return symbol_id(product)
 
