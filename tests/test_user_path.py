@@ -244,3 +244,17 @@ def test_the_readme_stands_alone_in_a_clone() -> None:
         if m and not line.lstrip().startswith("|"):
             before = "\n".join(lines[:i])
             assert f"--port {m.group(1)}" in before, line
+
+
+async def test_a_refused_product_is_named_in_the_header() -> None:
+    from tickerterm.core.events import VenueError
+
+    app = static_app()
+    app.store.apply(
+        VenueError(
+            "coinbase", 1.0, "coinbase", "failure to subscribe: unknown product FOO-BAR", True, "FOO-BAR"
+        )
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: "FOO-BAR refused" in app.sub_title)
+    assert app.sub_title == "coinbase · SIMULATED · FOO-BAR refused"

@@ -71,6 +71,8 @@ class ConnectionHealth:
     last_msg_at: float | None = None
     last_heartbeat_at: float | None = None
     gave_up_reason: str = ""
+    refused: dict[str, bool] = field(default_factory=dict)
+    """Products the venue refused (True) or never sent anything for (False), from errors naming them."""
     bad_input: bool = False
     """It gave up because the venue refused every product asked for."""
     last_failure: str = ""

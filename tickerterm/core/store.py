@@ -337,6 +337,7 @@ class Store:
                 h.set_state("connecting", now)
             case Connected():
                 h.url = ev.url
+                h.refused = {p: r for p, r in h.refused.items() if r}  # silence is judged again
                 h.connected_at = now
                 h.set_state("connected", now)
             case Subscribed():
@@ -363,6 +364,8 @@ class Store:
                 h.last_gap = GapRecord(ev.expected, ev.received, now, ev.scope)
             case VenueError():
                 h.errors.append((now, ev.message))
+                if ev.product is not None and (ev.product in h.refused or len(h.refused) < 64):
+                    h.refused[ev.product] = ev.fatal
             case Stale():
                 h.stale_count += 1
                 h.set_state("stale", now)

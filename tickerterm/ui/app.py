@@ -204,6 +204,9 @@ class TickertermApp(App[None]):
         trouble = connection_trouble(self.store)
         if trouble:
             parts.append(trouble)  # visible even when the health panel is not (80x24)
+        refused = {p: r for h in self.store.health.values() for p, r in h.refused.items()}
+        if refused:  # a product the venue refused, or never sent anything for, is named
+            parts.append(", ".join(f"{p} {'refused' if r else 'no data'}" for p, r in refused.items()))
         if self.replaying:
             parts.append(replay_mark(self.store))
         if self.paused:
