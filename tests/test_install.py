@@ -4,36 +4,17 @@ starts and shows live prices from the built-in simulator."""
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
-import struct
 import subprocess
 import sys
-import termios
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.pty_support import finish, read_pty, spawn
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def read_until(fd: int, done: bytes, seconds: float) -> bytes:
-    out = bytearray()
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and done not in out:
-        try:
-            chunk = os.read(fd, 65536)
-        except BlockingIOError:
-            time.sleep(0.05)
-            continue
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    return bytes(out)
 
 
 @pytest.fixture(scope="module")
@@ -102,31 +83,21 @@ def test_version_from_the_wheel(installed: Path) -> None:
 
 
 def test_the_installed_dashboard_starts_and_shows_live_prices(installed: Path, tmp_path: Path) -> None:
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
-    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "PYTHONPATH", "VIRTUAL_ENV")}
-    env["TERM"] = "xterm-256color"
-    proc = subprocess.Popen(
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    proc, master = spawn(
         [str(installed / "tickerterm"), "--sim", "--products", "BTC-USD"],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        cwd=tmp_path,
+        rows=30,
+        cols=100,
         env=env,
-        start_new_session=True,
+        cwd=tmp_path,
     )
-    os.close(slave)
-    os.set_blocking(master, False)
     try:
-        screen = read_until(master, b"spread", 30)
+        screen = read_pty(master, 30, until=b"spread")
         os.write(master, b"q")
         proc.wait(10)
-        screen += read_until(master, b"\x00never", 1)
+        screen += read_pty(master, 1)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
+        finish(proc, master)
     text = screen.decode("utf-8", "replace")
     assert "Traceback" not in text and "StylesheetError" not in text
     assert "SIMULATED" in text and "spread" in text and "BTC-USD" in text

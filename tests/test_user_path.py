@@ -3,20 +3,18 @@ after giving up, a reason shown whole."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
-import struct
 import subprocess
 import sys
-import termios
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.pty_support import finish, read_pty, spawn
 from tests.ui_support import static_app, until
 from tickerterm.core.events import GaveUp
 from tickerterm.ui.widgets import HealthPanel
@@ -52,40 +50,16 @@ async def test_a_long_gave_up_reason_is_wrapped_whole_not_cut() -> None:
 def run_in_pty(args: list[str], keys: bytes, wait_for: bytes, seconds: float = 30) -> tuple[int, str]:
     """The real command in a pseudo-terminal: wait until ``wait_for`` shows, type ``keys``; returns the
     exit status and everything the terminal received."""
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
-    env["TERM"] = "xterm-256color"
-    proc = subprocess.Popen(
-        [*CMD, *args], stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True
-    )
-    os.close(slave)
-    os.set_blocking(master, False)
-    out = bytearray()
-    deadline = time.monotonic() + seconds
-    typed = False
+    proc, master = spawn([*CMD, *args])
     try:
-        while time.monotonic() < deadline:
-            try:
-                chunk = os.read(master, 65536)
-            except BlockingIOError:
-                if proc.poll() is not None:
-                    break
-                time.sleep(0.05)
-                continue
-            except OSError:
-                break
-            out += chunk
-            if not typed and wait_for in out:
-                time.sleep(0.3)
-                os.write(master, keys)
-                typed = True
+        out = read_pty(master, seconds, until=wait_for)
+        if wait_for in out:
+            time.sleep(0.3)
+            os.write(master, keys)
+        out += read_pty(master, 10)
         code = proc.wait(10)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
+        finish(proc, master)
     return code, out.decode("utf-8", "replace")
 
 

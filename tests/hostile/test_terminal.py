@@ -4,12 +4,8 @@ real command, a real socket."""
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
 import os
-import struct
-import termios
-import time
 from typing import Any
 from urllib.parse import quote
 
@@ -26,6 +22,7 @@ from tests.hostile.fake import (
     keep_open,
     run,
 )
+from tests.pty_support import finish, read_pty, spawn
 
 
 def echoed(secret: str) -> str:
@@ -89,24 +86,6 @@ async def test_the_url_with_a_key_in_the_path_is_never_shown() -> None:
     assert connecting["url"].endswith("/APIKEY-***/")
 
 
-def read_pty(fd: int, seconds: float) -> bytes:
-    """Everything the terminal receives for ``seconds``."""
-    out = bytearray()
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            chunk = os.read(fd, 65536)
-        except BlockingIOError:
-            time.sleep(0.02)
-            continue
-        except OSError:  # the child closed the terminal
-            break
-        if not chunk:
-            break
-        out += chunk
-    return bytes(out)
-
-
 async def test_dashboard_shows_venue_text_but_never_sends_it_to_the_terminal() -> None:
     """The dashboard in a real pseudo-terminal at 120x40: a venue error, a close reason and a channel
     name in a subscriptions ack carry a title change, a clipboard write, a cursor report and C1
@@ -123,35 +102,13 @@ async def test_dashboard_shows_venue_text_but_never_sends_it_to_the_terminal() -
         await keep_open(conn)
 
     async with FakeVenue(script) as venue:
-        master, slave = os.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-        env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"}
-        env.pop("NO_COLOR", None)
-        proc = await asyncio.create_subprocess_exec(
-            *CMD,
-            "--venue",
-            "coinbase",
-            "--products",
-            "BTC-USD",
-            "--url",
-            venue.url,
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            env=env,
-            start_new_session=True,
-        )
-        os.close(slave)
-        os.set_blocking(master, False)
+        proc, master = spawn([*CMD, "--venue", "coinbase", "--products", "BTC-USD", "--url", venue.url])
         try:
             screen = await asyncio.to_thread(read_pty, master, 6.0)
             os.write(master, b"q")
             screen += await asyncio.to_thread(read_pty, master, 1.5)
         finally:
-            if proc.returncode is None:
-                proc.kill()
-            await proc.wait()
-            os.close(master)
+            finish(proc, master)
     text = screen.decode("utf-8", "replace")
     assert "BTC-USD" in text  # the dashboard did draw
     assert b"\x1b]2;" not in screen and b"\x1b]52;" not in screen and b"\x1b]0;" not in screen

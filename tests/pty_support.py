@@ -1,0 +1,59 @@
+"""The real command in a pseudo-terminal: what a person's terminal would receive, byte for byte."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import struct
+import subprocess
+import termios
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def spawn(
+    command: Sequence[str],
+    *,
+    rows: int = 40,
+    cols: int = 120,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start ``command`` on a new pseudo-terminal of ``rows`` x ``cols`` (colour, no NO_COLOR); returns
+    the process and the terminal's non-blocking master side (close it when done)."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    full = {k: v for k, v in (env if env is not None else os.environ).items() if k != "NO_COLOR"}
+    full["TERM"] = "xterm-256color"
+    proc = subprocess.Popen(
+        list(command), stdin=slave, stdout=slave, stderr=slave, env=full, cwd=cwd, start_new_session=True
+    )
+    os.close(slave)
+    os.set_blocking(master, False)
+    return proc, master
+
+
+def read_pty(fd: int, seconds: float, until: bytes | None = None) -> bytes:
+    """What the terminal receives for ``seconds``, or until ``until`` shows, or the program closes it."""
+    out = bytearray()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and (until is None or until not in out):
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            time.sleep(0.02)
+            continue
+        except OSError:  # the program closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    return bytes(out)
+
+
+def finish(proc: subprocess.Popen[bytes], master: int) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    os.close(master)
