@@ -10,8 +10,9 @@ import jwt
 import pytest
 
 from tickerterm.core.errors import CredentialsError
+from tickerterm.sim.auth import verify_cdp_jwt as verify_jwt
 from tickerterm.sim.keys import generate_cdp_key
-from tickerterm.venues.auth import CdpKey, Secret, build_jwt, load_cdp_key, signing_key, verify_jwt
+from tickerterm.venues.auth import CdpKey, Secret, build_jwt, load_cdp_key, signing_key
 
 NOW = 1714564800.0
 

@@ -31,16 +31,11 @@ from tickerterm.core.events import (
     VenueError,
     change,
 )
+from tickerterm.sim.auth import verify_exchange_auth
 from tickerterm.sim.coinbase_exchange import AUTH_REQUIRED, CoinbaseExchangeSim
 from tickerterm.sim.faults import Faults
 from tickerterm.stream.feed import Feed
-from tickerterm.venues.auth import (
-    ExchangeKey,
-    Secret,
-    exchange_signature,
-    load_exchange_key,
-    verify_exchange_auth,
-)
+from tickerterm.venues.auth import ExchangeKey, Secret, exchange_signature, load_exchange_key
 from tickerterm.venues.base import ChannelSpec
 from tickerterm.venues.coinbase_exchange import CoinbaseExchange, CoinbaseExchangeParser
 

@@ -28,9 +28,9 @@ from tickerterm.core.events import (
     Subscribed,
     VenueError,
 )
+from tickerterm.sim.auth import verify_cdp_jwt as verify_jwt
 from tickerterm.sim.coinbase import CoinbaseSim
 from tickerterm.sim.keys import generate_cdp_key
-from tickerterm.venues.auth import verify_jwt
 
 from .conftest import (
     assert_book_matches,

@@ -39,9 +39,6 @@ from tickerterm.venues.bitzoom import (
     LISTEN_KEY_PATH,
     MAX_CONNECTIONS,
     MAX_STREAMS,
-    parse_stream,
-    product_of,
-    symbol_of,
 )
 
 BITZOOM_PRODUCTS: tuple[ProductSpec, ...] = (
@@ -176,19 +173,20 @@ class BitzoomSimConnection(SimConnection):
         else:
             for name in params:
                 self.streams.pop(name, None)
-                channel, product = parse_stream(name)
+                channel, product = self.server.parse_stream(name)
                 if product is not None and channel.startswith("depth") and not self._has_diff(product):
                     self.pending_depth.pop(product, None)
             self.reply({"result": None, "id": req_id})
 
     def _has_diff(self, product: str) -> bool:
-        sym = symbol_of(product)
+        sym = _symbol(product)
         return any(
-            n.startswith(f"{sym}@depth") and parse_stream(n)[0] not in _PARTIAL_LEVELS for n in self.streams
+            n.startswith(f"{sym}@depth") and self.server.parse_stream(n)[0] not in _PARTIAL_LEVELS
+            for n in self.streams
         )
 
     def _initial(self, name: str) -> None:
-        channel, product = parse_stream(name)
+        channel, product = self.server.parse_stream(name)
         if product is not None and channel.startswith("depth") and channel not in _PARTIAL_LEVELS:
             self.last_u.pop(product, None)  # a fresh diff stream: its first event has no pu link to check
 
@@ -196,7 +194,7 @@ class BitzoomSimConnection(SimConnection):
 
     def on_step(self, step: Step) -> None:
         product = step.product
-        sym = symbol_of(product)
+        sym = _symbol(product)
         streams = self.streams
         if step.changes and self._has_diff(product):
             pending = self.pending_depth.setdefault(product, {})
@@ -219,7 +217,7 @@ class BitzoomSimConnection(SimConnection):
         if kind == "l2_batch":
             pending, self.pending_depth = self.pending_depth, {}
             for product, levels in pending.items():
-                sym = symbol_of(product)
+                sym = _symbol(product)
                 u = server.last_id[product]
                 prev = self.last_u.get(product, 0)
                 data = {
@@ -235,16 +233,19 @@ class BitzoomSimConnection(SimConnection):
                 }
                 self.last_u[product] = u
                 for name in list(self.streams):
-                    if name.startswith(f"{sym}@depth") and parse_stream(name)[0] not in _PARTIAL_LEVELS:
+                    if (
+                        name.startswith(f"{sym}@depth")
+                        and self.server.parse_stream(name)[0] not in _PARTIAL_LEVELS
+                    ):
                         self.event(name, data)
             for name in list(self.streams):
-                channel, of = parse_stream(name)
+                channel, of = self.server.parse_stream(name)
                 levels_n = _PARTIAL_LEVELS.get(channel)
                 if levels_n is not None and of is not None:
                     self.event(name, server.partial_depth(of, levels_n, now))
         elif kind == "heartbeat":  # once a second: tickers, mark prices, klines in progress
             for name in list(self.streams):
-                channel, target = parse_stream(name)
+                channel, target = self.server.parse_stream(name)
                 if channel == "!ticker@arr":
                     self.event(name, [server.ticker(p, now) for p in server.markets])
                 elif target is None:
@@ -269,6 +270,12 @@ class BitzoomSimConnection(SimConnection):
                 self.push(_DUMPS(event), data=True)
 
 
+def _symbol(product: str) -> str:
+    """``BTC-USDT`` -> ``btcusdt``: the venue's symbol (base and quote run together), as stream names
+    spell it."""
+    return product.replace("-", "").lower()
+
+
 class BitzoomSim(SimServer):
     """Bitzoom on a loopback port (WebSocket) plus a REST port (``http_url``). ``tokens`` are the API
     tokens its REST API accepts (the test account)."""
@@ -290,6 +297,7 @@ class BitzoomSim(SimServer):
         self.rest = RestServer(self._rest, self.host)
         self.step_id = 0
         self.last_id: dict[str, int] = dict.fromkeys(self.markets, 0)
+        self._by_symbol = {_symbol(p): p for p in self.markets}
         self.step_aggs: list[dict[str, Any]] = []
         self._agg = 5000
         self._order_id = 8_000_000
@@ -341,9 +349,23 @@ class BitzoomSim(SimServer):
     def write_key_file(self, path: str) -> None:
         self._write_private(path, {"token": self.client_credentials().secret.reveal()})
 
+    def product_of(self, symbol: str) -> str:
+        """The product this venue lists as ``symbol`` (any case); ValueError for one it does not list."""
+        product = self._by_symbol.get(symbol.lower())
+        if product is None:
+            raise ValueError(f"unknown symbol {symbol[:20]!r}")
+        return product
+
+    def parse_stream(self, name: str) -> tuple[str, str | None]:
+        """``btcusdt@depth@100ms`` -> (``depth@100ms``, ``BTC-USDT``); ``!ticker@arr`` -> (it, None)."""
+        if name.startswith("!"):
+            return name, None
+        symbol, _, channel = name.partition("@")
+        return channel, self.product_of(symbol)
+
     def valid_stream(self, name: str) -> bool:
         try:
-            channel, product = parse_stream(name)
+            channel, product = self.parse_stream(name)
         except ValueError:
             return False
         if name.split("@", 1)[0] != name.split("@", 1)[0].lower():
@@ -367,7 +389,7 @@ class BitzoomSim(SimServer):
                     {
                         "e": "aggTrade",
                         "E": ms(t.ts),
-                        "s": symbol_of(product).upper(),
+                        "s": _symbol(product).upper(),
                         "a": self._agg,
                         "p": t.price,
                         "q": t.size,
@@ -382,7 +404,7 @@ class BitzoomSim(SimServer):
         return {
             "e": "trade",
             "E": ms(now),
-            "s": symbol_of(product).upper(),
+            "s": _symbol(product).upper(),
             "t": t.trade_id,
             "p": t.price,
             "q": t.size,
@@ -398,7 +420,7 @@ class BitzoomSim(SimServer):
             "e": "depthUpdate",
             "E": ms(now),
             "T": ms(now),
-            "s": symbol_of(product).upper(),
+            "s": _symbol(product).upper(),
             "U": u,
             "u": u,
             "pu": u,
@@ -414,7 +436,7 @@ class BitzoomSim(SimServer):
         return {
             "e": "24hrTicker",
             "E": ms(now),
-            "s": symbol_of(product).upper(),
+            "s": _symbol(product).upper(),
             "p": format(last - opened, "f"),
             "P": format(pct, "f"),
             "w": pt(m.last_price),
@@ -438,7 +460,7 @@ class BitzoomSim(SimServer):
         return {
             "e": "24hrMiniTicker",
             "E": ms(now),
-            "s": symbol_of(product).upper(),
+            "s": _symbol(product).upper(),
             "c": pt(m.last_price),
             "o": pt(m.open_24h),
             "h": pt(m.high_24h),
@@ -455,7 +477,7 @@ class BitzoomSim(SimServer):
         return {
             "e": "markPriceUpdate",
             "E": ms(now),
-            "s": symbol_of(product).upper(),
+            "s": _symbol(product).upper(),
             "p": m.price_text(mid),
             "i": m.price_text(mid + m.tick),
             "P": m.price_text(mid),
@@ -472,7 +494,7 @@ class BitzoomSim(SimServer):
             return None
         k = bars[-1]
         pt = m.price_text
-        sym = symbol_of(product).upper()
+        sym = _symbol(product).upper()
         return {
             "e": "kline",
             "E": ms(now),
@@ -505,7 +527,7 @@ class BitzoomSim(SimServer):
         self._order_id += 1
         price = m.price_text(m.best_bid())
         self._position += Decimal("0.001")
-        sym = symbol_of(product).upper()
+        sym = _symbol(product).upper()
         order = {
             "e": "ORDER_TRADE_UPDATE",
             "E": ms(now),
@@ -551,7 +573,7 @@ class BitzoomSim(SimServer):
         if path == DEPTH_PATH and method == "GET":
             symbol = query.get("symbol", "")
             try:
-                product = product_of(symbol)
+                product = self.product_of(symbol)
             except ValueError:
                 product = ""
             if product not in self.markets:
@@ -571,7 +593,7 @@ class BitzoomSim(SimServer):
             return 200, body
         if path == KLINES_PATH and method == "GET":
             try:
-                product = product_of(query.get("symbol", ""))
+                product = self.product_of(query.get("symbol", ""))
             except ValueError:
                 product = ""
             interval = query.get("interval", "")

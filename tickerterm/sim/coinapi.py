@@ -26,11 +26,10 @@ from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 
-from tickerterm.sim.coinbase import rfc3339
 from tickerterm.sim.market import Market, ProductSpec, SimCandle, Step
-from tickerterm.sim.server import SimConnection, SimServer
+from tickerterm.sim.server import SimConnection, SimServer, rfc3339
 from tickerterm.venues.auth import ApiToken, Secret
-from tickerterm.venues.coinapi import PERIOD, symbol_id
+from tickerterm.venues.coinapi import PERIOD
 
 COINAPI_PRODUCTS: tuple[ProductSpec, ...] = (
     ProductSpec("COINBASE:BTC-USD", "64000.00", "0.01"),
@@ -46,6 +45,14 @@ _TAKER = {"bid": "SELL", "ask": "BUY"}  # a resting bid was hit by a seller, an 
 
 def _d(text: str) -> Decimal:
     return Decimal(text)
+
+
+def _symbol_id(product: str) -> str:
+    """``COINBASE:BTC-USD`` -> ``COINBASE_SPOT_BTC_USD``: CoinAPI's symbol id of a spot pair (the
+    simulator's own products are always ``EXCHANGE:BASE-QUOTE``)."""
+    exchange, _, pair = product.partition(":")
+    base, _, quote = pair.partition("-")
+    return f"{exchange}_SPOT_{base}_{quote}"
 
 
 class CoinApiSimConnection(SimConnection):
@@ -71,7 +78,7 @@ class CoinApiSimConnection(SimConnection):
     def send(self, kind: str, product: str | None, body: dict[str, Any], *, data: bool = True) -> None:
         msg: dict[str, Any] = {}
         if product is not None:
-            sid = symbol_id(product)
+            sid = _symbol_id(product)
             key = (kind, sid)
             n = self.seq.get(key, 0) + 1
             self.seq[key] = n
@@ -92,7 +99,7 @@ class CoinApiSimConnection(SimConnection):
     # --- client frames ---------------------------------------------------------------------
 
     def in_scope(self, product: str) -> bool:
-        sid = symbol_id(product)
+        sid = _symbol_id(product)
         return any(sid == f[:-1] if f.endswith("$") else sid.startswith(f) for f in self.filters)
 
     async def on_frame(self, msg: Any) -> None:
@@ -289,7 +296,7 @@ class CoinApiSim(SimServer):
         parts = path.strip("/").split("/")
         if len(parts) != 4 or parts[:2] != ["v1", "ohlcv"] or parts[3] != "latest":
             return 404, {"error": "Not found"}
-        product = next((p for p in self.markets if symbol_id(p) == parts[2]), None)
+        product = next((p for p in self.markets if _symbol_id(p) == parts[2]), None)
         if product is None or query.get("period_id", PERIOD) != PERIOD:
             return 400, {"error": "Unknown symbol or period"}
         limit = min(int(query.get("limit", "100") or 100), 1000)

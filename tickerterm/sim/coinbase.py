@@ -18,21 +18,16 @@ from typing import Any, ClassVar
 
 import jwt as pyjwt
 
+from tickerterm.sim.auth import verify_cdp_jwt
 from tickerterm.sim.keys import generate_cdp_key
 from tickerterm.sim.market import Market, SimTrade, Step
-from tickerterm.sim.server import SimConnection, SimServer
-from tickerterm.venues.auth import CdpKey, verify_jwt
+from tickerterm.sim.server import SimConnection, SimServer, rfc3339
+from tickerterm.venues.auth import CdpKey
 from tickerterm.venues.coinbase import CHANNELS
 
 _WIRE_SIDE = {"bid": "bid", "ask": "offer"}
 _MAKER = {"bid": "BUY", "ask": "SELL"}
 _DUMPS = json.JSONEncoder(separators=(",", ":")).encode
-
-
-def rfc3339(ts: float) -> str:
-    ns = int(ts * 1e9)
-    sec, frac = divmod(ns, 10**9)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{frac:09d}Z"
 
 
 def go_time(ts: float, uptime: float) -> str:
@@ -135,7 +130,7 @@ class CoinbaseSimConnection(SimConnection):
         if not isinstance(token, str) or self.server.faults.refuse_auth:
             return False
         try:
-            self.key_name = verify_jwt(token, self.server.public_keys, self.server.clock())
+            self.key_name = verify_cdp_jwt(token, self.server.public_keys, self.server.clock())
         except pyjwt.InvalidTokenError:
             return False
         return True

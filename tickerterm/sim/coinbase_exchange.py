@@ -26,11 +26,11 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from tickerterm.sim.coinbase import rfc3339
+from tickerterm.sim.auth import verify_exchange_auth
 from tickerterm.sim.market import Step
 from tickerterm.sim.orders import OrderBookL3
-from tickerterm.sim.server import SimConnection, SimServer
-from tickerterm.venues.auth import ExchangeKey, Secret, verify_exchange_auth
+from tickerterm.sim.server import SimConnection, SimServer, rfc3339
+from tickerterm.venues.auth import ExchangeKey, Secret
 from tickerterm.venues.coinbase_exchange import CHANNELS
 
 _DUMPS = json.JSONEncoder(separators=(",", ":")).encode

@@ -55,6 +55,12 @@ class SimTiming:
     """WebSocket pings from the server; a client that does not answer within the same time is closed."""
 
 
+def rfc3339(ts: float) -> str:
+    ns = int(ts * 1e9)
+    sec, frac = divmod(ns, 10**9)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{frac:09d}Z"
+
+
 class SimConnection:
     """One client connection: a send queue drained by a writer task, with faults applied on the way."""
 

@@ -155,35 +155,6 @@ def build_jwt(key: CdpKey, now: float) -> str:
     return jwt.encode(payload, private, algorithm=alg, headers=headers)
 
 
-def verify_jwt(token: str, public_keys: Mapping[str, Any], now: float, leeway: float = 5.0) -> str:
-    """Check a Coinbase AT WebSocket JWT; returns the key name. Raises ``jwt.InvalidTokenError``.
-
-    Accepts ``iss`` ``cdp`` and the old ``coinbase-cloud``; requires ``kid`` == ``sub``, a known key,
-    the algorithm matching that key, and ``nbf``/``exp`` valid at ``now``.
-    """
-    header = jwt.get_unverified_header(token)
-    kid = header.get("kid")
-    public = public_keys.get(kid) if isinstance(kid, str) else None
-    if public is None:
-        raise jwt.InvalidTokenError("unknown key")
-    alg = "EdDSA" if isinstance(public, ed25519.Ed25519PublicKey) else "ES256"
-    if header.get("alg") != alg:
-        raise jwt.InvalidAlgorithmError("algorithm does not match the key")
-    claims = jwt.decode(
-        token,
-        public,
-        algorithms=[alg],
-        options={"require": ["exp", "nbf", "sub", "iss"], "verify_exp": False, "verify_nbf": False},
-    )
-    if claims.get("iss") not in ("cdp", "coinbase-cloud"):
-        raise jwt.InvalidIssuerError("bad issuer")
-    if claims.get("sub") != kid:
-        raise jwt.InvalidTokenError("sub does not match kid")
-    if not (claims["nbf"] - leeway <= now < claims["exp"] + leeway):
-        raise jwt.ExpiredSignatureError("token not valid now")
-    return str(kid)
-
-
 # --- Coinbase Exchange (the cbpro feed): HMAC key + secret + passphrase ------------------------
 
 EXCHANGE_ENV_KEY = "COINBASE_EXCHANGE_API_KEY"
@@ -254,33 +225,6 @@ def exchange_auth_fields(key: ExchangeKey, now: float) -> dict[str, str]:
         "passphrase": key.passphrase.reveal(),
         "timestamp": timestamp,
     }
-
-
-def verify_exchange_auth(
-    msg: Mapping[str, Any], accounts: Mapping[str, tuple[str, str]], now: float, window: float = 30.0
-) -> str:
-    """Check the auth fields of a subscribe frame against ``accounts`` (key -> (secret, passphrase));
-    returns the key. Raises ValueError with the venue-style reason otherwise."""
-    key, signature, passphrase, timestamp = (
-        msg.get(k) for k in ("key", "signature", "passphrase", "timestamp")
-    )
-    if not all(isinstance(v, str) for v in (key, signature, passphrase, timestamp)):
-        raise ValueError("missing auth fields")
-    account = accounts.get(str(key))
-    if account is None:
-        raise ValueError("invalid API key")
-    secret, expected_passphrase = account
-    if not hmac.compare_digest(str(passphrase), expected_passphrase):
-        raise ValueError("invalid passphrase")
-    try:
-        ts = float(str(timestamp))
-    except ValueError:
-        raise ValueError("invalid timestamp") from None
-    if abs(now - ts) > window:
-        raise ValueError("request timestamp expired")
-    if not hmac.compare_digest(exchange_signature(secret, str(timestamp)), str(signature)):
-        raise ValueError("invalid signature")
-    return str(key)
 
 
 class ApiToken:
