@@ -15,6 +15,7 @@ from tests.conftest import fast_policy, take_until
 from tests.hostile.fake import OSC_TITLE, FakeConnection, FakeVenue, keep_open
 from tickerterm.core import l3
 from tickerterm.core.candles import PENDING, CandleSeries
+from tickerterm.core.clock import FrozenClock
 from tickerterm.core.events import (
     BalanceUpdate,
     BookSnapshot,
@@ -33,6 +34,7 @@ from tickerterm.core.safe import InertFormatter, Redactor, clip
 from tickerterm.core.store import MAX_INTERVALS, Store
 from tickerterm.stream.boundary import ID_LIMIT, MAP_LIMIT, Boundary, secrets_of
 from tickerterm.stream.feed import Feed
+from tickerterm.stream.policy import Budget
 from tickerterm.stream.worker import Connection
 from tickerterm.venues.auth import ApiToken, CdpKey, ExchangeKey, Secret
 from tickerterm.venues.base import redact_url
@@ -299,3 +301,26 @@ async def test_a_stream_that_dies_of_an_internal_error_says_so(monkeypatch: pyte
             events: list[Event] = await take_until(feed, lambda e: isinstance(e, GaveUp), 10)
     assert events[-1].reason == "internal error: RuntimeError: a bug"  # type: ignore[attr-defined]
     assert not feed.running
+
+
+def test_a_flood_of_malformed_frames_is_reported_a_few_times_a_second_and_every_frame_counted() -> None:
+    from tickerterm.core.events import Malformed
+
+    conn = Connection(CoinbaseAdvancedTrade(), "market", Store(), products=["BTC-USD"])
+    conn.subs.add("market_trades", ["BTC-USD"])
+    conn.start_session()
+    clock = FrozenClock(0.0)
+    conn._malformed_limit = Budget(5.0, clock=clock)
+    emitted: list[Event] = []
+    for n in range(500):
+        emitted += conn.receive(b"not json %d" % n, 1_714_564_800.0)
+    reports = [e for e in emitted if isinstance(e, Malformed)]
+    assert 1 <= len(reports) <= 10  # not 500 lines of NDJSON
+    good = json.dumps({"channel": "heartbeats", "client_id": "", "timestamp": "2024-05-01T12:00:00Z",
+                       "sequence_num": 0, "events": [{"heartbeat_counter": 1}]})  # fmt: skip
+    tail = conn.receive(good.encode(), 1_714_564_801.0)
+    assert not [e for e in tail if isinstance(e, Malformed)]  # not before the rate allows
+    clock.advance(1.0)
+    tail = conn.receive(good.encode(), 1_714_564_802.0)  # the held-back count goes out with a later frame
+    counted = sum(e.count for e in [*reports, *tail] if isinstance(e, Malformed))
+    assert counted == 500 and conn.health.malformed == 500

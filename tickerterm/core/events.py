@@ -270,6 +270,9 @@ class Stale(HealthEvent):
 class Malformed(HealthEvent):
     type: ClassVar[str] = "malformed"
     reason: str
+    count: int = 1
+    """Malformed frames this event stands for: a flood is reported a few times a second, each event
+    counting the frames since the last one (the reason is the latest frame's)."""
 
 
 @dataclass(slots=True)

@@ -370,7 +370,7 @@ class Store:
                 h.stale_count += 1
                 h.set_state("stale", now)
             case Malformed():
-                h.malformed += 1
+                h.malformed += ev.count
             case Heartbeat():
                 h.last_heartbeat_at = now
             case BookUnsafe():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -37,6 +38,29 @@ class RetryPolicy:
     def delay(self, attempt: int, rng: random.Random) -> float:
         raw = min(self.cap, self.base * self.factor ** max(0, attempt - 1))
         return raw * (1.0 - self.jitter * rng.random())
+
+
+class Budget:
+    """A token bucket that never waits: ``take()`` says whether one more may go now (``rate`` a second,
+    bursts up to ``burst``)."""
+
+    def __init__(
+        self, rate: float, burst: float | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self.burst = burst if burst is not None else max(1.0, rate)
+        self.clock = clock
+        self._tokens = self.burst
+        self._last = clock()
+
+    def take(self) -> bool:
+        now = self.clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
 
 
 class RateLimiter:

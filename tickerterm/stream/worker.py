@@ -48,7 +48,7 @@ from tickerterm.core.events import (
 from tickerterm.core.health import close_meaning
 from tickerterm.core.store import Store
 from tickerterm.stream.boundary import Boundary, secrets_of
-from tickerterm.stream.policy import RateLimiter, RetryPolicy
+from tickerterm.stream.policy import Budget, RateLimiter, RetryPolicy
 from tickerterm.venues.base import Parser, Subscriptions, VenueAdapter, redact_url
 
 if TYPE_CHECKING:
@@ -62,6 +62,9 @@ Sink = Callable[[list[Event]], Awaitable[None] | None]
 
 SNAPSHOT_ATTEMPTS = 3
 """REST book snapshot attempts before the connection is restarted."""
+
+MALFORMED_PER_SECOND = 5.0
+"""``malformed`` events a connection emits at most per second (each counts the frames it stands for)."""
 
 MAX_REST_BODY = 64 * 2**20
 """The largest REST response read (a deep book snapshot is a few MB)."""
@@ -144,6 +147,10 @@ class Connection:
         self._listen_key = ""
         self._parser: Parser | None = None
         self._connecting: asyncio.Future[ClientConnection] | None = None
+        self._malformed_limit = Budget(MALFORMED_PER_SECOND)
+        self._unreported = 0
+        """Malformed frames not reported yet (the next ``malformed`` event counts them)."""
+        self._unreported_reason = ""
         self._rejected: set[str] = set()
         """Products the venue refused (an error naming them): dropped from every channel, for good."""
         self._resubscribe: dict[str, list[str]] = {}
@@ -589,6 +596,9 @@ class Connection:
         except Exception as exc:
             health.note_message(now, None)
             out = self._apply(self._malformed(parser, raw, exc, now))
+        else:
+            if self._unreported:  # the end of a flood: what was held back is counted now
+                out += self._apply(self._report_malformed(now))
         health.unknown = parser.unknown
         health.out_of_order = parser.out_of_order
         health.unsolicited = self.boundary.dropped + parser.unsolicited
@@ -607,7 +617,9 @@ class Connection:
         it could have touched is marked UNSAFE and rebuilt, so a lost change is never shown as good."""
         what = str(exc) if isinstance(exc, FrameError) else f"{type(exc).__name__}: {exc}"
         reason = self.boundary.text(what, 200)
-        events: list[Event] = [Malformed(self.adapter.name, now, self.conn_id, reason)]
+        self._unreported += 1
+        self._unreported_reason = reason
+        events = self._report_malformed(now)  # a flood is reported a few times a second, every frame counted
         try:
             books = parser.books_of(raw)  # venue code too: it may fail on the same frame
         except Exception:
@@ -619,6 +631,13 @@ class Connection:
                     BookUnsafe(self.adapter.name, now, self.conn_id, product, f"malformed frame: {reason}")
                 )
         return events
+
+    def _report_malformed(self, now: float) -> list[Event]:
+        """A ``malformed`` event for the frames not reported yet, if the rate allows one now."""
+        if not self._unreported or not self._malformed_limit.take():
+            return []
+        count, self._unreported = self._unreported, 0
+        return [Malformed(self.adapter.name, now, self.conn_id, self._unreported_reason, count)]
 
     async def _dispatch(self, events: list[Event]) -> None:
         await self._emit(self._apply(events), applied=True)
@@ -828,6 +847,8 @@ class Connection:
         while True:
             await asyncio.sleep(check)
             now = time.monotonic()
+            if self._unreported:  # a flood that ended: what was held back is counted, a frame or not
+                await self._emit(self._apply(self._report_malformed(self.clock())), applied=True)
             if silent_after and now - started > silent_after:
                 quiet = [p for p in self._silent_products() if p not in told]
                 if quiet:
