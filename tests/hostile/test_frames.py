@@ -209,3 +209,23 @@ async def test_bitzoom_data_for_symbols_never_subscribed_starts_nothing_and_sigt
     assert not [p for p in asked if "BTCUSDT" not in p.upper()]  # no REST call for a symbol nobody asked for
     got = records(out.decode())
     assert not [r for r in got if r.get("product") not in (None, "BTC-USDT")]
+
+
+async def test_a_frame_that_made_the_parser_raise_typeerror_no_longer_ends_the_stream() -> None:
+    """``channel`` as a list made the Coinbase parser raise ``TypeError`` (not in its list of exceptions
+    to convert): the connection task ended with no event at all and the screen said connected for ever."""
+    v = VENUES["coinbase"]
+
+    async def script(conn: FakeConnection) -> None:
+        await conn.send('{"channel":[1],"sequence_num":5,"events":[]}')
+        await conn.send('{"channel":"l2_data","sequence_num":{"a":1},"events":null}')
+        await conn.send(v.trade(7))
+        await keep_open(conn)
+
+    async with FakeVenue(script) as venue:
+        code, out, err = await run(venue, headless("coinbase", "--duration", "2.5"))
+    assert code == 0 and "Traceback" not in err, err
+    got = records(out)
+    assert sum(r["count"] for r in got if r["type"] == "malformed") == 2
+    assert [r["trade_id"] for r in got if r["type"] == "trade"] == ["1007"]
+    assert not [r for r in got if r["type"] in ("closed", "gave_up", "retry")]
