@@ -467,6 +467,8 @@ def run_dashboard(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
     )
     tune_gc()  # again, now that textual is loaded
     app.run()
+    if app.return_code:  # the dashboard itself failed (Textual has shown why): not a normal end
+        return app.return_code
     ended = list(app.store.health.values())
     if not ended or any(h.state != "gave_up" for h in ended):
         return 0
