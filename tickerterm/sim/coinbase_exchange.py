@@ -179,19 +179,20 @@ class CoinbaseExchangeSimConnection(SimConnection):
                 pending = self.pending_l2.setdefault(product, {})
                 for side, px, sz in step.changes:
                     pending[(side, px)] = sz
-        messages = server.step_messages
+        # in sequence order across channels, as the venue sends them: a client subscribed to several
+        # never sees a product's sequence go backwards; each match's ticker follows that match
         full = product in subs.get("full", ())
         user = product in subs.get("user", ())
-        for msg, own in messages:
+        matches = product in subs.get("matches", ())
+        ticker = product in subs.get("ticker", ())
+        for msg, own in server.step_messages:
             if full or (user and own and self.account is not None):
                 out = {**msg, "user_id": USER_ID, "profile_id": PROFILE_ID} if own and self.account else msg
                 self.send(out, data=True)
-        if product in subs.get("matches", ()):
-            for msg, _ in messages:
-                if msg["type"] == "match":
-                    self.send(msg, data=True)
-        if product in subs.get("ticker", ()) and any(m["type"] == "match" for m, _ in messages):
-            self.send(server.ticker(product), data=True)
+            elif matches and msg["type"] == "match":
+                self.send(msg, data=True)
+            if ticker and msg["type"] == "match":
+                self.send(server.ticker(product, msg), data=True)
 
     def on_timer(self, kind: str) -> None:
         server = self.server
@@ -209,11 +210,10 @@ class CoinbaseExchangeSimConnection(SimConnection):
         elif kind == "heartbeat" and self.subs.get("heartbeat"):
             ts = rfc3339(server.clock())
             for p in self.subs["heartbeat"]:
-                m = server.markets[p]
                 self.send(
                     {
                         "type": "heartbeat",
-                        "last_trade_id": m.trade_id,
+                        "last_trade_id": server.trade_ids[p],
                         "product_id": p,
                         "sequence": server.seq[p],
                         "time": ts,
@@ -242,6 +242,9 @@ class CoinbaseExchangeSim(SimServer):
         self.orders = {p: OrderBookL3(m, random.Random(rng.random())) for p, m in self.markets.items()}
         self.seq: dict[str, int] = dict.fromkeys(self.markets, 0)
         """Per product: every full-channel message takes the next number."""
+        self.trade_ids: dict[str, int] = {p: m.trade_id for p, m in self.markets.items()}
+        """Per product: the last trade id given. Every match has its own (a taker filling against three
+        makers makes three matches, three ids), strictly increasing (recorded real traffic)."""
         self.step_messages: list[tuple[dict[str, Any], bool]] = []
         self.last_match: dict[str, dict[str, Any]] = {}
         for p, m in self.markets.items():  # a market with a past has a last match to send first
@@ -332,9 +335,10 @@ class CoinbaseExchangeSim(SimServer):
                     }
                 )
             elif op.kind == "match":
+                self.trade_ids[product] += 1
                 match = {
                     "type": "match",
-                    "trade_id": op.trade_id,
+                    "trade_id": self.trade_ids[product],
                     "maker_order_id": op.order_id,
                     "taker_order_id": op.taker_id,
                     "side": wire,
@@ -386,16 +390,18 @@ class CoinbaseExchangeSim(SimServer):
 
     # --- payloads --------------------------------------------------------------------------
 
-    def ticker(self, product: str) -> dict[str, Any]:
+    def ticker(self, product: str, match: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The ticker of ``match`` (default: the product's last one): it carries that match's sequence,
+        trade id, price and size, as on the real feed (107 of 107 recorded tickers)."""
         m = self.markets[product]
         pt = m.price_text
         bb, ba = m.best_bid(), m.best_ask()
-        last = self.last_match.get(product)
+        last = match or self.last_match.get(product)
         return {
             "type": "ticker",
-            "sequence": self.seq[product],
+            "sequence": last["sequence"] if last else self.seq[product],
             "product_id": product,
-            "price": pt(m.last_price),
+            "price": last["price"] if last else pt(m.last_price),
             "open_24h": pt(m.open_24h),
             "volume_24h": m.size_text(m.volume_24h),
             "low_24h": pt(m.low_24h),
@@ -406,8 +412,8 @@ class CoinbaseExchangeSim(SimServer):
             "best_ask": pt(ba),
             "best_ask_size": m.size_text(m.asks[ba]),
             "side": "buy" if last is None or last["side"] == "sell" else "sell",
-            "time": rfc3339(self.clock()),
-            "trade_id": m.trade_id,
+            "time": last["time"] if last and last.get("time") else rfc3339(self.clock()),
+            "trade_id": last["trade_id"] if last else self.trade_ids[product],
             "last_size": last["size"] if last else "0",
         }
 
