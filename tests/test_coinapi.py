@@ -3,6 +3,7 @@ gaps, the reconnect notice, final errors and every fault, against the simulator 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -313,6 +314,9 @@ async def test_reconnect_notice_is_honoured_before_the_deadline_without_losing_s
             await take_until(feed, lambda e: isinstance(e, Candle), 10)
             await settle(feed, sim, [BTC, "COINBASE:ETH-USD"])
             assert client_book(feed, BTC) == true_book(sim, BTC)
+            await asyncio.sleep(1.2)  # past the notice's deadline: the server closes only the old one
+            assert not sim.all_connections[-1].closing and len(sim.all_connections) == 2
+            assert feed.store.health["coinapi"].retries == 1  # one planned reconnect, not a second
 
 
 async def test_live_changes_resend_the_whole_scope() -> None:

@@ -270,11 +270,13 @@ class CoinApiSim(SimServer):
     async def _notice(self, delay: float) -> None:
         await asyncio.sleep(delay)
         before = rfc3339(self.clock() + 1.0)
-        for conn in list(self.connections):
+        noticed = list(self.connections)  # only these close: a client's fresh connection is not touched
+        for conn in noticed:
             conn.push(_ENCODE({"type": "reconnect", "within_seconds": 1, "before_time": before}).decode())
         await asyncio.sleep(1.0)
         self.stats["notices"] = self.stats.get("notices", 0) + 1
-        self.close_all(1001, "maintenance")
+        for conn in noticed:
+            conn.close_with(1001, "maintenance")
 
     def uuid(self) -> str:
         return "%08x-%04x-4%03x-8%03x-%012x" % tuple(  # noqa: UP031 - a UUID's fixed layout
