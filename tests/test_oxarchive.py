@@ -206,7 +206,8 @@ def test_gaps_errors_and_replay_messages(parser: OxArchiveParser) -> None:
         "duration_minutes": 5,
     }
     [ev] = parser.parse(enc(gap), R)
-    assert ev == Gap(V, R, V, 1, 300001, "orderbook:BTC")
+    assert ev == Gap(V, R, V, 1, 300001, "orderbook:BTC", kind="time")  # millisecond times, not numbers
+    assert ev.describe() == "time gap from 00:00:00.001 to 00:05:00.001 (venue notice)"
     assert OxArchive().gap_products(ev, ["BTC", "ETH"]) == ["BTC"]  # type: ignore[arg-type]
     adapter = OxArchive()
     cases = {
@@ -322,7 +323,9 @@ async def test_l4_book_rebuilt_after_a_gap_notice_equals_the_true_book() -> None
         async with feed:
             events = await take_until(feed, lambda e: isinstance(e, BookResynced), 10)
             assert any(isinstance(e, Gap) and e.scope == "l4_diffs:BTC" for e in events)
-            assert any(isinstance(e, BookUnsafe) and e.product == "BTC" for e in events)
+            unsafe = [e for e in events if isinstance(e, BookUnsafe) and e.product == "BTC"]
+            assert unsafe and unsafe[0].reason.startswith("time gap from ")  # ms times, not sequence numbers
+            assert feed.store.health["0xarchive"].last_gap.text.startswith("time gap from ")  # type: ignore[union-attr]
             frames = [m for m in sim.all_connections[0].received if m.get("channel") == "l4_diffs"]
             assert [m["op"] for m in frames][-2:] == ["unsubscribe", "subscribe"]  # a new l4_snapshot
             sim.pause()

@@ -12,6 +12,7 @@ Every class has a ``type`` class attribute: the name used in the NDJSON output.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -52,6 +53,12 @@ def change(side: BookSide, price: str, size: str) -> Change:
     if not (p < _INF and s < _INF):
         raise ValueError(f"not a finite number: {price[:20]!r} / {size[:20]!r}")
     return (side, price, size, p, s)
+
+
+def _clock_ms(ms: int) -> str:
+    """UNIX milliseconds as ``HH:MM:SS.mmm`` UTC."""
+    seconds, milli = divmod(ms, 1000)
+    return f"{time.strftime('%H:%M:%S', time.gmtime(seconds))}.{milli:03d}"
 
 
 @dataclass(slots=True)
@@ -228,6 +235,15 @@ class Gap(HealthEvent):
     received: int
     scope: str = ""
     """What the sequence counts: ``connection``, a product, a channel..."""
+    kind: str = "sequence"
+    """``sequence``: numbers were skipped (``expected`` the next one, ``received`` the one that came);
+    ``time``: the venue says data is missing between two times (``expected`` .. ``received``, UNIX ms)."""
+
+    def describe(self) -> str:
+        """The gap in words, as the health panel and a book's UNSAFE reason show it."""
+        if self.kind == "time":
+            return f"time gap from {_clock_ms(self.expected)} to {_clock_ms(self.received)} (venue notice)"
+        return f"sequence gap: expected {self.expected}, got {self.received}"
 
 
 @dataclass(slots=True)

@@ -39,6 +39,8 @@ class GapRecord:
     received: int
     at: float
     scope: str
+    text: str = ""
+    """The gap in words (``Gap.describe``)."""
 
 
 @dataclass(slots=True)

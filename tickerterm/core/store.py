@@ -361,7 +361,7 @@ class Store:
                 h.set_state("gave_up", now)
             case Gap():
                 h.gaps += 1
-                h.last_gap = GapRecord(ev.expected, ev.received, now, ev.scope)
+                h.last_gap = GapRecord(ev.expected, ev.received, now, ev.scope, ev.describe())
             case VenueError():
                 h.errors.append((now, ev.message))
                 if ev.product is not None and (ev.product in h.refused or len(h.refused) < 64):

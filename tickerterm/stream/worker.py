@@ -680,7 +680,7 @@ class Connection:
         books = self._book_products()
         if not books:
             return
-        reason = f"sequence gap: expected {gap.expected}, got {gap.received}"
+        reason = gap.describe()
         unsafe: list[Event] = [
             BookUnsafe(gap.venue, gap.recv_ts, self.conn_id, p, reason)
             for p in self.adapter.gap_products(gap, books)

@@ -713,7 +713,7 @@ def _health_lines(
     out.append(f"\n  gaps {h.gaps}", style=bad if h.gaps else "")
     if h.last_gap is not None:
         out.append(
-            f" (expected {h.last_gap.expected}, got {h.last_gap.received}, {_age(now - h.last_gap.at)} ago)",
+            f" ({h.last_gap.text.removeprefix('sequence gap: ')}, {_age(now - h.last_gap.at)} ago)",
             style=bad,
         )
     out.append(f"\n  malformed {h.malformed} · unknown {h.unknown} · stale {h.stale_count}")

@@ -225,7 +225,8 @@ class OxArchiveParser(Parser):
                 return [Heartbeat(self.venue, recv_ts, self.conn, None)]
             if kind == "gap_detected":
                 start, end = integer(msg["gap_start"]), integer(msg["gap_end"])
-                return [Gap(self.venue, recv_ts, self.conn, start, end, f"{msg['channel']}:{_coin(msg)}")]
+                scope = f"{msg['channel']}:{_coin(msg)}"
+                return [Gap(self.venue, recv_ts, self.conn, start, end, scope, kind="time")]
             if kind == "error":
                 text = str(msg.get("message") or "error without a message")
                 code = msg.get("error_code")
