@@ -35,6 +35,7 @@ from tickerterm.sim.faults import Faults
 from tickerterm.sim.market import ProductSpec
 from tickerterm.stream.feed import Feed
 from tickerterm.stream.policy import RateLimiter
+from tickerterm.venues.auth import ApiToken, Secret
 from tickerterm.venues.bitzoom import KLINE_INTERVALS, Bitzoom, BitzoomParser, product_of
 
 from .conftest import FAST, ExactBook, fast_policy, feed_book, settle_books, sim_book, take_until
@@ -656,3 +657,16 @@ async def test_klines_start_with_their_history_from_rest() -> None:
                     m.price_text(x) for x in (bar.open, bar.high, bar.low, bar.close)
                 )
             assert not feed.store.health[V].errors  # no failed history call
+
+
+def test_the_connection_cap_counts_the_user_data_connection() -> None:
+    """Five connections per IP (the seed's limits table), user data included: 50 streams at 10 a
+    connection fill five market connections, so the user-data stream cannot be a sixth."""
+    products = [f"C{i}-USDT" for i in range(10)]
+    channels = ["trade", "aggTrade", "miniTicker", "markPrice", "kline_1m"]
+    token = ApiToken(Secret("t" * 20), "test")
+    assert len(Feed(_SmallShards(credentials=token), products, channels).connections) == 5
+    with pytest.raises(ConfigError, match=r"5 connections \(user data included\)"):
+        Feed(_SmallShards(credentials=token), products, [*channels, "user"])
+    with pytest.raises(ConfigError, match=r"5 connections \(user data included\)"):
+        Feed(_SmallShards(credentials=token), products, ["user", *channels])

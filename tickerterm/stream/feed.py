@@ -80,6 +80,7 @@ class Feed:
         key = endpoint if shard == 1 else f"{endpoint}#{shard}"
         conn = self.connections.get(key)
         if conn is None:
+            self._room_for_one_more()
             sink = self._user_sink or (self._sink if self._queue is not None else None)
             conn = Connection(
                 self.adapter,
@@ -95,6 +96,18 @@ class Feed:
             )
             self.connections[key] = conn
         return conn
+
+    def _room_for_one_more(self) -> None:
+        """The venue's connection cap counts every connection, the user-data one included."""
+        most = self.adapter.max_connections
+        if most is None or len(self.connections) < most:
+            return
+        limit = self.adapter.max_streams_per_connection
+        per = f"{limit} streams on each of " if limit else ""
+        raise ConfigError(
+            f"{self.adapter.name} allows {per}{most} connection{'s' if most > 1 else ''} "
+            f"(user data included): too many channels x products"
+        )
 
     def _shards(self, endpoint: str) -> list[Connection]:
         return [c for c in self.connections.values() if c.endpoint == endpoint]
@@ -115,12 +128,6 @@ class Feed:
                     (c for c in shards if c.stream_count() + len(placed.get(c.shard, ())) < limit), None
                 )
             if home is None:
-                if len(shards) >= self.adapter.max_connections:
-                    most = self.adapter.max_connections
-                    raise ConfigError(
-                        f"{self.adapter.name} allows {limit} streams on each of {most} connections: "
-                        "too many channels x products"
-                    )
                 home = self._connection(endpoint, self._rng, len(shards) + 1)
                 shards.append(home)
             placed.setdefault(home.shard, []).append(product)

@@ -209,7 +209,8 @@ class VenueAdapter(ABC):
     default_products: ClassVar[tuple[str, ...]] = ("BTC-USD", "ETH-USD")
     max_streams_per_connection: ClassVar[int | None] = None
     """Streams (channel x product) one connection may carry; beyond it the feed opens more."""
-    max_connections: ClassVar[int] = 1
+    max_connections: ClassVar[int | None] = None
+    """Connections the venue allows in all, user data included (None: one per endpoint, no cap)."""
     keepalive_every: ClassVar[float] = 0.0
     """Seconds between application-level pings (``keepalive_frame``), for venues that want them."""
     scoped: ClassVar[bool] = False
