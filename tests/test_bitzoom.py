@@ -670,3 +670,24 @@ def test_the_connection_cap_counts_the_user_data_connection() -> None:
         Feed(_SmallShards(credentials=token), products, [*channels, "user"])
     with pytest.raises(ConfigError, match=r"5 connections \(user data included\)"):
         Feed(_SmallShards(credentials=token), products, ["user", *channels])
+
+
+async def test_a_book_turned_off_and_on_starts_a_fresh_sync_not_a_gap() -> None:
+    """The dashboard's ``b``, ``b``: the new depth stream numbers afresh (its first event links to
+    nothing), so the book is synced again from a snapshot; no false gap is reported."""
+    async with make_bitzoom_sim() as sim:
+        feed = bitzoom_feed(sim, ["miniTicker", "depth@100ms"])
+        async with feed:
+            await take_until(feed, lambda e: isinstance(e, BookSnapshot) and e.product == "BTC-USDT", 10)
+            await take_until(feed, lambda e: isinstance(e, BookUpdate) and e.product == "BTC-USDT", 10)
+            await feed.unsubscribe("depth@100ms")
+            await feed.subscribe("depth@100ms")
+            events = await take_until(
+                feed, lambda e: isinstance(e, BookUpdate) and e.product == "BTC-USDT", 10
+            )
+            events += await take_until(feed, lambda e: isinstance(e, BookUpdate), 5)
+            assert not [e for e in events if isinstance(e, Gap)]
+            assert any(isinstance(e, BookSnapshot) and e.product == "BTC-USDT" for e in events)
+            assert feed.store.health["bitzoom"].gaps == 0
+            await settle(feed, sim, ["BTC-USDT", "ETH-USDT"])
+            assert client_book(feed, "BTC-USDT") == true_book(sim, "BTC-USDT")

@@ -253,6 +253,8 @@ class Connection:
         if spec.per_product and not new:
             return
         self._last_sub = (spec.name, new)
+        if self._parser is not None:
+            self._parser.restarted(spec.name, new)
         if self._ws is not None:
             if self.adapter.scoped:  # the venue takes the whole scope in one message
                 await self._send(self.adapter.scope_frames(self._scope()))
@@ -288,6 +290,8 @@ class Connection:
             for p in removed:  # a book nobody updates any more must not be shown as live
                 self.store.drop_book(self.adapter.name, p)
                 self._resyncing.pop(p, None)
+        if self._parser is not None:
+            self._parser.restarted(spec.name, removed)
         if self._ws is not None:
             if self.adapter.scoped:
                 await self._send(self.adapter.scope_frames(self._scope()))

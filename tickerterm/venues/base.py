@@ -180,6 +180,10 @@ class Parser(ABC):
         is then marked UNSAFE and rebuilt). Called only for a frame that failed."""
         return None
 
+    def restarted(self, channel: str, products: list[str]) -> None:  # noqa: B027 (optional hook)
+        """``products`` were subscribed to or left ``channel`` on the running connection: sync state
+        kept for them goes (a new stream is synced afresh: turning a book off and on is not a gap)."""
+
     def want_snapshot(self, channel: str, product: str) -> None:  # noqa: B027 (optional hook)
         """The worker wants ``product``'s book rebuilt (e.g. it was crossed): a REST-synced parser drops
         it and asks for a new snapshot; others need nothing (the venue resends the book)."""

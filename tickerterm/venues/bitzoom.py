@@ -548,6 +548,11 @@ class BitzoomParser(Parser):
         self.snapshot_wanted.append(("depth", product))
         return Gap(self.venue, recv_ts, self.conn, expected, received, f"depth:{product}")
 
+    def restarted(self, channel: str, products: list[str]) -> None:
+        if CHANNELS[channel].kind == "book" and channel not in _PARTIAL:
+            for product in products:  # a new depth stream numbers afresh: its first event links to nothing
+                self.depth.pop(product, None)
+
     def want_snapshot(self, channel: str, product: str) -> None:
         if channel in _PARTIAL:
             return
