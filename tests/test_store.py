@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tickerterm.core.events import (
     BookResynced,
     BookSnapshot,
@@ -171,3 +173,15 @@ def test_venue_history_goes_on_from_the_trades() -> None:
     assert store.candle_source("x", "BTC-USD", 60) == "venue + trades"
     hourly = store.candle_series("x", "BTC-USD", 3600)
     assert hourly is not None and len(hourly) == 1 and hourly.bars[0].high == "11"
+
+
+def test_latency_is_taken_over_the_last_minute_so_a_slow_start_ages_out() -> None:
+    from tickerterm.core.health import ConnectionHealth
+
+    h = ConnectionHealth("c", "v")
+    for i in range(50):  # a slow start: frames queued behind a deep REST snapshot
+        h.note_message(1000.0 + i * 0.01, 1000.0 + i * 0.01 - 0.6)
+    for i in range(100):  # then a steady feed
+        h.note_message(1070.0 + i, 1070.0 + i - 0.002)
+    assert h.latency() == pytest.approx((2.0, 2.0), abs=0.01)
+    assert h.latency(now=1010.0, window=60.0) == pytest.approx((600.0, 600.0), abs=0.01)

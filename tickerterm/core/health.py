@@ -33,6 +33,10 @@ def close_meaning(code: int | None) -> str:
     return "unknown close code"
 
 
+LATENCY_WINDOW = 60.0
+"""Seconds of frames the latency figures are taken over."""
+
+
 @dataclass(slots=True)
 class GapRecord:
     expected: int
@@ -81,7 +85,8 @@ class ConnectionHealth:
     """Why the last attempt ended (set from the first retry on)."""
     subscriptions: dict[str, list[str]] = field(default_factory=dict)
     errors: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=20))
-    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
+    latencies_ms: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=2048))
+    """``(receive time, milliseconds)`` of recent frames; ``latency()`` reads the last minute of them."""
     _rate: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=11))
 
     def set_state(self, state: str, now: float) -> None:
@@ -100,7 +105,7 @@ class ConnectionHealth:
         else:
             rate.append((sec, 1))
         if exch_ts is not None:
-            self.latencies_ms.append((now - exch_ts) * 1000.0)
+            self.latencies_ms.append((now, (now - exch_ts) * 1000.0))
 
     def rate(self, now: float, window: int = 5) -> float:
         """Messages per second over the last ``window`` whole seconds."""
@@ -108,11 +113,16 @@ class ConnectionHealth:
         total = sum(n for s, n in self._rate if sec - window <= s < sec)
         return total / window
 
-    def latency(self) -> tuple[float, float] | None:
-        """Exchange-to-local latency p50 and p99 in milliseconds over recent frames."""
+    def latency(self, now: float | None = None, window: float = LATENCY_WINDOW) -> tuple[float, float] | None:
+        """Exchange-to-local latency p50 and p99 in milliseconds over the frames of the last ``window``
+        seconds before ``now`` (default: the last frame's time): a slow start (a deep REST snapshot
+        parsed while frames queue) ages out instead of showing for thousands of frames."""
         if not self.latencies_ms:
             return None
-        data = sorted(self.latencies_ms)
+        end = self.latencies_ms[-1][0] if now is None else now
+        data = sorted(ms for at, ms in self.latencies_ms if end - window <= at <= end)
+        if not data:
+            return None
         n = len(data)
         return data[(n - 1) // 2], data[min(n - 1, int(n * 0.99))]
 

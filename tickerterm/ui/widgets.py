@@ -701,7 +701,7 @@ def _health_lines(
         failure = inert(f"failed: {h.last_failure}", one_line=True)
         for line in textwrap.wrap(failure, max(20, width - 6), max_lines=3, placeholder="…"):
             out.append(f"\n    {line}", style=warn)
-    lat = h.latency()
+    lat = h.latency(now)
     out.append(f"\n  {h.rate(now):,.0f} msg/s · age {_age(h.last_message_age(now))}")
     if lat is not None:
         out.append(f" · p50 {lat[0]:.0f}ms p99 {lat[1]:.0f}ms")
