@@ -8,43 +8,56 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from textual.pilot import Pilot
 
 from .ui_support import static_app
 
 SIZES = [(80, 24), (120, 40)]
 
 
+async def settled(pilot: Pilot[None]) -> None:
+    """The feed handed over and every panel drawn at the final size, before the picture is taken (the
+    panels draw on a timer, and a panel of automatic height lays out again after its first draw: under
+    load the picture could catch the layout in between)."""
+    app = pilot.app
+    await app.feed_ready.wait()  # type: ignore[attr-defined]
+    await pilot.pause()
+    app.render_tick(force=True)  # type: ignore[attr-defined]
+    await pilot.pause()
+    await pilot.pause()
+
+
 @pytest.mark.parametrize("size", SIZES, ids=["80x24", "120x40"])
 def test_normal(snap_compare: Any, size: tuple[int, int]) -> None:
-    assert snap_compare(static_app(), terminal_size=size)
+    assert snap_compare(static_app(), terminal_size=size, run_before=settled)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=["80x24", "120x40"])
 def test_unsafe_book(snap_compare: Any, size: tuple[int, int]) -> None:
-    assert snap_compare(static_app("unsafe"), terminal_size=size)
+    assert snap_compare(static_app("unsafe"), terminal_size=size, run_before=settled)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=["80x24", "120x40"])
 def test_reconnecting(snap_compare: Any, size: tuple[int, int]) -> None:
-    assert snap_compare(static_app("reconnecting"), terminal_size=size, press=["5"])
+    assert snap_compare(static_app("reconnecting"), terminal_size=size, press=["5"], run_before=settled)
 
 
 def test_chart_view_80x24(snap_compare: Any) -> None:
-    assert snap_compare(static_app(), terminal_size=(80, 24), press=["3"])
+    assert snap_compare(static_app(), terminal_size=(80, 24), press=["3"], run_before=settled)
 
 
 def test_grouped_ladder_and_next_product_120x40(snap_compare: Any) -> None:
-    assert snap_compare(static_app(), terminal_size=(120, 40), press=["n", "g", "g"])
+    assert snap_compare(static_app(), terminal_size=(120, 40), press=["n", "g", "g"], run_before=settled)
 
 
 def test_help_80x24(snap_compare: Any) -> None:
-    assert snap_compare(static_app(), terminal_size=(80, 24), press=["question_mark"])
+    assert snap_compare(static_app(), terminal_size=(80, 24), press=["question_mark"], run_before=settled)
 
 
 def test_light_theme_120x40(snap_compare: Any) -> None:
-    assert snap_compare(static_app(light=True), terminal_size=(120, 40))
+    assert snap_compare(static_app(light=True), terminal_size=(120, 40), run_before=settled)
 
 
 def test_no_color_80x24(snap_compare: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_COLOR", "1")  # side and state still read from the text markers
-    assert snap_compare(static_app("unsafe"), terminal_size=(80, 24))
+    assert snap_compare(static_app("unsafe"), terminal_size=(80, 24), run_before=settled)
