@@ -167,12 +167,22 @@ class Parser(ABC):
         self.snapshot_wanted: list[tuple[str, str]] = []
         """``(channel, product)`` books this parser needs a REST snapshot for; the stream worker
         fetches ``VenueAdapter.snapshot_url`` and hands the body to ``apply_snapshot``."""
+        self._history_asked: set[tuple[str, str]] = set()
         self.accepts: Callable[[str], bool] = _everything
         """Whether data for a product is wanted (the stream worker sets it): per-product state is kept
         only for those, so a venue naming other products cannot grow it."""
 
     @abstractmethod
     def parse(self, raw: bytes | str, recv_ts: float) -> list[Event]: ...
+
+    def want_history(self, channel: str, product: str) -> None:
+        """The first data of ``product`` on ``channel`` (a first bar, a first match): ask, once per
+        connection and only for products wanted here, for the REST history before it (``snapshot_url``
+        gives the URL, ``apply_snapshot`` takes the body), so a chart starts with bars, not empty."""
+        key = (channel, product)
+        if key not in self._history_asked and self.accepts(product):
+            self._history_asked.add(key)
+            self.snapshot_wanted.append(key)
 
     def books_of(self, raw: bytes | str) -> list[str] | None:
         """The books a frame that could not be used may have changed: ``[]`` when it was not book data,

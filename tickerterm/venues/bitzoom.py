@@ -303,7 +303,6 @@ class BitzoomParser(Parser):
     def __init__(self, venue: str, conn: str) -> None:
         super().__init__(venue, conn)
         self.depth: dict[str, _Depth] = {}
-        self._kline_history: set[tuple[str, str]] = set()
         self._handlers: dict[str, Callable[[dict[str, Any], str | None, float], list[Event]]] = {
             "24hrTicker": self._ticker,
             "24hrMiniTicker": self._mini,
@@ -468,11 +467,7 @@ class BitzoomParser(Parser):
 
     def _kline(self, msg: dict[str, Any], channel: str | None, recv_ts: float) -> list[Event]:
         k = msg["k"]
-        key = (f"kline_{k['i']}", product_of(msg["s"]))
-        # the first bar of a stream: ask for the ones before it
-        if key not in self._kline_history and self.accepts(key[1]):
-            self._kline_history.add(key)
-            self.snapshot_wanted.append(key)
+        self.want_history(f"kline_{k['i']}", product_of(msg["s"]))
         interval = KLINE_INTERVALS[k["i"]]
         return [
             Candle(

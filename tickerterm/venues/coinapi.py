@@ -183,7 +183,6 @@ class CoinApiParser(Parser):
         super().__init__(venue, conn)
         self._seq: dict[tuple[str, str], int] = {}
         self._snapshotted: set[str] = set()
-        self._history: set[str] = set()
         """Symbols whose ``book`` snapshot has come (updates before it are dropped)."""
         self.before_snapshot = 0
         self._handlers: dict[str, Callable[[dict[str, Any], float], list[Event]]] = {
@@ -334,9 +333,7 @@ class CoinApiParser(Parser):
         if got is None:
             return []
         product, out = got
-        if product not in self._history:  # the first bar of a symbol: ask REST for the ones before it
-            self._history.add(product)
-            self.snapshot_wanted.append(("ohlcv", product))
+        self.want_history("ohlcv", product)
         out.append(self._bar(product, msg, recv_ts))
         return out
 

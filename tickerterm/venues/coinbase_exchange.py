@@ -211,7 +211,6 @@ class CoinbaseExchangeParser(Parser):
         self._last: dict[tuple[str, str], int] = {}
         """(channel kind, product) -> last sequence: older messages are ignored."""
         self.full: dict[str, _FullState] = {}
-        self._history: set[str] = set()
         """Products subscribed on the full channel (from the acks), with their L3 books."""
         self._filled: dict[str, Decimal] = {}  # own orders: cumulative filled size
         self._handlers: dict[str, Callable[[dict[str, Any], float], list[Event]]] = {
@@ -293,11 +292,8 @@ class CoinbaseExchangeParser(Parser):
                 subs[ch] = []
             else:
                 subs[str(ch["name"])] = [str(p) for p in ch.get("product_ids") or ()]
-        for product in subs.get("matches", ()):
-            # once per product: the minutes before the first match
-            if product not in self._history and self.accepts(product):
-                self._history.add(product)
-                self.snapshot_wanted.append(("candles", product))
+        for product in subs.get("matches", ()):  # the minutes before the first match
+            self.want_history("candles", product)
         full = {p for p in subs.get("full", ()) if self.accepts(p)}
         for product in list(self.full):
             if product not in full:
