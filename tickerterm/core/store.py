@@ -223,7 +223,7 @@ class Store:
         out: list[Event] = []
         if was in ("unsafe", "resyncing"):
             out.append(BookResynced(ev.venue, ev.recv_ts, self._conn, ev.product))
-        out.extend(self._check_overflow(book, ev) or self._check_crossed(book, ev))
+        out.extend(self._check(book, ev))
         return out
 
     def _book_update(self, ev: BookUpdate) -> list[Event]:
@@ -235,16 +235,17 @@ class Store:
         book.apply_changes(ev.changes)
         book.exch_ts = ev.exch_ts
         self.books_version += 1
-        if book.overflow:
-            return self._check_overflow(book, ev) or self._check_crossed(book, ev)
-        return self._check_crossed(book, ev)
+        # the hot path: one call per update, the cap only looked at once a book has overflowed
+        return self._check(book, ev) if book.overflow else self._check_crossed(book, ev)
 
-    def _check_overflow(self, book: OrderBook, ev: BookSnapshot | BookUpdate) -> list[Event]:
+    def _check(self, book: OrderBook, ev: BookSnapshot | BookUpdate) -> list[Event]:
+        """What a book that was just written implies: UNSAFE when it went past the level cap, else when
+        it is crossed."""
         if book.overflow and book.state == "ok":
             reason = f"more than {book.max_levels} price levels on a side: levels past it were not kept"
             book.mark_unsafe(reason)
             return [BookUnsafe(ev.venue, ev.recv_ts, self._conn, ev.product, reason)]
-        return []
+        return self._check_crossed(book, ev)
 
     def _check_crossed(self, book: OrderBook, ev: BookSnapshot | BookUpdate) -> list[Event]:
         if book.state == "ok" and book.crossed:

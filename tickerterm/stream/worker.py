@@ -631,9 +631,7 @@ class Connection:
         venue, store = self.adapter.name, self.store
         for product in self._book_products() if books is None else books:
             if self.book_channel(product) is not None and store.book(venue, product).state == "ok":
-                events.append(
-                    BookUnsafe(self.adapter.name, now, self.conn_id, product, f"malformed frame: {reason}")
-                )
+                events.append(BookUnsafe(venue, now, self.conn_id, product, f"malformed frame: {reason}"))
         return events
 
     def _report_malformed(self, now: float) -> list[Event]:

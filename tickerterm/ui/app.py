@@ -461,12 +461,11 @@ def connection_trouble(store: Store) -> str:
         if state in states:
             h = states[state]
             name = "" if h.conn == h.venue else f"{h.conn} "  # the market connection goes without saying
-            if not h.retries or state == "gave_up" or not h.last_failure:
-                return f"{name}{label}" + (
-                    f" (retry {h.retries})" if h.retries and state != "gave_up" else ""
-                )
+            if not h.retries or state == "gave_up":
+                return f"{name}{label}"
             why = h.last_failure.removeprefix("connect failed: ")
-            return f"{name}{label} (retry {h.retries}: {why[:40]}{'…' if len(why) > 40 else ''})"
+            why = f": {why[:40]}{'…' if len(why) > 40 else ''}" if why else ""
+            return f"{name}{label} (retry {h.retries}{why})"
     return ""
 
 
