@@ -11,8 +11,9 @@ from tickerterm.core.store import Store
 from tickerterm.sim import SimServer, simulator_class
 from tickerterm.stream.feed import Feed
 from tickerterm.stream.policy import RetryPolicy
-from tickerterm.stream.worker import ReplayPlan, Sink
+from tickerterm.stream.worker import Sink
 from tickerterm.venues import venue_class
+from tickerterm.venues.session import ReplayPlan
 
 
 @contextlib.asynccontextmanager

@@ -31,9 +31,9 @@ from tickerterm.sim import SIMULATORS, simulator_class
 from tickerterm.sim.faults import Faults
 from tickerterm.sim.server import SimTiming
 from tickerterm.stream.policy import RetryPolicy
-from tickerterm.stream.worker import ReplayPlan
 from tickerterm.tuning import tune_gc
-from tickerterm.venues import VENUES, VenueAdapter, venue_class
+from tickerterm.venues import VENUES, venue_class
+from tickerterm.venues.session import ReplayPlan
 
 log = logging.getLogger("tickerterm")
 
@@ -349,7 +349,7 @@ def _plan(ns: argparse.Namespace) -> dict[str, Any]:
     faults = Faults.parse(ns.fault)
     replay = None
     if ns.replay:
-        if cls.replay_frames is VenueAdapter.replay_frames:
+        if not cls.session_type.replays:
             raise ConfigError(f"{cls.name} has no replay (0xarchive has)")
         if len(products) != 1:
             raise ConfigError("--replay takes one product (--products BTC)")

@@ -32,7 +32,7 @@ from tickerterm.core.events import (
 )
 from tickerterm.core.safe import InertFormatter, Redactor, clip
 from tickerterm.core.store import MAX_INTERVALS, Store
-from tickerterm.stream.boundary import ID_LIMIT, MAP_LIMIT, Boundary, secrets_of
+from tickerterm.core.boundary import ID_LIMIT, MAP_LIMIT, Boundary, secrets_of
 from tickerterm.stream.feed import Feed
 from tickerterm.stream.policy import Budget
 from tickerterm.stream.worker import Connection

@@ -30,6 +30,7 @@ class OrderBook:
         "_bid_keys",
         "asks",
         "bids",
+        "early",
         "exch_ts",
         "max_levels",
         "overflow",
@@ -44,6 +45,8 @@ class OrderBook:
     def __init__(self, venue: str, product: str, max_levels: int = MAX_LEVELS) -> None:
         self.venue = venue
         self.max_levels = max_levels
+        self.early = False
+        """An update came before any snapshot (it was not applied: the book cannot be right)."""
         self.overflow = False
         """True once a side went past ``max_levels`` (levels were not kept); cleared by a snapshot."""
         self.product = product
@@ -75,6 +78,7 @@ class OrderBook:
             del self._bid_keys[cap:], self._ask_keys[cap:]
         self.state = "ok"
         self.reason = ""
+        self.early = False
         self.version += 1
 
     def apply(self, side: BookSide, price: str, size: str) -> None:
@@ -106,7 +110,23 @@ class OrderBook:
     def mark_unsafe(self, reason: str) -> None:
         self.state = "unsafe"
         self.reason = reason
+        self.early = False
         self.version += 1
+
+    def problem(self) -> str | None:
+        """Why the book cannot be trusted as it stands, while it is not already marked so: an update
+        before any snapshot, levels past the cap, a crossed book. None when nothing is wrong."""
+        if self.state == "empty":
+            return "update before snapshot" if self.early else None
+        if self.state != "ok":
+            return None
+        if self.overflow:
+            return f"more than {self.max_levels} price levels on a side: levels past it were not kept"
+        if self.crossed:
+            bid, ask = self.best_bid, self.best_ask
+            assert bid is not None and ask is not None
+            return f"crossed book: bid {bid[0]} >= ask {ask[0]}"
+        return None
 
     def mark_resyncing(self) -> None:
         self.state = "resyncing"

@@ -266,6 +266,15 @@ class BookResynced(HealthEvent):
 
 
 @dataclass(slots=True)
+class BookDropped(HealthEvent):
+    """The book's channel was unsubscribed (or the venue refused the product): nobody updates it any
+    more, so it is no longer shown."""
+
+    type: ClassVar[str] = "book_dropped"
+    product: str
+
+
+@dataclass(slots=True)
 class VenueError(HealthEvent):
     type: ClassVar[str] = "venue_error"
     message: str

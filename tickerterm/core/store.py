@@ -16,6 +16,7 @@ from tickerterm.core.book import MAX_LEVELS, OrderBook
 from tickerterm.core.candles import CandleSeries
 from tickerterm.core.events import (
     BalanceUpdate,
+    BookDropped,
     BookResynced,
     BookResyncing,
     BookSnapshot,
@@ -98,7 +99,6 @@ class Store:
         self.health_version = 0
         self.orders_version = 0
         self.books_version = 0
-        self._conn = ""
         self.on_frame: Callable[[], None] | None = None
         """Called after each venue frame's events are applied (the dashboard draws soon after new data)."""
 
@@ -203,60 +203,60 @@ class Store:
 
     # --- writing ---------------------------------------------------------------------------
 
-    def apply(self, event: Event, conn: str = "") -> list[Event]:
-        """Apply one event; returns the events it implies (a crossed book, a resynced book).
-
-        ``conn`` names the connection the event came from, for the health events it implies.
-        """
+    def apply(self, event: Event) -> None:
+        """Apply one event. The store only applies: what an event implies (a gap taints books, a crossed
+        book is rebuilt) is the venue session's to decide (``book_problem`` tells it what it needs)."""
         handler = _HANDLERS.get(type(event))
-        if handler is None:
-            return []
-        self._conn = conn or event.venue
-        return handler(self, event)
+        if handler is not None:
+            handler(self, event)
 
-    def _book_snapshot(self, ev: BookSnapshot) -> list[Event]:
+    def apply_all(self, events: list[Event]) -> None:
+        handlers = _HANDLERS
+        for event in events:
+            handler = handlers.get(type(event))
+            if handler is not None:
+                handler(self, event)
+
+    def book_state(self, venue: str, product: str) -> str:
+        book = self.books.get((venue, product))
+        return "empty" if book is None else book.state
+
+    def book_problem(self, venue: str, product: str) -> str | None:
+        """Why ``product``'s book cannot be trusted as it stands (see ``OrderBook.problem``), or None."""
+        book = self.books.get((venue, product))
+        return None if book is None else book.problem()
+
+    def note_frame(
+        self, conn: str, venue: str, now: float, exch_ts: float | None, replayed_at: float | None
+    ) -> None:
+        """One frame received on ``conn`` (message rate, latency; in a replay, where it stands)."""
+        self.connection(conn, venue).note_message(now, exch_ts)
+        if replayed_at is not None:
+            self.replay_progress(replayed_at)
+
+    def note_ignored(self, conn: str, venue: str, unknown: int, out_of_order: int, unsolicited: int) -> None:
+        """What a connection's venue sent that was ignored, counted (shown in the health panel)."""
+        h = self.connection(conn, venue)
+        if (h.unknown, h.out_of_order, h.unsolicited) != (unknown, out_of_order, unsolicited):
+            h.unknown, h.out_of_order, h.unsolicited = unknown, out_of_order, unsolicited
+            self.health_version += 1
+
+    def _book_snapshot(self, ev: BookSnapshot) -> None:
         book = self.book(ev.venue, ev.product)
-        was = book.state
         book.apply_snapshot(ev.bids, ev.asks)
         book.exch_ts = ev.exch_ts
         self.books_version += 1
-        out: list[Event] = []
-        if was in ("unsafe", "resyncing"):
-            out.append(BookResynced(ev.venue, ev.recv_ts, self._conn, ev.product))
-        out.extend(self._check(book, ev))
-        return out
 
-    def _book_update(self, ev: BookUpdate) -> list[Event]:
+    def _book_update(self, ev: BookUpdate) -> None:
         book = self.book(ev.venue, ev.product)
-        if book.state == "empty":
-            book.mark_unsafe("update before snapshot")
-            self.books_version += 1
-            return [BookUnsafe(ev.venue, ev.recv_ts, self._conn, ev.product, "update before snapshot")]
+        if book.state == "empty":  # nothing to apply it to: the session sees ``problem()`` and rebuilds
+            book.early = True
+            return
         book.apply_changes(ev.changes)
         book.exch_ts = ev.exch_ts
         self.books_version += 1
-        # the hot path: one call per update, the cap only looked at once a book has overflowed
-        return self._check(book, ev) if book.overflow else self._check_crossed(book, ev)
 
-    def _check(self, book: OrderBook, ev: BookSnapshot | BookUpdate) -> list[Event]:
-        """What a book that was just written implies: UNSAFE when it went past the level cap, else when
-        it is crossed."""
-        if book.overflow and book.state == "ok":
-            reason = f"more than {book.max_levels} price levels on a side: levels past it were not kept"
-            book.mark_unsafe(reason)
-            return [BookUnsafe(ev.venue, ev.recv_ts, self._conn, ev.product, reason)]
-        return self._check_crossed(book, ev)
-
-    def _check_crossed(self, book: OrderBook, ev: BookSnapshot | BookUpdate) -> list[Event]:
-        if book.state == "ok" and book.crossed:
-            bid, ask = book.best_bid, book.best_ask
-            assert bid is not None and ask is not None
-            reason = f"crossed book: bid {bid[0]} >= ask {ask[0]}"
-            book.mark_unsafe(reason)
-            return [BookUnsafe(ev.venue, ev.recv_ts, self._conn, ev.product, reason)]
-        return []
-
-    def _ticker(self, ev: Ticker) -> list[Event]:
+    def _ticker(self, ev: Ticker) -> None:
         key = (ev.venue, ev.product)
         old = self.tickers.get(key)
         if old is not None:
@@ -266,9 +266,8 @@ class Store:
                 ev = replace(ev, **missing)
         self.tickers[key] = ev
         self.tickers_version += 1
-        return []
 
-    def _trade(self, ev: Trade) -> list[Event]:
+    def _trade(self, ev: Trade) -> None:
         key = (ev.venue, ev.product)
         trade_id = ev.trade_id
         if trade_id:
@@ -277,7 +276,7 @@ class Store:
                 seen = self._seen_trades[key] = (set(), set())
             recent, older = seen
             if trade_id in recent or trade_id in older:
-                return []  # a restated trade (e.g. the snapshot after a resubscribe)
+                return  # a restated trade (e.g. the snapshot after a resubscribe)
             recent.add(trade_id)
             if len(recent) >= 2 * self.tape_len:  # keep the last 2-4 tape lengths of ids
                 self._seen_trades[key] = (set(), recent)
@@ -293,42 +292,37 @@ class Store:
             minute = self.candles[key] = CandleSeries(60, MINUTE_BARS)
         minute.add_trade(ts, ev.price, ev.size)
         self.candles_version += 1
-        return []
 
-    def _candle(self, ev: Candle) -> list[Event]:
+    def _candle(self, ev: Candle) -> None:
         per = self.venue_candles.setdefault((ev.venue, ev.product), {})
         series = per.get(ev.interval)
         if series is None:
             if len(per) >= MAX_INTERVALS or not 0 < ev.interval <= MAX_INTERVAL:
-                return []  # no venue has more: a series per made-up interval would grow without end
+                return  # no venue has more: a series per made-up interval would grow without end
             series = per[ev.interval] = CandleSeries(ev.interval, self.candle_len)
         series.put(ev.start, ev.open, ev.high, ev.low, ev.close, ev.volume)
         self.candles_version += 1
-        return []
 
-    def _status(self, ev: ProductStatus) -> list[Event]:
+    def _status(self, ev: ProductStatus) -> None:
         self.statuses[(ev.venue, ev.product)] = ev
         self.tickers_version += 1
-        return []
 
-    def _order(self, ev: OrderUpdate) -> list[Event]:
+    def _order(self, ev: OrderUpdate) -> None:
         key = (ev.venue, ev.order_id)
         self.orders.pop(key, None)
         self.orders[key] = ev
         while len(self.orders) > self.orders_len:
             self.orders.popitem(last=False)
         self.orders_version += 1
-        return []
 
-    def _balance(self, ev: BalanceUpdate) -> list[Event]:
+    def _balance(self, ev: BalanceUpdate) -> None:
         have = self.balances.setdefault(ev.venue, {})
         for name, value in ev.fields.items():
             if name in have or len(have) < MAX_BALANCE_FIELDS:
                 have[name] = value
         self.orders_version += 1
-        return []
 
-    def _health(self, ev: HealthEvent) -> list[Event]:
+    def _health(self, ev: HealthEvent) -> None:
         h = self.connection(ev.conn, ev.venue)
         now = ev.recv_ts
         match ev:
@@ -393,12 +387,13 @@ class Store:
                         speed=old.speed if ev.speed is None else ev.speed,
                     )
                 self.replay = ev
+            case BookDropped():
+                self.drop_book(ev.venue, ev.product)
             case BookResyncing():
                 self.book(ev.venue, ev.product).mark_resyncing()
                 h.resyncs += 1
                 self.books_version += 1
         self.health_version += 1
-        return []
 
 
 def _interval_name(seconds: int) -> str:
@@ -408,7 +403,7 @@ def _interval_name(seconds: int) -> str:
     return f"{seconds}s"
 
 
-_HANDLERS: dict[type, Callable[[Store, Event], list[Event]]] = {
+_HANDLERS: dict[type, Callable[[Store, Event], None]] = {
     BookSnapshot: Store._book_snapshot,  # type: ignore[dict-item]
     BookUpdate: Store._book_update,  # type: ignore[dict-item]
     Ticker: Store._ticker,  # type: ignore[dict-item]
@@ -449,6 +444,7 @@ for _cls in (
     BookUnsafe,
     BookResyncing,
     BookResynced,
+    BookDropped,
     ReplayState,
 ):
     _HANDLERS[_cls] = Store._health  # type: ignore[assignment]

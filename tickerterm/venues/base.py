@@ -13,11 +13,14 @@ import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from tickerterm.core.errors import ConfigError, CredentialsError, FrameError
 from tickerterm.core.events import Event, Gap
+from tickerterm.venues.session import HttpRequest, Session, Subscriptions
+
+__all__ = ["ChannelSpec", "HttpRequest", "Parser", "Session", "Subscriptions", "VenueAdapter"]
 
 ErrorClass = Literal["auth", "command", "transient", "reconnect", "fatal"]
 """``reconnect``: the venue announced the connection's end (a shutdown, an expired listen key): the
@@ -56,65 +59,6 @@ def redact_url(url: str) -> str:
     """``wss://x/ws?apiKey=0xa_123&v=2`` -> ``wss://x/ws?apiKey=***&v=2``; also user:password@ and a
     ``/APIKEY-<key>`` path segment."""
     return _PATH_KEY.sub(r"\1***", _USERINFO.sub(r"\1***@", _SECRET_PARAM.sub(r"\1***", url)))
-
-
-class Subscriptions:
-    """Tracked subscription state: channel -> products (insertion-ordered), restored on reconnect."""
-
-    def __init__(self) -> None:
-        self._subs: dict[str, dict[str, None]] = {}
-        self.version = 0
-        """Changes whenever a subscription is added or removed (for caches derived from them)."""
-
-    def add(self, channel: str, products: Iterable[str]) -> list[str]:
-        """Add products; returns those that were new."""
-        have = self._subs.setdefault(channel, {})
-        new = [p for p in products if p not in have]
-        for p in new:
-            have[p] = None
-        self.version += 1
-        return new
-
-    def remove(self, channel: str, products: Iterable[str] | None = None) -> list[str]:
-        """Remove products (all of the channel when ``products`` is None); returns those removed."""
-        have = self._subs.get(channel)
-        if have is None:
-            return []
-        self.version += 1
-        if products is None:
-            del self._subs[channel]
-            return list(have)
-        gone = [p for p in products if p in have]
-        for p in gone:
-            del have[p]
-        if not have:
-            del self._subs[channel]
-        return gone
-
-    def channels(self) -> list[str]:
-        return list(self._subs)
-
-    def has(self, channel: str, product: str) -> bool:
-        have = self._subs.get(channel)
-        return have is not None and product in have
-
-    def products(self, channel: str) -> list[str]:
-        return list(self._subs.get(channel, ()))
-
-    def __contains__(self, channel: object) -> bool:
-        return channel in self._subs
-
-    def as_dict(self) -> dict[str, list[str]]:
-        return {c: list(p) for c, p in self._subs.items()}
-
-
-@dataclass(frozen=True, slots=True)
-class HttpRequest:
-    """A REST call the stream worker makes for an adapter (adapters never do I/O themselves)."""
-
-    method: str
-    url: str
-    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 def decode_object(raw: bytes | str, decode: Callable[[bytes | str], Any]) -> dict[str, Any]:
@@ -225,15 +169,6 @@ class VenueAdapter(ABC):
     """Streams (channel x product) one connection may carry; beyond it the feed opens more."""
     max_connections: ClassVar[int | None] = None
     """Connections the venue allows in all, user data included (None: one per endpoint, no cap)."""
-    keepalive_every: ClassVar[float] = 0.0
-    """Seconds between application-level pings (``keepalive_frame``), for venues that want them."""
-    scoped: ClassVar[bool] = False
-    """The venue takes the whole subscription in one message (CoinAPI's ``hello``): the worker sends
-    ``scope_frames`` with everything tracked whenever it changes, instead of per-channel frames."""
-    silent_after: ClassVar[float] = 0.0
-    """For venues that ignore an unknown symbol instead of refusing it (CoinAPI): seconds after which a
-    product that brought no data at all is reported by name (0: the venue refuses, see
-    ``rejected_products``)."""
     stale_after: ClassVar[float] = 10.0
     """Seconds without any frame (heartbeats included) after which a connection is stale."""
     credential_help: ClassVar[str] = ""
@@ -306,6 +241,10 @@ class VenueAdapter(ABC):
 
     # --- frames ----------------------------------------------------------------------------
 
+    session_type: ClassVar[type[Session]] = Session
+    """The venue's session (the generic one unless the venue's module has its own: listen keys, replay,
+    a whole-scope subscription...). Optional capabilities are declared on it (``Session.replays``)."""
+
     @abstractmethod
     def parser(self, conn: str) -> Parser: ...
 
@@ -319,23 +258,6 @@ class VenueAdapter(ABC):
         """Frames that end ``products`` on ``channel`` (None: the whole channel; ``listed`` then says
         which products that was, for venues whose frames must name every stream)."""
 
-    def keepalive_frame(self) -> str | None:
-        return None
-
-    def replay_frames(
-        self, product: str, channels: list[str], start: float, end: float, speed: float
-    ) -> list[str]:
-        """The frames that start replaying ``product``'s history from ``start`` to ``end`` (UNIX s)."""
-        raise ConfigError(f"{self.name} has no replay")
-
-    def control_frames(self, action: str, **args: Any) -> list[str]:
-        """Frames for a replay control: ``pause``, ``resume``, ``seek`` (``timestamp``), ``stop``."""
-        raise ConfigError(f"{self.name} has no replay")
-
-    def scope_frames(self, subs: Mapping[str, list[str]]) -> list[str]:
-        """For ``scoped`` venues: the frames that make ``subs`` (channel -> products) the whole scope."""
-        raise NotImplementedError
-
     def resync_frames(self, channel: str, products: list[str]) -> list[str] | None:
         """Frames that make the venue send fresh ``channel`` book snapshots for ``products``; None =
         reconnect; ``[]`` = nothing to send (the parser asks for a REST snapshot instead)."""
@@ -344,24 +266,6 @@ class VenueAdapter(ABC):
     def snapshot_url(self, channel: str, product: str) -> str | None:
         """The REST URL of a ``channel`` book snapshot for ``product``, for venues that need one."""
         return None
-
-    # --- listen keys (user-data streams reached through a key from REST) ---------------------
-
-    listen_key_keepalive: ClassVar[float] = 0.0
-    """Seconds between listen-key keepalive calls (0: the venue has no listen keys)."""
-
-    def listen_key_request(self, endpoint: str) -> HttpRequest | None:
-        """The REST call that creates a listen key for ``endpoint``; None when it needs none."""
-        return None
-
-    def listen_key_keepalive_request(self, endpoint: str, key: str) -> HttpRequest | None:
-        return None
-
-    def parse_listen_key(self, body: bytes) -> str:
-        raise ConfigError(f"{self.name} has no listen keys")
-
-    def url_with_key(self, endpoint: str, key: str) -> str:
-        return self.url(endpoint)
 
     def snapshot_headers(self, channel: str, product: str) -> dict[str, str]:
         """Headers for the REST call of ``snapshot_url`` (an API key, for venues whose REST needs one)."""

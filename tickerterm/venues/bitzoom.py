@@ -62,6 +62,7 @@ from tickerterm.venues.fields import (
     text,
     whole,
 )
+from tickerterm.venues.session import Close, Fetch, Open, Session
 
 MARKET_URL = "wss://stream.bitzoom.com/ws"
 REST_URL = "https://api.bitzoom.com"
@@ -146,6 +147,75 @@ def parse_stream(name: str) -> tuple[str, str | None]:
     return channel, product_of(symbol)
 
 
+class BitzoomSession(Session):
+    """The user-data stream is reached through a listen key from the REST API, renewed every
+    ``listen_key_keepalive`` seconds; a refused renewal (or the venue's ``listenKeyExpired``) reconnects
+    with a new key. The market endpoint is the generic session."""
+
+    adapter: Bitzoom
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._renew_at: float | None = None
+
+    def connect(self, now: float) -> list[Event]:
+        if self.endpoint != "user":
+            return super().connect(now)
+        self._act(Fetch("listen-key", self.adapter.listen_key_request()))
+        return []
+
+    def opened(self, now: float) -> list[Event]:
+        if self.endpoint == "user":
+            self._renew_at = now + self.adapter.listen_key_keepalive
+        return super().opened(now)
+
+    def wake_at(self) -> float | None:
+        base = super().wake_at()
+        if self._renew_at is None:
+            return base
+        return self._renew_at if base is None else min(base, self._renew_at)
+
+    def timer(self, now: float) -> list[Event]:
+        out = super().timer(now)
+        if self._renew_at is not None and now >= self._renew_at:
+            self._renew_at = None  # the next one is set when this one is answered
+            self._act(Fetch("listen-key-keepalive", self.adapter.listen_key_keepalive_request()))
+        return out
+
+    def fetched(self, key: str, status: int, body: bytes, now: float) -> list[Event]:
+        if key == "listen-key":
+            if status in (401, 403):
+                fatal = f"the venue refused the API token (HTTP {status}): {self.adapter.credential_help}"
+                self._close(Close(f"listen key refused (HTTP {status})", fatal=fatal))
+            elif status >= 400:
+                self._close(Close(f"listen key request failed (HTTP {status})"))
+            else:
+                try:
+                    listen_key = self.adapter.parse_listen_key(body)
+                except FrameError as exc:
+                    self._close(Close(f"listen key request failed: {exc}"))
+                else:
+                    url = self.adapter.url_with_key(self.endpoint, listen_key)
+                    self._act(Open(url, self.adapter.connect_headers(self.endpoint)))
+            return []
+        if key == "listen-key-keepalive":
+            if status >= 400:
+                return self.fetch_failed(key, f"HTTP {status}", now)
+            self._renew_at = now + self.adapter.listen_key_keepalive
+            return []
+        return super().fetched(key, status, body, now)
+
+    def fetch_failed(self, key: str, reason: str, now: float) -> list[Event]:
+        if key == "listen-key":
+            self._close(Close(f"listen key request failed: {reason}"))
+            return []
+        if key == "listen-key-keepalive":  # the key may lapse: reconnect with a new one now
+            message = f"listen key keepalive failed ({reason})"
+            self._close(Close(message, planned=True))
+            return self._integrity([VenueError(self.venue, now, self.conn, message)], now)
+        return super().fetch_failed(key, reason, now)
+
+
 class Bitzoom(VenueAdapter):
     name = "bitzoom"
     title = "Bitzoom (Binance-style)"
@@ -174,6 +244,8 @@ class Bitzoom(VenueAdapter):
     max_streams_per_connection = MAX_STREAMS
     max_connections = MAX_CONNECTIONS
     listen_key_keepalive = 30 * 60.0
+    """Seconds between renewals of the user-data stream's listen key."""
+    session_type = BitzoomSession
     credential_help = f'set {ENV_TOKEN} (or --key-file with {{"token": …}})'
 
     credential_name = "a Bitzoom API token"
@@ -249,12 +321,10 @@ class Bitzoom(VenueAdapter):
             raise self.missing_credentials("user")
         return {"Authorization": f"Bearer {self.credentials.secret.reveal()}"}
 
-    def listen_key_request(self, endpoint: str) -> HttpRequest | None:
-        if endpoint != "user":
-            return None
+    def listen_key_request(self) -> HttpRequest:
         return HttpRequest("POST", f"{self.urls['rest'].rstrip('/')}{LISTEN_KEY_PATH}", self._bearer())
 
-    def listen_key_keepalive_request(self, endpoint: str, key: str) -> HttpRequest | None:
+    def listen_key_keepalive_request(self) -> HttpRequest:
         return HttpRequest("PUT", f"{self.urls['rest'].rstrip('/')}{LISTEN_KEY_PATH}", self._bearer())
 
     def parse_listen_key(self, body: bytes) -> str:
@@ -267,6 +337,7 @@ class Bitzoom(VenueAdapter):
         return key
 
     def url_with_key(self, endpoint: str, key: str) -> str:
+        """The user-data stream's URL: the listen key is its path."""
         base = self.urls[endpoint].rstrip("/")
         return f"{base}/{key}" if base.endswith("/ws") else f"{base}/ws/{key}"
 

@@ -44,6 +44,7 @@ from tickerterm.core.events import (
 from tickerterm.venues.auth import ApiToken, load_token
 from tickerterm.venues.base import ChannelSpec, ErrorClass, Parser, VenueAdapter, decode_object, peek_object
 from tickerterm.venues.fields import decode_exact, number
+from tickerterm.venues.session import Session
 
 MARKET_URL = "wss://ws.coinapi.io/v1/"
 REST_URL = "https://rest.coinapi.io"
@@ -85,6 +86,89 @@ def product_of(symbol: str) -> str:
     return f"{m.group(1)}:{m.group(2)}-{m.group(3)}"
 
 
+class CoinApiSession(Session):
+    """CoinAPI takes the whole subscription in one ``hello``: every change (a product added or left, a
+    resync) sends the whole scope again. It ignores a symbol it does not know instead of refusing it, so
+    a product that brought no data at all after ``SILENT_AFTER`` seconds is reported by name."""
+
+    adapter: CoinApi
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._quiet_at: float | None = None
+        self._heard: set[str] = set()
+
+    def _scope(self) -> list[str]:
+        scope = self.wanted.scope()
+        return self.adapter.scope_frames(scope) if scope else []
+
+    def restore_frames(self) -> list[str]:
+        return self._scope()
+
+    def add_frames(self, channel: str, products: list[str]) -> list[str]:
+        return self._scope()
+
+    def remove_frames(self, channel: str, removed: list[str], whole: bool) -> list[str]:
+        return self._scope()
+
+    def resubscribe_frames(self, again: dict[str, list[str]]) -> list[str]:
+        return self._scope()
+
+    def resync_frames(self, channel: str, products: list[str]) -> list[str] | None:
+        return self._scope()  # a new hello brings new book snapshots
+
+    def opened(self, now: float) -> list[Event]:
+        self._quiet_at = now + SILENT_AFTER
+        return super().opened(now)
+
+    def received(self, raw: bytes | str, now: float) -> list[Event]:
+        out = super().received(raw, now)
+        if self._quiet_at is not None:
+            heard = self._heard
+            for ev in out:
+                product = getattr(ev, "product", None)
+                if product is not None and type(ev) in _MARKET:
+                    heard.add(product)
+        return out
+
+    def wake_at(self) -> float | None:
+        base = super().wake_at()
+        if self._quiet_at is None:
+            return base
+        return self._quiet_at if base is None else min(base, self._quiet_at)
+
+    def timer(self, now: float) -> list[Event]:
+        out = super().timer(now)
+        if self._quiet_at is not None and now >= self._quiet_at:
+            self._quiet_at = None  # once per connection
+            out += self._integrity([self._silence(p, now) for p in self._silent()], now)
+        return out
+
+    def _silent(self) -> list[str]:
+        """Products subscribed here for market data that has not brought any."""
+        subs, wanted = self.wanted.subs, {}
+        for channel in subs.channels():
+            if self.adapter.channel(channel).kind in ("ticker", "trades", "book", "candles"):
+                wanted.update(dict.fromkeys(subs.products(channel)))
+        return [p for p in wanted if p not in self._heard]
+
+    def _silence(self, product: str, now: float) -> VenueError:
+        return VenueError(
+            self.venue,
+            now,
+            self.conn,
+            f"no data for {product} ({symbol_id(product)}) after {SILENT_AFTER:.0f} s: "
+            f"{self.adapter.title} sends nothing for a symbol it does not know; check the product",
+            product=product,
+        )
+
+
+_MARKET = (Ticker, Trade, BookSnapshot, BookUpdate, Candle)
+
+SILENT_AFTER = 15.0
+"""No acknowledgement and no error for an unknown symbol: only silence says it."""
+
+
 class CoinApi(VenueAdapter):
     name = "coinapi"
     title = "CoinAPI"
@@ -98,7 +182,7 @@ class CoinApi(VenueAdapter):
     }
     default_channels = ("quote", "book", "trade", "ohlcv")
     default_products = ("COINBASE:BTC-USD", "COINBASE:ETH-USD")
-    scoped = True
+    session_type = CoinApiSession
     stale_after = 10.0  # a hearbeat after every second of silence
     outbound_per_second = 4.0
     credential_help = f'set {ENV_KEY} (or --key-file with {{"apikey": …}})'
@@ -161,8 +245,6 @@ class CoinApi(VenueAdapter):
     def gap_products(self, gap: Gap, book_products: list[str]) -> list[str]:
         kind, _, product = gap.scope.partition(":")
         return [product] if kind.startswith("book") and product in book_products else []
-
-    silent_after = 15.0  # no acknowledgement and no error for an unknown symbol: only silence
 
     def wire_symbol(self, product: str) -> str:
         return symbol_id(product)

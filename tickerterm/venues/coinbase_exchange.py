@@ -68,6 +68,7 @@ from tickerterm.venues.fields import (
     text,
     whole,
 )
+from tickerterm.venues.session import Session
 
 MARKET_URL = "wss://ws-feed.exchange.coinbase.com"
 REST_URL = "https://api.exchange.coinbase.com"
@@ -97,6 +98,26 @@ _ORDER_SIDE: dict[str, Side] = {"buy": "buy", "sell": "sell"}
 _MAKER_TO_AGGRESSOR: dict[str, Side] = {"buy": "sell", "sell": "buy"}
 
 
+class CoinbaseExchangeSession(Session):
+    """The ``heartbeat`` channel is per product on this venue: it follows the products subscribed on the
+    connection (every product then has a heartbeat, and a quiet channel is not taken for a dead one)."""
+
+    def _follow(self, products: list[str]) -> list[str]:
+        """Adds the heartbeat for ``products``; returns the frames for those that were new."""
+        new = self.wanted.subs.add(HEARTBEAT, products)
+        return self.adapter.subscribe_frames(HEARTBEAT, new) if new else []
+
+    def restore_frames(self) -> list[str]:
+        self._follow(self.wanted.all_products())
+        return super().restore_frames()
+
+    def add_frames(self, channel: str, products: list[str]) -> list[str]:
+        return super().add_frames(channel, products) + self._follow(products)
+
+
+HEARTBEAT = "heartbeat"
+
+
 class CoinbaseExchange(VenueAdapter):
     name = "coinbase-exchange"
     title = "Coinbase Exchange (cbpro feed)"
@@ -111,7 +132,8 @@ class CoinbaseExchange(VenueAdapter):
         "heartbeats": "heartbeat",
     }
     default_channels = ("ticker", "level2_batch", "matches")
-    keepalive_channels = ("heartbeat",)
+    keepalive_channels = (HEARTBEAT,)
+    session_type = CoinbaseExchangeSession
     max_frame_size = 32 * 2**20
     outbound_per_second = 50.0  # the venue allows 100 client messages/s per IP
     stale_after = 10.0  # heartbeats every second per product

@@ -46,6 +46,7 @@ from tickerterm.core.l3 import L3Book
 from tickerterm.venues.auth import ApiToken, load_token
 from tickerterm.venues.base import ChannelSpec, ErrorClass, Parser, VenueAdapter, decode_object, peek_object
 from tickerterm.venues.fields import amount, integer, millis
+from tickerterm.venues.session import Session
 
 MARKET_URL = "wss://api.0xarchive.io/ws"
 ENV_KEY = "OXARCHIVE_API_KEY"
@@ -71,6 +72,64 @@ _BOOK_SIDE = {"B": "bid", "A": "ask"}
 _decode = msgspec.json.decode
 
 
+class OxArchiveSession(Session):
+    """0xArchive replays history (``Wanted.replay``, ``control``) and wants an application ping every
+    ``keepalive_every`` seconds."""
+
+    replays = True
+    adapter: OxArchive
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ping_at: float | None = None
+
+    def opened(self, now: float) -> list[Event]:
+        self._ping_at = now + self.adapter.keepalive_every
+        return super().opened(now)
+
+    def restore_frames(self) -> list[str]:
+        plan = self.wanted.replay
+        if plan is None:
+            return super().restore_frames()
+        # history instead of live data, from where it stood
+        return self.adapter.replay_frames(
+            plan.product, plan.channels, plan.resume_from(), plan.end, plan.speed
+        )
+
+    def control(self, action: str, now: float, **args: Any) -> list[Event]:
+        plan = self.wanted.replay
+        if plan is None:
+            raise ConfigError("not replaying")
+        if action == "speed":  # a new replay from where it stands, at the new speed
+            plan.speed = float(args["speed"])
+            plan.start, plan.position = plan.resume_from(), None
+            self._send(
+                self.adapter.replay_frames(plan.product, plan.channels, plan.start, plan.end, plan.speed)
+            )
+            return []
+        frames = self.adapter.control_frames(action, **args)
+        if action == "seek":
+            plan.start, plan.position = float(args["timestamp"]), None
+        self._send(frames)
+        return []
+
+    def wake_at(self) -> float | None:
+        base = super().wake_at()
+        if self._ping_at is None:
+            return base
+        return self._ping_at if base is None else min(base, self._ping_at)
+
+    def timer(self, now: float) -> list[Event]:
+        out = super().timer(now)
+        if self._ping_at is not None and now >= self._ping_at:
+            self._ping_at = now + self.adapter.keepalive_every
+            self._send([PING])
+        return out
+
+
+PING = '{"op":"ping"}'
+
+
 class OxArchive(VenueAdapter):
     name = "0xarchive"
     title = "0xArchive (Hyperliquid)"
@@ -83,6 +142,8 @@ class OxArchive(VenueAdapter):
     outbound_per_second = 8.0
     stale_after = 60.0  # books come every ~1.2 s, but a quiet symbol's trades may not; pongs every 25 s
     keepalive_every = 25.0
+    """Seconds between application pings (the venue closes an idle connection)."""
+    session_type = OxArchiveSession
     credential_name = "a 0xArchive API key"
     credential_help = f'set {ENV_KEY} (or --key-file with {{"apiKey": …}})'
 
@@ -103,9 +164,6 @@ class OxArchive(VenueAdapter):
     def connect_headers(self, endpoint: str) -> dict[str, str]:
         # a header, not ?apiKey=: the key then never sits in a URL (the URL is shown and logged)
         return {"Authorization": f"Bearer {self.credentials.secret.reveal()}"} if self.credentials else {}
-
-    def keepalive_frame(self) -> str | None:
-        return '{"op":"ping"}'
 
     def parser(self, conn: str) -> OxArchiveParser:
         return OxArchiveParser(self.name, conn)
