@@ -70,7 +70,12 @@ async def measure(url: str, seconds: float, ui: bool) -> dict[str, Any]:
 
     async def body() -> None:
         async with feed:
-            await asyncio.sleep(1.0)  # warm-up: snapshots in
+            # warm-up: every book's snapshot in (the simulator prepares its blast first: 1-2 s)
+            for _ in range(300):  # at most 15 s
+                if all(store.book("coinbase", p).state == "ok" for p in products):
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)
             counts["msgs"] = counts["updates"] = 0
             latencies.clear()
             start = time.perf_counter()

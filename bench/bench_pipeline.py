@@ -36,6 +36,7 @@ def count_updates(frames: list[bytes]) -> int:
 
 
 def tickerterm_pipeline(frames: list[bytes]) -> float:
+    """The parser and the store alone."""
     parser = CoinbaseAdvancedTrade().parser("coinbase")
     store = Store()
     apply = store.apply
@@ -43,7 +44,25 @@ def tickerterm_pipeline(frames: list[bytes]) -> float:
     start = time.perf_counter()
     for raw in frames:
         for ev in parse(raw, 0.0):
-            apply(ev, "coinbase")
+            apply(ev)
+    return time.perf_counter() - start
+
+
+def connection_pipeline(frames: list[bytes]) -> float:
+    """What the stream worker does with each frame, minus the socket: the venue session (the parser, the
+    trust boundary, integrity: gaps, the books checked after every frame) and the store
+    (``Connection.receive``, the same call before and after the sessions redesign)."""
+    from tickerterm.stream.worker import Connection
+
+    products = ["BTC-USD", "ETH-USD", "SOL-USD"]
+    conn = Connection(CoinbaseAdvancedTrade(), "market", Store(), products=products)
+    for channel in ("level2", "market_trades", "ticker"):
+        conn.subs.add(channel, products)
+    conn.start_session()
+    receive = conn.receive
+    start = time.perf_counter()
+    for raw in frames:
+        receive(raw, 0.0)
     return time.perf_counter() - start
 
 
@@ -91,7 +110,7 @@ def top20_read(frames: list[bytes], reads: int = 2000) -> float:
     store = Store()
     for raw in frames:
         for ev in parser.parse(raw, 0.0):
-            store.apply(ev, "coinbase")
+            store.apply(ev)
     book = store.book("coinbase", "BTC-USD")
     start = time.perf_counter()
     for _ in range(reads):
@@ -128,6 +147,7 @@ def main() -> None:
         ch = json.loads(raw).get("channel", "?")
         kinds[ch] = kinds.get(ch, 0) + 1
     seconds, runs = median_of(args.runs, lambda: tickerterm_pipeline(frames))
+    conn_seconds = median_of(args.runs, lambda: connection_pipeline(frames))[0]
     floor = median_of(args.runs, lambda: floor_loop(frames))[0]
     top = median_of(args.runs, lambda: top20_read(frames))[0]
     rows = [
@@ -135,6 +155,8 @@ def main() -> None:
         ("L2 updates in them", f"{updates:,}"),
         (f"tickerterm msgs/s (median of {args.runs})", f"{len(frames) / seconds:,.0f}"),
         ("tickerterm L2 updates/s", f"{updates / seconds:,.0f}"),
+        ("with the session (Connection.receive, no socket): msgs/s", f"{len(frames) / conn_seconds:,.0f}"),
+        ("with the session: L2 updates/s", f"{updates / conn_seconds:,.0f}"),
         ("floor: typed decode + dict set per update, nothing else (L2 updates/s)", f"{updates / floor:,.0f}"),
         ("tickerterm / floor", f"{floor / seconds:.2f}"),
         ("top-20 read", f"{top * 1e6:.1f} µs"),
@@ -143,6 +165,7 @@ def main() -> None:
         "frames": len(frames),
         "updates": updates,
         "seconds": runs,
+        "connection_s": conn_seconds,
         "floor_s": floor,
         "top20_s": top,
     }

@@ -9,9 +9,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tickerterm.core.errors import FrameError
 from tickerterm.core.store import Store
 from tickerterm.venues.coinbase import CoinbaseAdvancedTrade
+from tickerterm.venues.session import Wanted
+
+PRODUCTS = ["BTC-USD", "ETH-USD"]
 
 numbers = st.one_of(
     st.decimals(min_value=-10, max_value=10**6, allow_nan=False, places=4).map(str),
@@ -96,17 +98,14 @@ def frames(draw: Any) -> bytes:
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(st.lists(frames(), min_size=1, max_size=25))
 def test_parser_and_store_survive_anything(raw_frames: list[bytes]) -> None:
-    parser = CoinbaseAdvancedTrade().parser("coinbase")
+    adapter = CoinbaseAdvancedTrade()
     store = Store()
-    for raw in raw_frames:
-        try:
-            events = parser.parse(raw, 1.0)
-        except FrameError:
-            continue
-        for ev in events:
-            pending = [ev]
-            while pending:
-                pending += store.apply(pending.pop(), "coinbase")
+    wanted = Wanted(adapter, PRODUCTS)
+    wanted.subs.add("level2", PRODUCTS)
+    session = adapter.session_type(adapter, "market", "coinbase", wanted, store)
+    for n, raw in enumerate(raw_frames):  # the session raises nothing, whatever the frame
+        store.apply_all(session.received(raw, 1.0 + n))
+        store.apply_all(session.applied(1.0 + n))
     for book in store.books.values():
         assert len(book.bids) == len(book._bid_keys) and len(book.asks) == len(book._ask_keys)
         assert book._bid_keys == sorted(book._bid_keys) and book._ask_keys == sorted(book._ask_keys)

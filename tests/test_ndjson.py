@@ -6,6 +6,7 @@ import json
 
 from tickerterm.core.events import (
     BookSnapshot,
+    BookUnsafe,
     BookUpdate,
     Closed,
     Gap,
@@ -51,6 +52,9 @@ def test_book_line_after_each_book_message() -> None:
     }
     upd = BookUpdate("coinbase", 3.0, "BTC-USD", None, [change("ask", "100.40", "1")])
     store.apply(upd)
+    problem = store.book_problem("coinbase", "BTC-USD")  # the session marks it before the line is written
+    assert problem is not None
+    store.apply(BookUnsafe("coinbase", 3.0, "coinbase", "BTC-USD", problem))
     rec = record(upd, store)
     assert rec is not None
     assert (rec["snapshot"], rec["state"], rec["reason"]) == (

@@ -1,45 +1,23 @@
-"""The store: applying events, implied events, candles, tickers, health, bounded memory."""
+"""The store: applying events (what they imply is the session's: test_session), candles, health, bounds."""
 
 from __future__ import annotations
 
 import pytest
 
 from tickerterm.core.events import (
-    BookResynced,
     BookSnapshot,
-    BookUnsafe,
-    BookUpdate,
     Candle,
     Closed,
     Gap,
     RetryScheduled,
     Ticker,
     Trade,
-    change,
 )
 from tickerterm.core.store import Store
 
 
 def snap(product: str = "BTC-USD") -> BookSnapshot:
     return BookSnapshot("cb", 1.0, product, None, [("100", "1")], [("101", "1")])
-
-
-def test_update_before_snapshot_marks_the_book_unsafe() -> None:
-    store = Store()
-    implied = store.apply(BookUpdate("cb", 1.0, "BTC-USD", None, [change("bid", "100", "1")]), "cb")
-    assert implied == [BookUnsafe("cb", 1.0, "cb", "BTC-USD", "update before snapshot")]
-    assert store.book("cb", "BTC-USD").state == "unsafe"
-
-
-def test_crossed_update_implies_unsafe_and_the_next_snapshot_resyncs() -> None:
-    store = Store()
-    assert store.apply(snap(), "cb") == []
-    implied = store.apply(BookUpdate("cb", 2.0, "BTC-USD", None, [change("ask", "99", "1")]), "cb")
-    assert implied == [BookUnsafe("cb", 2.0, "cb", "BTC-USD", "crossed book: bid 100 >= ask 99")]
-    book = store.book("cb", "BTC-USD")
-    assert (book.state, book.reason) == ("unsafe", "crossed book: bid 100 >= ask 99")
-    assert store.apply(snap(), "cb") == [BookResynced("cb", 1.0, "cb", "BTC-USD")]
-    assert book.state == "ok" and book.reason == ""
 
 
 def test_restated_trades_are_not_doubled_and_the_tape_is_bounded() -> None:

@@ -543,9 +543,7 @@ async def test_a_change_on_a_quiet_market_is_drawn_at_once_not_at_the_next_frame
         bids, _ = app.store.book("coinbase", "BTC-USD").top(15)
         price, size = bids[-1]
         new_size = f"{float(size) + 1e-8:.8f}"
-        app.store.apply(
-            BookUpdate("coinbase", 1.0, "BTC-USD", None, [change("bid", price, new_size)]), "coinbase"
-        )
+        app.store.apply(BookUpdate("coinbase", 1.0, "BTC-USD", None, [change("bid", price, new_size)]))
         app.store.frame_applied()  # what the stream worker calls after each frame
         async with asyncio.timeout(1.0):  # well before the next 5-second frame
             await until(pilot, lambda: f"{price} {new_size}" in text_of(ladder))

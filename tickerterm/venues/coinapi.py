@@ -89,7 +89,7 @@ def product_of(symbol: str) -> str:
 class CoinApiSession(Session):
     """CoinAPI takes the whole subscription in one ``hello``: every change (a product added or left, a
     resync) sends the whole scope again. It ignores a symbol it does not know instead of refusing it, so
-    a product that brought no data at all after ``SILENT_AFTER`` seconds is reported by name."""
+    a product that brought no data at all after ``CoinApi.silent_after`` seconds is reported by name."""
 
     adapter: CoinApi
 
@@ -118,7 +118,7 @@ class CoinApiSession(Session):
         return self._scope()  # a new hello brings new book snapshots
 
     def opened(self, now: float) -> list[Event]:
-        self._quiet_at = now + SILENT_AFTER
+        self._quiet_at = now + self.adapter.silent_after
         return super().opened(now)
 
     def received(self, raw: bytes | str, now: float) -> list[Event]:
@@ -157,7 +157,7 @@ class CoinApiSession(Session):
             self.venue,
             now,
             self.conn,
-            f"no data for {product} ({symbol_id(product)}) after {SILENT_AFTER:.0f} s: "
+            f"no data for {product} ({symbol_id(product)}) after {self.adapter.silent_after:.0f} s: "
             f"{self.adapter.title} sends nothing for a symbol it does not know; check the product",
             product=product,
         )
@@ -183,6 +183,7 @@ class CoinApi(VenueAdapter):
     default_channels = ("quote", "book", "trade", "ohlcv")
     default_products = ("COINBASE:BTC-USD", "COINBASE:ETH-USD")
     session_type = CoinApiSession
+    silent_after = SILENT_AFTER
     stale_after = 10.0  # a hearbeat after every second of silence
     outbound_per_second = 4.0
     credential_help = f'set {ENV_KEY} (or --key-file with {{"apikey": …}})'

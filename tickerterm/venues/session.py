@@ -35,6 +35,7 @@ subscription. Optional capabilities are declared once, as class attributes here 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -56,6 +57,9 @@ from tickerterm.core.events import (
 
 if TYPE_CHECKING:
     from tickerterm.venues.base import Parser, VenueAdapter
+
+log = logging.getLogger("tickerterm.stream.worker")
+"""The worker's logger: one place to read a connection's story (``-v``)."""
 
 SNAPSHOT_ATTEMPTS = 3
 """REST snapshot attempts before the connection is restarted (history: before it is given up)."""
@@ -285,6 +289,10 @@ class _Bucket:
             self._tokens -= 1.0
             return True
         return False
+
+
+_REPAIRED = ("unsafe", "resyncing")
+"""Book states a snapshot ends (also those left by an earlier connection's session)."""
 
 
 # --- the session --------------------------------------------------------------------------------
@@ -562,7 +570,7 @@ class Session:
                     continue
                 touched[product] = None
                 out.append(ev)
-                if product in self._repairing:
+                if product in self._repairing or self.books.book_state(self.venue, product) in _REPAIRED:
                     self._repairing.discard(product)
                     self._resyncing.pop(product, None)
                     out.append(BookResynced(self.venue, ev.recv_ts, self.conn, product))
@@ -576,7 +584,10 @@ class Session:
             elif cls is BookResyncing:
                 self._repairing.add(ev.product)  # type: ignore[attr-defined]
             elif cls is VenueError:
-                self._on_error(ev)  # type: ignore[arg-type]
+                try:
+                    self._on_error(ev)  # type: ignore[arg-type]
+                except Exception as exc:  # venue code (classify_error...): the error is still shown
+                    log.info("%s: venue error not classified (%r)", self.conn, exc)
             out.append(ev)
         if self._resync_wanted:
             out += self._resync(now)
@@ -590,10 +601,11 @@ class Session:
         if not books:
             return []
         reason = gap.describe()
-        return [
-            BookUnsafe(gap.venue, gap.recv_ts, self.conn, p, reason)
-            for p in self.adapter.gap_products(gap, list(books))
-        ]
+        try:
+            tainted = self.adapter.gap_products(gap, list(books))
+        except Exception:  # venue code: when it cannot say, every book is suspect
+            tainted = list(books)
+        return [BookUnsafe(gap.venue, gap.recv_ts, self.conn, p, reason) for p in tainted if p in books]
 
     def _malformed(self, raw: bytes | str, exc: Exception, now: float) -> list[Event]:
         """A frame the venue's code could not use (whatever it raised): counted and shown, and every book
@@ -623,6 +635,7 @@ class Session:
 
     def _on_error(self, ev: VenueError) -> None:
         kind = self.adapter.classify_error(ev.message)
+        log.info("%s: venue error (%s): %s", self.conn, kind, ev.message)  # scrubbed; logs make it inert
         if kind == "transient":
             return
         if kind == "reconnect":
@@ -686,7 +699,11 @@ class Session:
         self._resync_wanted.clear()
         out: list[Event] = []
         for channel, products in by_channel.items():
-            frames = self.resync_frames(channel, products)
+            try:
+                frames = self.resync_frames(channel, products)
+            except Exception as exc:  # venue code: a reconnect rebuilds the books whatever it was
+                log.info("%s: no resync frames (%r): reconnecting instead", self.conn, exc)
+                frames = None
             for p in products:  # the parser drops the book and waits for (or asks for) a new one
                 self.parser.want_snapshot(channel, p)
             out += [BookResyncing(self.venue, now, self.conn, p) for p in products]
