@@ -63,6 +63,7 @@ from tickerterm.venues.fields import (
     whole,
 )
 from tickerterm.venues.session import Close, Fetch, Open, Session
+from tickerterm.venues.sync import RestSynced, Synced
 
 MARKET_URL = "wss://stream.bitzoom.com/ws"
 REST_URL = "https://api.bitzoom.com"
@@ -353,18 +354,20 @@ class Bitzoom(VenueAdapter):
         return "transient"
 
 
-class _Depth:
-    """One product's diff-depth sync on one connection."""
+class _Depth(Synced):
+    """One product's diff-depth sync on one connection: the snapshot's id and the last applied ``u``."""
 
-    __slots__ = ("buffer", "last_u", "snap_id", "synced")
+    __slots__ = ("last_u", "snap_id")
 
     def __init__(self) -> None:
-        self.buffer: list[dict[str, Any]] = []
+        super().__init__()
         self.snap_id = 0
         """The snapshot's lastUpdateId."""
         self.last_u: int | None = None
         """The last applied event's ``u``; None until the first event after the snapshot."""
-        self.synced = False
+
+    def reset(self) -> None:
+        self.last_u = None
 
 
 _PARTIAL = {f"depth{n}{s}" for n in (5, 10, 20) for s in ("", "@100ms", "@250ms", "@500ms")}
@@ -373,7 +376,7 @@ _PARTIAL = {f"depth{n}{s}" for n in (5, 10, 20) for s in ("", "@100ms", "@250ms"
 class BitzoomParser(Parser):
     def __init__(self, venue: str, conn: str) -> None:
         super().__init__(venue, conn)
-        self.depth: dict[str, _Depth] = {}
+        self.depth = RestSynced("depth", self.snapshot_wanted, _Depth, limit=10_000)
         self._handlers: dict[str, Callable[[dict[str, Any], str | None, float], list[Event]]] = {
             "24hrTicker": self._ticker,
             "24hrMiniTicker": self._mini,
@@ -569,13 +572,10 @@ class BitzoomParser(Parser):
             if not self.accepts(product):  # no book state, and no REST snapshot, for other products
                 self.unsolicited += 1
                 return []
-            state = self.depth[product] = _Depth()
-            self.snapshot_wanted.append(("depth", product))
+            state = self.depth.start(product)
         integer(msg["U"]), integer(msg["u"])
         if not state.synced:
-            state.buffer.append(msg)
-            if len(state.buffer) > 10_000:
-                state.buffer.clear()
+            self.depth.hold(product, state, msg)
             return []
         return self._apply_depth(product, state, msg, recv_ts)
 
@@ -608,24 +608,16 @@ class BitzoomParser(Parser):
         self, product: str, state: _Depth, msg: dict[str, Any], expected: int, received: int, recv_ts: float
     ) -> Gap:
         """The link is broken (events were lost): the book is rebuilt from a new snapshot."""
-        state.synced = False
-        state.buffer = [msg]
-        state.last_u = None
-        self.snapshot_wanted.append(("depth", product))
+        self.depth.lose(product, state, msg)
         return Gap(self.venue, recv_ts, self.conn, expected, received, f"depth:{product}")
 
     def restarted(self, channel: str, products: list[str]) -> None:
         if CHANNELS[channel].kind == "book" and channel not in _PARTIAL:
-            for product in products:  # a new depth stream numbers afresh: its first event links to nothing
-                self.depth.pop(product, None)
+            self.depth.forget(products)  # a new depth stream numbers afresh: its first event links to nothing
 
     def want_snapshot(self, channel: str, product: str) -> None:
-        if channel in _PARTIAL:
-            return
-        state = self.depth.setdefault(product, _Depth())
-        if state.synced:
-            state.synced, state.buffer, state.last_u = False, [], None
-            self.snapshot_wanted.append(("depth", product))
+        if channel not in _PARTIAL:
+            self.depth.resync(product)
 
     def apply_snapshot(self, channel: str, product: str, body: bytes, recv_ts: float) -> list[Event]:
         if channel.startswith("kline_"):
@@ -640,17 +632,12 @@ class BitzoomParser(Parser):
             asks = [(amount(p), amount(q)) for p, q, *_ in data["asks"]]
         except (msgspec.DecodeError, KeyError, TypeError, ValueError) as exc:
             raise FrameError(f"{product} depth snapshot: {type(exc).__name__} {exc}") from None
-        buffered, state.buffer = state.buffer, []
-        state.synced, state.snap_id, state.last_u = True, last_id, None
-        out: list[Event] = [BookSnapshot(self.venue, recv_ts, product, None, bids, asks)]
-        for msg in buffered:  # what arrived while the snapshot was on its way, by the same rules
-            if state.synced:
-                out.extend(self._apply_depth(product, state, msg, recv_ts))
-            else:
-                state.buffer.append(msg)
-        if not state.synced:  # the snapshot did not fit the stream: the book is not shown, try again
-            return [e for e in out if isinstance(e, Gap)]
-        return out
+        state.snap_id, state.last_u = last_id, None
+        snapshot: list[Event] = [BookSnapshot(self.venue, recv_ts, product, None, bids, asks)]
+        # what arrived while the snapshot was on its way, by the same rules
+        return self.depth.load(
+            product, state, lambda msg: self._apply_depth(product, state, msg, recv_ts), snapshot
+        )
 
     def _kline_rows(self, interval: str, product: str, body: bytes, recv_ts: float) -> list[Event]:
         """REST klines: ``[[open ms, o, h, l, c, v, close ms, …], …]``, oldest first."""

@@ -69,6 +69,7 @@ from tickerterm.venues.fields import (
     whole,
 )
 from tickerterm.venues.session import Session
+from tickerterm.venues.sync import RestSynced, Synced
 
 MARKET_URL = "wss://ws-feed.exchange.coinbase.com"
 REST_URL = "https://api.exchange.coinbase.com"
@@ -211,16 +212,18 @@ class CoinbaseExchange(VenueAdapter):
         return "transient"
 
 
-class _FullState:
-    """One product's L3 state on one connection."""
+class _FullState(Synced):
+    """One product's L3 state on one connection: its order book and the last applied sequence."""
 
-    __slots__ = ("book", "buffer", "last_seq", "synced")
+    __slots__ = ("book", "last_seq")
 
     def __init__(self) -> None:
+        super().__init__()
         self.book = L3Book()
-        self.buffer: list[dict[str, Any]] = []
         self.last_seq: int | None = None
-        self.synced = False
+
+    def reset(self) -> None:
+        self.last_seq = None
 
 
 _NO_BOOK = frozenset({"heartbeat", "subscriptions", "ticker", "last_match", "status", "error"})
@@ -232,7 +235,7 @@ class CoinbaseExchangeParser(Parser):
         super().__init__(venue, conn)
         self._last: dict[tuple[str, str], int] = {}
         """(channel kind, product) -> last sequence: older messages are ignored."""
-        self.full: dict[str, _FullState] = {}
+        self.full = RestSynced("full", self.snapshot_wanted, _FullState, limit=MAX_BUFFERED)
         """Products subscribed on the full channel (from the acks), with their L3 books."""
         self._filled: dict[str, Decimal] = {}  # own orders: cumulative filled size
         self._handlers: dict[str, Callable[[dict[str, Any], float], list[Event]]] = {
@@ -317,13 +320,10 @@ class CoinbaseExchangeParser(Parser):
         for product in subs.get("matches", ()):  # the minutes before the first match
             self.want_history("candles", product)
         full = {p for p in subs.get("full", ()) if self.accepts(p)}
-        for product in list(self.full):
-            if product not in full:
-                del self.full[product]  # unsubscribed: its L3 book is gone
+        self.full.forget([p for p in self.full.books if p not in full])  # unsubscribed: its L3 book is gone
         for product in full:
-            if product not in self.full:
-                self.full[product] = _FullState()
-                self.snapshot_wanted.append(("full", product))
+            if self.full.get(product) is None:
+                self.full.start(product)
         return [Subscribed(self.venue, recv_ts, self.conn, subs)]
 
     def _heartbeat(self, msg: dict[str, Any], recv_ts: float) -> list[Event]:
@@ -423,18 +423,14 @@ class CoinbaseExchangeParser(Parser):
         if state is None or seq is None:
             return out  # not on the full channel here (user channel only): no L3 book to keep
         if not state.synced:
-            if len(state.buffer) >= MAX_BUFFERED:
-                state.buffer.clear()  # too much to replay: start again from a new snapshot
-                self.snapshot_wanted.append(("full", product))
-            state.buffer.append(msg)
+            self.full.hold(product, state, msg)
             return out
         last = state.last_seq
         if last is not None and seq <= last:
             self.out_of_order += 1
             return out
         if last is not None and seq != last + 1:
-            out.append(self._lose(product, state, last + 1, seq, recv_ts))
-            state.buffer.append(msg)
+            out.append(self._lose(product, state, last + 1, seq, recv_ts, msg))
             return out
         state.last_seq = seq
         update = self._apply_full(state.book, kind, msg)
@@ -442,12 +438,17 @@ class CoinbaseExchangeParser(Parser):
             out.append(BookUpdate(self.venue, recv_ts, product, self.last_exch_ts, [update]))
         return out
 
-    def _lose(self, product: str, state: _FullState, expected: int, received: int, recv_ts: float) -> Gap:
+    def _lose(
+        self,
+        product: str,
+        state: _FullState,
+        expected: int,
+        received: int,
+        recv_ts: float,
+        msg: dict[str, Any] | None = None,
+    ) -> Gap:
         """A gap on the full channel: the L3 book is dropped and refetched; messages are kept meanwhile."""
-        state.synced = False
-        state.buffer.clear()
-        state.last_seq = None
-        self.snapshot_wanted.append(("full", product))
+        self.full.lose(product, state, msg)
         return Gap(self.venue, recv_ts, self.conn, expected, received, f"sequence:{product}")
 
     @staticmethod
@@ -468,10 +469,8 @@ class CoinbaseExchangeParser(Parser):
         return None  # received (not on the book yet), activate (a stop order armed)
 
     def want_snapshot(self, channel: str, product: str) -> None:
-        state = self.full.get(product)
-        if channel == "full" and state is not None and state.synced:
-            state.synced, state.buffer, state.last_seq = False, [], None
-            self.snapshot_wanted.append(("full", product))
+        if channel == "full":
+            self.full.resync(product)
 
     def apply_snapshot(self, channel: str, product: str, body: bytes, recv_ts: float) -> list[Event]:
         if channel == "candles":
@@ -490,21 +489,16 @@ class CoinbaseExchangeParser(Parser):
             raise FrameError(f"{product} level-3 snapshot: {type(exc).__name__} {exc}") from None
         state.book.load(bids, asks)
         state.last_seq = seq
-        state.synced = True
-        buffered, state.buffer = state.buffer, []
         top_bids, top_asks = state.book.levels()
-        out: list[Event] = [BookSnapshot(self.venue, recv_ts, product, None, top_bids, top_asks)]
-        for msg in buffered:  # what arrived while the snapshot was on its way, in order
-            if state.synced:
-                kind = str(msg["type"])
-                t = msg.get("time")
-                self.last_exch_ts = parse_rfc3339(t) if isinstance(t, str) else None
-                out.extend(
-                    e for e in self._full(kind, msg, recv_ts) if not isinstance(e, (Trade, OrderUpdate))
-                )
-            else:
-                state.buffer.append(msg)  # a gap while replaying: keep the rest for the next snapshot
-        return out
+        snapshot: list[Event] = [BookSnapshot(self.venue, recv_ts, product, None, top_bids, top_asks)]
+
+        def replay(msg: dict[str, Any]) -> list[Event]:  # held while the snapshot was on its way
+            t = msg.get("time")
+            self.last_exch_ts = parse_rfc3339(t) if isinstance(t, str) else None
+            events = self._full(str(msg["type"]), msg, recv_ts)
+            return [e for e in events if not isinstance(e, (Trade, OrderUpdate))]  # shown when they came
+
+        return self.full.load(product, state, replay, snapshot)
 
     def _candles(self, product: str, body: bytes, recv_ts: float) -> list[Event]:
         """REST candles ``[[time, low, high, open, close, volume], …]``, newest first, as JSON numbers

@@ -720,7 +720,8 @@ class Session:
     def _fetch_wanted(self, now: float) -> None:
         """A REST fetch for each snapshot or history the parser asked for (one at a time per key), for
         products wanted here only: a venue naming other products starts no work."""
-        wanted, self.parser.snapshot_wanted = self.parser.snapshot_wanted, []
+        wanted = list(self.parser.snapshot_wanted)
+        self.parser.snapshot_wanted.clear()  # in place: a venue's sync helper holds this list
         for channel, product in wanted:
             if not self.wanted.accepts(product):
                 continue
