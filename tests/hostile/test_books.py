@@ -82,3 +82,23 @@ async def test_coinapi_book() -> None:
             await settle_coinapi(feed, sim, [BTC, "COINBASE:ETH-USD"])
             for product in (BTC, "COINBASE:ETH-USD"):
                 assert coinapi_book(feed, product) == coinapi_true(sim, product)
+
+
+@pytest.mark.parametrize("channel", ["orderbook", "l4_diffs"])
+async def test_oxarchive(channel: str) -> None:
+    """``orderbook`` is a whole top-20 book every time (the next one restores it); ``l4_diffs`` is
+    incremental and is rebuilt from a new ``l4_snapshot`` (a new subscription)."""
+    from tests.test_oxarchive import V, feed_book, make_ox_sim, ox_feed, quiet, sim_book, top
+
+    async with make_ox_sim(faults=Faults(corrupt_rate=0.05)) as sim:
+        feed = ox_feed(sim, [channel, "trades"])
+        async with feed:
+            await spoil_then_heal(feed, sim)
+            sim.faults.corrupt_rate = 0.0
+            await take_until(
+                feed, lambda _e: all(feed.store.book(V, p).state == "ok" for p in ("BTC", "ETH")), 15
+            )
+            await quiet(feed, sim)
+            for product in ("BTC", "ETH"):
+                want = sim_book(sim, product)
+                assert feed_book(feed, V, product) == (top(want) if channel == "orderbook" else want)
