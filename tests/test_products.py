@@ -87,3 +87,26 @@ async def test_coinapi_never_refuses_a_symbol_so_its_silence_is_named() -> None:
             assert error.message.startswith("no data for COINBASE:FOO-USD (COINBASE_SPOT_FOO_USD) after 1 s")
             assert any(isinstance(e, Trade) and e.product == good for e in events)
             assert feed.running
+
+
+@pytest.mark.parametrize("venue", list(CASES))
+async def test_every_product_refused_gives_up_as_bad_input_on_every_venue(venue: str) -> None:
+    """The rule lives in the generic session: each venue's refusal, in its own words, ends the same way."""
+    from tickerterm.core.events import GaveUp
+
+    _good, bad, trades = CASES[venue]
+    cls = venue_class(venue)
+    options: dict[str, Any] = dict(rate=400.0, depth=50, seed=7, timing=FAST, faults=Faults())
+    async with simulator_class(venue)(**options) as sim:
+        urls = {n: sim.http_url if n == "rest" else sim.url for n in cls.endpoints}
+        adapter = cls(urls=urls, credentials=sim.client_credentials())
+        other = bad.replace("FOO", "BAZ")
+        async with Feed(adapter, [bad, other], [trades], policy=fast_policy()) as feed:
+            events = await take_until(feed, lambda e: isinstance(e, GaveUp), 10)
+            gave_up = events[-1]
+            assert isinstance(gave_up, GaveUp) and gave_up.bad_input
+            assert gave_up.reason.endswith("(the venue refused every product asked for)")
+            refused = {e.product for e in events if isinstance(e, VenueError) and e.fatal}
+            assert refused == {bad, other}
+            await feed.wait_finished()
+            assert not feed.running
