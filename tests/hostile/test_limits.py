@@ -333,3 +333,38 @@ def test_a_flood_of_malformed_frames_is_reported_a_few_times_a_second_and_every_
     tail = conn.receive(good.encode(), 1_714_564_801.0)  # the held-back count goes out with a later frame
     counted = sum(e.count for e in [*reports, *tail] if isinstance(e, Malformed))
     assert counted == 500 and conn.health.malformed == 500
+
+
+async def test_a_failure_beside_the_reader_ends_the_connection_visibly_and_it_reconnects(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The clock (timers, the staleness watchdog) runs beside the socket reader: if it failed silently,
+    the stream would go on without a watchdog. It ends the connection with the reason instead."""
+    from tickerterm.core.events import Closed, RetryScheduled
+    from tickerterm.venues.session import Session
+
+    calls = {"n": 0}
+    original = Session.timer
+
+    def timer(self: Session, now: float) -> list[Event]:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("a bug in a timer")
+        return original(self, now)
+
+    monkeypatch.setattr(Session, "timer", timer)
+
+    async def script(conn: FakeConnection) -> None:
+        await keep_open(conn, {"channel": "heartbeats", "client_id": "", "timestamp": "2024-05-01T12:00:00Z",
+                               "sequence_num": 0, "events": [{"heartbeat_counter": 1}]})  # fmt: skip
+
+    async with FakeVenue(script) as venue:
+        feed = Feed(
+            CoinbaseAdvancedTrade(urls={"market": venue.url}), ["BTC-USD"], ["level2"], policy=fast_policy()
+        )
+        async with feed:
+            events: list[Event] = await take_until(feed, lambda e: isinstance(e, RetryScheduled), 10)
+            closed = [e for e in events if isinstance(e, Closed)]
+            assert closed[0].reason == "internal error in the clock: RuntimeError: a bug in a timer"
+            await take_until(feed, lambda e: type(e).__name__ == "Connected", 10)
+            assert feed.running

@@ -3,7 +3,8 @@
 - the sanitizer: any string comes out with no live control character, as long as it went in, and
   unchanged when it had none;
 - every venue: frames recorded from its simulator, one of them with an arbitrary JSON value put in any
-  field, go through the stream worker's real boundary (``Connection.receive``): no exception escapes, and
+  field, go through the venue's session and the store as the worker hands them over
+  (``Connection.receive``: the session's error boundary, its integrity checks): no exception escapes, and
   when the spoiled frame was refused, no book is ``ok`` and different from the book the unspoiled frames
   build.
 """

@@ -356,7 +356,7 @@ class Connection:
             self.health.last_close_code,
         )
         self._last_rx = time.monotonic()
-        ticker = asyncio.create_task(self._tick(session, ws))
+        ticker = asyncio.create_task(self._guarded(self._tick(session, ws), "the clock"))
         end: _End
         try:
             await self._handle(session, session.opened(self.clock()))
@@ -431,7 +431,7 @@ class Connection:
             if isinstance(action, Send):
                 await self._send(action.frames)
             elif isinstance(action, Fetch):
-                task = asyncio.create_task(self._fetch(session, action))
+                task = asyncio.create_task(self._guarded(self._fetch(session, action), "a REST fetch"))
                 self._fetches.add(task)
                 task.add_done_callback(self._fetches.discard)
             elif isinstance(action, Close) and self._end is None:
@@ -477,6 +477,21 @@ class Connection:
                     raise httpx.DecodingError(f"response larger than {MAX_REST_BODY >> 20} MiB")
                 chunks.append(chunk)
         return response.status_code, b"".join(chunks)
+
+    async def _guarded(self, work: Awaitable[None], what: str) -> None:
+        """A task beside the socket reader (the clock, a REST fetch): whatever it raises ends the
+        connection with the reason, so it reconnects and rebuilds, never goes on half-working silently."""
+        try:
+            await work
+        except Exception as exc:
+            log.info("%s: %s failed: %r", self.conn_id, what, exc)
+            log.debug("%s: the error", self.conn_id, exc_info=True)
+            if self._end is None:
+                reason = f"internal error in {what}: {type(exc).__name__}: {exc}"
+                self._end = _End(None, self.session.boundary.text(reason))
+                ws = self._ws
+                if ws is not None:
+                    ws.transport.abort()
 
     async def _tick(self, session: Session, ws: ClientConnection) -> None:
         """The clock: the session's timers, and the staleness watchdog (no frame at all for longer than
