@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
+from tickerterm.core.boundary import secrets_of
+from tickerterm.core.errors import ConfigError
 from tickerterm.core.events import Event
 from tickerterm.core.store import Store
+from tickerterm.record.sqlite import DEFAULT_MAX_BYTES, Recorder
 from tickerterm.sim import SimServer, simulator_class
 from tickerterm.stream.feed import Feed
 from tickerterm.stream.policy import RetryPolicy
 from tickerterm.stream.worker import Sink
-from tickerterm.venues import venue_class
+from tickerterm.venues import VenueAdapter, venue_class
 from tickerterm.venues.session import ReplayPlan
 
 
@@ -34,9 +38,13 @@ async def open_feed(
     sink: Sink | None = None,
     store: Store | None = None,
     replay: ReplayPlan | None = None,
+    record: str | None = None,
+    record_max: int = DEFAULT_MAX_BYTES,
 ) -> AsyncIterator[Feed]:
     """A started ``Feed`` for ``venue``; with ``sim=True`` the venue is the built-in simulator on a
-    loopback port (the feed's ``sim`` attribute), with a generated key for its test account."""
+    loopback port (the feed's ``sim`` attribute), with a generated key for its test account.
+    ``record=PATH`` keeps the session in a SQLite file (``tickerterm replay PATH`` plays it back; the
+    README documents its tables), at most ``record_max`` bytes."""
     cls = venue_class(venue)
     server: SimServer | None = None
     credentials: Any = None
@@ -57,17 +65,48 @@ async def open_feed(
             urls.setdefault("user", user_url or url)
         if user_url:
             urls["user"] = user_url
+    recorder: Recorder | None = None
     try:
         adapter = cls(urls=urls, credentials=credentials)
+        if record is not None:
+            recorder = open_recording(record, adapter, products, channels, record_max)
         feed = Feed(
-            adapter, products, channels, policy=policy, collect=collect, sink=sink, store=store, replay=replay
+            adapter,
+            products,
+            channels,
+            policy=policy,
+            collect=collect,
+            sink=sink,
+            store=store,
+            replay=replay,
+            recorder=recorder,
         )
         feed.sim = server  # type: ignore[attr-defined]
         async with feed:
             yield feed
     finally:
+        if recorder is not None:
+            recorder.close()  # after the feed's own close: nothing is left to write (a no-op then)
         if server is not None:
             await server.stop()
+
+
+def open_recording(
+    path: str,
+    adapter: VenueAdapter,
+    products: Sequence[str],
+    channels: Iterable[str] | None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> Recorder:
+    """A started recorder for a feed of ``adapter`` (ConfigError when the file cannot be written)."""
+    names = list(channels) if channels is not None else list(adapter.default_channels)
+    meta = {"venue": adapter.name, "products": list(products), "channels": names}
+    recorder = Recorder(path, max_bytes=max_bytes, secrets=secrets_of(adapter.credentials), meta=meta)
+    try:
+        recorder.start()
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(f"cannot record to {path}: {exc}") from None
+    return recorder
 
 
 async def stream(

@@ -16,6 +16,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC
 from typing import Any, NoReturn
@@ -27,6 +28,7 @@ from tickerterm.core.events import Event, GaveUp
 from tickerterm.core.ndjson import dumps
 from tickerterm.core.safe import InertFormatter, inert
 from tickerterm.core.store import Store
+from tickerterm.record.sqlite import DEFAULT_MAX_BYTES, parse_size
 from tickerterm.sim import SIMULATORS, simulator_class
 from tickerterm.sim.faults import Faults
 from tickerterm.sim.server import SimTiming
@@ -221,7 +223,72 @@ def feed_parser() -> argparse.ArgumentParser:
         "--log-file or ~/.local/state/tickerterm/tickerterm.log with the dashboard",
     )
     p.add_argument("--log-file", metavar="PATH", help="append log lines to PATH instead of stderr")
+    p.add_argument(
+        "--record",
+        nargs="?",
+        const="",
+        metavar="PATH",
+        help="keep the session in a SQLite file (default ./tickerterm-VENUE-TIME.db): every frame for "
+        "`tickerterm replay`, and tables of trades, tickers, candles, books and health to query",
+    )
+    p.add_argument(
+        "--record-max",
+        type=_size,
+        default=DEFAULT_MAX_BYTES,
+        metavar="SIZE",
+        help="stop recording at this size, e.g. 500M, 2G (default 2G)",
+    )
     _sim_options(p)
+    return p
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+REPLAY_EPILOG = """\
+keys (the dashboard): space pause / resume, <- -> seek a minute, + - speed, x stop, q quit
+
+exit codes: 0 the replay ended or was stopped; 2 bad input (not a recording, a bad time)
+
+examples:
+  tickerterm --sim --record session.db --duration 60     record a minute of the simulator
+  tickerterm replay session.db                            the dashboard, in recorded time
+  tickerterm replay session.db --headless --speed 0       the NDJSON the live run printed, at once
+  tickerterm replay session.db --before-gap               from a minute before the last gap or close"""
+
+
+def replay_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="tickerterm replay",
+        description="Play a recording (--record) back through the same venue code: the same panels and "
+        "keys as the live session, or with --headless the NDJSON the live run printed.",
+        epilog=REPLAY_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("file", metavar="FILE", help="a recording made with --record")
+    p.add_argument(
+        "--speed",
+        type=_number(float, 0.0),
+        default=None,
+        help="recorded seconds per second (0: as fast as it goes; default 1, or 0 with --headless)",
+    )
+    p.add_argument("--from", dest="start", metavar="TIME", help="start at TIME (ISO, UNIX seconds, now-1h)")
+    p.add_argument("--to", dest="end", metavar="TIME", help="stop at TIME")
+    p.add_argument(
+        "--before-gap",
+        action="store_true",
+        help="start a minute before the most recent gap, close or stale feed of the recording",
+    )
+    p.add_argument("--headless", action="store_true", help="print NDJSON events instead of the dashboard")
+    p.add_argument("--max-events", type=_positive(int), help="stop after this many output lines")
+    p.add_argument("--heartbeats", action="store_true", help="also print heartbeat lines")
+    p.add_argument("--fps", type=_positive(float), default=10.0, help="dashboard redraws per second")
+    p.add_argument("--light", action="store_true", help="light theme")
+    p.add_argument("--ansi", action="store_true", help="the terminal's own 16-colour palette")
     return p
 
 
@@ -271,6 +338,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             ns = sim_parser().parse_args(args[1:])
             _logging(ns.verbose, ns.log_file)
             return asyncio.run(run_sim(ns))
+        if args[:1] == ["replay"]:
+            ns = replay_parser().parse_args(args[1:])
+            return run_replay(ns)
         ns = feed_parser().parse_args(args)
         plan = _plan(ns)
         if ns.headless:
@@ -355,7 +425,11 @@ def _plan(ns: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError("--replay takes one product (--products BTC)")
         start, end = _replay_window(ns.replay)
         replay = ReplayPlan(products[0], channels, start, end, ns.speed)
-    return {"products": products, "channels": channels, "faults": faults, "replay": replay}
+    record = ns.record
+    if record == "":  # --record without a path: a new file here, named for the venue and the time
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        record = f"tickerterm-{cls.name}-{stamp}.db"
+    return {"products": products, "channels": channels, "faults": faults, "replay": replay, "record": record}
 
 
 def _check_url(option: str, url: str, schemes: tuple[str, ...]) -> None:
@@ -375,38 +449,39 @@ def _check_url(option: str, url: str, schemes: tuple[str, ...]) -> None:
         raise ConfigError(f"{option} must start with {wanted}, got {url[:40]!r}")
 
 
-def _replay_window(text: str) -> tuple[float, float]:
-    """``START..END``: ISO times, UNIX seconds, ``now``, or offsets from now such as ``-30m``."""
-    import time
+def _moment(part: str, option: str) -> float:
+    """One time: ISO (UTC unless it says), UNIX seconds, ``now``, or ``now-30m`` / ``-30m``."""
     from datetime import datetime
 
-    def one(part: str) -> float:
-        part = part.strip()
-        now = time.time()
-        if part == "now":
-            return now
-        units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-        ago = part.removeprefix("now")
-        if ago[:1] == "-" and ago[-1:] in units and ago[1:-1].replace(".", "", 1).isdigit():
-            return now - float(ago[1:-1]) * units[ago[-1]]
-        try:
-            return float(part)
-        except ValueError:
-            pass
-        try:
-            moment = datetime.fromisoformat(part)
-        except ValueError:
-            raise ConfigError(
-                f"--replay: {part[:30]!r} is not a time (2024-01-01T12:00, UNIX seconds, -30m, now)"
-            ) from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return moment.timestamp()
+    part = part.strip()
+    now = time.time()
+    if part == "now":
+        return now
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    ago = part.removeprefix("now")
+    if ago[:1] == "-" and ago[-1:] in units and ago[1:-1].replace(".", "", 1).isdigit():
+        return now - float(ago[1:-1]) * units[ago[-1]]
+    try:
+        return float(part)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(part)
+    except ValueError:
+        raise ConfigError(
+            f"{option}: {part[:30]!r} is not a time (2024-01-01T12:00, UNIX seconds, -30m, now)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
 
+
+def _replay_window(text: str) -> tuple[float, float]:
+    """``START..END``: ISO times, UNIX seconds, ``now``, or offsets from now such as ``-30m``."""
     start_text, sep, end_text = text.partition("..")
     if not sep:
         raise ConfigError("--replay takes START..END, e.g. now-30m..now-10m")
-    start, end = one(start_text), one(end_text)
+    start, end = _moment(start_text, "--replay"), _moment(end_text, "--replay")
     if not start < end:
         raise ConfigError("--replay: START must come before END")
     return start, end
@@ -451,6 +526,8 @@ def run_dashboard(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
             collect=False,
             replay=plan["replay"],
             store=store,
+            record=plan["record"],
+            record_max=ns.record_max,
         )
 
     app = TickertermApp(
@@ -541,6 +618,8 @@ async def run_feed(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
         policy=policy,
         sink=sink,
         replay=plan["replay"],
+        record=plan["record"],
+        record_max=ns.record_max,
     ) as feed:
         store_ref.append(feed.store)
         waiters = [asyncio.ensure_future(done.wait()), asyncio.ensure_future(feed.wait_finished())]
@@ -556,6 +635,91 @@ async def run_feed(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
         return 0
     if not feed.running and gave_up and not done_by_limit(ns, state):
         return _gave_up((ev.conn, ev.reason, ev.bad_input) for ev in gave_up)
+    return 0
+
+
+def run_replay(ns: argparse.Namespace) -> int:
+    from tickerterm.record.replay import FileReplay, last_trouble, meta_of, open_file
+
+    db = open_file(ns.file)
+    try:
+        meta = meta_of(db)
+        start = _moment(ns.start, "--from") if ns.start else None
+        end = _moment(ns.end, "--to") if ns.end else None
+        if ns.before_gap:
+            trouble = last_trouble(db)
+            if trouble is None:
+                raise ConfigError("--before-gap: the recording has no gap, close or stale feed")
+            start = trouble - 60.0
+    finally:
+        db.close()
+    if start is not None and end is not None and not start < end:
+        raise ConfigError("--from must come before --to")
+    speed = ns.speed if ns.speed is not None else (0.0 if ns.headless else 1.0)
+    if ns.headless:
+        return asyncio.run(_replay_headless(ns, speed, start, end))
+    from tickerterm.ui.app import TickertermApp
+
+    venue = str(meta.get("venue", ""))
+    adapter = venue_class(venue)()
+    channels: dict[str, str] = {}
+    for name in meta.get("channels", []):
+        with contextlib.suppress(ConfigError):
+            channels.setdefault(adapter.channel(name).kind, adapter.channel(name).name)
+    app = TickertermApp(
+        lambda store: FileReplay(ns.file, store=store, collect=False, speed=speed, start=start, end=end),
+        venue=venue,
+        products=list(meta.get("products", [])),
+        channels=channels,
+        fps=ns.fps,
+        light=ns.light,
+        theme=("ansi-light" if ns.light else "ansi-dark") if ns.ansi else None,
+        replay=True,
+    )
+    app.run()
+    return app.return_code or 0
+
+
+async def _replay_headless(
+    ns: argparse.Namespace, speed: float, start: float | None, end: float | None
+) -> int:
+    from tickerterm.record.replay import FileReplay
+
+    out = sys.stdout
+    count = 0
+    done = asyncio.Event()
+    replay: FileReplay | None = None
+
+    def sink(events: list[Event]) -> None:
+        nonlocal count
+        if done.is_set():
+            return
+        for ev in events:
+            line = dumps(ev, replay.store if replay is not None else None, heartbeats=ns.heartbeats)
+            if line is None:
+                continue
+            try:
+                out.write(line + "\n")
+            except BrokenPipeError:
+                done.set()
+                return
+            count += 1
+            if ns.max_events and count >= ns.max_events:
+                done.set()
+                return
+        with contextlib.suppress(BrokenPipeError):
+            out.flush()
+
+    replay = FileReplay(ns.file, sink=sink, speed=speed, start=start, end=end)
+    async with replay:
+        waiters = [asyncio.ensure_future(done.wait()), asyncio.ensure_future(replay.wait_finished())]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+    with contextlib.suppress(BrokenPipeError, OSError):
+        out.flush()
     return 0
 
 

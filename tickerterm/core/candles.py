@@ -139,6 +139,10 @@ class CandleSeries:
             bar.high_v, bar.low_v = new.high_v, new.low_v
         self.version += 1
 
+    def find(self, start: int) -> Bar | None:
+        """The bar starting at ``start``, if there is one."""
+        return self._find(start)
+
     def _find(self, start: int) -> Bar | None:
         for bar in reversed(self.bars):
             if bar.start == start:

@@ -320,4 +320,23 @@ class ReplayState(HealthEvent):
     speed: float | None = None
 
 
+@dataclass(slots=True)
+class Recording(HealthEvent):
+    """Where a recording stands (``--record``): said when it changes, at most every few seconds."""
+
+    type: ClassVar[str] = "recording"
+    path: str
+    state: str
+    """``on``, ``full`` (the size limit was reached: nothing more is written), ``failed``, ``closed``."""
+    bytes: int = 0
+    rows: int = 0
+    behind: int = 0
+    """Rows waiting to be written."""
+    lost: int = 0
+    """Rows dropped because the writer fell too far behind, or after it stopped."""
+    limit: int = 0
+    """The size limit in bytes."""
+    error: str = ""
+
+
 MARKET_TYPES = (Ticker, Trade, BookSnapshot, BookUpdate, Candle, ProductStatus, OrderUpdate, BalanceUpdate)

@@ -9,7 +9,7 @@ record after they are applied: the best bid/ask and the book's state. See the RE
 from __future__ import annotations
 
 import json
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from typing import Any
 
 from tickerterm.core.events import BookSnapshot, BookUpdate, Closed, Event, Heartbeat
@@ -73,3 +73,34 @@ def _book_record(event: BookSnapshot | BookUpdate, store: Store | None) -> dict[
 def dumps(event: Event, store: Store | None = None, *, heartbeats: bool = False) -> str | None:
     rec = record(event, store, heartbeats=heartbeats)
     return None if rec is None else json.dumps(rec, separators=(",", ":"))
+
+
+def _types() -> dict[str, type[Event]]:
+    out: dict[str, type[Event]] = {}
+    pending: list[type[Event]] = [Event]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if "type" in cls.__dict__:
+            out[cls.type] = cls
+    return out
+
+
+_BY_TYPE: dict[str, type[Event]] = {}
+
+
+def event_of(rec: dict[str, Any]) -> Event:
+    """The event an NDJSON record was written from (a recording keeps the worker's own events so:
+    connecting, connected, closed, retry, gave_up, stale). ValueError for a record of no known type."""
+    if not _BY_TYPE:
+        _BY_TYPE.update(_types())
+    cls = _BY_TYPE.get(str(rec.get("type")))
+    if cls is None or cls is Event:
+        raise ValueError(f"no event type {rec.get('type')!r}")
+    args: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name in rec:
+            args[f.name] = rec[f.name]
+        elif f.default is MISSING and f.default_factory is MISSING:
+            args[f.name] = None
+    return cls(**args)

@@ -34,6 +34,7 @@ from tickerterm.core.events import (
     Malformed,
     OrderUpdate,
     ProductStatus,
+    Recording,
     ReplayState,
     RetryScheduled,
     Stale,
@@ -91,6 +92,8 @@ class Store:
         self.orders: OrderedDict[tuple[str, str], OrderUpdate] = OrderedDict()
         self.balances: dict[str, dict[str, str]] = {}
         self.health: dict[str, ConnectionHealth] = {}
+        self.recording: Recording | None = None
+        """The recording in progress (``--record``), as last reported."""
         self.replay: ReplayState | None = None
         """The replay in progress (or last ended), where the venue replays history."""
         self.tickers_version = 0
@@ -101,6 +104,30 @@ class Store:
         self.books_version = 0
         self.on_frame: Callable[[], None] | None = None
         """Called after each venue frame's events are applied (the dashboard draws soon after new data)."""
+
+    def reset(self) -> None:
+        """Forget everything (a replay seeking back rebuilds from the start); readers holding this store
+        see every version move on, so they redraw."""
+        versions = (
+            self.tickers_version,
+            self.tape_version,
+            self.candles_version,
+            self.health_version,
+            self.orders_version,
+            self.books_version,
+        )
+        on_frame = self.on_frame
+        self.__init__(  # type: ignore[misc]
+            tape_len=self.tape_len,
+            candle_len=self.candle_len,
+            orders_len=self.orders_len,
+            max_levels=self.max_levels,
+            clock=self.clock,
+        )
+        self.on_frame = on_frame
+        top = max(versions) + 1
+        self.tickers_version = self.tape_version = self.candles_version = top
+        self.health_version = self.orders_version = self.books_version = top
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -323,6 +350,10 @@ class Store:
         self.orders_version += 1
 
     def _health(self, ev: HealthEvent) -> None:
+        if type(ev) is Recording:
+            self.recording = ev
+            self.health_version += 1
+            return
         h = self.connection(ev.conn, ev.venue)
         now = ev.recv_ts
         match ev:
@@ -446,5 +477,6 @@ for _cls in (
     BookResynced,
     BookDropped,
     ReplayState,
+    Recording,
 ):
     _HANDLERS[_cls] = Store._health  # type: ignore[assignment]

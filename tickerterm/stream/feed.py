@@ -16,18 +16,30 @@ import contextlib
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 from tickerterm.core.errors import ConfigError
-from tickerterm.core.events import Event
+from tickerterm.core.events import Event, Recording
 from tickerterm.core.store import Store
 from tickerterm.stream.policy import RetryPolicy
-from tickerterm.stream.worker import Connection, ReplayPlan, Sink
+from tickerterm.stream.worker import Connection, Journal, ReplayPlan, Sink
 from tickerterm.venues.base import VenueAdapter
 
 STOP_TIMEOUT = 2.0
 """Seconds ``Feed.stop`` gives connections to close cleanly before it cancels them."""
+RECORDING_EVERY = 5.0
+"""Seconds between two ``recording`` events (only when something changed)."""
+
+
+class Recorder(Journal, Protocol):
+    """A recording (``tickerterm.record``): the journal of every session, and the events as applied."""
+
+    def events(self, events: list[Event], store: Store | None) -> None: ...
+
+    def status(self, now: float) -> Recording: ...
+
+    def close(self, timeout: float = 10.0) -> None: ...
 
 
 class Feed:
@@ -45,6 +57,7 @@ class Feed:
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
         replay: ReplayPlan | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         """``collect=False`` skips the event queue (a dashboard reads the store instead); ``sink`` is
         called with each frame's events right after they are applied, instead of the queue."""
@@ -60,6 +73,9 @@ class Feed:
             asyncio.Queue(maxsize=queue_size) if collect and sink is None else None
         )
         self._user_sink = sink
+        self.recorder = recorder
+        """Keeps every session's journal and the applied events (``--record``), when set."""
+        self._recording_task: asyncio.Task[None] | None = None
         rng = random.Random(seed)
         self._rng = rng
         self.replay = replay
@@ -82,6 +98,8 @@ class Feed:
         if conn is None:
             self._room_for_one_more()
             sink = self._user_sink or (self._sink if self._queue is not None else None)
+            if self.recorder is not None:
+                sink = self._recording(sink)
             conn = Connection(
                 self.adapter,
                 endpoint,
@@ -93,6 +111,7 @@ class Feed:
                 shard=shard,
                 replay=self.replay if endpoint == "market" else None,
                 products=self.products,
+                journal=self.recorder,
             )
             self.connections[key] = conn
         return conn
@@ -134,6 +153,41 @@ class Feed:
         by_shard = {c.shard: c for c in shards}
         return [(by_shard[n], ps) for n, ps in placed.items()]
 
+    def _recording(self, sink: Sink | None) -> Sink:
+        """``sink``, with the recorder handed every frame's events first (as applied)."""
+        recorder, store = self.recorder, self.store
+        assert recorder is not None
+
+        def recorded(events: list[Event]) -> Awaitable[None] | None:
+            recorder.events(events, store)
+            return sink(events) if sink is not None else None
+
+        return recorded
+
+    async def _report_recording(self) -> None:
+        """A ``recording`` event when the recording's state or counts changed (its size at most every
+        few seconds), applied to the store (the header shows it) and handed on like any event."""
+        recorder = self.recorder
+        assert recorder is not None
+        last: tuple[Any, ...] | None = None
+        while True:
+            status = recorder.status(self.clock())
+            status.venue = self.adapter.name
+            key = (status.state, status.bytes, status.rows, status.lost, status.error)
+            if key != last:
+                last = key
+                await self._hand_on([status])
+            await asyncio.sleep(RECORDING_EVERY)
+
+    async def _hand_on(self, events: list[Event]) -> None:
+        for ev in events:
+            self.store.apply(ev)
+        sink = self._user_sink or (self._sink if self._queue is not None else None)
+        if sink is not None:
+            result = sink(events)
+            if result is not None:
+                await result
+
     async def _sink(self, events: list[Event]) -> None:
         assert self._queue is not None
         await self._queue.put(events)  # blocks when the reader lags: backpressure, not loss
@@ -143,6 +197,8 @@ class Feed:
     async def start(self) -> None:
         for conn in self.connections.values():
             self._start(conn)
+        if self.recorder is not None:
+            self._recording_task = asyncio.create_task(self._report_recording(), name="recording")
 
     def _start(self, conn: Connection) -> None:
         conn.started = True
@@ -170,6 +226,18 @@ class Feed:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._recording_task is not None:
+            self._recording_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recording_task
+            self._recording_task = None
+            recorder = self.recorder
+            assert recorder is not None
+            await asyncio.to_thread(recorder.close)  # what is queued is written before it returns
+            status = recorder.status(self.clock())
+            status.venue = self.adapter.name
+            with contextlib.suppress(Exception):  # a reader that stopped reading: the file says it all
+                await asyncio.wait_for(self._hand_on([status]), 1.0)
 
     async def __aenter__(self) -> Feed:
         await self.start()

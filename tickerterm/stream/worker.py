@@ -16,14 +16,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import logging
 import random
 import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -40,6 +41,7 @@ from tickerterm.core.events import (
     Stale,
 )
 from tickerterm.core.health import close_meaning
+from tickerterm.core.ndjson import record
 from tickerterm.core.store import Store
 from tickerterm.stream.policy import RateLimiter, RetryPolicy
 from tickerterm.venues.base import VenueAdapter, redact_url
@@ -58,13 +60,57 @@ from tickerterm.venues.session import (
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["Connection", "ReplayPlan", "Sink"]
+__all__ = ["Connection", "Journal", "ReplayPlan", "Sink", "take_events", "take_frame"]
 
 log = logging.getLogger(__name__)
 _wire_log = logging.getLogger("tickerterm.stream.wire")
 _wire_log.addFilter(no_debug)
 
 Sink = Callable[[list[Event]], Awaitable[None] | None]
+
+
+class Journal(Protocol):
+    """Where a recording keeps what each session was fed (``tickerterm.record``): replayed through the
+    same venue code, it gives the same events. ``kind``: ``session`` (a new session; ``arg`` its
+    starting state as JSON), ``opened``, ``frame`` (``body``), ``fetched`` / ``fetch_failed``,
+    ``timer``, ``subscribed`` / ``unsubscribed``, ``control``, ``closed``, ``event`` (an event of the
+    worker's own, as its NDJSON record). Called on the event loop: it must not block."""
+
+    def record(
+        self, conn: str, venue: str, now: float, kind: str, arg: str | None = None, body: bytes | None = None
+    ) -> None: ...
+
+
+def take_frame(session: Session, store: Store, raw: bytes | str, now: float) -> list[Event]:
+    """One frame through its session into the store: the events to hand on (the worker's per-frame path,
+    and a recording's replay of it)."""
+    out = session.received(raw, now)
+    conn, venue = session.conn, session.venue
+    store.note_frame(conn, venue, now, session.exch_ts, session.replayed_at)
+    if out:
+        store.apply_all(out)
+        checked = session.applied(now)
+        if checked:
+            store.apply_all(checked)
+            out += checked
+    store.note_ignored(conn, venue, *session.ignored())
+    store.frame_applied()
+    return out
+
+
+def take_events(session: Session, store: Store, events: list[Event], now: float) -> list[Event]:
+    """Events a session answered outside the frame path, applied and checked: the events to hand on."""
+    if events:
+        store.apply_all(events)
+        checked = session.applied(now)
+        if checked:
+            store.apply_all(checked)
+            events += checked
+    return events
+
+
+PRIVATE_FETCH = "listen-key"
+"""Fetches whose answers are credentials (a listen key): never recorded."""
 
 MAX_REST_BODY = 64 * 2**20
 """The largest REST response read (a deep book snapshot is a few MB)."""
@@ -105,8 +151,11 @@ class Connection:
         shard: int = 1,
         replay: ReplayPlan | None = None,
         products: list[str] | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self.adapter = adapter
+        self.journal = journal
+        """Where a recording keeps what the sessions were fed (None: not recording)."""
         self.endpoint = endpoint
         self.shard = shard
         """1 for the endpoint's first connection; 2, 3... for more under a per-connection stream limit."""
@@ -182,8 +231,9 @@ class Connection:
         """A replay control: ``pause``, ``resume``, ``stop``, ``seek`` (``timestamp``), ``speed``."""
         if self.wanted.replay is None:
             raise ConfigError("not replaying")
-        session = self.session
-        await self._handle(session, session.control(action, self.clock(), **args))
+        session, now = self.session, self.clock()
+        self._journal("control", {"action": action, "args": args}, now=now)
+        await self._handle(session, session.control(action, now, **args))
 
     async def stop(self) -> None:
         self._stopping = True
@@ -200,8 +250,9 @@ class Connection:
         new = self.subs.add(spec.name, products if spec.per_product else [])
         if spec.per_product and not new:
             return
-        session = self.session
-        await self._handle(session, session.subscribed(spec.name, new, self.clock()))
+        session, now = self.session, self.clock()
+        self._journal("subscribed", {"channel": spec.name, "products": new}, now=now)
+        await self._handle(session, session.subscribed(spec.name, new, now))
 
     async def unsubscribe(self, channel: str, products: list[str] | None = None) -> None:
         """Remove products (or the whole channel) now and from the restored state."""
@@ -209,10 +260,20 @@ class Connection:
         removed = self.subs.remove(spec.name, products if spec.per_product else None)
         if not removed and spec.per_product:
             return
-        session = self.session
-        await self._handle(session, session.unsubscribed(spec.name, removed, products is None, self.clock()))
+        session, now, whole = self.session, self.clock(), products is None
+        self._journal("unsubscribed", {"channel": spec.name, "removed": removed, "whole": whole}, now=now)
+        await self._handle(session, session.unsubscribed(spec.name, removed, whole, now))
 
     # --- the loop --------------------------------------------------------------------------
+
+    def _journal(
+        self, kind: str, arg: Any = None, body: bytes | None = None, now: float | None = None
+    ) -> None:
+        if self.journal is not None:
+            text = arg if arg is None or isinstance(arg, str) else json.dumps(arg, separators=(",", ":"))
+            self.journal.record(
+                self.conn_id, self.adapter.name, self.clock() if now is None else now, kind, text, body
+            )
 
     def start_session(self) -> Session:
         """A new session for a new connection (its protocol state starts clean)."""
@@ -225,6 +286,20 @@ class Connection:
             resync_timeout=self.policy.resync_timeout,
             retry_base=self.policy.base,
         )
+        if self.journal is not None:
+            plan = self.wanted.replay
+            self._journal(
+                "session",
+                {
+                    "endpoint": self.endpoint,
+                    "subs": self.subs.as_dict(),
+                    "products": self.wanted.products,
+                    "rejected": sorted(self.wanted.rejected),
+                    "replay": None if plan is None else asdict(plan),
+                    "resync_timeout": self.policy.resync_timeout,
+                    "retry_base": self.policy.base,
+                },
+            )
         return self.session
 
     async def _run(self) -> None:
@@ -359,7 +434,9 @@ class Connection:
         ticker = asyncio.create_task(self._guarded(self._tick(session, ws), "the clock"))
         end: _End
         try:
-            await self._handle(session, session.opened(self.clock()))
+            now = self.clock()
+            self._journal("opened", now=now)
+            await self._handle(session, session.opened(now))
             while self._end is None:
                 raw = await ws.recv(decode=False)
                 self._last_rx = time.monotonic()
@@ -388,38 +465,23 @@ class Connection:
             self._ws = None
             self._reading = None
         now = self.clock()
-        closed: list[Event] = [Closed(adapter.name, now, self.conn_id, end.code, end.reason)]
-        closed += session.closed(end.reason, now)
-        await self._emit(closed)
+        await self._emit([Closed(adapter.name, now, self.conn_id, end.code, end.reason)])
+        self._journal("closed", end.reason, now=now)
+        await self._handle(session, session.closed(end.reason, now))
         return end
 
     def receive(self, raw: bytes | str, now: float) -> list[Event]:
         """One frame from the venue, through its session into the store; returns the events to hand on.
 
         No I/O: the actions the frame asks for wait in the session (``_perform`` carries them out)."""
-        session, store = self.session, self.store
-        out = session.received(raw, now)
-        store.note_frame(self.conn_id, self.adapter.name, now, session.exch_ts, session.replayed_at)
-        if out:
-            store.apply_all(out)
-            checked = session.applied(now)
-            if checked:
-                store.apply_all(checked)
-                out += checked
-        store.note_ignored(self.conn_id, self.adapter.name, *session.ignored())
-        store.frame_applied()
-        return out
+        if self.journal is not None:
+            self.journal.record(self.conn_id, self.adapter.name, now, "frame", None, _bytes(raw))
+        return take_frame(self.session, self.store, raw, now)
 
     async def _handle(self, session: Session, events: list[Event]) -> None:
         """Events from the session outside the frame path: applied, checked, handed on; then its actions."""
         if events:
-            store = self.store
-            store.apply_all(events)
-            checked = session.applied(self.clock())
-            if checked:
-                store.apply_all(checked)
-                events += checked
-            await self._emit(events, applied=True)
+            await self._emit(take_events(session, self.store, events, self.clock()), applied=True)
         if session.has_actions:
             await self._perform(session)
 
@@ -450,8 +512,14 @@ class Connection:
         try:
             status, body = await self._request(action.request)
         except httpx.HTTPError as exc:
-            return session.fetch_failed(action.key, type(exc).__name__, self.clock())
-        return session.fetched(action.key, status, body, self.clock())
+            now, reason = self.clock(), type(exc).__name__
+            if session is self.session and not action.key.startswith(PRIVATE_FETCH):
+                self._journal("fetch_failed", {"key": action.key, "reason": reason}, now=now)
+            return session.fetch_failed(action.key, reason, now)
+        now = self.clock()
+        if session is self.session and not action.key.startswith(PRIVATE_FETCH):
+            self._journal("fetched", {"key": action.key, "status": status}, body, now=now)
+        return session.fetched(action.key, status, body, now)
 
     def _client(self) -> httpx.AsyncClient:
         import httpx
@@ -503,7 +571,9 @@ class Connection:
             if wake is not None:
                 delay = max(0.0, min(check, wake - self.clock()))
             await asyncio.sleep(delay)
-            await self._handle(session, session.timer(self.clock()))
+            now = self.clock()
+            self._journal("timer", now=now)
+            await self._handle(session, session.timer(now))
             age = time.monotonic() - self._last_rx
             if age > self.stale_after and self._end is None:
                 self._end = _End(None, f"stale: no message for {age:.1f}s")
@@ -526,10 +596,16 @@ class Connection:
             scrub = self.session.boundary.scrub
             for ev in events:
                 self.store.apply(scrub(ev))
+                if self.journal is not None:
+                    self._journal("event", record(ev), now=ev.recv_ts)
         if self.sink is not None and events:
             result = self.sink(events)
             if result is not None:
                 await result
+
+
+def _bytes(raw: bytes | str) -> bytes:
+    return raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogateescape")
 
 
 def _is_loopback(url: str) -> bool:

@@ -180,7 +180,7 @@ class BitzoomSession(Session):
         out = super().timer(now)
         if self._renew_at is not None and now >= self._renew_at:
             self._renew_at = None  # the next one is set when this one is answered
-            self._act(Fetch("listen-key-keepalive", self.adapter.listen_key_keepalive_request()))
+            self._fetch("listen-key-keepalive", self.adapter.listen_key_keepalive_request)
         return out
 
     def fetched(self, key: str, status: int, body: bytes, now: float) -> list[Event]:

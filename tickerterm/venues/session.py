@@ -327,6 +327,9 @@ class Session:
         self.parser.accepts = wanted.accepts
         self.boundary = Boundary(secrets_of(adapter.credentials), wanted.accepts)
         self.is_open = False
+        self.offline = False
+        """Replaying a recording: the same events, but no action is built (no frame is signed, no
+        request made): answers come from the recording."""
         self.exch_ts: float | None = None
         """The venue's time on the frame just received (for latency); None when it gave none."""
         self.replayed_at: float | None = None
@@ -380,7 +383,7 @@ class Session:
         """The WebSocket is open: subscribe to everything tracked (the books start from the snapshots
         the subscriptions bring)."""
         self.is_open = True
-        self._send(self.restore_frames())
+        self._send_built(self.restore_frames)
         return []
 
     def received(self, raw: bytes | str, now: float) -> list[Event]:
@@ -470,7 +473,7 @@ class Session:
         self._last_sub = (channel, products)
         self.parser.restarted(channel, products)
         if self.is_open:
-            self._send(self.add_frames(channel, products))
+            self._send_built(lambda: self.add_frames(channel, products))
         return []
 
     def unsubscribed(self, channel: str, removed: list[str], whole: bool, now: float) -> list[Event]:
@@ -483,7 +486,7 @@ class Session:
                 out.append(BookDropped(self.venue, now, self.conn, p))
         self.parser.restarted(channel, removed)
         if self.is_open:
-            self._send(self.remove_frames(channel, removed, whole))
+            self._send_built(lambda: self.remove_frames(channel, removed, whole))
         return out
 
     def closed(self, reason: str, now: float) -> list[Event]:
@@ -538,8 +541,17 @@ class Session:
         self._actions.append(action)
 
     def _send(self, frames: list[str]) -> None:
-        if frames and self.is_open:
+        if frames and self.is_open and not self.offline:
             self._actions.append(Send(tuple(frames)))
+
+    def _send_built(self, build: Callable[[], list[str]]) -> None:
+        """Frames built only when they can go (a replay builds none: it has no keys to sign them with)."""
+        if self.is_open and not self.offline:
+            self._send(build())
+
+    def _fetch(self, key: str, build: Callable[[], HttpRequest]) -> None:
+        if not self.offline:
+            self._act(Fetch(key, build()))
 
     def _close(self, close: Close) -> None:
         if not self._closing:
@@ -593,7 +605,7 @@ class Session:
             out += self._resync(now)
         if self._resubscribe:
             again, self._resubscribe = self._resubscribe, {}
-            self._send(self.resubscribe_frames(again))
+            self._send_built(lambda: self.resubscribe_frames(again))
         return out
 
     def _tainted(self, gap: Gap, books: dict[str, str]) -> list[Event]:
@@ -702,8 +714,9 @@ class Session:
             try:
                 frames = self.resync_frames(channel, products)
             except Exception as exc:  # venue code: a reconnect rebuilds the books whatever it was
+                # offline (a replay without the keys that signed them live): they went, live
                 log.info("%s: no resync frames (%r): reconnecting instead", self.conn, exc)
-                frames = None
+                frames = [] if self.offline else None
             for p in products:  # the parser drops the book and waits for (or asks for) a new one
                 self.parser.want_snapshot(channel, p)
             out += [BookResyncing(self.venue, now, self.conn, p) for p in products]
@@ -735,8 +748,8 @@ class Session:
         if url is None:
             del self._fetches[key]
             return
-        headers = self.adapter.snapshot_headers(pending.channel, pending.product)
-        self._act(Fetch(key, HttpRequest("GET", url, headers)))
+        channel, product = pending.channel, pending.product
+        self._fetch(key, lambda: HttpRequest("GET", url, self.adapter.snapshot_headers(channel, product)))
 
     def _retry(
         self, key: str, pending: _Pending, now: float, *, failed: str = "", malformed: str = ""

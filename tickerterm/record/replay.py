@@ -1,0 +1,342 @@
+"""A recording played back through the same venue code: the same events, for every venue.
+
+Each session of the recording is made again (``Session`` of the venue, with the subscriptions it
+started with) and fed what it was fed live, at the times it was fed; the worker's own events (connects,
+closes, retries) are played back as they were. No socket is opened and no action is carried out: the
+events come out as they did live, so the NDJSON of a replay is the NDJSON of the live run.
+
+``FileReplay`` behaves as a feed for the dashboard and the command line: it fills a store, hands
+events to a sink or an async iterator, and takes the replay controls (pause, resume, seek, speed,
+stop) the venue-side replay of 0xArchive takes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from tickerterm.core.errors import ConfigError
+from tickerterm.core.events import Event, ReplayState
+from tickerterm.core.ndjson import event_of
+from tickerterm.core.store import Store
+from tickerterm.stream.worker import Sink, take_events, take_frame
+from tickerterm.venues import venue_class
+from tickerterm.venues.session import ReplayPlan, Session, Subscriptions, Wanted
+
+Row = tuple[int, str, str, float, str, str | None, bytes | None]
+
+
+def open_file(path: str) -> sqlite3.Connection:
+    """The recording at ``path``, read only; ConfigError naming the problem otherwise."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        db.execute("SELECT 1 FROM journal LIMIT 1").fetchall()
+    except sqlite3.Error as exc:
+        raise ConfigError(f"{path} is not a tickerterm recording ({exc})") from None
+    return db
+
+
+def meta_of(db: sqlite3.Connection) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in db.execute("SELECT key, value FROM meta"):
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def span_of(db: sqlite3.Connection) -> tuple[float, float]:
+    first, last = db.execute("SELECT min(time), max(time) FROM journal").fetchone()
+    if first is None:
+        raise ConfigError("the recording is empty")
+    return float(first), float(last)
+
+
+def last_trouble(db: sqlite3.Connection) -> float | None:
+    """When the most recent gap, close or stale feed of the recording happened."""
+    row = db.execute("SELECT max(time) FROM health WHERE type IN ('gap', 'closed', 'stale')").fetchone()
+    return None if row is None or row[0] is None else float(row[0])
+
+
+class FileReplay:
+    """A recording as a feed (see the module docstring)."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        store: Store | None = None,
+        sink: Sink | None = None,
+        collect: bool = True,
+        speed: float = 1.0,
+        start: float | None = None,
+        end: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = path
+        self._db = open_file(path)
+        self.meta = meta_of(self._db)
+        self.venue = str(self.meta.get("venue", ""))
+        venue_class(self.venue)  # ConfigError for a venue this version does not know
+        self.products: list[str] = list(self.meta.get("products", []))
+        self.first, self.last = span_of(self._db)
+        self.start = self.first if start is None else start
+        self.end = self.last if end is None else end
+        self.speed = speed
+        """Recorded seconds per second of replay; 0 = as fast as it goes."""
+        self.store = store or Store()
+        self.sink = sink
+        self.clock = clock
+        self._queue: asyncio.Queue[list[Event] | None] | None = (
+            asyncio.Queue(maxsize=10_000) if collect and sink is None else None
+        )
+        self._pending: deque[Event] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self._resume = asyncio.Event()
+        self._resume.set()
+        self._restart: float | None = None
+        self._stopped = False
+        self.position = self.start
+        """The recorded time replayed so far."""
+        self.replay = ReplayPlan(self.venue, [], self.start, self.end, speed)
+
+    # --- as a feed -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> FileReplay:
+        await self.start_replay()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start_replay(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"replay:{self.path}")
+
+    async def stop(self) -> None:
+        self._stopped = True
+        self._resume.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._db.close()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def wait_finished(self) -> None:
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._task)
+
+    def subscriptions(self) -> dict[str, list[str]]:
+        return {}
+
+    async def subscribe(self, channel: str, products: list[str] | None = None) -> None:
+        raise ConfigError("a replay plays what was recorded: its channels cannot change")
+
+    async def unsubscribe(self, channel: str, products: list[str] | None = None) -> None:
+        raise ConfigError("a replay plays what was recorded: its channels cannot change")
+
+    async def control(self, action: str, **args: Any) -> None:
+        """``pause``, ``resume``, ``stop``, ``seek`` (``timestamp``: recorded UNIX seconds), ``speed``."""
+        if action == "pause":
+            self._resume.clear()
+            await self._state("paused")
+        elif action == "resume":
+            self._resume.set()
+            await self._state("resumed")
+        elif action == "speed":
+            self.speed = max(0.0, float(args["speed"]))
+            self._restart_clock = True
+            await self._state("resumed" if self._resume.is_set() else "paused")
+        elif action == "seek":
+            self._restart = min(max(float(args["timestamp"]), self.first), self.last)
+            self._resume.set()
+        elif action == "stop":
+            self._stopped = True
+            self._resume.set()
+        else:
+            raise ConfigError(f"unknown replay control {action!r}")
+
+    def __aiter__(self) -> FileReplay:
+        return self
+
+    async def __anext__(self) -> Event:
+        while not self._pending:
+            if self._queue is None:
+                raise RuntimeError("this replay was made with collect=False")
+            batch = await self._queue.get()
+            if batch is None:
+                raise StopAsyncIteration
+            self._pending.extend(batch)
+        return self._pending.popleft()
+
+    # --- the replay ------------------------------------------------------------------------
+
+    _restart_clock = False
+
+    async def _run(self) -> None:
+        try:
+            await self._state("started")
+            at = self.start
+            while not self._stopped:
+                seek = await self._play(at)
+                if seek is None:
+                    break
+                at = seek  # a seek: the state is rebuilt from the start, silently, up to there
+            await self._state("stopped" if self._stopped else "completed")
+        finally:
+            if self._queue is not None:
+                with contextlib.suppress(asyncio.QueueFull):
+                    self._queue.put_nowait(None)
+
+    async def _play(self, at: float) -> float | None:
+        """Play from the recording's start, silent before ``at``; returns where to seek to (None: done)."""
+        self.store.reset()
+        sessions: dict[str, Session] = {}
+        wall0: float | None = None
+        rec0 = at
+        for row in self._rows():
+            _seq, conn, venue, now, kind, arg, body = row
+            if now > self.end:
+                break
+            if self._stopped:
+                return None
+            if self._restart is not None:
+                seek, self._restart = self._restart, None
+                return seek
+            live = now >= at
+            if live and self.speed > 0:
+                if wall0 is None or self._restart_clock:
+                    self._restart_clock = False
+                    wall0, rec0 = self.clock(), now
+                await self._resume.wait()
+                delay = (now - rec0) / self.speed - (self.clock() - wall0)
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if not self._resume.is_set():  # paused while waiting: the clock starts again after
+                    await self._resume.wait()
+                    wall0, rec0 = self.clock(), now
+            elif live:
+                await self._resume.wait()
+            events = self._feed(sessions, conn, venue, now, kind, arg, body)
+            self.position = now
+            if live and events:
+                await self._hand_on(events)
+            elif live:
+                await asyncio.sleep(0)
+        return None
+
+    def _rows(self) -> Iterator[Row]:
+        cursor = self._db.execute("SELECT seq, conn, venue, time, kind, arg, body FROM journal ORDER BY seq")
+        while True:
+            chunk = cursor.fetchmany(2000)
+            if not chunk:
+                return
+            yield from chunk
+
+    def _feed(
+        self,
+        sessions: dict[str, Session],
+        conn: str,
+        venue: str,
+        now: float,
+        kind: str,
+        arg: str | None,
+        body: bytes | None,
+    ) -> list[Event]:
+        """One journal row: what its session answers, or the worker's event it recorded."""
+        store = self.store
+        if kind == "event":
+            ev = event_of(json.loads(arg or "{}"))
+            store.apply(ev)
+            return [ev]
+        if kind == "session":
+            sessions[conn] = self._session(conn, venue, json.loads(arg or "{}"))
+            return []
+        session = sessions.get(conn)
+        if session is None:
+            return []
+        if kind == "frame":
+            out = take_frame(session, store, body or b"", now)
+        else:
+            out = take_events(session, store, self._input(session, kind, arg, body, now), now)
+        session.take_actions()  # nothing is carried out: no socket, no REST
+        return out
+
+    @staticmethod
+    def _input(session: Session, kind: str, arg: str | None, body: bytes | None, now: float) -> list[Event]:
+        data: Any = json.loads(arg) if arg and kind not in ("closed",) else None
+        if kind == "opened":
+            return session.opened(now)
+        if kind == "timer":
+            return session.timer(now)
+        if kind == "fetched":
+            return session.fetched(data["key"], int(data["status"]), body or b"", now)
+        if kind == "fetch_failed":
+            return session.fetch_failed(data["key"], str(data["reason"]), now)
+        if kind == "subscribed":
+            new = session.wanted.subs.add(data["channel"], data["products"])
+            return session.subscribed(data["channel"], new, now) if new or not data["products"] else []
+        if kind == "unsubscribed":
+            whole = bool(data["whole"])
+            removed = session.wanted.subs.remove(data["channel"], None if whole else data["removed"])
+            return session.unsubscribed(data["channel"], removed, whole, now)
+        if kind == "control":
+            return session.control(data["action"], now, **data["args"])
+        if kind == "closed":
+            return session.closed(arg or "", now)
+        return []
+
+    def _session(self, conn: str, venue: str, state: dict[str, Any]) -> Session:
+        adapter = venue_class(venue)()
+        subs = Subscriptions()
+        for channel, products in state.get("subs", {}).items():
+            subs.add(channel, products)
+        plan = state.get("replay")
+        wanted = Wanted(adapter, state.get("products", []), subs, ReplayPlan(**plan) if plan else None)
+        wanted.rejected.update(state.get("rejected", []))
+        session = adapter.session_type(
+            adapter,
+            str(state.get("endpoint", "market")),
+            conn,
+            wanted,
+            self.store,
+            resync_timeout=float(state.get("resync_timeout", 10.0)),
+            retry_base=float(state.get("retry_base", 0.5)),
+        )
+        session.offline = True  # answers come from the recording; nothing is sent or signed
+        return session
+
+    async def _state(self, state: str) -> None:
+        ev = ReplayState(
+            self.venue,
+            time.time(),
+            "replay",
+            state,
+            ",".join(self.products),
+            self.position,
+            self.start,
+            self.end,
+            self.speed,
+        )
+        self.store.apply(ev)
+        await self._hand_on([ev], applied=True)
+
+    async def _hand_on(self, events: list[Event], *, applied: bool = True) -> None:
+        self.store.replay_progress(self.position)
+        if self.sink is not None:
+            result = self.sink(events)
+            if result is not None:
+                await result
+        elif self._queue is not None:
+            await self._queue.put(events)

@@ -1,0 +1,368 @@
+"""Recording into one SQLite file: the journal every replay is built from, and tables to query.
+
+The journal keeps what each venue session was fed (the raw wire frames with their receive times, REST
+answers, ticks of the clock, subscription changes) and the worker's own events (connects, closes,
+retries): replayed through the same venue code, it gives the same events, so any venue can be replayed.
+Beside it, normalized tables for SQL: trades, tickers, candles (the venue's and those built from
+trades), top-of-book changes (at most a few a second per product), full book snapshots every minute,
+and health events. The README documents the schema with example queries.
+
+Recording never slows the feed: the event loop only puts rows on a bounded queue; a thread writes them
+in batches (WAL). A writer that falls behind or fails is said, with counts (``Recording`` events:
+``behind``, ``lost``); at the size limit recording stops and says so. Every configured secret is
+removed from frames and REST bodies before they reach the disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from tickerterm import __version__
+from tickerterm.core.events import (
+    BookSnapshot,
+    BookUpdate,
+    Candle,
+    Event,
+    HealthEvent,
+    Heartbeat,
+    Recording,
+    Ticker,
+    Trade,
+)
+from tickerterm.core.ndjson import record
+from tickerterm.core.safe import Redactor
+from tickerterm.core.store import Store
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+DEFAULT_MAX_BYTES = 2 * 2**30
+"""Recording stops at this size (``--record-max``): a long session cannot fill the disk."""
+QUEUE_ROWS = 200_000
+"""Rows waiting for the writer at most; past it rows are dropped and counted (``lost``)."""
+TOP_EVERY = 0.2
+"""Seconds between two top-of-book rows of one product (at most five a second)."""
+SNAPSHOT_EVERY = 60.0
+"""Seconds between two full book snapshots of one product."""
+SNAPSHOT_LEVELS = 1000
+"""Levels per side in a book snapshot row."""
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS journal (
+    seq INTEGER PRIMARY KEY,
+    conn TEXT NOT NULL, venue TEXT NOT NULL, time REAL NOT NULL,
+    kind TEXT NOT NULL, arg TEXT, body BLOB
+);
+CREATE TABLE IF NOT EXISTS trades (
+    venue TEXT NOT NULL, product TEXT NOT NULL, time REAL NOT NULL,
+    price TEXT NOT NULL, size TEXT NOT NULL, side TEXT NOT NULL, trade_id TEXT, recv_ts REAL NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS trades_id ON trades (venue, product, trade_id);
+CREATE INDEX IF NOT EXISTS trades_time ON trades (venue, product, time);
+CREATE TABLE IF NOT EXISTS tickers (
+    venue TEXT NOT NULL, product TEXT NOT NULL, time REAL NOT NULL,
+    price TEXT, bid TEXT, bid_size TEXT, ask TEXT, ask_size TEXT, volume_24h TEXT, recv_ts REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tickers_time ON tickers (venue, product, time);
+CREATE TABLE IF NOT EXISTS candles (
+    venue TEXT NOT NULL, product TEXT NOT NULL, interval INTEGER NOT NULL, start INTEGER NOT NULL,
+    open TEXT NOT NULL, high TEXT NOT NULL, low TEXT NOT NULL, close TEXT NOT NULL, volume TEXT NOT NULL,
+    source TEXT NOT NULL,
+    PRIMARY KEY (venue, product, interval, start, source)
+);
+CREATE TABLE IF NOT EXISTS top_of_book (
+    venue TEXT NOT NULL, product TEXT NOT NULL, time REAL NOT NULL,
+    bid TEXT, bid_size TEXT, ask TEXT, ask_size TEXT, state TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS top_time ON top_of_book (venue, product, time);
+CREATE TABLE IF NOT EXISTS book_snapshots (
+    venue TEXT NOT NULL, product TEXT NOT NULL, time REAL NOT NULL, state TEXT NOT NULL,
+    bids TEXT NOT NULL, asks TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS health (
+    venue TEXT NOT NULL, conn TEXT NOT NULL, time REAL NOT NULL, type TEXT NOT NULL,
+    product TEXT, detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS health_time ON health (time);
+"""
+
+_INSERT = {
+    "journal": "INSERT INTO journal (conn, venue, time, kind, arg, body) VALUES (?, ?, ?, ?, ?, ?)",
+    "trades": "INSERT OR IGNORE INTO trades VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    "tickers": "INSERT INTO tickers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "candles": "INSERT OR REPLACE INTO candles VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "top_of_book": "INSERT INTO top_of_book VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    "book_snapshots": "INSERT INTO book_snapshots VALUES (?, ?, ?, ?, ?, ?)",
+    "health": "INSERT INTO health VALUES (?, ?, ?, ?, ?, ?)",
+}
+_HEALTH_SKIP = {"type", "venue", "recv_ts", "conn", "product"}
+
+
+def parse_size(text: str) -> int:
+    """``500M``, ``2G``, ``1024`` (bytes) -> bytes; ValueError for anything else."""
+    t = text.strip().upper().removesuffix("B")
+    scale = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}.get(t[-1:], 1)
+    number = t[:-1] if scale != 1 else t
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(f"not a size: {text!r} (e.g. 500M, 2G)") from None
+    if not value > 0:
+        raise ValueError(f"not a size: {text!r} (e.g. 500M, 2G)")
+    return int(value * scale)
+
+
+class Recorder:
+    """One recording (see the module docstring). ``record`` and ``events`` run on the event loop and
+    never block; ``close`` waits for the writer to finish."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        secrets: Iterable[str] = (),
+        queue_rows: int = QUEUE_ROWS,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        self.path = os.path.abspath(os.path.expanduser(path))
+        self.max_bytes = max_bytes
+        self._redact = Redactor(secrets)
+        self._queue: queue.Queue[tuple[str, tuple[Any, ...]] | None] = queue.Queue(maxsize=queue_rows)
+        self.state = "on"
+        self.error = ""
+        self.rows = 0
+        self.lost = 0
+        self.bytes = 0
+        self._meta = dict(meta or {})
+        self._top: dict[tuple[str, str], tuple[float, Any, Any, str]] = {}
+        self._snapped: dict[tuple[str, str], float] = {}
+        self._minute: dict[tuple[str, str], int] = {}
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the file (it must be writable: the error is raised here, before the feed starts)."""
+        directory = os.path.dirname(self.path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        db = _connect(self.path)
+        try:
+            rows = {
+                "schema_version": str(SCHEMA_VERSION),
+                "tickerterm": __version__,
+                "started": repr(time.time()),
+                **{k: json.dumps(v) for k, v in self._meta.items()},
+            }
+            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", rows.items())
+            db.commit()
+        finally:
+            db.close()
+        self._thread = threading.Thread(target=self._run, name="tickerterm-recorder", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued and close the file."""
+        thread = self._thread
+        if thread is None:
+            return
+        with contextlib.suppress(queue.Full):
+            self._queue.put(None, timeout=timeout)
+        thread.join(timeout)
+        self._thread = None
+        if self.state == "on":
+            self.state = "closed"
+
+    def status(self, now: float) -> Recording:
+        return Recording(
+            "recorder",
+            now,
+            "recorder",
+            self.path,
+            self.state,
+            self.bytes,
+            self.rows,
+            self._queue.qsize(),
+            self.lost,
+            self.max_bytes,
+            self.error,
+        )
+
+    # --- on the event loop -----------------------------------------------------------------
+
+    def record(
+        self, conn: str, venue: str, now: float, kind: str, arg: str | None = None, body: bytes | None = None
+    ) -> None:
+        """One journal row (the stream worker's ``Journal``)."""
+        self._put("journal", (conn, venue, now, kind, arg, body))
+
+    def events(self, events: list[Event], store: Store | None) -> None:
+        """The normalized rows for ``events``, once they are applied to ``store``."""
+        for ev in events:
+            cls = type(ev)
+            if cls is Trade:
+                self._trade(ev, store)  # type: ignore[arg-type]
+            elif cls is BookUpdate or cls is BookSnapshot:
+                if store is not None:
+                    self._book(ev, store)  # type: ignore[arg-type]
+            elif cls is Ticker:
+                t: Ticker = ev  # type: ignore[assignment]
+                when = t.exch_ts if t.exch_ts is not None else t.recv_ts
+                row = (t.venue, t.product, when, t.price, t.bid, t.bid_size, t.ask, t.ask_size, t.volume_24h)
+                self._put("tickers", (*row, t.recv_ts))
+            elif cls is Candle:
+                c: Candle = ev  # type: ignore[assignment]
+                row2 = (c.venue, c.product, c.interval, c.start, c.open, c.high, c.low, c.close, c.volume)
+                self._put("candles", (*row2, "venue"))
+            elif isinstance(ev, HealthEvent) and cls is not Heartbeat and cls is not Recording:
+                rec = record(ev) or {}
+                detail = {k: v for k, v in rec.items() if k not in _HEALTH_SKIP}
+                product = getattr(ev, "product", None)
+                self._put("health", (ev.venue, ev.conn, ev.recv_ts, cls.type, product, json.dumps(detail)))
+
+    def _trade(self, t: Trade, store: Store | None) -> None:
+        when = t.exch_ts if t.exch_ts is not None else t.recv_ts
+        self._put(
+            "trades", (t.venue, t.product, when, t.price, t.size, t.side, t.trade_id or None, t.recv_ts)
+        )
+        if store is None:
+            return
+        key = (t.venue, t.product)
+        minute = int(when // 60) * 60
+        last = self._minute.get(key)
+        if last is not None and minute > last:  # a bar closed: the one built from trades goes in
+            series = store.candles.get(key)
+            bar = series.find(last) if series is not None else None
+            if bar is not None:
+                row = (
+                    t.venue,
+                    t.product,
+                    60,
+                    last,
+                    bar.open,
+                    bar.high,
+                    bar.low,
+                    bar.close,
+                    bar.volume_text,
+                )
+                self._put("candles", (*row, "trades"))
+        if last is None or minute > last:
+            self._minute[key] = minute
+
+    def _book(self, ev: BookSnapshot | BookUpdate, store: Store) -> None:
+        key = (ev.venue, ev.product)
+        book = store.books.get(key)
+        if book is None:
+            return
+        now = ev.recv_ts
+        bid, ask, state = book.best_bid, book.best_ask, book.state
+        last = self._top.get(key)
+        if last is None or ((bid, ask, state) != last[1:] and now - last[0] >= TOP_EVERY):
+            self._top[key] = (now, bid, ask, state)
+            b = bid or (None, None)
+            a = ask or (None, None)
+            self._put("top_of_book", (ev.venue, ev.product, now, b[0], b[1], a[0], a[1], state))
+        if now - self._snapped.get(key, 0.0) >= SNAPSHOT_EVERY and state == "ok":
+            self._snapped[key] = now
+            bids, asks = book.top(SNAPSHOT_LEVELS)
+            self._put(
+                "book_snapshots", (ev.venue, ev.product, now, state, json.dumps(bids), json.dumps(asks))
+            )
+
+    def _put(self, table: str, row: tuple[Any, ...]) -> None:
+        if self.state != "on":
+            self.lost += 1
+            return
+        try:
+            self._queue.put_nowait((table, row))
+        except queue.Full:
+            self.lost += 1
+
+    # --- the writer thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        db: sqlite3.Connection | None = None
+        try:
+            db = _connect(self.path)
+            done = False
+            while not done:
+                item = self._queue.get()
+                batch: dict[str, list[tuple[Any, ...]]] = {}
+                count = 0
+                while True:
+                    if item is None:
+                        done = True
+                        break
+                    table, row = item
+                    if table == "journal" and self._redact:
+                        row = self._scrub(row)
+                    batch.setdefault(table, []).append(row)
+                    count += 1
+                    if count >= 5000:
+                        break
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                if self.state != "on":
+                    self.lost += count
+                    continue
+                with db:
+                    for table, rows in batch.items():
+                        db.executemany(_INSERT[table], rows)
+                self.rows += count
+                self.bytes = _size(self.path)
+                if self.bytes >= self.max_bytes:
+                    self.state = "full"
+                    log.warning(
+                        "recording %s reached its limit (%d bytes): stopped", self.path, self.max_bytes
+                    )
+        except Exception as exc:  # a full disk, a file removed: said, never raised into the feed
+            self.state = "failed"
+            self.error = f"{type(exc).__name__}: {exc}"[:300]
+            log.warning("recording %s failed: %s", self.path, self.error)
+            while True:  # what is still queued is lost, and counted
+                try:
+                    if self._queue.get_nowait() is not None:
+                        self.lost += 1
+                except queue.Empty:
+                    break
+        finally:
+            if db is not None:
+                db.close()
+
+    def _scrub(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        conn, venue, now, kind, arg, body = row
+        if arg is not None:
+            arg = self._redact(arg)
+        if body is not None:
+            body = self._redact(body.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
+        return (conn, venue, now, kind, arg, body)
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.executescript(SCHEMA)
+    return db
+
+
+def _size(path: str) -> int:
+    total = 0
+    for suffix in ("", "-wal"):
+        with contextlib.suppress(OSError):
+            total += os.path.getsize(path + suffix)
+    return total
