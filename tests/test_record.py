@@ -1,0 +1,182 @@
+"""Record and replay: a simulator session with faults is recorded for every venue, replayed through the
+same venue code, and the replayed NDJSON is the live NDJSON; the tables hold what the session saw; the
+recording keeps no key; a writer that cannot keep up says so."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import FAST, fast_policy
+from tickerterm.api import open_feed
+from tickerterm.core.events import Event
+from tickerterm.core.ndjson import dumps
+from tickerterm.record.replay import FileReplay
+from tickerterm.record.sqlite import Recorder, parse_size
+from tickerterm.sim.faults import Faults
+
+CMD = [sys.executable, "-m", "tickerterm"]
+
+CASES: dict[str, tuple[list[str], list[str]]] = {
+    "coinbase": (["BTC-USD", "ETH-USD"], ["level2", "market_trades", "ticker"]),
+    "coinbase-exchange": (["BTC-USD", "ETH-USD"], ["level2_batch", "matches", "ticker", "full"]),
+    "bitzoom": (["BTC-USDT", "ETH-USDT"], ["depth@100ms", "trade", "ticker", "kline_1m"]),
+    "coinapi": (["COINBASE:BTC-USD", "COINBASE:ETH-USD"], ["book", "trade", "quote"]),
+    "0xarchive": (["BTC", "ETH"], ["orderbook", "trades"]),
+}
+SKIP = ('"type":"recording"', '"type":"replay"')
+
+
+async def record_live(venue: str, path: Path, seconds: float = 2.5) -> list[str]:
+    products, channels = CASES[venue]
+    lines: list[str] = []
+    feed_ref: list[Any] = []
+
+    def sink(events: list[Event]) -> None:
+        store = feed_ref[0].store if feed_ref else None
+        for ev in events:
+            line = dumps(ev, store)
+            if line is not None:
+                lines.append(line)
+
+    faults = Faults(drop_rate=0.03, close_code=1011, close_after_seconds=1.0)
+    options = dict(rate=300.0, depth=50, seed=11, timing=FAST, faults=faults)
+    async with open_feed(
+        venue,
+        products,
+        channels,
+        sim=True,
+        sim_options=options,
+        policy=fast_policy(stale_after=3.0),
+        sink=sink,
+        record=str(path),
+    ) as feed:
+        feed_ref.append(feed)
+        await asyncio.sleep(seconds)
+    return lines
+
+
+async def replay_all(path: Path) -> list[str]:
+    lines: list[str] = []
+    replay: FileReplay | None = None
+
+    def sink(events: list[Event]) -> None:
+        for ev in events:
+            line = dumps(ev, replay.store if replay is not None else None)
+            if line is not None:
+                lines.append(line)
+
+    replay = FileReplay(str(path), sink=sink, speed=0.0)
+    async with replay:
+        await replay.wait_finished()
+    return lines
+
+
+def kept(lines: list[str]) -> list[str]:
+    return [line for line in lines if not any(s in line for s in SKIP)]
+
+
+@pytest.mark.parametrize("venue", list(CASES))
+async def test_a_replay_prints_what_the_live_run_printed(venue: str, tmp_path: Path) -> None:
+    path = tmp_path / f"{venue}.db"
+    live = kept(await record_live(venue, path))
+    replayed = kept(await replay_all(path))
+    types = [json.loads(line)["type"] for line in live]
+    assert "closed" in types and "retry" in types, types  # the fault happened, live
+    assert "trade" in types and "book" in types
+    # the live sink stops with the feed; the replay also plays the closing that came after it
+    assert replayed[: len(live)] == live
+    with sqlite3.connect(path) as db:
+        trades = db.execute(
+            "SELECT count(*), (SELECT count(*) FROM (SELECT DISTINCT product, trade_id FROM trades)) "
+            "FROM trades"
+        ).fetchone()
+        records = [json.loads(x) for x in live]
+        live_trades = {(r["product"], r["trade_id"]) for r in records if r["type"] == "trade"}
+        assert trades[0] == trades[1] == len(live_trades) > 0  # every trade once
+        closes = db.execute("SELECT count(*) FROM health WHERE type = 'closed'").fetchone()[0]
+        assert closes >= 1
+        tops = db.execute("SELECT count(*) FROM top_of_book").fetchone()[0]
+        assert tops > 0
+
+
+def test_replay_from_a_minute_before_the_last_close(tmp_path: Path) -> None:
+    path = tmp_path / "coinbase.db"
+    asyncio.run(record_live("coinbase", path))
+    with sqlite3.connect(path) as db:
+        (close_at,) = db.execute("SELECT max(time) FROM health WHERE type = 'closed'").fetchone()
+    result = subprocess.run(
+        [*CMD, "replay", str(path), "--headless", "--before-gap"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    timed = [r["recv_ts"] for r in records if r["type"] not in ("replay",)]
+    assert timed and min(timed) >= close_at - 60.0  # nothing before a minute before the close
+    assert any(r["type"] == "closed" for r in records)
+
+
+def test_bad_replay_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_text("not a database")
+    for args in (
+        [str(junk)],
+        [str(tmp_path / "missing.db")],
+    ):
+        result = subprocess.run(
+            [*CMD, "replay", *args, "--headless"], capture_output=True, text=True, timeout=30
+        )
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert "Traceback" not in result.stderr and "not a tickerterm recording" in result.stderr
+    result = subprocess.run(
+        [*CMD, "--sim", "--record-max", "lots"], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2 and "not a size" in result.stderr
+
+
+def test_sizes() -> None:
+    assert parse_size("500M") == 500 * 2**20 and parse_size("2G") == 2 * 2**30 and parse_size("1024") == 1024
+    with pytest.raises(ValueError):
+        parse_size("-1G")
+
+
+def test_the_recording_keeps_no_key_and_stops_at_its_limit(tmp_path: Path) -> None:
+    path = tmp_path / "r.db"
+    recorder = Recorder(str(path), max_bytes=200_000, secrets=["SeCrEt-KEY-123"])
+    recorder.start()
+    frame = json.dumps({"type": "error", "message": "bad key SeCrEt-KEY-123"}).encode()
+    for i in range(100_000):
+        recorder.record("c", "coinbase", float(i), "frame", None, frame + b" " * 200)
+        if i % 500 == 0:
+            time.sleep(0.01)  # let the writer catch up: this test is about the limit, not the queue
+        if recorder.state == "full":
+            break
+    assert recorder.state == "full"
+    for i in range(10):  # past the limit: not written, counted
+        recorder.record("c", "coinbase", float(i), "frame", None, frame)
+    recorder.close()
+    assert recorder.lost == 10 and recorder.state == "full"  # said, with the count
+    data = path.read_bytes() + (
+        Path(str(path) + "-wal").read_bytes() if Path(str(path) + "-wal").exists() else b""
+    )
+    assert b"SeCrEt-KEY-123" not in data
+    with sqlite3.connect(path) as db:
+        (body,) = db.execute("SELECT body FROM journal LIMIT 1").fetchone()
+    assert b"bad key ***" in body
+    status = recorder.status(1.0)
+    assert (status.state, status.lost, status.limit) == ("full", recorder.lost, 200_000)
+
+
+def test_a_writer_that_falls_behind_counts_what_it_lost(tmp_path: Path) -> None:
+    recorder = Recorder(str(tmp_path / "slow.db"), queue_rows=10)
+    # not started: nothing drains the queue, so it fills like a writer that cannot keep up
+    for i in range(50):
+        recorder.record("c", "coinbase", float(i), "timer")
+    assert recorder.lost == 40 and recorder.status(0.0).behind == 10
