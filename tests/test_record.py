@@ -180,3 +180,32 @@ def test_a_writer_that_falls_behind_counts_what_it_lost(tmp_path: Path) -> None:
     for i in range(50):
         recorder.record("c", "coinbase", float(i), "timer")
     assert recorder.lost == 40 and recorder.status(0.0).behind == 10
+
+
+async def test_the_dashboard_replays_a_recording_with_the_replay_keys(tmp_path: Path) -> None:
+    from tests.ui_support import until
+    from tickerterm.ui.app import TickertermApp
+
+    path = tmp_path / "coinbase.db"
+    await record_live("coinbase", path)
+    channels = {"ticker": "ticker", "book": "level2", "trades": "market_trades"}
+    app = TickertermApp(
+        lambda store: FileReplay(str(path), store=store, collect=False, speed=0.25),
+        venue="coinbase",
+        products=["BTC-USD", "ETH-USD"],
+        channels=channels,
+        replay=True,
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.store.book("coinbase", "BTC-USD").state == "ok")
+        await until(pilot, lambda: "REPLAY 20" in str(app.sub_title) and "x0.25" in str(app.sub_title))
+        await pilot.press("space")
+        await until(pilot, lambda: app.store.replay is not None and app.store.replay.state == "paused")
+        await until(pilot, lambda: "PAUSED" in str(app.sub_title))
+        at = app.store.replay.current  # type: ignore[union-attr]
+        await pilot.pause(0.3)
+        assert app.store.replay.current == at  # type: ignore[union-attr]  # history waits
+        await pilot.press("plus")  # twice as fast, still paused until space
+        await pilot.press("space")
+        await until(pilot, lambda: app.store.replay.current != at)  # type: ignore[union-attr]
+        await until(pilot, lambda: " x0.5" in str(app.sub_title))

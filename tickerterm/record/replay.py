@@ -202,6 +202,7 @@ class FileReplay:
     async def _play(self, at: float) -> float | None:
         """Play from the recording's start, silent before ``at``; returns where to seek to (None: done)."""
         self.store.reset()
+        self.store.apply(self._replay_state(self._last_state))  # the header keeps saying REPLAY
         sessions: dict[str, Session] = {}
         wall0: float | None = None
         rec0 = at
@@ -317,8 +318,16 @@ class FileReplay:
         session.offline = True  # answers come from the recording; nothing is sent or signed
         return session
 
+    _last_state = "started"
+
     async def _state(self, state: str) -> None:
-        ev = ReplayState(
+        self._last_state = state
+        ev = self._replay_state(state)
+        self.store.apply(ev)
+        await self._hand_on([ev], applied=True)
+
+    def _replay_state(self, state: str) -> ReplayState:
+        return ReplayState(
             self.venue,
             time.time(),
             "replay",
@@ -329,8 +338,6 @@ class FileReplay:
             self.end,
             self.speed,
         )
-        self.store.apply(ev)
-        await self._hand_on([ev], applied=True)
 
     async def _hand_on(self, events: list[Event], *, applied: bool = True) -> None:
         self.store.replay_progress(self.position)

@@ -8,6 +8,7 @@ unsubscribe on the running connection: the venue really receives the frames.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
@@ -209,6 +210,8 @@ class TickertermApp(App[None]):
             parts.append(", ".join(f"{p} {'refused' if r else 'no data'}" for p, r in refused.items()))
         if self.replaying:
             parts.append(replay_mark(self.store))
+        if self.store.recording is not None:
+            parts.append(recording_mark(self.store))
         if self.paused:
             parts.append("PAUSED")
         return inert(" · ".join(parts), one_line=True)  # reasons in it may be a venue's text
@@ -446,6 +449,26 @@ def replay_mark(store: Store) -> str:
         text += f" x{state.speed:g}"
     extra = {"paused": "PAUSED", "completed": "DONE", "stopped": "STOPPED"}.get(state.state)
     return f"{text} {extra}" if extra else text
+
+
+def recording_mark(store: Store) -> str:
+    """``REC session.db 12.4 MB`` (FULL, FAILED, or behind/lost counts when the writer lags)."""
+    rec = store.recording
+    if rec is None:
+        return ""
+    name = os.path.basename(rec.path)
+    size = f"{rec.bytes / 2**20:.1f} MB"
+    text = {"on": "REC", "full": "REC FULL", "failed": "REC FAILED", "closed": "REC closed"}.get(
+        rec.state, "REC"
+    )
+    text = f"{text} {name} {size}"
+    if rec.state == "full":
+        text += f" (limit {rec.limit / 2**20:.0f} MB)"
+    if rec.lost:
+        text += f" lost {rec.lost}"
+    elif rec.behind > 1000:
+        text += f" behind {rec.behind}"
+    return text
 
 
 def connection_trouble(store: Store) -> str:
