@@ -209,3 +209,24 @@ async def test_the_dashboard_replays_a_recording_with_the_replay_keys(tmp_path: 
         await pilot.press("space")
         await until(pilot, lambda: app.store.replay.current != at)  # type: ignore[union-attr]
         await until(pilot, lambda: " x0.5" in str(app.sub_title))
+
+
+def test_the_readmes_queries_run_on_a_recording(tmp_path: Path) -> None:
+    """Every SQL block of the README's recording section, on a real recording: they run, and the volume
+    per minute adds up to the trades."""
+    import re
+
+    path = tmp_path / "coinbase.db"
+    asyncio.run(record_live("coinbase", path))
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Recording and replay", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sql\n(.*?)```", section, re.S)
+    assert len(blocks) == 3
+    with sqlite3.connect(path) as db:
+        results = [db.execute(q).fetchall() for block in blocks for q in block.split(";") if q.strip()]
+        total = db.execute("SELECT SUM(CAST(size AS REAL)) FROM trades").fetchone()[0]
+    recent, per_minute, troubles, unsafe = results
+    assert recent and per_minute and troubles and unsafe
+    assert abs(sum(row[3] for row in per_minute) - total) < 1e-9
+    assert any(row[2] == "closed" for row in troubles)
+    assert all(row[3] is None or row[3] >= 0 for row in unsafe)
