@@ -181,3 +181,22 @@ async def settle_books(
                 return
             sim.resume()
             await take_until(feed, lambda e: isinstance(e, BookResynced), timeout)
+
+
+POSTGRES = os.environ.get("TICKERTERM_TEST_POSTGRES", "postgresql://root@127.0.0.1:5432/test")
+"""The PostgreSQL server tests record into (the machines run one; CI uses it)."""
+
+
+async def postgres_or_skip() -> str:
+    """The test server's DSN; without a server the test is skipped with one line, or fails under CI."""
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(POSTGRES, timeout=5)
+    except Exception as exc:
+        reason = f"no PostgreSQL at {POSTGRES} ({type(exc).__name__}: {exc})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}: CI must have one")
+        pytest.skip(reason)
+    await conn.close()
+    return POSTGRES

@@ -11,9 +11,10 @@ from tickerterm.core.boundary import secrets_of
 from tickerterm.core.errors import ConfigError
 from tickerterm.core.events import Event
 from tickerterm.core.store import Store
-from tickerterm.record.sqlite import DEFAULT_MAX_BYTES, Recorder
+from tickerterm.record.sqlite import DEFAULT_MAX_BYTES
+from tickerterm.record.sqlite import Recorder as SqliteRecorder
 from tickerterm.sim import SimServer, simulator_class
-from tickerterm.stream.feed import Feed
+from tickerterm.stream.feed import Feed, Recorder
 from tickerterm.stream.policy import RetryPolicy
 from tickerterm.stream.worker import Sink
 from tickerterm.venues import VenueAdapter, venue_class
@@ -69,7 +70,7 @@ async def open_feed(
     try:
         adapter = cls(urls=urls, credentials=credentials)
         if record is not None:
-            recorder = open_recording(record, adapter, products, channels, record_max)
+            recorder = await open_recording(record, adapter, products, channels, record_max)
         feed = Feed(
             adapter,
             products,
@@ -86,26 +87,33 @@ async def open_feed(
             yield feed
     finally:
         if recorder is not None:
-            recorder.close()  # after the feed's own close: nothing is left to write (a no-op then)
+            await recorder.aclose()  # after the feed's own close: nothing is left to write then
         if server is not None:
             await server.stop()
 
 
-def open_recording(
-    path: str,
+async def open_recording(
+    target: str,
     adapter: VenueAdapter,
     products: Sequence[str],
     channels: Iterable[str] | None,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> Recorder:
-    """A started recorder for a feed of ``adapter`` (ConfigError when the file cannot be written)."""
+    """A started recorder for a feed of ``adapter``: a SQLite file, or a PostgreSQL server for a
+    ``postgresql://`` target (ConfigError when it cannot be written)."""
+    if target.startswith(("postgresql://", "postgres://")):
+        from tickerterm.record.postgres import PgRecorder
+
+        server = PgRecorder(target)
+        await server.start()
+        return server
     names = list(channels) if channels is not None else list(adapter.default_channels)
     meta = {"venue": adapter.name, "products": list(products), "channels": names}
-    recorder = Recorder(path, max_bytes=max_bytes, secrets=secrets_of(adapter.credentials), meta=meta)
+    recorder = SqliteRecorder(target, max_bytes=max_bytes, secrets=secrets_of(adapter.credentials), meta=meta)
     try:
         recorder.start()
     except (OSError, sqlite3.Error) as exc:
-        raise ConfigError(f"cannot record to {path}: {exc}") from None
+        raise ConfigError(f"cannot record to {target}: {exc}") from None
     return recorder
 
 

@@ -337,6 +337,9 @@ class Recording(HealthEvent):
     limit: int = 0
     """The size limit in bytes."""
     error: str = ""
+    """The last error (kept after a recovery: ``retries`` says there was one)."""
+    retries: int = 0
+    """Times a server store lost its connection and reconnected."""
 
 
 MARKET_TYPES = (Ticker, Trade, BookSnapshot, BookUpdate, Candle, ProductStatus, OrderUpdate, BalanceUpdate)

@@ -15,6 +15,7 @@ removed from frames and REST bodies before they reach the disk.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -28,19 +29,12 @@ from typing import Any
 
 from tickerterm import __version__
 from tickerterm.core.events import (
-    BookSnapshot,
-    BookUpdate,
-    Candle,
     Event,
-    HealthEvent,
-    Heartbeat,
     Recording,
-    Ticker,
-    Trade,
 )
-from tickerterm.core.ndjson import record
 from tickerterm.core.safe import Redactor
 from tickerterm.core.store import Store
+from tickerterm.record.rows import Rows
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +43,6 @@ DEFAULT_MAX_BYTES = 2 * 2**30
 """Recording stops at this size (``--record-max``): a long session cannot fill the disk."""
 QUEUE_ROWS = 200_000
 """Rows waiting for the writer at most; past it rows are dropped and counted (``lost``)."""
-TOP_EVERY = 0.2
-"""Seconds between two top-of-book rows of one product (at most five a second)."""
-SNAPSHOT_EVERY = 60.0
-"""Seconds between two full book snapshots of one product."""
-SNAPSHOT_LEVELS = 1000
-"""Levels per side in a book snapshot row."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -145,9 +133,7 @@ class Recorder:
         self.lost = 0
         self.bytes = 0
         self._meta = dict(meta or {})
-        self._top: dict[tuple[str, str], tuple[float, Any, Any, str]] = {}
-        self._snapped: dict[tuple[str, str], float] = {}
-        self._minute: dict[tuple[str, str], int] = {}
+        self._rows = Rows(self._put)
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
 
@@ -185,6 +171,10 @@ class Recorder:
         if self.state == "on":
             self.state = "closed"
 
+    async def aclose(self) -> None:
+        """``close`` off the event loop."""
+        await asyncio.to_thread(self.close)
+
     def status(self, now: float) -> Recording:
         return Recording(
             "recorder",
@@ -210,76 +200,7 @@ class Recorder:
 
     def events(self, events: list[Event], store: Store | None) -> None:
         """The normalized rows for ``events``, once they are applied to ``store``."""
-        for ev in events:
-            cls = type(ev)
-            if cls is Trade:
-                self._trade(ev, store)  # type: ignore[arg-type]
-            elif cls is BookUpdate or cls is BookSnapshot:
-                if store is not None:
-                    self._book(ev, store)  # type: ignore[arg-type]
-            elif cls is Ticker:
-                t: Ticker = ev  # type: ignore[assignment]
-                when = t.exch_ts if t.exch_ts is not None else t.recv_ts
-                row = (t.venue, t.product, when, t.price, t.bid, t.bid_size, t.ask, t.ask_size, t.volume_24h)
-                self._put("tickers", (*row, t.recv_ts))
-            elif cls is Candle:
-                c: Candle = ev  # type: ignore[assignment]
-                row2 = (c.venue, c.product, c.interval, c.start, c.open, c.high, c.low, c.close, c.volume)
-                self._put("candles", (*row2, "venue"))
-            elif isinstance(ev, HealthEvent) and cls is not Heartbeat and cls is not Recording:
-                rec = record(ev) or {}
-                detail = {k: v for k, v in rec.items() if k not in _HEALTH_SKIP}
-                product = getattr(ev, "product", None)
-                self._put("health", (ev.venue, ev.conn, ev.recv_ts, cls.type, product, json.dumps(detail)))
-
-    def _trade(self, t: Trade, store: Store | None) -> None:
-        when = t.exch_ts if t.exch_ts is not None else t.recv_ts
-        self._put(
-            "trades", (t.venue, t.product, when, t.price, t.size, t.side, t.trade_id or None, t.recv_ts)
-        )
-        if store is None:
-            return
-        key = (t.venue, t.product)
-        minute = int(when // 60) * 60
-        last = self._minute.get(key)
-        if last is not None and minute > last:  # a bar closed: the one built from trades goes in
-            series = store.candles.get(key)
-            bar = series.find(last) if series is not None else None
-            if bar is not None:
-                row = (
-                    t.venue,
-                    t.product,
-                    60,
-                    last,
-                    bar.open,
-                    bar.high,
-                    bar.low,
-                    bar.close,
-                    bar.volume_text,
-                )
-                self._put("candles", (*row, "trades"))
-        if last is None or minute > last:
-            self._minute[key] = minute
-
-    def _book(self, ev: BookSnapshot | BookUpdate, store: Store) -> None:
-        key = (ev.venue, ev.product)
-        book = store.books.get(key)
-        if book is None:
-            return
-        now = ev.recv_ts
-        bid, ask, state = book.best_bid, book.best_ask, book.state
-        last = self._top.get(key)
-        if last is None or ((bid, ask, state) != last[1:] and now - last[0] >= TOP_EVERY):
-            self._top[key] = (now, bid, ask, state)
-            b = bid or (None, None)
-            a = ask or (None, None)
-            self._put("top_of_book", (ev.venue, ev.product, now, b[0], b[1], a[0], a[1], state))
-        if now - self._snapped.get(key, 0.0) >= SNAPSHOT_EVERY and state == "ok":
-            self._snapped[key] = now
-            bids, asks = book.top(SNAPSHOT_LEVELS)
-            self._put(
-                "book_snapshots", (ev.venue, ev.product, now, state, json.dumps(bids), json.dumps(asks))
-            )
+        self._rows.add(events, store)
 
     def _put(self, table: str, row: tuple[Any, ...]) -> None:
         if self.state != "on":

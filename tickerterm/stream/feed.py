@@ -29,7 +29,8 @@ from tickerterm.venues.base import VenueAdapter
 STOP_TIMEOUT = 2.0
 """Seconds ``Feed.stop`` gives connections to close cleanly before it cancels them."""
 RECORDING_EVERY = 5.0
-"""Seconds between two ``recording`` events (only when something changed)."""
+"""Seconds between two ``recording`` events for its size and counts (a change of state, a loss or an
+error is said at once)."""
 
 
 class Recorder(Journal, Protocol):
@@ -39,7 +40,7 @@ class Recorder(Journal, Protocol):
 
     def status(self, now: float) -> Recording: ...
 
-    def close(self, timeout: float = 10.0) -> None: ...
+    async def aclose(self) -> None: ...
 
 
 class Feed:
@@ -169,15 +170,18 @@ class Feed:
         few seconds), applied to the store (the header shows it) and handed on like any event."""
         recorder = self.recorder
         assert recorder is not None
-        last: tuple[Any, ...] | None = None
+        said: tuple[Any, ...] | None = None
+        said_at = 0.0
         while True:
-            status = recorder.status(self.clock())
+            now = self.clock()
+            status = recorder.status(now)
             status.venue = self.adapter.name
-            key = (status.state, status.bytes, status.rows, status.lost, status.error)
-            if key != last:
-                last = key
+            trouble = (status.state, status.lost, status.error, status.retries)  # said at once
+            counts = (status.bytes, status.rows, status.behind)  # said every RECORDING_EVERY s
+            if said is None or trouble != said[0] or (counts != said[1] and now - said_at >= RECORDING_EVERY):
+                said, said_at = (trouble, counts), now
                 await self._hand_on([status])
-            await asyncio.sleep(RECORDING_EVERY)
+            await asyncio.sleep(0.5)
 
     async def _hand_on(self, events: list[Event]) -> None:
         for ev in events:
@@ -233,7 +237,7 @@ class Feed:
             self._recording_task = None
             recorder = self.recorder
             assert recorder is not None
-            await asyncio.to_thread(recorder.close)  # what is queued is written before it returns
+            await recorder.aclose()  # what is queued is written before it returns
             status = recorder.status(self.clock())
             status.venue = self.adapter.name
             with contextlib.suppress(Exception):  # a reader that stopped reading: the file says it all

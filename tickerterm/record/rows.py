@@ -1,0 +1,118 @@
+"""The normalized rows a recording keeps, from the events as they are applied (one builder for every
+store: the SQLite file and PostgreSQL write the same tables)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from tickerterm.core.events import (
+    BookSnapshot,
+    BookUpdate,
+    Candle,
+    Event,
+    HealthEvent,
+    Heartbeat,
+    Recording,
+    Ticker,
+    Trade,
+)
+from tickerterm.core.ndjson import record
+from tickerterm.core.store import Store
+
+TOP_EVERY = 0.2
+"""Seconds between two top-of-book rows of one product (at most five a second)."""
+SNAPSHOT_EVERY = 60.0
+"""Seconds between two full book snapshots of one product."""
+SNAPSHOT_LEVELS = 1000
+"""Levels per side in a book snapshot row."""
+_HEALTH_SKIP = {"type", "venue", "recv_ts", "conn", "product"}
+
+Put = Callable[[str, tuple[Any, ...]], None]
+"""``put(table, row)``."""
+
+
+class Rows:
+    """Turns applied events into rows: trades, tickers, candles (the venue's, and one-minute bars built
+    from trades when they close), top of book (when it changes, at most every ``TOP_EVERY`` s), book
+    snapshots (every ``SNAPSHOT_EVERY`` s), health events."""
+
+    def __init__(self, put: Put) -> None:
+        self._put = put
+        self._top: dict[tuple[str, str], tuple[float, Any, Any, str]] = {}
+        self._snapped: dict[tuple[str, str], float] = {}
+        self._minute: dict[tuple[str, str], int] = {}
+
+    def add(self, events: list[Event], store: Store | None) -> None:
+        """The rows for ``events``, once they are applied to ``store``."""
+        for ev in events:
+            cls = type(ev)
+            if cls is Trade:
+                self._trade(ev, store)  # type: ignore[arg-type]
+            elif cls is BookUpdate or cls is BookSnapshot:
+                if store is not None:
+                    self._book(ev, store)  # type: ignore[arg-type]
+            elif cls is Ticker:
+                t: Ticker = ev  # type: ignore[assignment]
+                when = t.exch_ts if t.exch_ts is not None else t.recv_ts
+                row = (t.venue, t.product, when, t.price, t.bid, t.bid_size, t.ask, t.ask_size, t.volume_24h)
+                self._put("tickers", (*row, t.recv_ts))
+            elif cls is Candle:
+                c: Candle = ev  # type: ignore[assignment]
+                row2 = (c.venue, c.product, c.interval, c.start, c.open, c.high, c.low, c.close, c.volume)
+                self._put("candles", (*row2, "venue"))
+            elif isinstance(ev, HealthEvent) and cls is not Heartbeat and cls is not Recording:
+                rec = record(ev) or {}
+                detail = {k: v for k, v in rec.items() if k not in _HEALTH_SKIP}
+                product = getattr(ev, "product", None)
+                self._put("health", (ev.venue, ev.conn, ev.recv_ts, cls.type, product, json.dumps(detail)))
+
+    def _trade(self, t: Trade, store: Store | None) -> None:
+        when = t.exch_ts if t.exch_ts is not None else t.recv_ts
+        self._put(
+            "trades", (t.venue, t.product, when, t.price, t.size, t.side, t.trade_id or None, t.recv_ts)
+        )
+        if store is None:
+            return
+        key = (t.venue, t.product)
+        minute = int(when // 60) * 60
+        last = self._minute.get(key)
+        if last is not None and minute > last:  # a bar closed: the one built from trades goes in
+            series = store.candles.get(key)
+            bar = series.find(last) if series is not None else None
+            if bar is not None:
+                row = (
+                    t.venue,
+                    t.product,
+                    60,
+                    last,
+                    bar.open,
+                    bar.high,
+                    bar.low,
+                    bar.close,
+                    bar.volume_text,
+                )
+                self._put("candles", (*row, "trades"))
+        if last is None or minute > last:
+            self._minute[key] = minute
+
+    def _book(self, ev: BookSnapshot | BookUpdate, store: Store) -> None:
+        key = (ev.venue, ev.product)
+        book = store.books.get(key)
+        if book is None:
+            return
+        now = ev.recv_ts
+        bid, ask, state = book.best_bid, book.best_ask, book.state
+        last = self._top.get(key)
+        if last is None or ((bid, ask, state) != last[1:] and now - last[0] >= TOP_EVERY):
+            self._top[key] = (now, bid, ask, state)
+            b = bid or (None, None)
+            a = ask or (None, None)
+            self._put("top_of_book", (ev.venue, ev.product, now, b[0], b[1], a[0], a[1], state))
+        if now - self._snapped.get(key, 0.0) >= SNAPSHOT_EVERY and state == "ok":
+            self._snapped[key] = now
+            bids, asks = book.top(SNAPSHOT_LEVELS)
+            self._put(
+                "book_snapshots", (ev.venue, ev.product, now, state, json.dumps(bids), json.dumps(asks))
+            )
