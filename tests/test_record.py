@@ -230,3 +230,51 @@ def test_the_readmes_queries_run_on_a_recording(tmp_path: Path) -> None:
     assert abs(sum(row[3] for row in per_minute) - total) < 1e-9
     assert any(row[2] == "closed" for row in troubles)
     assert all(row[3] is None or row[3] >= 0 for row in unsafe)
+
+
+async def test_r_starts_and_stops_a_recording_that_replays_with_whole_books(tmp_path: Path) -> None:
+    """Started mid-session, a recording would begin with updates to books it never saw, and with
+    sequence numbers its replay cannot know: the connection reconnects when it starts, so the recording
+    starts with a new connection and its replay shows whole books from the first line."""
+    from tests.ui_support import until
+    from tickerterm.api import open_recording
+    from tickerterm.ui.app import TickertermApp
+
+    path = tmp_path / "mid.db"
+    options: dict[str, Any] = dict(rate=300.0, depth=50, seed=3, timing=FAST, faults=Faults())
+
+    def opener(store: Any) -> Any:
+        return open_feed(
+            "coinbase",
+            ["BTC-USD", "ETH-USD"],
+            ["level2", "market_trades", "ticker"],
+            sim=True,
+            sim_options=options,
+            policy=fast_policy(stale_after=3.0),
+            collect=False,
+            store=store,
+        )
+
+    async def recorder(feed: Any) -> Any:
+        return await open_recording(str(path), feed.adapter, feed.products, None)
+
+    channels = {"ticker": "ticker", "book": "level2", "trades": "market_trades"}
+    app = TickertermApp(
+        opener, recorder=recorder, venue="coinbase", products=["BTC-USD", "ETH-USD"], channels=channels
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.store.book("coinbase", "BTC-USD").state == "ok")
+        await pilot.press("r")
+        await until(pilot, lambda: "REC mid.db" in str(app.sub_title))
+        await until(pilot, lambda: app.store.book("coinbase", "BTC-USD").state == "ok")  # rebuilt
+        await pilot.pause(1.0)
+        await pilot.press("r")
+        await until(pilot, lambda: app.store.recording is not None and app.store.recording.state == "closed")
+        await until(pilot, lambda: "REC" not in str(app.sub_title))
+    replayed = [json.loads(line) for line in await replay_all(path)]
+    books = [r for r in replayed if r["type"] == "book" and r["product"] == "BTC-USD"]
+    assert books and books[0]["snapshot"] and books[0]["state"] == "ok"  # whole from the first line
+    assert books[-1]["state"] == "ok" or books[-1]["reason"].startswith("connection lost")
+    assert not [r for r in replayed if r["type"] in ("gap", "malformed")]
+    retry = next(r for r in replayed if r["type"] == "retry")  # the live reconnect, said in the recording
+    assert retry["reason"] == "recording started: a new connection to record from" and retry["delay"] == 0

@@ -22,7 +22,7 @@ from datetime import UTC
 from typing import Any, NoReturn
 
 from tickerterm import __version__
-from tickerterm.api import open_feed
+from tickerterm.api import open_feed, open_recording
 from tickerterm.core.errors import ConfigError, TickertermError
 from tickerterm.core.events import Event, GaveUp
 from tickerterm.core.ndjson import dumps
@@ -530,8 +530,14 @@ def run_dashboard(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
             record_max=ns.record_max,
         )
 
+    async def new_recording(feed: Any) -> Any:  # with the feed's adapter: its keys are kept off the disk
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        path = f"tickerterm-{adapter.name}-{stamp}.db"
+        return await open_recording(path, feed.adapter, feed.products, plan["channels"], ns.record_max)
+
     app = TickertermApp(
         opener,
+        recorder=new_recording,
         venue=adapter.name,
         products=plan["products"],
         channels=channels,

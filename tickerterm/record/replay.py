@@ -276,7 +276,7 @@ class FileReplay:
 
     @staticmethod
     def _input(session: Session, kind: str, arg: str | None, body: bytes | None, now: float) -> list[Event]:
-        data: Any = json.loads(arg) if arg and kind not in ("closed",) else None
+        data: Any = json.loads(arg) if arg and kind != "closed" else None
         if kind == "opened":
             return session.opened(now)
         if kind == "timer":

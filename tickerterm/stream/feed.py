@@ -183,10 +183,44 @@ class Feed:
                 await self._hand_on([status])
             await asyncio.sleep(0.5)
 
+    async def start_recording(self, recorder: Recorder) -> None:
+        """Record from now on (a started recorder): every connection reconnects at once, so the recording
+        starts with new connections and whole books (``Connection.start_journal``)."""
+        if self.recorder is not None:
+            raise ConfigError("already recording")
+        self.recorder = recorder
+        for conn in self.connections.values():
+            conn.sink = self._recording(conn.sink)
+            await conn.start_journal(recorder)
+        self._recording_task = asyncio.create_task(self._report_recording(), name="recording")
+
+    async def stop_recording(self) -> Recording | None:
+        """Stop recording (what is queued is written): the final status, or None when not recording."""
+        recorder = self.recorder
+        if recorder is None:
+            return None
+        for conn in self.connections.values():
+            conn.stop_journal()
+            conn.sink = self._plain_sink()
+        self.recorder = None
+        if self._recording_task is not None:
+            self._recording_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recording_task
+            self._recording_task = None
+        await recorder.aclose()
+        status = recorder.status(self.clock())
+        status.venue = self.adapter.name
+        await self._hand_on([status])
+        return status
+
+    def _plain_sink(self) -> Sink | None:
+        return self._user_sink or (self._sink if self._queue is not None else None)
+
     async def _hand_on(self, events: list[Event]) -> None:
         for ev in events:
             self.store.apply(ev)
-        sink = self._user_sink or (self._sink if self._queue is not None else None)
+        sink = self._plain_sink()
         if sink is not None:
             result = sink(events)
             if result is not None:
@@ -235,8 +269,8 @@ class Feed:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._recording_task
             self._recording_task = None
-            recorder = self.recorder
-            assert recorder is not None
+        recorder = self.recorder
+        if recorder is not None:
             await recorder.aclose()  # what is queued is written before it returns
             status = recorder.status(self.clock())
             status.venue = self.adapter.name

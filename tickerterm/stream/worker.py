@@ -235,6 +235,19 @@ class Connection:
         self._journal("control", {"action": action, "args": args}, now=now)
         await self._handle(session, session.control(action, now, **args))
 
+    async def start_journal(self, journal: Journal) -> None:
+        """Start recording on a running connection. A recording must begin where a replay can begin,
+        with a new connection (a session's protocol state cannot be written down mid-stream), so a
+        connection that is up reconnects at once; the books come back from their new snapshots."""
+        self.journal = journal
+        ws = self._ws
+        if ws is not None and self._end is None:
+            self._end = _End(None, "recording started: a new connection to record from", planned=True)
+            ws.transport.abort()
+
+    def stop_journal(self) -> None:
+        self.journal = None
+
     async def stop(self) -> None:
         self._stopping = True
         self._wake.set()
@@ -286,6 +299,10 @@ class Connection:
             resync_timeout=self.policy.resync_timeout,
             retry_base=self.policy.base,
         )
+        self._journal_session()
+        return self.session
+
+    def _journal_session(self) -> None:
         if self.journal is not None:
             plan = self.wanted.replay
             self._journal(
@@ -300,7 +317,6 @@ class Connection:
                     "retry_base": self.policy.base,
                 },
             )
-        return self.session
 
     async def _run(self) -> None:
         adapter, policy = self.adapter, self.policy

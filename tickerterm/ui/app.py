@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from decimal import Decimal
 from functools import partial
@@ -60,6 +60,20 @@ class FeedLike(Protocol):
     async def control(self, action: str, **args: Any) -> None: ...
 
 
+class Recordable(Protocol):
+    """A feed that records on demand (``tickerterm.Feed``; a replay does not)."""
+
+    recorder: Any
+
+    async def start_recording(self, recorder: Any) -> None: ...
+
+    async def stop_recording(self) -> Any: ...
+
+
+RecorderFactory = Callable[[Any], Awaitable[Any]]
+"""Makes a started recorder for a new recording of the feed it is given (the command line gives one:
+the app stays on core)."""
+
 Opener = Callable[[Store], AbstractAsyncContextManager[FeedLike]]
 
 
@@ -88,6 +102,7 @@ class TickertermApp(App[None]):
         Binding("plus,equals_sign", "replay_speed(2.0)", "Faster", id="replay.faster", show=False),
         Binding("minus", "replay_speed(0.5)", "Slower", id="replay.slower", show=False),
         Binding("x", "replay_stop", "Stop replay", id="replay.stop", show=False),
+        Binding("r", "toggle_record", "Record", id="record.toggle", show=False),
         Binding("L", "toggle_light", "Light/dark", id="display.theme", show=False),
         Binding("question_mark", "show_help", "Help", id="help"),
         Binding("q", "quit", "Quit", id="quit"),
@@ -108,6 +123,7 @@ class TickertermApp(App[None]):
         ("← →", "replay: seek back / on one minute"),
         ("+ = -", "replay: twice as fast (+ or =), half as fast (-)"),
         ("x", "replay: stop"),
+        ("r", "start / stop recording (a new file; REC in the header; tickerterm replay FILE)"),
         ("L", "light / dark theme"),
         ("ctrl+p", "command palette: every action"),
         ("?", "this help"),
@@ -129,8 +145,11 @@ class TickertermApp(App[None]):
         store: Store | None = None,
         replay: bool = False,
         log_file: str | None = None,
+        recorder: RecorderFactory | None = None,
     ) -> None:
         super().__init__()
+        self.recorder_factory = recorder
+        """Makes a recorder when ``r`` starts a recording (None: this session cannot record)."""
         self.log_file = log_file
         """Where log lines go (``-v``/``--log-file``): said in a toast at start and in the help."""
         self.opener = opener
@@ -210,8 +229,9 @@ class TickertermApp(App[None]):
             parts.append(", ".join(f"{p} {'refused' if r else 'no data'}" for p, r in refused.items()))
         if self.replaying:
             parts.append(replay_mark(self.store))
-        if self.store.recording is not None:
-            parts.append(recording_mark(self.store))
+        rec = recording_mark(self.store)
+        if rec:
+            parts.append(rec)
         if self.paused:
             parts.append("PAUSED")
         return inert(" · ".join(parts), one_line=True)  # reasons in it may be a venue's text
@@ -376,6 +396,25 @@ class TickertermApp(App[None]):
         speed = (state.speed if state is not None and state.speed else 1.0) * factor
         await self.feed.control("speed", speed=max(0.25, min(speed, 10_000.0)))
 
+    async def action_toggle_record(self) -> None:
+        feed = self.feed
+        if feed is None or not hasattr(feed, "start_recording") or self.recorder_factory is None:
+            self.notify("this session cannot record (a replay plays a recording)", timeout=3)
+            return
+        recordable: Recordable = feed  # type: ignore[assignment]
+        try:
+            if recordable.recorder is None:
+                recorder = await self.recorder_factory(feed)
+                await recordable.start_recording(recorder)
+                self.notify(inert(f"recording to {recorder.path}"), timeout=4)
+            else:
+                status = await recordable.stop_recording()
+                where = f"{status.path} ({status.bytes / 2**20:.1f} MB)" if status is not None else ""
+                self.notify(inert(f"recording stopped: {where}"), timeout=6)
+        except TickertermError as exc:
+            self.notify(inert(str(exc)), severity="error")
+        self.sub_title = self._subtitle()
+
     async def action_replay_stop(self) -> None:
         if self.replaying and self.feed is not None:
             await self.feed.control("stop")
@@ -434,6 +473,7 @@ _COMMAND_TITLES = {
     "replay.faster": "Replay: twice as fast",
     "replay.slower": "Replay: half as fast",
     "replay.stop": "Replay: stop",
+    "record.toggle": "Start or stop recording",
 }
 
 
@@ -458,9 +498,9 @@ def recording_mark(store: Store) -> str:
         return ""
     name = os.path.basename(rec.path)
     size = f"{rec.bytes / 2**20:.1f} MB"
-    text = {"on": "REC", "full": "REC FULL", "failed": "REC FAILED", "closed": "REC closed"}.get(
-        rec.state, "REC"
-    )
+    if rec.state == "closed":  # stopped: the toast said where it went
+        return ""
+    text = {"on": "REC", "full": "REC FULL", "failed": "REC FAILED"}.get(rec.state, f"REC {rec.state}")
     text = f"{text} {name} {size}"
     if rec.state == "full":
         text += f" (limit {rec.limit / 2**20:.0f} MB)"
