@@ -266,6 +266,10 @@ async def test_r_starts_and_stops_a_recording_that_replays_with_whole_books(tmp_
         await until(pilot, lambda: app.store.book("coinbase", "BTC-USD").state == "ok")
         await pilot.press("r")
         await until(pilot, lambda: "REC mid.db" in str(app.sub_title))
+        from tests.test_ui import text_of
+        from tickerterm.ui.widgets import HealthPanel
+
+        await until(pilot, lambda: "recording on" in text_of(app.query_one(HealthPanel)))
         await until(pilot, lambda: app.store.book("coinbase", "BTC-USD").state == "ok")  # rebuilt
         await pilot.pause(1.0)
         await pilot.press("r")
@@ -278,3 +282,26 @@ async def test_r_starts_and_stops_a_recording_that_replays_with_whole_books(tmp_
     assert not [r for r in replayed if r["type"] in ("gap", "malformed")]
     retry = next(r for r in replayed if r["type"] == "retry")  # the live reconnect, said in the recording
     assert retry["reason"] == "recording started: a new connection to record from" and retry["delay"] == 0
+
+
+async def test_before_the_gap_plays_again_from_a_minute_before_the_last_close(tmp_path: Path) -> None:
+    path = tmp_path / "coinbase.db"
+    await record_live("coinbase", path)
+    seen: list[str] = []
+
+    def sink(events: list[Event]) -> None:
+        seen.extend(type(e).__name__ for e in events)
+
+    replay = FileReplay(str(path), sink=sink, speed=1.0)
+    async with replay:
+        for _ in range(100):
+            if "Closed" in seen:
+                break
+            await asyncio.sleep(0.05)
+        first = seen.count("Connecting")
+        await replay.control("before_gap")  # the recording is shorter than a minute: from its start
+        for _ in range(100):
+            if seen.count("Connecting") > first:
+                break
+            await asyncio.sleep(0.05)
+        assert seen.count("Connecting") > first

@@ -147,7 +147,8 @@ class FileReplay:
         raise ConfigError("a replay plays what was recorded: its channels cannot change")
 
     async def control(self, action: str, **args: Any) -> None:
-        """``pause``, ``resume``, ``stop``, ``seek`` (``timestamp``: recorded UNIX seconds), ``speed``."""
+        """``pause``, ``resume``, ``stop``, ``seek`` (``timestamp``: recorded UNIX seconds), ``speed``,
+        ``before_gap`` (a minute before the recording's last gap, close or stale feed)."""
         if action == "pause":
             self._resume.clear()
             await self._state("paused")
@@ -160,6 +161,12 @@ class FileReplay:
             await self._state("resumed" if self._resume.is_set() else "paused")
         elif action == "seek":
             self._restart = min(max(float(args["timestamp"]), self.first), self.last)
+            self._resume.set()
+        elif action == "before_gap":  # what happened before the disconnect: a minute before the last one
+            trouble = last_trouble(self._db)
+            if trouble is None:
+                raise ConfigError("this recording has no gap, close or stale feed")
+            self._restart = max(self.first, trouble - 60.0)
             self._resume.set()
         elif action == "stop":
             self._stopped = True

@@ -102,6 +102,7 @@ class TickertermApp(App[None]):
         Binding("plus,equals_sign", "replay_speed(2.0)", "Faster", id="replay.faster", show=False),
         Binding("minus", "replay_speed(0.5)", "Slower", id="replay.slower", show=False),
         Binding("x", "replay_stop", "Stop replay", id="replay.stop", show=False),
+        Binding("G", "replay_before_gap", "Before the gap", id="replay.before_gap", show=False),
         Binding("r", "toggle_record", "Record", id="record.toggle", show=False),
         Binding("L", "toggle_light", "Light/dark", id="display.theme", show=False),
         Binding("question_mark", "show_help", "Help", id="help"),
@@ -123,6 +124,7 @@ class TickertermApp(App[None]):
         ("← →", "replay: seek back / on one minute"),
         ("+ = -", "replay: twice as fast (+ or =), half as fast (-)"),
         ("x", "replay: stop"),
+        ("G", "replay of a recording: a minute before its last gap or disconnect"),
         ("r", "start / stop recording (a new file; REC in the header; tickerterm replay FILE)"),
         ("L", "light / dark theme"),
         ("ctrl+p", "command palette: every action"),
@@ -415,6 +417,14 @@ class TickertermApp(App[None]):
             self.notify(inert(str(exc)), severity="error")
         self.sub_title = self._subtitle()
 
+    async def action_replay_before_gap(self) -> None:
+        if not self.replaying or self.feed is None:
+            return
+        try:
+            await self.feed.control("before_gap")
+        except TickertermError as exc:
+            self.notify(inert(str(exc)), severity="error")
+
     async def action_replay_stop(self) -> None:
         if self.replaying and self.feed is not None:
             await self.feed.control("stop")
@@ -473,6 +483,7 @@ _COMMAND_TITLES = {
     "replay.faster": "Replay: twice as fast",
     "replay.slower": "Replay: half as fast",
     "replay.stop": "Replay: stop",
+    "replay.before_gap": "Replay: a minute before the last gap or disconnect",
     "record.toggle": "Start or stop recording",
 }
 

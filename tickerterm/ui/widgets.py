@@ -668,6 +668,19 @@ class HealthPanel(Panel):
             if n:
                 out.append("\n")
             _health_lines(out, h, now, ok, bad, warn, self.size.width)
+        rec = store.recording
+        if rec is not None and rec.state != "closed":  # the recorder's health beside the feed's
+            trouble = rec.state not in ("on",) or rec.lost
+            out.append(f"\n● recording {rec.state}", style=bad if trouble else ok)
+            out.append(
+                f"\n  rows {rec.rows:,} · behind {rec.behind:,} · lost {rec.lost:,}",
+                style=bad if rec.lost else "",
+            )
+            if rec.error:
+                for line in textwrap.wrap(
+                    inert(rec.error, one_line=True), max(20, self.size.width - 4), max_lines=2
+                ):
+                    out.append(f"\n  {line}", style=warn)
         return out
 
 
