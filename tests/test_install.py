@@ -102,3 +102,36 @@ def test_the_installed_dashboard_starts_and_shows_live_prices(installed: Path, t
     assert "Traceback" not in text and "StylesheetError" not in text
     assert "SIMULATED" in text and "spread" in text and "BTC-USD" in text
     assert proc.returncode == 0
+
+
+def test_the_installed_command_records_and_replays(installed: Path, tmp_path: Path) -> None:
+    """Without the optional PostgreSQL driver: a SQLite recording and its replay, NDJSON for NDJSON; and a
+    postgresql:// target says which extra to install, in one line."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    cmd = str(installed / "tickerterm")
+    live = subprocess.run(
+        [cmd, "--sim", "--headless", "--duration", "2", "--record", "s.db"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60,
+    )  # fmt: skip
+    assert live.returncode == 0, live.stderr
+    replay = subprocess.run(
+        [cmd, "replay", "s.db", "--headless"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+    )
+    assert replay.returncode == 0, replay.stderr
+
+    def lines(out: str) -> list[str]:
+        return [x for x in out.splitlines() if '"type":"recording"' not in x and '"type":"replay"' not in x]
+
+    assert len(lines(live.stdout)) > 10 and lines(replay.stdout)[: len(lines(live.stdout))] == lines(
+        live.stdout
+    )
+    pg = subprocess.run(
+        [cmd, "--sim", "--headless", "--record", "postgresql://127.0.0.1/x"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60,
+    )  # fmt: skip
+    assert pg.returncode == 2 and "tickerterm[postgres]" in pg.stderr and pg.stderr.count("\n") == 1
