@@ -121,7 +121,7 @@ class TickertermApp(App[None]):
         ("tab, shift+tab", "next / previous panel"),
         ("z", "maximise the focused panel (escape restores)"),
         ("space", "pause / resume the display (data keeps flowing); in a replay: pause / resume it"),
-        ("← → + - x G", "replay: seek a minute, faster, slower, stop; G a minute before the last gap"),
+        ("← → + = - x G", "replay: seek a minute, faster (+ =), slower, stop; G: before the last gap"),
         ("r", "start / stop recording (REC in the header; tickerterm replay FILE)"),
         ("L", "light / dark theme"),
         ("ctrl+p", "command palette: every action"),
