@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from tickerterm.core.errors import ConfigError
 from tickerterm.core.events import Event, Recording
 from tickerterm.core.store import Store
-from tickerterm.record.rows import Rows
+from tickerterm.record.rows import Rows, inserts, schema
 from tickerterm.venues.base import redact_url
 
 log = logging.getLogger(__name__)
@@ -40,49 +40,16 @@ CLOSE_WITHIN = 10.0
 """Seconds a closing recorder waits for the server to take what is buffered."""
 APPLICATION_NAME = "tickerterm-recorder"
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS trades (
-    venue TEXT NOT NULL, product TEXT NOT NULL, time DOUBLE PRECISION NOT NULL,
-    price TEXT NOT NULL, size TEXT NOT NULL, side TEXT NOT NULL, trade_id TEXT,
-    recv_ts DOUBLE PRECISION NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS trades_id ON trades (venue, product, trade_id);
-CREATE INDEX IF NOT EXISTS trades_time ON trades (venue, product, time);
-CREATE TABLE IF NOT EXISTS tickers (
-    venue TEXT NOT NULL, product TEXT NOT NULL, time DOUBLE PRECISION NOT NULL,
-    price TEXT, bid TEXT, bid_size TEXT, ask TEXT, ask_size TEXT, volume_24h TEXT,
-    recv_ts DOUBLE PRECISION NOT NULL
-);
-CREATE TABLE IF NOT EXISTS candles (
-    venue TEXT NOT NULL, product TEXT NOT NULL, interval INTEGER NOT NULL, start BIGINT NOT NULL,
-    open TEXT NOT NULL, high TEXT NOT NULL, low TEXT NOT NULL, close TEXT NOT NULL, volume TEXT NOT NULL,
-    source TEXT NOT NULL,
-    PRIMARY KEY (venue, product, interval, start, source)
-);
-CREATE TABLE IF NOT EXISTS top_of_book (
-    venue TEXT NOT NULL, product TEXT NOT NULL, time DOUBLE PRECISION NOT NULL,
-    bid TEXT, bid_size TEXT, ask TEXT, ask_size TEXT, state TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS book_snapshots (
-    venue TEXT NOT NULL, product TEXT NOT NULL, time DOUBLE PRECISION NOT NULL, state TEXT NOT NULL,
-    bids TEXT NOT NULL, asks TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS health (
-    venue TEXT NOT NULL, conn TEXT NOT NULL, time DOUBLE PRECISION NOT NULL, type TEXT NOT NULL,
-    product TEXT, detail TEXT NOT NULL
-);
-"""
+SCHEMA = schema("DOUBLE PRECISION", "BIGINT")
 
-_INSERT = {
-    "trades": "INSERT INTO trades VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-    "tickers": "INSERT INTO tickers VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    "candles": "INSERT INTO candles VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
-    "ON CONFLICT (venue, product, interval, start, source) DO UPDATE SET open = EXCLUDED.open, "
-    "high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close, volume = EXCLUDED.volume",
-    "top_of_book": "INSERT INTO top_of_book VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    "book_snapshots": "INSERT INTO book_snapshots VALUES ($1, $2, $3, $4, $5, $6)",
-    "health": "INSERT INTO health VALUES ($1, $2, $3, $4, $5, $6)",
-}
+
+def _upsert(sql: str, key: tuple[str, ...]) -> str:
+    return f"{sql} ON CONFLICT ({', '.join(key)}) DO UPDATE SET " + ", ".join(
+        f"{c} = EXCLUDED.{c}" for c in ("open", "high", "low", "close", "volume")
+    )
+
+
+_INSERT = inserts(lambda n: f"${n}", "{sql} ON CONFLICT DO NOTHING", _upsert)
 
 
 def split_dsn(dsn: str) -> tuple[str, str | None]:

@@ -29,6 +29,81 @@ SNAPSHOT_LEVELS = 1000
 """Levels per side in a book snapshot row."""
 _HEALTH_SKIP = {"type", "venue", "recv_ts", "conn", "product"}
 
+Column = tuple[str, str]
+"""``(name, type)``: ``TEXT``, ``TIME`` (UNIX seconds: REAL / DOUBLE PRECISION), ``INT`` (an integer
+that may pass 2**31: INTEGER / BIGINT); ``!`` after the type: NOT NULL."""
+
+TABLES: dict[str, tuple[Column, ...]] = {
+    "trades": (
+        ("venue", "TEXT!"), ("product", "TEXT!"), ("time", "TIME!"), ("price", "TEXT!"), ("size", "TEXT!"),
+        ("side", "TEXT!"), ("trade_id", "TEXT"), ("recv_ts", "TIME!"),
+    ),
+    "tickers": (
+        ("venue", "TEXT!"), ("product", "TEXT!"), ("time", "TIME!"), ("price", "TEXT"), ("bid", "TEXT"),
+        ("bid_size", "TEXT"), ("ask", "TEXT"), ("ask_size", "TEXT"), ("volume_24h", "TEXT"),
+        ("recv_ts", "TIME!"),
+    ),
+    "candles": (
+        ("venue", "TEXT!"), ("product", "TEXT!"), ("interval", "INT!"), ("start", "INT!"), ("open", "TEXT!"),
+        ("high", "TEXT!"), ("low", "TEXT!"), ("close", "TEXT!"), ("volume", "TEXT!"), ("source", "TEXT!"),
+    ),
+    "top_of_book": (
+        ("venue", "TEXT!"), ("product", "TEXT!"), ("time", "TIME!"), ("bid", "TEXT"), ("bid_size", "TEXT"),
+        ("ask", "TEXT"), ("ask_size", "TEXT"), ("state", "TEXT!"),
+    ),
+    "book_snapshots": (
+        ("venue", "TEXT!"), ("product", "TEXT!"), ("time", "TIME!"), ("state", "TEXT!"), ("bids", "TEXT!"),
+        ("asks", "TEXT!"),
+    ),
+    "health": (
+        ("venue", "TEXT!"), ("conn", "TEXT!"), ("time", "TIME!"), ("type", "TEXT!"), ("product", "TEXT"),
+        ("detail", "TEXT!"),
+    ),
+}  # fmt: skip
+"""The tables every store writes (SQLite and PostgreSQL spell the types their own way)."""
+UNIQUE = {
+    "trades": ("venue", "product", "trade_id"),
+    "candles": ("venue", "product", "interval", "start", "source"),
+}
+"""Rows that are one fact: a trade (written once however often it is sent), a bar (its latest values)."""
+INDEXES = {"trades": ("venue", "product", "time"), "tickers": ("venue", "product", "time"),
+           "top_of_book": ("venue", "product", "time"), "health": ("time",)}  # fmt: skip
+
+
+def schema(time_type: str, int_type: str) -> str:
+    """The tables' DDL with the store's own types for times and large integers."""
+    types = {"TEXT": "TEXT", "TIME": time_type, "INT": int_type}
+    out = []
+    for table, columns in TABLES.items():
+        cols = ", ".join(
+            f"{n} {types[t.rstrip('!')]}{' NOT NULL' if t.endswith('!') else ''}" for n, t in columns
+        )
+        out.append(f"CREATE TABLE IF NOT EXISTS {table} ({cols});")
+        if table in UNIQUE:
+            out.append(
+                f"CREATE UNIQUE INDEX IF NOT EXISTS {table}_key ON {table} ({', '.join(UNIQUE[table])});"
+            )
+        if table in INDEXES:
+            out.append(f"CREATE INDEX IF NOT EXISTS {table}_time ON {table} ({', '.join(INDEXES[table])});")
+    return "\n".join(out)
+
+
+def inserts(
+    placeholder: Callable[[int], str], ignore: str, replace: Callable[[str, tuple[str, ...]], str]
+) -> dict[str, str]:
+    """One INSERT per table in the store's dialect: a trade already there is ignored, a bar replaced."""
+    out = {}
+    for table, columns in TABLES.items():
+        values = ", ".join(placeholder(i + 1) for i in range(len(columns)))
+        sql = f"INSERT INTO {table} VALUES ({values})"
+        if table == "trades":
+            sql = ignore.format(sql=sql)
+        elif table in UNIQUE:
+            sql = replace(sql, UNIQUE[table])
+        out[table] = sql
+    return out
+
+
 Put = Callable[[str, tuple[Any, ...]], None]
 """``put(table, row)``."""
 

@@ -34,7 +34,7 @@ from tickerterm.core.events import (
 )
 from tickerterm.core.safe import Redactor
 from tickerterm.core.store import Store
-from tickerterm.record.rows import Rows
+from tickerterm.record.rows import Rows, inserts, schema
 
 log = logging.getLogger(__name__)
 
@@ -51,49 +51,16 @@ CREATE TABLE IF NOT EXISTS journal (
     conn TEXT NOT NULL, venue TEXT NOT NULL, time REAL NOT NULL,
     kind TEXT NOT NULL, arg TEXT, body BLOB
 );
-CREATE TABLE IF NOT EXISTS trades (
-    venue TEXT NOT NULL, product TEXT NOT NULL, time REAL NOT NULL,
-    price TEXT NOT NULL, size TEXT NOT NULL, side TEXT NOT NULL, trade_id TEXT, recv_ts REAL NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS trades_id ON trades (venue, product, trade_id);
-CREATE INDEX IF NOT EXISTS trades_time ON trades (venue, product, time);
-CREATE TABLE IF NOT EXISTS tickers (
-    venue TEXT NOT NULL, product TEXT NOT NULL, time REAL NOT NULL,
-    price TEXT, bid TEXT, bid_size TEXT, ask TEXT, ask_size TEXT, volume_24h TEXT, recv_ts REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS tickers_time ON tickers (venue, product, time);
-CREATE TABLE IF NOT EXISTS candles (
-    venue TEXT NOT NULL, product TEXT NOT NULL, interval INTEGER NOT NULL, start INTEGER NOT NULL,
-    open TEXT NOT NULL, high TEXT NOT NULL, low TEXT NOT NULL, close TEXT NOT NULL, volume TEXT NOT NULL,
-    source TEXT NOT NULL,
-    PRIMARY KEY (venue, product, interval, start, source)
-);
-CREATE TABLE IF NOT EXISTS top_of_book (
-    venue TEXT NOT NULL, product TEXT NOT NULL, time REAL NOT NULL,
-    bid TEXT, bid_size TEXT, ask TEXT, ask_size TEXT, state TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS top_time ON top_of_book (venue, product, time);
-CREATE TABLE IF NOT EXISTS book_snapshots (
-    venue TEXT NOT NULL, product TEXT NOT NULL, time REAL NOT NULL, state TEXT NOT NULL,
-    bids TEXT NOT NULL, asks TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS health (
-    venue TEXT NOT NULL, conn TEXT NOT NULL, time REAL NOT NULL, type TEXT NOT NULL,
-    product TEXT, detail TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS health_time ON health (time);
-"""
+""" + schema("REAL", "INTEGER")
 
 _INSERT = {
     "journal": "INSERT INTO journal (conn, venue, time, kind, arg, body) VALUES (?, ?, ?, ?, ?, ?)",
-    "trades": "INSERT OR IGNORE INTO trades VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    "tickers": "INSERT INTO tickers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    "candles": "INSERT OR REPLACE INTO candles VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    "top_of_book": "INSERT INTO top_of_book VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    "book_snapshots": "INSERT INTO book_snapshots VALUES (?, ?, ?, ?, ?, ?)",
-    "health": "INSERT INTO health VALUES (?, ?, ?, ?, ?, ?)",
+    **inserts(
+        lambda n: "?",
+        "{sql} ON CONFLICT DO NOTHING",
+        lambda sql, key: sql.replace("INSERT INTO", "INSERT OR REPLACE INTO", 1),
+    ),
 }
-_HEALTH_SKIP = {"type", "venue", "recv_ts", "conn", "product"}
 
 
 def parse_size(text: str) -> int:
