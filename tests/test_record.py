@@ -20,7 +20,7 @@ from tickerterm.api import open_feed
 from tickerterm.core.events import Event
 from tickerterm.core.ndjson import dumps
 from tickerterm.record.replay import FileReplay
-from tickerterm.record.sqlite import Recorder, parse_size
+from tickerterm.record.sqlite import DEFAULT_MAX_BYTES, Recorder, parse_limits, parse_size
 from tickerterm.sim.faults import Faults
 
 CMD = [sys.executable, "-m", "tickerterm"]
@@ -138,13 +138,33 @@ def test_bad_replay_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     result = subprocess.run(
         [*CMD, "--sim", "--record-max", "lots"], capture_output=True, text=True, timeout=30
     )
-    assert result.returncode == 2 and "not a size" in result.stderr
+    assert result.returncode == 2 and "not a limit" in result.stderr
 
 
-def test_sizes() -> None:
+def test_sizes_and_ages() -> None:
     assert parse_size("500M") == 500 * 2**20 and parse_size("2G") == 2 * 2**30 and parse_size("1024") == 1024
     with pytest.raises(ValueError):
         parse_size("-1G")
+    assert parse_limits("2G,6h") == (2 * 2**30, 6 * 3600.0)
+    assert parse_limits("500M") == (500 * 2**20, 0.0)  # M: megabytes; m: minutes
+    assert parse_limits("30m") == (DEFAULT_MAX_BYTES, 1800.0)
+    for bad in ("lots", "0h", "-5m", "2X"):
+        with pytest.raises(ValueError, match="not a limit"):
+            parse_limits(bad)
+
+
+def test_the_recording_stops_at_its_age_limit(tmp_path: Path) -> None:
+    recorder = Recorder(str(tmp_path / "aged.db"), max_seconds=0.3)
+    recorder.start()
+    for i in range(100):
+        recorder.record("c", "coinbase", float(i), "timer")
+        time.sleep(0.01)
+        if recorder.state == "full":
+            break
+    assert recorder.state == "full" and recorder.error == "age limit reached (0.3s)"
+    recorder.record("c", "coinbase", 0.0, "timer")
+    recorder.close()
+    assert recorder.lost == 1
 
 
 def test_the_recording_keeps_no_key_and_stops_at_its_limit(tmp_path: Path) -> None:

@@ -41,11 +41,13 @@ async def open_feed(
     replay: ReplayPlan | None = None,
     record: str | None = None,
     record_max: int = DEFAULT_MAX_BYTES,
+    record_for: float = 0.0,
 ) -> AsyncIterator[Feed]:
     """A started ``Feed`` for ``venue``; with ``sim=True`` the venue is the built-in simulator on a
     loopback port (the feed's ``sim`` attribute), with a generated key for its test account.
     ``record=PATH`` keeps the session in a SQLite file (``tickerterm replay PATH`` plays it back; the
-    README documents its tables), at most ``record_max`` bytes."""
+    README documents its tables), at most ``record_max`` bytes and ``record_for`` seconds (0: no age
+    limit)."""
     cls = venue_class(venue)
     server: SimServer | None = None
     credentials: Any = None
@@ -70,7 +72,7 @@ async def open_feed(
     try:
         adapter = cls(urls=urls, credentials=credentials)
         if record is not None:
-            recorder = await open_recording(record, adapter, products, channels, record_max)
+            recorder = await open_recording(record, adapter, products, channels, record_max, record_for)
         feed = Feed(
             adapter,
             products,
@@ -98,6 +100,7 @@ async def open_recording(
     products: Sequence[str],
     channels: Iterable[str] | None,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    max_seconds: float = 0.0,
 ) -> Recorder:
     """A started recorder for a feed of ``adapter``: a SQLite file, or a PostgreSQL server for a
     ``postgresql://`` target (ConfigError when it cannot be written)."""
@@ -109,7 +112,13 @@ async def open_recording(
         return server
     names = list(channels) if channels is not None else list(adapter.default_channels)
     meta = {"venue": adapter.name, "products": list(products), "channels": names}
-    recorder = SqliteRecorder(target, max_bytes=max_bytes, secrets=secrets_of(adapter.credentials), meta=meta)
+    recorder = SqliteRecorder(
+        target,
+        max_bytes=max_bytes,
+        max_seconds=max_seconds,
+        secrets=secrets_of(adapter.credentials),
+        meta=meta,
+    )
     try:
         recorder.start()
     except (OSError, sqlite3.Error) as exc:

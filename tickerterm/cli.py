@@ -28,7 +28,7 @@ from tickerterm.core.events import Event, GaveUp
 from tickerterm.core.ndjson import dumps
 from tickerterm.core.safe import InertFormatter, inert
 from tickerterm.core.store import Store
-from tickerterm.record.sqlite import DEFAULT_MAX_BYTES, parse_size
+from tickerterm.record.sqlite import DEFAULT_MAX_BYTES, parse_limits
 from tickerterm.sim import SIMULATORS, simulator_class
 from tickerterm.sim.faults import Faults
 from tickerterm.sim.server import SimTiming
@@ -233,18 +233,18 @@ def feed_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--record-max",
-        type=_size,
-        default=DEFAULT_MAX_BYTES,
-        metavar="SIZE",
-        help="stop recording at this size, e.g. 500M, 2G (default 2G)",
+        type=_limits,
+        default=(DEFAULT_MAX_BYTES, 0.0),
+        metavar="LIMIT",
+        help="stop recording at a size (500M, 2G), an age (30m, 6h) or either (2G,6h); default 2G",
     )
     _sim_options(p)
     return p
 
 
-def _size(text: str) -> int:
+def _limits(text: str) -> tuple[int, float]:
     try:
-        return parse_size(text)
+        return parse_limits(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -527,13 +527,15 @@ def run_dashboard(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
             replay=plan["replay"],
             store=store,
             record=plan["record"],
-            record_max=ns.record_max,
+            record_max=ns.record_max[0],
+            record_for=ns.record_max[1],
         )
 
     async def new_recording(feed: Any) -> Any:  # with the feed's adapter: its keys are kept off the disk
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
         path = f"tickerterm-{adapter.name}-{stamp}.db"
-        return await open_recording(path, feed.adapter, feed.products, plan["channels"], ns.record_max)
+        size, age = ns.record_max
+        return await open_recording(path, feed.adapter, feed.products, plan["channels"], size, age)
 
     app = TickertermApp(
         opener,
@@ -625,7 +627,8 @@ async def run_feed(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
         sink=sink,
         replay=plan["replay"],
         record=plan["record"],
-        record_max=ns.record_max,
+        record_max=ns.record_max[0],
+        record_for=ns.record_max[1],
     ) as feed:
         store_ref.append(feed.store)
         waiters = [asyncio.ensure_future(done.wait()), asyncio.ensure_future(feed.wait_finished())]

@@ -77,6 +77,29 @@ def parse_size(text: str) -> int:
     return int(value * scale)
 
 
+def parse_limits(text: str) -> tuple[int, float]:
+    """``2G``, ``6h`` or ``2G,6h`` -> (bytes, seconds: 0 = no age limit); ValueError naming the forms."""
+    size, age = DEFAULT_MAX_BYTES, 0.0
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        unit = part[-1:].lower()
+        if unit in ("s", "h", "d") or (unit == "m" and part[-1:] == "m"):
+            try:
+                value = float(part[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+            except ValueError:
+                value = 0.0
+            if not value > 0:
+                raise ValueError(f"not a limit: {part!r} (a size such as 500M, 2G; an age such as 30m, 6h)")
+            age = value
+        else:
+            try:
+                size = parse_size(part)
+            except ValueError:
+                raise ValueError(
+                    f"not a limit: {part!r} (a size such as 500M, 2G; an age such as 30m, 6h)"
+                ) from None
+    return size, age
+
+
 class Recorder:
     """One recording (see the module docstring). ``record`` and ``events`` run on the event loop and
     never block; ``close`` waits for the writer to finish."""
@@ -86,12 +109,16 @@ class Recorder:
         path: str,
         *,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        max_seconds: float = 0.0,
         secrets: Iterable[str] = (),
         queue_rows: int = QUEUE_ROWS,
         meta: dict[str, Any] | None = None,
     ) -> None:
         self.path = os.path.abspath(os.path.expanduser(path))
         self.max_bytes = max_bytes
+        self.max_seconds = max_seconds
+        """Recording stops after this long (0: only the size limit)."""
+        self._started = time.time()
         self._redact = Redactor(secrets)
         self._queue: queue.Queue[tuple[str, tuple[Any, ...]] | None] = queue.Queue(maxsize=queue_rows)
         self.state = "on"
@@ -212,7 +239,11 @@ class Recorder:
                         db.executemany(_INSERT[table], rows)
                 self.rows += count
                 self.bytes = _size(self.path)
-                if self.bytes >= self.max_bytes:
+                if self.max_seconds and time.time() - self._started >= self.max_seconds:
+                    self.state = "full"
+                    self.error = f"age limit reached ({_duration(self.max_seconds)})"
+                    log.warning("recording %s reached its age limit: stopped", self.path)
+                elif self.bytes >= self.max_bytes:
                     self.state = "full"
                     log.warning(
                         "recording %s reached its limit (%d bytes): stopped", self.path, self.max_bytes
@@ -246,6 +277,13 @@ def _connect(path: str) -> sqlite3.Connection:
     db.execute("PRAGMA synchronous=NORMAL")
     db.executescript(SCHEMA)
     return db
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
 
 
 def _size(path: str) -> int:

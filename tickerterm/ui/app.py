@@ -511,7 +511,7 @@ def recording_mark(store: Store) -> str:
     text = {"on": "REC", "full": "REC FULL", "failed": "REC FAILED"}.get(rec.state, f"REC {rec.state}")
     text = f"{text} {name} {size}"
     if rec.state == "full":
-        text += f" (limit {rec.limit / 2**20:.0f} MB)"
+        text += f" ({rec.error})" if rec.error else f" (limit {rec.limit / 2**20:.0f} MB)"
     if rec.lost:
         text += f" lost {rec.lost}"
     elif rec.behind > 1000:
