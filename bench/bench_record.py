@@ -68,7 +68,9 @@ async def replay_speed(path: str) -> dict[str, Any]:
     import sqlite3
 
     with sqlite3.connect(path) as db:
-        frames = db.execute("SELECT count(*) FROM journal WHERE kind = 'frame'").fetchone()[0]
+        frames = db.execute(
+            "SELECT sum(CASE WHEN kind = 'batch' THEN json_extract(arg, '$.n') ELSE 1 END) FROM journal"
+        ).fetchone()[0]
     start = time.perf_counter()
     async with replay:
         await replay.wait_finished()

@@ -21,6 +21,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import msgspec
+
 from tickerterm.core.errors import ConfigError
 from tickerterm.core.events import Event, ReplayState
 from tickerterm.core.ndjson import event_of
@@ -53,7 +55,10 @@ def meta_of(db: sqlite3.Connection) -> dict[str, Any]:
 
 
 def span_of(db: sqlite3.Connection) -> tuple[float, float]:
-    first, last = db.execute("SELECT min(time), max(time) FROM journal").fetchone()
+    first, last = db.execute(
+        "SELECT min(time), max(CASE WHEN kind = 'batch' THEN json_extract(arg, '$.until') ELSE time END) "
+        "FROM journal"
+    ).fetchone()
     if first is None:
         raise ConfigError("the recording is empty")
     return float(first), float(last)
@@ -246,11 +251,17 @@ class FileReplay:
 
     def _rows(self) -> Iterator[Row]:
         cursor = self._db.execute("SELECT seq, conn, venue, time, kind, arg, body FROM journal ORDER BY seq")
+        decode = msgspec.msgpack.Decoder().decode
         while True:
-            chunk = cursor.fetchmany(2000)
+            chunk = cursor.fetchmany(200)
             if not chunk:
                 return
-            yield from chunk
+            for row in chunk:
+                if row[4] == "batch":  # entries the writer packed into one row (record/sqlite.py)
+                    for conn, venue, now, kind, arg, body in decode(row[6]):
+                        yield (row[0], conn, venue, now, kind, arg, body)
+                else:
+                    yield row
 
     def _feed(
         self,
