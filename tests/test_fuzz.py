@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tickerterm.core.store import Store
+from tickerterm.stream.worker import take_frame
 from tickerterm.venues.coinbase import CoinbaseAdvancedTrade
 from tickerterm.venues.session import Wanted
 
@@ -104,8 +105,7 @@ def test_parser_and_store_survive_anything(raw_frames: list[bytes]) -> None:
     wanted.subs.add("level2", PRODUCTS)
     session = adapter.session_type(adapter, "market", "coinbase", wanted, store)
     for n, raw in enumerate(raw_frames):  # the session raises nothing, whatever the frame
-        store.apply_all(session.received(raw, 1.0 + n))
-        store.apply_all(session.applied(1.0 + n))
+        take_frame(session, store, raw, 1.0 + n)
     for book in store.books.values():
         assert len(book.bids) == len(book._bid_keys) and len(book.asks) == len(book._ask_keys)
         assert book._bid_keys == sorted(book._bid_keys) and book._ask_keys == sorted(book._ask_keys)

@@ -21,7 +21,6 @@ from tickerterm.core.events import (
     BookSnapshot,
     BookUnsafe,
     BookUpdate,
-    Event,
     Gap,
     Malformed,
     Ticker,
@@ -29,6 +28,7 @@ from tickerterm.core.events import (
     change,
 )
 from tickerterm.core.store import Store
+from tickerterm.stream.worker import take_events, take_frame
 from tickerterm.venues.auth import ApiToken, Secret
 from tickerterm.venues.base import VenueAdapter
 from tickerterm.venues.bitzoom import Bitzoom
@@ -70,20 +70,10 @@ def make(
     return session, store
 
 
-def feed(session: Session, store: Store, raw: bytes | str, now: float) -> list[Event]:
-    """What the worker does with one frame: the session's events into the store, then its checks."""
-    out = session.received(raw, now)
-    store.apply_all(out)
-    checked = session.applied(now)
-    store.apply_all(checked)
-    return out + checked
-
-
-def answer(session: Session, store: Store, events: list[Event], now: float) -> list[Event]:
-    store.apply_all(events)
-    checked = session.applied(now)
-    store.apply_all(checked)
-    return events + checked
+feed = take_frame
+"""What the worker does with one frame: the session's events into the store, then its checks."""
+answer = take_events
+"""What the worker does with the events a session answers outside the frame path."""
 
 
 def frames(actions: list[Any]) -> list[dict[str, Any]]:

@@ -144,9 +144,6 @@ class PgRecorder:
         if self.state in ("on", "reconnecting"):
             self.state = "closed"
 
-    def close(self, timeout: float = 10.0) -> None:
-        """The SQLite recorder's blocking close has no equivalent here: ``aclose`` does it."""
-
     def status(self, now: float) -> Recording:
         return Recording(
             "recorder",

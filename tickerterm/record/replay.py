@@ -107,6 +107,8 @@ class FileReplay:
         self._resume = asyncio.Event()
         self._resume.set()
         self._restart: float | None = None
+        self._restart_clock = False
+        """The speed changed: pace from the next row on."""
         self._stopped = False
         self.position = self.start
         """The recorded time replayed so far."""
@@ -193,8 +195,6 @@ class FileReplay:
         return self._pending.popleft()
 
     # --- the replay ------------------------------------------------------------------------
-
-    _restart_clock = False
 
     async def _run(self) -> None:
         try:
@@ -342,7 +342,7 @@ class FileReplay:
         self._last_state = state
         ev = self._replay_state(state)
         self.store.apply(ev)
-        await self._hand_on([ev], applied=True)
+        await self._hand_on([ev])
 
     def _replay_state(self, state: str) -> ReplayState:
         return ReplayState(
@@ -357,7 +357,7 @@ class FileReplay:
             self.speed,
         )
 
-    async def _hand_on(self, events: list[Event], *, applied: bool = True) -> None:
+    async def _hand_on(self, events: list[Event]) -> None:
         self.store.replay_progress(self.position)
         if self.sink is not None:
             result = self.sink(events)

@@ -98,7 +98,7 @@ class Feed:
         conn = self.connections.get(key)
         if conn is None:
             self._room_for_one_more()
-            sink = self._user_sink or (self._sink if self._queue is not None else None)
+            sink = self._plain_sink()
             if self.recorder is not None:
                 sink = self._recording(sink)
             conn = Connection(

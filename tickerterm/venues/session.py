@@ -775,6 +775,3 @@ class Session:
             pending.attempt += 1
             pending.retry_at = now + min(2.0**attempt, 8.0) * self.retry_base
         return self._integrity(events, now)
-
-
-Factory = Callable[..., Session]
