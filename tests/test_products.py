@@ -4,8 +4,10 @@ Each venue refuses a symbol its own way; its simulator does what the venue does,
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,7 +17,7 @@ from tickerterm.core.events import Event, Trade, VenueError
 from tickerterm.sim import simulator_class
 from tickerterm.sim.faults import Faults
 from tickerterm.stream.feed import Feed
-from tickerterm.venues import venue_class
+from tickerterm.venues import VenueAdapter, venue_class
 
 CASES = {  # venue: (good product, refused product, a trades channel)
     "coinbase": ("BTC-USD", "FOO-BAR", "market_trades"),
@@ -25,25 +27,31 @@ CASES = {  # venue: (good product, refused product, a trades channel)
 }
 
 
-@pytest.mark.parametrize("venue", list(CASES))
-async def test_a_refused_product_is_named_and_the_others_keep_flowing(venue: str) -> None:
-    good, bad, trades = CASES[venue]
+@contextlib.asynccontextmanager
+async def on_simulator(venue: str) -> AsyncIterator[VenueAdapter]:
+    """The venue's adapter pointed at its simulator, with the simulator's test account."""
     cls = venue_class(venue)
     options: dict[str, Any] = dict(rate=400.0, depth=50, seed=7, timing=FAST, faults=Faults())
     async with simulator_class(venue)(**options) as sim:
         urls = {n: sim.http_url if n == "rest" else sim.url for n in cls.endpoints}
-        adapter = cls(urls=urls, credentials=sim.client_credentials())
-        async with Feed(adapter, [good, bad], [trades], policy=fast_policy()) as feed:
-            events = await take_until(feed, lambda e: isinstance(e, VenueError), 10)
-            error = events[-1]
-            assert isinstance(error, VenueError) and error.product == bad and error.fatal
-            assert adapter.wire_symbol(bad) in error.message  # the venue's own name for it
-            after: list[Event] = await take_until(
-                feed, lambda e: isinstance(e, Trade) and e.product == good, 10
-            )
-            assert not [e for e in after if isinstance(e, Trade) and e.product == bad]
-            assert feed.running
-            assert bad not in feed.subscriptions().get(cls.channels[trades].name, [])
+        yield cls(urls=urls, credentials=sim.client_credentials())
+
+
+@pytest.mark.parametrize("venue", list(CASES))
+async def test_a_refused_product_is_named_and_the_others_keep_flowing(venue: str) -> None:
+    good, bad, trades = CASES[venue]
+    async with (
+        on_simulator(venue) as adapter,
+        Feed(adapter, [good, bad], [trades], policy=fast_policy()) as feed,
+    ):
+        events = await take_until(feed, lambda e: isinstance(e, VenueError), 10)
+        error = events[-1]
+        assert isinstance(error, VenueError) and error.product == bad and error.fatal
+        assert adapter.wire_symbol(bad) in error.message  # the venue's own name for it
+        after: list[Event] = await take_until(feed, lambda e: isinstance(e, Trade) and e.product == good, 10)
+        assert not [e for e in after if isinstance(e, Trade) and e.product == bad]
+        assert feed.running
+        assert bad not in feed.subscriptions().get(adapter.channel(trades).name, [])
 
 
 def test_when_every_product_is_refused_the_command_exits_2_with_the_venues_message() -> None:
@@ -95,18 +103,16 @@ async def test_every_product_refused_gives_up_as_bad_input_on_every_venue(venue:
     from tickerterm.core.events import GaveUp
 
     _good, bad, trades = CASES[venue]
-    cls = venue_class(venue)
-    options: dict[str, Any] = dict(rate=400.0, depth=50, seed=7, timing=FAST, faults=Faults())
-    async with simulator_class(venue)(**options) as sim:
-        urls = {n: sim.http_url if n == "rest" else sim.url for n in cls.endpoints}
-        adapter = cls(urls=urls, credentials=sim.client_credentials())
-        other = bad.replace("FOO", "BAZ")
-        async with Feed(adapter, [bad, other], [trades], policy=fast_policy()) as feed:
-            events = await take_until(feed, lambda e: isinstance(e, GaveUp), 10)
-            gave_up = events[-1]
-            assert isinstance(gave_up, GaveUp) and gave_up.bad_input
-            assert gave_up.reason.endswith("(the venue refused every product asked for)")
-            refused = {e.product for e in events if isinstance(e, VenueError) and e.fatal}
-            assert refused == {bad, other}
-            await feed.wait_finished()
-            assert not feed.running
+    other = bad.replace("FOO", "BAZ")
+    async with (
+        on_simulator(venue) as adapter,
+        Feed(adapter, [bad, other], [trades], policy=fast_policy()) as feed,
+    ):
+        events = await take_until(feed, lambda e: isinstance(e, GaveUp), 10)
+        gave_up = events[-1]
+        assert isinstance(gave_up, GaveUp) and gave_up.bad_input
+        assert gave_up.reason.endswith("(the venue refused every product asked for)")
+        refused = {e.product for e in events if isinstance(e, VenueError) and e.fatal}
+        assert refused == {bad, other}
+        await feed.wait_finished()
+        assert not feed.running
