@@ -37,7 +37,8 @@ async def measure(url: str, seconds: float, record: str | None) -> dict[str, Any
         counts["msgs"] += 1
 
     adapter = CoinbaseAdvancedTrade(urls={"market": url, "user": url})
-    recorder = await open_recording(record, adapter, PRODUCTS, CHANNELS) if record else None
+    limit = 64 * 2**30  # the 2 GB default would stop a long run at blast rate (~80 MB/s)
+    recorder = await open_recording(record, adapter, PRODUCTS, CHANNELS, limit) if record else None
     feed = Feed(adapter, PRODUCTS, CHANNELS, store=store, collect=False, sink=sink, recorder=recorder)
     async with feed:
         for _ in range(300):  # the books in (the simulator prepares its blast first)
@@ -98,6 +99,11 @@ def main() -> None:
                     proc.wait()
                 (recorded if record else plain).append(result)
                 if record:
+                    # one run's file goes before the next: its dirty pages would otherwise be written
+                    # back during the following runs and charge them for it (a falling trend)
+                    if last:
+                        for suffix in ("", "-wal", "-shm"):
+                            Path(last + suffix).unlink(missing_ok=True)
                     last = record
         replay = asyncio.run(replay_speed(last))
     off = statistics.median(r["msgs_per_s"] for r in plain)

@@ -163,7 +163,13 @@ class PgRecorder:
     # --- on the event loop -----------------------------------------------------------------
 
     def record(
-        self, conn: str, venue: str, now: float, kind: str, arg: str | None = None, body: bytes | None = None
+        self,
+        conn: str,
+        venue: str,
+        now: float,
+        kind: str,
+        arg: str | None = None,
+        body: bytes | str | None = None,
     ) -> None:
         """The journal is kept in SQLite recordings only."""
 

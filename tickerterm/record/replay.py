@@ -271,7 +271,7 @@ class FileReplay:
         now: float,
         kind: str,
         arg: str | None,
-        body: bytes | None,
+        body: bytes | str | None,
     ) -> list[Event]:
         """One journal row: what its session answers, or the worker's event it recorded."""
         store = self.store
@@ -288,7 +288,8 @@ class FileReplay:
         if kind == "frame":
             out = take_frame(session, store, body or b"", now)
         else:
-            out = take_events(session, store, self._input(session, kind, arg, body, now), now)
+            data = body.encode("utf-8", "surrogateescape") if isinstance(body, str) else body
+            out = take_events(session, store, self._input(session, kind, arg, data, now), now)
         session.take_actions()  # nothing is carried out: no socket, no REST
         return out
 

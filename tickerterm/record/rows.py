@@ -123,11 +123,11 @@ class Rows:
         """The rows for ``events``, once they are applied to ``store``."""
         for ev in events:
             cls = type(ev)
-            if cls is Trade:
-                self._trade(ev, store)  # type: ignore[arg-type]
-            elif cls is BookUpdate or cls is BookSnapshot:
+            if cls is BookUpdate or cls is BookSnapshot:  # the most frequent first
                 if store is not None:
                     self._book(ev, store)  # type: ignore[arg-type]
+            elif cls is Trade:
+                self._trade(ev, store)  # type: ignore[arg-type]
             elif cls is Ticker:
                 t: Ticker = ev  # type: ignore[assignment]
                 when = t.exch_ts if t.exch_ts is not None else t.recv_ts
@@ -178,14 +178,17 @@ class Rows:
         if book is None:
             return
         now = ev.recv_ts
-        bid, ask, state = book.best_bid, book.best_ask, book.state
         last = self._top.get(key)
+        snapped = self._snapped.get(key, 0.0)
+        if last is not None and now - last[0] < TOP_EVERY and now - snapped < SNAPSHOT_EVERY:
+            return  # most frames: nothing is due
+        bid, ask, state = book.best_bid, book.best_ask, book.state
         if last is None or ((bid, ask, state) != last[1:] and now - last[0] >= TOP_EVERY):
             self._top[key] = (now, bid, ask, state)
             b = bid or (None, None)
             a = ask or (None, None)
             self._put("top_of_book", (ev.venue, ev.product, now, b[0], b[1], a[0], a[1], state))
-        if now - self._snapped.get(key, 0.0) >= SNAPSHOT_EVERY and state == "ok":
+        if now - snapped >= SNAPSHOT_EVERY and state == "ok":
             self._snapped[key] = now
             bids, asks = book.top(SNAPSHOT_LEVELS)
             self._put(

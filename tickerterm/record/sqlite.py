@@ -7,10 +7,10 @@ Beside it, normalized tables for SQL: trades, tickers, candles (the venue's and 
 trades), top-of-book changes (at most a few a second per product), full book snapshots every minute,
 and health events. The README documents the schema with example queries.
 
-Recording never slows the feed: the event loop only puts rows on a bounded queue; a thread writes them
-in batches (WAL). A writer that falls behind or fails is said, with counts (``Recording`` events:
-``behind``, ``lost``); at the size limit recording stops and says so. Every configured secret is
-removed from frames and REST bodies before they reach the disk.
+Recording never slows the feed: the event loop only appends rows to bounded queues; a thread takes
+them every 50 ms and writes them in batches (WAL). A writer that falls behind or fails is said, with
+counts (``Recording`` events: ``behind``, ``lost``); at the size limit recording stops and says so.
+Every configured secret is removed from frames and REST bodies before they reach the disk.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import contextlib
 import json
 import logging
 import os
-import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -45,6 +45,10 @@ DEFAULT_MAX_BYTES = 2 * 2**30
 """Recording stops at this size (``--record-max``): a long session cannot fill the disk."""
 QUEUE_ROWS = 200_000
 """Rows waiting for the writer at most; past it rows are dropped and counted (``lost``)."""
+WRITE_EVERY = 0.05
+"""The writer takes what is waiting this often: a deque append is all the event loop pays per row
+(``queue.Queue`` took a lock and notified the writer for each, and woke it for a handful of rows)."""
+BATCH_ROWS = 20_000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -122,14 +126,20 @@ class Recorder:
         """Recording stops after this long (0: only the size limit)."""
         self._started = time.time()
         self._redact = Redactor(secrets)
-        self._queue: queue.Queue[tuple[str, tuple[Any, ...]] | None] = queue.Queue(maxsize=queue_rows)
+        self._queue_rows = queue_rows
+        self._frames: deque[tuple[Any, ...]] = deque()
+        """Journal rows waiting for the writer (the bulk: one per frame)."""
+        self._pending: deque[tuple[str, tuple[Any, ...]]] = deque()
+        """Rows of the other tables waiting for the writer."""
+        self._closing = threading.Event()
         self.state = "on"
         self.error = ""
         self.rows = 0
         self.lost = 0
         self.bytes = 0
         self._meta = dict(meta or {})
-        self._rows = Rows(self._put)
+        self.events: Callable[[list[Event], Store | None], None] = Rows(self._put).add
+        """The normalized rows for ``events``, once they are applied to ``store``."""
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
 
@@ -160,8 +170,7 @@ class Recorder:
         thread = self._thread
         if thread is None:
             return
-        with contextlib.suppress(queue.Full):
-            self._queue.put(None, timeout=timeout)
+        self._closing.set()
         thread.join(timeout)
         self._thread = None
         if self.state == "on":
@@ -180,7 +189,7 @@ class Recorder:
             self.state,
             self.bytes,
             self.rows,
-            self._queue.qsize(),
+            len(self._frames) + len(self._pending),
             self.lost,
             self.max_bytes,
             self.error,
@@ -189,56 +198,60 @@ class Recorder:
     # --- on the event loop -----------------------------------------------------------------
 
     def record(
-        self, conn: str, venue: str, now: float, kind: str, arg: str | None = None, body: bytes | None = None
+        self,
+        conn: str,
+        venue: str,
+        now: float,
+        kind: str,
+        arg: str | None = None,
+        body: bytes | str | None = None,
     ) -> None:
-        """One journal row (the stream worker's ``Journal``)."""
-        self._put("journal", (conn, venue, now, kind, arg, body))
-
-    def events(self, events: list[Event], store: Store | None) -> None:
-        """The normalized rows for ``events``, once they are applied to ``store``."""
-        self._rows.add(events, store)
+        """One journal row (the stream worker's ``Journal``): a frame's body as it came (text or bytes),
+        turned into bytes by the writer, off the loop's path."""
+        if self.state != "on" or len(self._frames) >= self._queue_rows:
+            self.lost += 1
+        else:
+            self._frames.append((conn, venue, now, kind, arg, body))
 
     def _put(self, table: str, row: tuple[Any, ...]) -> None:
         if self.state != "on":
             self.lost += 1
             return
-        try:
-            self._queue.put_nowait((table, row))
-        except queue.Full:
+        if len(self._pending) >= self._queue_rows:
             self.lost += 1
+        else:
+            self._pending.append((table, row))
 
     # --- the writer thread -----------------------------------------------------------------
 
     def _run(self) -> None:
         db: sqlite3.Connection | None = None
+        frames, pending = self._frames, self._pending
         try:
             db = _connect(self.path)
-            done = False
-            while not done:
-                item = self._queue.get()
-                batch: dict[str, list[tuple[Any, ...]]] = {}
-                count = 0
-                while True:
-                    if item is None:
-                        done = True
+            while True:
+                closing = self._closing.is_set()
+                if not frames and not pending:
+                    if closing:
                         break
-                    table, row = item
-                    if table == "journal" and self._redact:
-                        row = self._scrub(row)
+                    self._closing.wait(WRITE_EVERY)
+                    continue
+                batch: dict[str, list[tuple[Any, ...]]] = {}
+                journal = [frames.popleft() for _ in range(min(len(frames), BATCH_ROWS))]
+                count = len(journal)
+                for _ in range(min(len(pending), BATCH_ROWS)):
+                    table, row = pending.popleft()
                     batch.setdefault(table, []).append(row)
                     count += 1
-                    if count >= 5000:
-                        break
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
                 if self.state != "on":
                     self.lost += count
                     continue
-                journal = batch.get("journal")
-                if journal is not None and len(journal) > 1:
+                if self._redact:
+                    journal = [self._scrub(row) for row in journal]
+                if len(journal) > 1:
                     batch["journal"] = _packed(journal)
+                elif journal:
+                    batch["journal"] = [_as_bytes(journal[0])]
                 with db:
                     for table, rows in batch.items():
                         db.executemany(_INSERT[table], rows)
@@ -253,16 +266,15 @@ class Recorder:
                     log.warning(
                         "recording %s reached its limit (%d bytes): stopped", self.path, self.max_bytes
                     )
+                if not closing and len(frames) < BATCH_ROWS:
+                    self._closing.wait(WRITE_EVERY)  # let rows gather: fewer, larger transactions
         except Exception as exc:  # a full disk, a file removed: said, never raised into the feed
             self.state = "failed"
             self.error = f"{type(exc).__name__}: {exc}"[:300]
             log.warning("recording %s failed: %s", self.path, self.error)
-            while True:  # what is still queued is lost, and counted
-                try:
-                    if self._queue.get_nowait() is not None:
-                        self.lost += 1
-                except queue.Empty:
-                    break
+            self.lost += len(frames) + len(pending)  # what is still waiting is lost, and counted
+            frames.clear()
+            pending.clear()
         finally:
             if db is not None:
                 db.close()
@@ -272,7 +284,8 @@ class Recorder:
         if arg is not None:
             arg = self._redact(arg)
         if body is not None:
-            body = self._redact(body.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
+            text = body if isinstance(body, str) else body.decode("utf-8", "surrogateescape")
+            body = self._redact(text).encode("utf-8", "surrogateescape")
         return (conn, venue, now, kind, arg, body)
 
 
@@ -289,8 +302,15 @@ def _packed(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     for i in range(0, len(rows), PACK):
         chunk = rows[i : i + PACK]
         arg = json.dumps({"until": chunk[-1][2], "n": len(chunk)})
-        out.append(("", "", chunk[0][2], "batch", arg, _encode([list(r) for r in chunk])))
+        out.append(("", "", chunk[0][2], "batch", arg, _encode(chunk)))
     return out
+
+
+def _as_bytes(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    body = row[5]
+    if isinstance(body, str):
+        return (*row[:5], body.encode("utf-8", "surrogateescape"))
+    return row
 
 
 def _connect(path: str) -> sqlite3.Connection:

@@ -159,8 +159,10 @@ class Feed:
         recorder, store = self.recorder, self.store
         assert recorder is not None
 
+        add = recorder.events
+
         def recorded(events: list[Event]) -> Awaitable[None] | None:
-            recorder.events(events, store)
+            add(events, store)
             return sink(events) if sink is not None else None
 
         return recorded

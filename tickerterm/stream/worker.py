@@ -77,7 +77,13 @@ class Journal(Protocol):
     worker's own, as its NDJSON record). Called on the event loop: it must not block."""
 
     def record(
-        self, conn: str, venue: str, now: float, kind: str, arg: str | None = None, body: bytes | None = None
+        self,
+        conn: str,
+        venue: str,
+        now: float,
+        kind: str,
+        arg: str | None = None,
+        body: bytes | str | None = None,
     ) -> None: ...
 
 
@@ -491,7 +497,7 @@ class Connection:
 
         No I/O: the actions the frame asks for wait in the session (``_perform`` carries them out)."""
         if self.journal is not None:
-            self.journal.record(self.conn_id, self.adapter.name, now, "frame", None, _bytes(raw))
+            self.journal.record(self.conn_id, self.adapter.name, now, "frame", None, raw)
         return take_frame(self.session, self.store, raw, now)
 
     async def _handle(self, session: Session, events: list[Event]) -> None:
@@ -618,10 +624,6 @@ class Connection:
             result = self.sink(events)
             if result is not None:
                 await result
-
-
-def _bytes(raw: bytes | str) -> bytes:
-    return raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogateescape")
 
 
 def _is_loopback(url: str) -> bool:
