@@ -326,3 +326,47 @@ async def test_before_the_gap_plays_again_from_a_minute_before_the_last_close(tm
                 break
             await asyncio.sleep(0.05)
         assert seen.count("Connecting") > first
+
+
+def test_a_book_that_changes_then_goes_quiet_gets_its_last_top_written() -> None:
+    """Top-of-book rows are at most one per ``TOP_EVERY``; a change inside the window followed by
+    silence is written by the feed's periodic ``flush``, with the time of the frame that made it."""
+    from tickerterm.core.events import BookSnapshot, BookUpdate, change
+    from tickerterm.core.store import Store
+    from tickerterm.record.rows import TOP_EVERY, Rows
+
+    rows: list[tuple[str, tuple[Any, ...]]] = []
+    builder = Rows(lambda table, row: rows.append((table, row)))
+    store = Store()
+
+    def apply(ev: Event) -> None:
+        store.apply(ev)
+        builder.add([ev], store)
+
+    apply(BookSnapshot("coinbase", 100.0, "BTC-USD", None, [("10", "1")], [("11", "2")]))
+    apply(BookUpdate("coinbase", 100.05, "BTC-USD", None, [change("bid", "10.5", "3")]))
+    tops = [row for table, row in rows if table == "top_of_book"]
+    assert [t[3:7] for t in tops] == [("10", "1", "11", "2")]  # inside the window: not yet
+    builder.flush(store, 100.0 + TOP_EVERY / 2)
+    assert len([1 for table, _ in rows if table == "top_of_book"]) == 1  # still inside it
+    builder.flush(store, 101.0)
+    tops = [row for table, row in rows if table == "top_of_book"]
+    assert [(t[2], *t[3:7]) for t in tops] == [
+        (100.0, "10", "1", "11", "2"),
+        (100.05, "10.5", "3", "11", "2"),
+    ]
+    builder.flush(store, 102.0)  # written once
+    assert len([1 for table, _ in rows if table == "top_of_book"]) == 2
+
+
+async def test_the_feed_flushes_the_recorders_waiting_rows(tmp_path: Path) -> None:
+    """The feed calls ``flush`` on its recorder while recording (the quiet book's last top lands)."""
+    calls: list[float] = []
+    async with open_feed(
+        "coinbase", ["BTC-USD"], ["ticker"], sim=True, record=str(tmp_path / "r.db")
+    ) as feed:
+        assert feed.recorder is not None
+        real = feed.recorder.flush
+        feed.recorder.flush = lambda store, now: (calls.append(now), real(store, now))  # type: ignore[method-assign]
+        await asyncio.sleep(1.2)
+    assert len(calls) >= 2

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from tickerterm.core.book import OrderBook
 from tickerterm.core.events import (
     BookSnapshot,
     BookUpdate,
@@ -111,11 +112,17 @@ Put = Callable[[str, tuple[Any, ...]], None]
 class Rows:
     """Turns applied events into rows: trades, tickers, candles (the venue's, and one-minute bars built
     from trades when they close), top of book (when it changes, at most every ``TOP_EVERY`` s), book
-    snapshots (every ``SNAPSHOT_EVERY`` s), health events."""
+    snapshots (every ``SNAPSHOT_EVERY`` s), health events.
+
+    A book that changed inside the ``TOP_EVERY`` window and then went quiet still gets its last top
+    written: ``flush`` (called by the feed every half second) writes it with the time of the frame that
+    made it."""
 
     def __init__(self, put: Put) -> None:
         self._put = put
         self._top: dict[tuple[str, str], tuple[float, Any, Any, str]] = {}
+        self._due: dict[tuple[str, str], float] = {}
+        """Books touched inside their top-of-book window: the last frame's time."""
         self._snapped: dict[tuple[str, str], float] = {}
         self._minute: dict[tuple[str, str], int] = {}
 
@@ -142,6 +149,27 @@ class Rows:
                 detail = {k: v for k, v in rec.items() if k not in _HEALTH_SKIP}
                 product = getattr(ev, "product", None)
                 self._put("health", (ev.venue, ev.conn, ev.recv_ts, cls.type, product, json.dumps(detail)))
+
+    def flush(self, store: Store | None, now: float) -> None:
+        """The last top of books that changed inside their window and have been quiet since."""
+        if not self._due or store is None:
+            return
+        for key, at in list(self._due.items()):
+            last = self._top.get(key)
+            if last is not None and now - last[0] < TOP_EVERY:
+                continue
+            del self._due[key]
+            book = store.books.get(key)
+            if book is not None:
+                self._top_row(key, book, at, last)
+
+    def _top_row(self, key: tuple[str, str], book: OrderBook, now: float, last: Any) -> None:
+        bid, ask, state = book.best_bid, book.best_ask, book.state
+        if last is None or (bid, ask, state) != last[1:]:
+            self._top[key] = (now, bid, ask, state)
+            b = bid or (None, None)
+            a = ask or (None, None)
+            self._put("top_of_book", (key[0], key[1], now, b[0], b[1], a[0], a[1], state))
 
     def _trade(self, t: Trade, store: Store | None) -> None:
         when = t.exch_ts if t.exch_ts is not None else t.recv_ts
@@ -181,13 +209,14 @@ class Rows:
         last = self._top.get(key)
         snapped = self._snapped.get(key, 0.0)
         if last is not None and now - last[0] < TOP_EVERY and now - snapped < SNAPSHOT_EVERY:
-            return  # most frames: nothing is due
-        bid, ask, state = book.best_bid, book.best_ask, book.state
-        if last is None or ((bid, ask, state) != last[1:] and now - last[0] >= TOP_EVERY):
-            self._top[key] = (now, bid, ask, state)
-            b = bid or (None, None)
-            a = ask or (None, None)
-            self._put("top_of_book", (ev.venue, ev.product, now, b[0], b[1], a[0], a[1], state))
+            self._due[key] = now  # most frames: nothing is due now (``flush`` looks later)
+            return
+        state = book.state
+        if last is None or now - last[0] >= TOP_EVERY:
+            self._due.pop(key, None)
+            self._top_row(key, book, now, last)
+        else:
+            self._due[key] = now
         if now - snapped >= SNAPSHOT_EVERY and state == "ok":
             self._snapped[key] = now
             bids, asks = book.top(SNAPSHOT_LEVELS)

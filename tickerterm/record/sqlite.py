@@ -138,8 +138,11 @@ class Recorder:
         self.lost = 0
         self.bytes = 0
         self._meta = dict(meta or {})
-        self.events: Callable[[list[Event], Store | None], None] = Rows(self._put).add
+        rows = Rows(self._put)
+        self.events: Callable[[list[Event], Store | None], None] = rows.add
         """The normalized rows for ``events``, once they are applied to ``store``."""
+        self.flush: Callable[[Store | None, float], None] = rows.flush
+        """Rows that wait for time to pass (``Rows.flush``)."""
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
 

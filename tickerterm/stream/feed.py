@@ -38,6 +38,9 @@ class Recorder(Journal, Protocol):
 
     def events(self, events: list[Event], store: Store | None) -> None: ...
 
+    def flush(self, store: Store | None, now: float) -> None:
+        """Rows that wait for time to pass (a quiet book's last top of book); called every half second."""
+
     def status(self, now: float) -> Recording: ...
 
     async def aclose(self) -> None: ...
@@ -176,6 +179,7 @@ class Feed:
         said_at = 0.0
         while True:
             now = self.clock()
+            recorder.flush(self.store, now)
             status = recorder.status(now)
             status.venue = self.adapter.name
             trouble = (status.state, status.lost, status.error, status.retries)  # said at once
