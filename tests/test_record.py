@@ -370,3 +370,24 @@ async def test_the_feed_flushes_the_recorders_waiting_rows(tmp_path: Path) -> No
         feed.recorder.flush = lambda store, now: (calls.append(now), real(store, now))  # type: ignore[method-assign]
         await asyncio.sleep(1.2)
     assert len(calls) >= 2
+
+
+async def test_the_library_stream_records_what_it_yields(tmp_path: Path) -> None:
+    import contextlib
+
+    import tickerterm
+
+    path = tmp_path / "lib.db"
+    trades: list[str] = []
+    events = tickerterm.stream(
+        "coinbase", ["BTC-USD"], ["market_trades"], sim=True, sim_options={"rate": 300.0}, record=str(path)
+    )
+    async with contextlib.aclosing(events):  # leaving it closes the feed and the recording at once
+        async for ev in events:
+            if ev.type == "trade":
+                trades.append(ev.trade_id)  # type: ignore[attr-defined]
+            if len(trades) >= 5:
+                break
+    with sqlite3.connect(path) as db:
+        stored = {row[0] for row in db.execute("SELECT trade_id FROM trades")}
+    assert len(trades) == 5 and set(trades) <= stored
