@@ -34,11 +34,13 @@ def spawn(
     return proc, master
 
 
-def read_pty(fd: int, seconds: float, until: bytes | None = None) -> bytes:
-    """What the terminal receives for ``seconds``, or until ``until`` shows, or the program closes it."""
+def read_pty(fd: int, seconds: float, until: bytes | tuple[bytes, ...] | None = None) -> bytes:
+    """What the terminal receives for ``seconds``, or until ``until`` shows (every one of them, for a
+    tuple), or the program closes it."""
     out = bytearray()
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and (until is None or until not in out):
+    wanted = (until,) if isinstance(until, bytes) else until or ()
+    while time.monotonic() < deadline and (not wanted or not all(w in out for w in wanted)):
         try:
             chunk = os.read(fd, 65536)
         except BlockingIOError:
