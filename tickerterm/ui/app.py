@@ -287,6 +287,12 @@ class TickertermApp(App[None]):
             if subs != self.view.subscriptions:
                 self.view.subscriptions = subs
                 self.view.changed()
+        if self.view.connecting and (
+            any(h.state in ("connected", "subscribed") for h in self.store.health.values())
+            or any(self.view.subscriptions.values())
+        ):  # from now on a channel that is not subscribed is off (and says which key turns it on)
+            self.view.connecting = False
+            self.view.changed()
         if self.store.health_version != self._health_seen:
             self._health_seen = self.store.health_version
             subtitle = self._subtitle()

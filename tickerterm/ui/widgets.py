@@ -29,6 +29,7 @@ from tickerterm.core.events import Ticker
 from tickerterm.core.health import ConnectionHealth, close_meaning
 from tickerterm.core.safe import inert, strip_unsafe
 from tickerterm.core.store import Store
+from tickerterm.ui.numbers import Precision, align, pad, places
 
 INTERVAL_NAMES = {seconds: name for name, seconds in INTERVALS.items()}
 
@@ -46,6 +47,10 @@ class View:
     channels: dict[str, str] = field(default_factory=dict)
     """Panel kind (``ticker``, ``book``, ``trades``, ``candles``) -> the venue's channel name."""
     simulated: bool = False
+    connecting: bool = True
+    """No subscription is known yet: panels say so instead of calling a channel off."""
+    precision: Precision = field(default_factory=Precision)
+    """Decimals per product for prices and sizes (every panel shows a product's numbers alike)."""
     version: int = 0
 
     @property
@@ -221,8 +226,53 @@ class Panel(Widget, can_focus=True):
     def off_message(self, view: View, kind: str, key: str) -> Text | None:
         if view.channel_on(kind):
             return None
+        if view.connecting:
+            return Text("connecting…", style="dim italic")
         name = view.channels.get(kind, kind)
         return Text(f"{name} is off — press {key} to subscribe", style="dim italic")
+
+
+@dataclass(slots=True)
+class Column:
+    """One column of a ``grid``: its cells as text (numbers aligned on their decimal point unless
+    ``text``), a style per cell, and how much it matters: when the panel is too narrow the columns
+    with the highest ``drop`` go first, so numbers are never cut."""
+
+    header: str
+    cells: list[str]
+    styles: list[Style | str]
+    drop: int = 0
+    text: bool = False
+
+
+def grid(columns: list[Column], width: int, header: Style | str = "bold") -> Text:
+    """The columns that fit ``width`` (one space between), a header line, then one line per row."""
+    for column in columns:
+        if not column.text:
+            column.cells = align(column.cells)
+    widths = [max(len(c.header), *(len(x) for x in c.cells)) if c.cells else len(c.header) for c in columns]
+    keep = set(range(len(columns)))
+    for i in sorted(range(len(columns)), key=lambda i: -columns[i].drop):
+        if sum(widths[j] + 1 for j in keep) - 1 <= width or columns[i].drop == 0:
+            break
+        keep.discard(i)
+    shown = [i for i in range(len(columns)) if i in keep]
+    out = Text(no_wrap=True, overflow="ellipsis")
+    for n, i in enumerate(shown):
+        c = columns[i]
+        out.append(
+            (" " if n else "") + (c.header.ljust if c.text else c.header.rjust)(widths[i]), style=header
+        )
+    rows = max((len(c.cells) for c in columns), default=0)
+    for r in range(rows):
+        out.append("\n")
+        for n, i in enumerate(shown):
+            c = columns[i]
+            cell = c.cells[r] if r < len(c.cells) else ""
+            if n:
+                out.append(" ")
+            out.append(cell.ljust(widths[i]) if c.text else cell.rjust(widths[i]), style=c.styles[r] or "")
+    return out
 
 
 # --- tickers --------------------------------------------------------------------------------------
@@ -255,39 +305,34 @@ class TickersTable(Panel):
         return (view.version, store.tickers_version, store.books_version, tape, flashing)
 
     def render_panel(self, store: Store, view: View, now: float) -> RenderableType:
-        narrow = self.size.width < 84
-        table = Table(box=None, expand=True, padding=(0, 1), show_edge=False, header_style="bold")
-        table.add_column("", width=1, no_wrap=True)
-        table.add_column("Product", no_wrap=True)
-        table.add_column("Last", justify="right", no_wrap=True)
-        if not narrow:
-            table.add_column("24h Δ", justify="right", no_wrap=True)
-        table.add_column("24h %", justify="right", no_wrap=True)
-        table.add_column("Bid", justify="right", no_wrap=True)
-        table.add_column("Ask", justify="right", no_wrap=True)
-        if not narrow:
-            table.add_column("Spread", justify="right", no_wrap=True)
-        derivatives = any(
-            (t := store.tickers.get((view.venue, p))) is not None and t.mark is not None
-            for p in view.products
-        )
-        if not narrow or not derivatives:
-            table.add_column("Vol 24h", justify="right", no_wrap=True)
-        if derivatives:  # perpetuals: the mark price and the funding rate with time to the next payment
-            if not narrow:
-                table.add_column("Mark", justify="right", no_wrap=True)
-            table.add_column("Funding", justify="right", no_wrap=True)
         up = self.get_component_rich_style("tickers--up", partial=True)
         down = self.get_component_rich_style("tickers--down", partial=True)
         selected = self.get_component_rich_style("tickers--selected", partial=True)
+        prec, venue = view.precision, view.venue
+        derivatives = any(
+            (t := store.tickers.get((venue, p))) is not None and t.mark is not None for p in view.products
+        )
+        names = ["", "Product", " ", "Last", "24h Δ", "24h %", "Bid", "Ask", "Spread", "Vol 24h", "Notional"]
+        drops = [0, 0, 0, 0, 6, 3, 1, 1, 5, 4, 7]
+        if derivatives:  # perpetuals: the mark price and the funding rate with time to the next payment
+            names += ["Mark", "Funding"]
+            drops += [8, 2]
+        columns = [
+            Column(n, [], [], d, text=n.strip() in ("", "Product")) for n, d in zip(names, drops, strict=True)
+        ]
         for i, product in enumerate(view.products):
-            tick = store.tickers.get((view.venue, product))
-            book = store.books.get((view.venue, product))
+            tick = store.tickers.get((venue, product))
+            book = store.books.get((venue, product))
+            good = book if book is not None and book.state == "ok" else None
             price = tick.price if tick else None
             if price is None:  # venues without a ticker channel (0xArchive): the last trade
-                tape = store.tapes.get((view.venue, product))
+                tape = store.tapes.get((venue, product))
                 price = tape[-1].price if tape else None
-            last = Text(price or "—")
+            bid = (good.best_bid[0] if good and good.best_bid else None) or (tick.bid if tick else None)
+            ask = (good.best_ask[0] if good and good.best_ask else None) or (tick.ask if tick else None)
+            mark = tick.mark if tick else None
+            places = prec.learn(venue, product, "price", [price, bid, ask, mark])
+            flash, flash_style = "", Style()
             if price is not None:
                 value = float(price)
                 prev = self._last.get(product)
@@ -296,47 +341,54 @@ class TickersTable(Panel):
                 elif value != prev[0]:
                     self._last[product] = (value, now, 1 if value > prev[0] else -1)
                 _, at, direction = self._last[product]
-                if now - at < self.FLASH and direction:
-                    last = Text(
-                        ("▲ " if direction > 0 else "▼ ") + price, style=up if direction > 0 else down
-                    )
+                if now - at < self.FLASH and direction:  # a column of its own: Last never moves
+                    flash, flash_style = ("▲", up) if direction > 0 else ("▼", down)
             pct = tick.change_pct_24h if tick else None
-            change = _change(price, pct)
-            pct_text = Text(
-                f"{_signed(_percent(pct))}%" if pct else "—",
-                style=up
+            pct_style = (
+                up
                 if pct and not pct.startswith("-") and float(pct)
                 else down
-                if pct and pct.startswith("-")
-                else "",
+                if pct and pct[0] == "-"
+                else ""
             )
-            bid = (book.best_bid[0] if book and book.state == "ok" and book.best_bid else None) or (
-                tick.bid if tick else None
-            )
-            ask = (book.best_ask[0] if book and book.state == "ok" and book.best_ask else None) or (
-                tick.ask if tick else None
-            )
-            spread = book.spread() if book and book.state == "ok" else _diff(ask, bid)
-            row: list[RenderableType] = [
-                "▶" if i == view.selected else " ",
-                Text(product, style=selected if i == view.selected else ""),
+            spread = good.spread() if good is not None else _diff(ask, bid)
+            volume = tick.volume_24h if tick else None
+            notional = _notional(volume, price)
+            cells: list[tuple[str, Style | str]] = [
+                ("▶" if i == view.selected else " ", ""),
+                (product, selected if i == view.selected else ""),
+                (flash, flash_style),
+                (pad(price, places) if price else "—", flash_style),
+                (pad(_change(price, pct) or "—", places), ""),
+                (f"{_signed(_percent(pct))}%" if pct else "—", pct_style),
+                (pad(bid, places) if bid else "—", ""),
+                (pad(ask, places) if ask else "—", ""),
+                (pad(spread, places) if spread else "—", ""),
+                (_short(volume) if volume else "—", ""),
+                (_short(notional) if notional else "—", ""),
             ]
-            row.append(last)
-            if not narrow:
-                row.append(change or "—")
-            row += [pct_text, bid or "—", ask or "—"]
-            if not narrow:
-                row.append(spread or "—")
-            if not narrow or not derivatives:
-                row.append(_short(tick.volume_24h) if tick and tick.volume_24h else "—")
             if derivatives:
-                if not narrow:
-                    row.append(tick.mark if tick and tick.mark else "—")
-                row.append(_funding(tick, now))
-            table.add_row(*row)
+                cells += [(pad(mark, places) if mark else "—", ""), (_funding(tick, now), "")]
+            for column, (text, style) in zip(columns, cells, strict=True):
+                column.cells.append(text)
+                column.styles.append(style)
+        out = grid(columns, max(20, self.size.width))
         if "ticker" in view.channels and not view.channel_on("ticker"):
-            table.caption = "ticker is off — press k to subscribe"
-        return table
+            out.append("\n")
+            out.append(
+                "connecting…" if view.connecting else "ticker is off — press k to subscribe", style="dim"
+            )
+        return out
+
+
+def _notional(volume: str | None, price: str | None) -> str | None:
+    """The 24h volume in the quote currency (base volume times the last price), for display."""
+    if not volume or not price:
+        return None
+    try:
+        return repr(float(volume) * float(price))
+    except ValueError:
+        return None
 
 
 def _percent(text: str) -> str:
@@ -388,15 +440,18 @@ def _diff(a: str | None, b: str | None) -> str | None:
 
 
 def _short(volume: str) -> str:
-    """Volume with a k/M suffix (display only; the exact figure is in the NDJSON output)."""
+    """Volume with two decimals and a unit (`` ``, k, M, B) so a column's decimal points line up
+    (display only; the exact figure is in the NDJSON output)."""
     try:
         v = float(volume)
     except ValueError:
         return volume
-    for unit, size in (("M", 1e6), ("k", 1e3)):
+    if not math.isfinite(v):
+        return "—"
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
         if v >= size:
             return f"{v / size:.2f}{unit}"
-    return f"{v:.4g}"
+    return f"{v:.2f} "
 
 
 # --- trade tape -----------------------------------------------------------------------------------
@@ -434,18 +489,29 @@ class TradeTape(Panel):
         buy = self.get_component_rich_style("trade-tape--buy", partial=True)
         sell = self.get_component_rich_style("trade-tape--sell", partial=True)
         big = self.get_component_rich_style("trade-tape--large", partial=True)
-        pw = max(len(t.price) for t in trades)
-        sw = max(len(t.size) for t in trades)
+        prec, venue, product = view.precision, view.venue, view.product
+        dp = prec.learn(venue, product, "price", [t.price for t in trades])
+        ds = prec.learn(venue, product, "size", [t.size for t in trades])
+        prices = [pad(t.price, dp) for t in trades]
+        amounts = [pad(t.size, ds) for t in trades]
+        pw = max(len(x) for x in prices)
+        sw = max(len(x) for x in amounts)
+        # narrow: the milliseconds go first, then the clock; a number is never cut
+        room = self.size.width - (3 + pw + 1 + sw)
+        clock_width = 13 if room >= 13 else 9 if room >= 9 else 0
         out = Text(no_wrap=True, overflow="ellipsis")
-        for t in trades:
+        for t, price, size in zip(trades, prices, amounts, strict=True):
             ts = t.exch_ts if t.exch_ts is not None else t.recv_ts
-            clock = time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
+            if clock_width:
+                clock = time.strftime("%H:%M:%S", time.localtime(ts))
+                if clock_width == 13:
+                    clock += f".{int(ts * 1000) % 1000:03d}"
+                out.append(f"{clock} ", style="dim")
             marker = "B▲" if t.side == "buy" else "S▼"
             style = buy if t.side == "buy" else sell
             if float(t.size) >= large:
                 style = style + big
-            out.append(f"{clock} ", style="dim")
-            out.append(f"{marker} {t.price:>{pw}} {t.size:>{sw}}", style=style)
+            out.append(f"{marker} {price:>{pw}} {size:>{sw}}", style=style)
             out.append("\n")
         out.rstrip()
         return out
@@ -493,9 +559,9 @@ class DepthLadder(Panel):
             return off
         if book is None or book.state == "empty":
             return Text(f"waiting for the {view.product} snapshot…", style="dim")
-        height = max(3, self.size.height)
+        height = max(4, self.size.height)
         width = max(20, self.size.width)
-        n = max(1, (height - 2) // 2)
+        n = max(1, (height - 3) // 2)  # the header, the spread line
         if view.grouping:
             bids, asks = book.grouped(view.grouping, n)
         else:
@@ -525,21 +591,62 @@ class DepthLadder(Panel):
             # change stay identical, and are not sent to the terminal again
             self._scale, self._scale_key = deepest * 1.25, scale_key
         top = self._scale
-        pw = max((len(p) for p, _ in bids + asks), default=1)
-        sw = max((len(s) for _, s in bids + asks), default=1)
-        bar_width = max(0, width - pw - sw - 3)
+        prec, venue, product = view.precision, view.venue, view.product
+        dp = (  # a group's price has the group's decimals (rounded the safe way by the book)
+            places(view.grouping)
+            if view.grouping
+            else prec.learn(venue, product, "price", [p for p, _ in bids + asks])
+        )
+        ds = prec.learn(venue, product, "size", [q for _, q in bids + asks])
+        base, _, quote = product.partition("-")
+        heads = (f"Price {quote}".strip(), f"Size {base}".strip(), f"Cum {base}".strip())
+        prices = [pad(p, dp) for p, _ in bids + asks]
+        sizes = [pad(q, ds) for _, q in bids + asks]
+        cum_texts = [f"{c:.{min(ds, 8)}f}" for c in cum_bids + cum_asks]
+        pw = max(len(heads[0]), *(len(x) for x in prices)) if prices else len(heads[0])
+        sw = max(len(heads[1]), *(len(x) for x in sizes)) if sizes else len(heads[1])
+        cw = max(len(heads[2]), *(len(x) for x in cum_texts)) if cum_texts else len(heads[2])
+        show_cum = width - (pw + sw + cw + 3) >= 8  # narrow: the bars alone show the depth
+        bar_width = max(0, width - pw - sw - 2 - (cw + 1 if show_cum else 0))
+        head = f"{heads[0]:>{pw}} {heads[1]:>{sw}}" + (f" {heads[2]:>{cw}}" if show_cum else "")
+        out.append(head.ljust(width)[:width], style="bold")
+        out.append("\n")
+
+        def level(price: str, size: str, cum: float, style: Style) -> None:
+            line = f"{pad(price, dp):>{pw}} {pad(size, ds):>{sw}} "
+            if show_cum:
+                line += f"{cum:>{cw}.{min(ds, 8)}f} "
+            out.append(line, style=style)
+            out.append(_bar(cum / top, bar_width), style=style)
+
         for (price, size), cum in reversed(list(zip(asks, cum_asks, strict=True))):
-            out.append(f"{price:>{pw}} {size:>{sw}} ", style=ask_style)
-            out.append(_bar(cum / top, bar_width), style=ask_style)
+            level(price, size, cum, ask_style)
             out.append("\n")
         spread, mid = book.spread(), book.mid()
-        middle = f"spread {spread}  mid {mid}" if spread is not None else "one-sided book"
+        middle = "one-sided book"
+        if spread is not None and mid is not None:  # as much as fits: the spread first
+            bps = _bps(spread, mid)
+            for middle in (
+                f"spread {pad(spread, dp)}{bps}  mid {mid}",
+                f"spread {pad(spread, dp)}{bps}",
+                f"spread {pad(spread, dp)}",
+            ):
+                if len(middle) <= width:
+                    break
         out.append(middle.center(width)[:width], style="bold" if trusted else Style(dim=True))
         for (price, size), cum in zip(bids, cum_bids, strict=True):
             out.append("\n")
-            out.append(f"{price:>{pw}} {size:>{sw}} ", style=bid_style)
-            out.append(_bar(cum / top, bar_width), style=bid_style)
+            level(price, size, cum, bid_style)
         return out
+
+
+def _bps(spread: str, mid: str) -> str:
+    """`` (1.6 bps)``: the spread in basis points of the mid."""
+    try:
+        value = float(spread) / float(mid) * 10_000
+    except (ValueError, ZeroDivisionError):
+        return ""
+    return f" ({value:.2g} bps)" if math.isfinite(value) else ""
 
 
 def _cumulative(levels: Sequence[tuple[str, str]]) -> list[float]:
