@@ -81,6 +81,9 @@ class TickertermApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "tickerterm"
     BINDINGS: ClassVar[list[BindingType]] = [
+        # first: the footer shows bindings in this order and cuts the rest on a narrow screen
+        Binding("question_mark", "show_help", "Help", id="help"),
+        Binding("q", "quit", "Quit", id="quit"),
         Binding("k", "toggle_channel('ticker')", "Ticker", id="channel.ticker"),
         Binding("b", "toggle_channel('book')", "Book", id="channel.book"),
         Binding("t", "toggle_channel('trades')", "Trades", id="channel.trades"),
@@ -105,8 +108,6 @@ class TickertermApp(App[None]):
         Binding("G", "replay_before_gap", "Before the gap", id="replay.before_gap", show=False),
         Binding("r", "toggle_record", "Record", id="record.toggle", show=False),
         Binding("L", "toggle_light", "Light/dark", id="display.theme", show=False),
-        Binding("question_mark", "show_help", "Help", id="help"),
-        Binding("q", "quit", "Quit", id="quit"),
         # Ctrl-C quits, as in every terminal dashboard (Textual's own default only says to press ctrl+q)
         Binding("ctrl+c", "quit", "Quit", id="quit.interrupt", show=False, priority=True),
     ]

@@ -119,6 +119,8 @@ class Panel(Widget, can_focus=True):
     key: ClassVar[str] = ""
     min_interval: ClassVar[float] = 0.0
     """Shortest time between two renders, seconds (the chart is expensive)."""
+    wrap: ClassVar[bool] = False
+    """Long lines wrap to the panel's width (else they are cut with an ellipsis)."""
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
@@ -172,8 +174,8 @@ class Panel(Widget, can_focus=True):
             min_width=width,
             max_width=width,
             height=None,
-            no_wrap=True,
-            overflow="ellipsis",
+            no_wrap=not self.wrap,
+            overflow="fold" if self.wrap else "ellipsis",
             highlight=False,
             justify=None,
         )
@@ -217,7 +219,9 @@ class Panel(Widget, can_focus=True):
             record=True,
             legacy_windows=False,
         )
-        console.print(self.shown, no_wrap=True, overflow="ellipsis", crop=True)
+        console.print(
+            self.shown, no_wrap=not self.wrap, overflow="fold" if self.wrap else "ellipsis", crop=True
+        )
         return console.export_text()
 
     def render_panel(self, store: Store, view: View, now: float) -> RenderableType:
@@ -691,16 +695,22 @@ class CandleChart(Panel):
         name = INTERVAL_NAMES.get(view.interval, f"{view.interval}s")
         series = store.candle_series(view.venue, view.product, view.interval)
         source = store.candle_source(view.venue, view.product, view.interval)
+        if "candles" in view.channels and not view.channel_on("candles"):
+            self.set_title(f"{self.key} {self.title} {view.product} {name}")
+            off = self.off_message(view, "candles", "c")
+            assert off is not None
+            return off
         self.set_title(f"{self.key} {self.title} {view.product} {name} ({source})")
         if series is None or not len(series):
             hint = "" if view.channel_on("trades") or view.channel_on("candles") else " — press t or c"
             return Text(f"no {name} candles yet for {view.product}{hint}", style="dim")
         width, height = max(20, self.size.width), max(8, self.size.height)
         bars = list(series.bars)[-max(2, (width - 12) // 2) :]
-        return Text.from_ansi(_plot(bars, width, height))
+        decimals = view.precision.learn(view.venue, view.product, "price", [b.close for b in bars])
+        return Text.from_ansi(_plot(bars, width, height, decimals))
 
 
-def _plot(bars: list[Bar], width: int, height: int) -> str:
+def _plot(bars: list[Bar], width: int, height: int, decimals: int = 2) -> str:
     from plotext._figure import _figure_class
 
     fig = _figure_class()  # our own instance: never plotext's global state
@@ -725,6 +735,7 @@ def _plot(bars: list[Bar], width: int, height: int) -> str:
             "Low": [float(b.low) for b in bars],
         },
     )
+    top.yticks(*_price_ticks(bars, decimals))
     labels = _time_ticks(bars)
     top.xticks([]) if vol_height else top.xticks(*labels)
     if vol_height:
@@ -735,6 +746,16 @@ def _plot(bars: list[Bar], width: int, height: int) -> str:
         bottom.xticks(*labels)
     text: str = fig.build()
     return text
+
+
+def _price_ticks(bars: list[Bar], decimals: int) -> tuple[list[float], list[str]]:
+    """Five price labels at the product's decimals (plotext's own have as many as the division gives)."""
+    low = min(float(b.low) for b in bars)
+    high = max(float(b.high) for b in bars)
+    if high <= low:
+        high = low + 10.0**-decimals
+    ticks = [low + (high - low) * i / 4 for i in range(5)]
+    return ticks, [f"{t:.{decimals}f}" for t in ticks]
 
 
 def _time_ticks(bars: list[Bar]) -> tuple[list[int], list[str]]:
@@ -760,6 +781,7 @@ class HealthPanel(Panel):
     kind = "health"
     title = "Health"
     key = "5"
+    wrap = True
 
     def stamp(self, store: Store, view: View, now: float) -> tuple[Any, ...]:
         return (view.version, store.health_version, int(now * 2))  # ages and rates tick twice a second
@@ -768,7 +790,7 @@ class HealthPanel(Panel):
         ok = self.get_component_rich_style("health--ok", partial=True)
         bad = self.get_component_rich_style("health--bad", partial=True)
         warn = self.get_component_rich_style("health--warn", partial=True)
-        out = Text(no_wrap=True, overflow="ellipsis")
+        out = Text()  # long lines (a reason, the subscriptions) wrap to the width the panel has
         if not store.health:
             return Text("no connection yet", style="dim")
         for n, h in enumerate(sorted(store.health.values(), key=lambda h: h.conn)):
@@ -852,8 +874,9 @@ def _health_lines(
         out.append(f"\n  {line}", style=style)  # the reason and its hint are worth whole lines
     subs = {c: p for c, p in h.subscriptions.items() if c != "heartbeats"}
     if subs:
-        names = " · ".join(f"{c} {len(p)}" if p else c for c, p in subs.items())
-        out.append("\n  " + inert(names, one_line=True), style="dim")
+        names = inert(" · ".join(f"{c} {len(p)}" if p else c for c, p in subs.items()), one_line=True)
+        for line in textwrap.wrap(names, max(20, width - 4)):  # every subscription, over more lines
+            out.append(f"\n  {line}", style="dim")
 
 
 def _duration(seconds: float) -> str:

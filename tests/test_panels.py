@@ -1,0 +1,93 @@
+"""Every panel usable at every size (issue 17): the footer keeps help and quit, every panel maximises to
+the whole screen and escape gives the focus back, the health panel uses the width it has, the chart
+says when its channel is off and labels prices at the product's decimals."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from textual.widgets import Footer
+
+from tickerterm.core.events import Gap
+from tickerterm.ui.widgets import CandleChart, HealthPanel, Panel
+
+from .conftest import make_sim
+from .ui_support import NOW, live_app, static_app, until
+
+PANELS = ["tickers", "ladder", "chart", "tape", "health"]
+
+
+def text_of(panel: Panel) -> str:
+    return panel.plain()
+
+
+@pytest.mark.parametrize("size", [(60, 20), (80, 24), (120, 40), (200, 60)])
+async def test_the_footer_always_shows_help_and_quit(size: tuple[int, int]) -> None:
+    app = static_app()
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause(0.2)
+        footer = app.query_one(Footer)
+        shown = [str(key.render()) for key in footer.children if key.region.width]
+        assert any("Help" in k for k in shown) and any("Quit" in k for k in shown), shown
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
+async def test_every_panel_maximises_to_the_screen_and_escape_restores_it(n: int) -> None:
+    app = static_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.2)
+        await pilot.press(str(n))
+        panel = app.query_one(f"#{PANELS[n - 1]}", Panel)
+        before = panel.size
+        await pilot.press("z")
+        await until(pilot, lambda: app.screen.maximized is panel)
+        await pilot.pause(0.1)
+        assert panel.size.width >= 118 and panel.size.height >= 36  # all but the header and footer
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen.maximized is None)
+        await pilot.pause(0.1)
+        assert app.focused is panel and panel.size == before
+
+
+async def test_the_health_panel_uses_the_width_it_is_given() -> None:
+    app = static_app()
+    async with app.run_test(size=(200, 60)) as pilot:
+        health = app.query_one(HealthPanel)
+        await until(pilot, lambda: "SUBSCRIBED" in text_of(health))
+        assert health.size.width > 42
+        app.store.apply(Gap("coinbase", NOW - 0.2, "coinbase", 9120, 9124, "connection"))
+        await until(pilot, lambda: "gaps 1" in text_of(health))
+        text = text_of(health)
+        assert "…" not in text
+        assert "expected 9120, got 9124" in text and "candles 3" in text and "up 00:" in text
+
+
+async def test_a_narrow_health_panel_wraps_instead_of_cutting() -> None:
+    app = static_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        health = app.query_one(HealthPanel)
+        await until(pilot, lambda: "SUBSCRIBED" in text_of(health))
+        text = text_of(health)
+        assert "…" not in text and "candles 3" in text  # the last subscription, on a line of its own
+
+
+async def test_chart_labels_use_the_products_decimals() -> None:
+    app = static_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        chart = app.query_one(CandleChart)
+        await until(pilot, lambda: "┤" in text_of(chart))
+        labels = re.findall(r"^\s*([\d.]+)┤", text_of(chart), re.M)
+        prices = [label for label in labels if float(label) > 1000]
+        assert prices and all(re.fullmatch(r"\d+\.\d\d", p) for p in prices), labels
+
+
+async def test_turning_candles_off_says_so_in_the_chart() -> None:
+    async with make_sim() as sim:
+        app = live_app(sim, ["BTC-USD"])
+        async with app.run_test(size=(120, 40)) as pilot:
+            chart = app.query_one(CandleChart)
+            await until(pilot, lambda: app.view.channel_on("candles"))
+            await pilot.press("c")
+            await until(pilot, lambda: "candles is off — press c" in text_of(chart), timeout=15)
+            assert "(venue)" not in str(chart.border_title)
