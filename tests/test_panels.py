@@ -91,3 +91,21 @@ async def test_turning_candles_off_says_so_in_the_chart() -> None:
             await pilot.press("c")
             await until(pilot, lambda: "candles is off — press c" in text_of(chart), timeout=15)
             assert "(venue)" not in str(chart.border_title)
+
+
+async def test_the_command_palette_has_one_entry_per_action_with_keys_as_people_write_them() -> None:
+    from tickerterm.ui.app import key_names
+
+    app = static_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.1)
+        commands = list(app.get_system_commands(app.screen))
+        titles = [c.title for c in commands]
+        assert len(titles) == len(set(titles))
+        for textual_own in ("Keys", "Maximize", "Minimize"):
+            assert textual_own not in titles  # ours do the same, with our keys
+        assert titles.count("Quit") == 1
+        helps = [c.help for c in commands]
+        assert "key: n or ]" in helps and "key: + or =" in helps and "key: /" in helps
+        assert not any("square" in h or "_" in h for h in helps), helps
+    assert key_names("p,left_square_bracket") == "p or ["

@@ -452,16 +452,38 @@ class TickertermApp(App[None]):
         self.push_screen(HelpScreen(self.KEYS, log_file=self.log_file))
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        # Textual's own commands, but one entry per action: its Keys, Maximize/Minimize and Quit have
+        # ours below (with our keys); its Theme picker and Screenshot have no equivalent here
+        for command in super().get_system_commands(screen):
+            if command.title in ("Theme", "Screenshot"):
+                yield command
         for binding in self.BINDINGS:
             assert isinstance(binding, Binding)
-            if binding.id in ("quit", "quit.interrupt", "help"):
+            if binding.id in ("quit.interrupt", "help"):
                 continue
             title = _COMMAND_TITLES.get(binding.id or "", binding.description)
             yield SystemCommand(
-                title, f"key: {binding.key.replace('_', ' ')}", partial(self.run_action, binding.action)
+                title, f"key: {key_names(binding.key)}", partial(self.run_action, binding.action)
             )
         yield SystemCommand("Help: every key", "key: ?", self.action_show_help)
+
+
+_KEY_NAMES = {
+    "right_square_bracket": "]",
+    "left_square_bracket": "[",
+    "slash": "/",
+    "question_mark": "?",
+    "plus": "+",
+    "equals_sign": "=",
+    "minus": "-",
+    "left": "←",
+    "right": "→",
+}
+
+
+def key_names(keys: str) -> str:
+    """Binding keys as people write them: ``n,right_square_bracket`` -> ``n or ]``."""
+    return " or ".join(_KEY_NAMES.get(k, k.replace("_", " ")) for k in keys.split(","))
 
 
 _COMMAND_TITLES = {
@@ -482,6 +504,7 @@ _COMMAND_TITLES = {
     "panel.maximize": "Maximise or restore the focused panel",
     "display.pause": "Pause or resume the display",
     "display.theme": "Light or dark theme",
+    "quit": "Quit",
     "replay.back": "Replay: seek back a minute",
     "replay.forward": "Replay: seek on a minute",
     "replay.faster": "Replay: twice as fast",
