@@ -26,10 +26,13 @@ def text_of(panel: Panel) -> str:
 async def test_the_footer_always_shows_help_and_quit(size: tuple[int, int]) -> None:
     app = static_app()
     async with app.run_test(size=size) as pilot:
-        await pilot.pause(0.2)
         footer = app.query_one(Footer)
-        shown = [str(key.render()) for key in footer.children if key.region.width]
-        assert any("Help" in k for k in shown) and any("Quit" in k for k in shown), shown
+
+        def shown() -> list[str]:
+            return [str(key.render()) for key in footer.children if key.region.width]
+
+        await until(pilot, lambda: len(shown()) >= 2)  # the footer is laid out
+        assert any("Help" in k for k in shown()) and any("Quit" in k for k in shown()), shown()
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
