@@ -112,3 +112,39 @@ async def test_the_command_palette_has_one_entry_per_action_with_keys_as_people_
         assert "key: n or ]" in helps and "key: + or =" in helps and "key: /" in helps
         assert not any("square" in h or "_" in h for h in helps), helps
     assert key_names("p,left_square_bracket") == "p or ["
+
+
+async def test_the_interval_key_offers_the_venues_intervals() -> None:
+    from tickerterm.core.events import Candle
+    from tickerterm.venues.bitzoom import KLINE_INTERVALS, Bitzoom
+
+    app = static_app(intervals=Bitzoom.candle_intervals)
+    async with app.run_test(size=(120, 40)) as pilot:
+        chart = app.query_one(CandleChart)
+        app.store.apply(
+            Candle(
+                "coinbase", NOW, "BTC-USD", NOW, int(NOW // 7200 * 7200), 7200, "1", "2", "0.5", "1.5", "3"
+            )
+        )
+        seen = []
+        for _ in KLINE_INTERVALS:
+            await pilot.press("i")
+            seen.append(app.view.intervals[app.view.interval])
+        assert sorted(seen, key=KLINE_INTERVALS.__getitem__) == list(KLINE_INTERVALS)  # all fifteen
+        while app.view.intervals[app.view.interval] != "2h":
+            await pilot.press("i")
+        await until(pilot, lambda: "2h (venue)" in str(chart.border_title))
+
+
+def test_one_candle_is_drawn_narrow_not_across_the_chart() -> None:
+    from decimal import Decimal
+
+    from rich.text import Text
+
+    from tickerterm.core.candles import Bar
+    from tickerterm.ui.widgets import _plot
+
+    bar = Bar(1795906080, "63999.9", "63999.9", "63999.5", "63999.8", Decimal("0.0103"), 0.0, 0.0)
+    lines = Text.from_ansi(_plot([bar], 60, 20, 1, 24)).plain.splitlines()
+    widest = max(line.count("█") for line in lines)
+    assert 0 < widest <= 3, lines  # one candle body, one volume bar: a few cells, not the width

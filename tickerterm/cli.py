@@ -549,6 +549,7 @@ def run_dashboard(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
         theme=("ansi-light" if ns.light else "ansi-dark") if ns.ansi else None,
         replay=plan["replay"] is not None,
         log_file=ns.log_file,
+        intervals=adapter.candle_intervals,
     )
     tune_gc()  # again, now that textual is loaded
     app.run()
@@ -684,6 +685,7 @@ def run_replay(ns: argparse.Namespace) -> int:
         light=ns.light,
         theme=("ansi-light" if ns.light else "ansi-dark") if ns.ansi else None,
         replay=True,
+        intervals=adapter.candle_intervals,
     )
     app.run()
     return app.return_code or 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from decimal import Decimal
 from functools import partial
@@ -24,13 +24,11 @@ from textual.geometry import Size
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
-from tickerterm.core.candles import INTERVALS as CANDLE_INTERVALS
 from tickerterm.core.errors import TickertermError
 from tickerterm.core.safe import inert
 from tickerterm.core.store import Store
 from tickerterm.ui.screens import HelpScreen, ProductPicker
 from tickerterm.ui.widgets import (
-    INTERVAL_NAMES,
     CandleChart,
     DepthLadder,
     HealthPanel,
@@ -42,7 +40,6 @@ from tickerterm.ui.widgets import (
 )
 
 PANEL_KINDS = ("ticker", "book", "trades", "candles")
-INTERVALS = tuple(CANDLE_INTERVALS.values())
 
 
 class FeedLike(Protocol):
@@ -116,7 +113,7 @@ class TickertermApp(App[None]):
         ("n or ]", "next product"),
         ("p or [", "previous product"),
         ("/", "find a product (fuzzy)"),
-        ("i", "candle interval: 1m, 5m, 15m, 1h"),
+        ("i", "candle interval: the venue's own (1m 5m 15m 1h from trades; Bitzoom 1m to 1M)"),
         ("g", "ladder price grouping"),
         ("1 2 3 4 5", "focus tickers, depth, chart, tape, health (on a small screen: show it)"),
         ("tab, shift+tab", "next / previous panel"),
@@ -146,6 +143,7 @@ class TickertermApp(App[None]):
         replay: bool = False,
         log_file: str | None = None,
         recorder: RecorderFactory | None = None,
+        intervals: Mapping[str, int] | None = None,
     ) -> None:
         super().__init__()
         self.recorder_factory = recorder
@@ -156,6 +154,10 @@ class TickertermApp(App[None]):
         self.clock = clock
         self.store = store or Store(clock=clock)
         self.view = View(venue=venue, products=list(products), channels=dict(channels), simulated=simulated)
+        if intervals:  # the venue's candle intervals, by name (``VenueAdapter.candle_intervals``)
+            self.view.intervals = {seconds: name for name, seconds in intervals.items()}
+            if self.view.interval not in self.view.intervals:
+                self.view.interval = min(self.view.intervals, key=lambda s: abs(s - self.view.interval))
         self.fps = fps
         self.feed: FeedLike | None = None
         self.feed_ready = asyncio.Event()
@@ -354,11 +356,12 @@ class TickertermApp(App[None]):
         self.push_screen(ProductPicker(self.view.products), picked)
 
     def action_cycle_interval(self) -> None:
-        i = INTERVALS.index(self.view.interval) if self.view.interval in INTERVALS else 0
-        self.view.interval = INTERVALS[(i + 1) % len(INTERVALS)]
+        offered = sorted(self.view.intervals)
+        i = offered.index(self.view.interval) if self.view.interval in offered else -1
+        self.view.interval = offered[(i + 1) % len(offered)]
         self.view.changed()
         self.render_tick(force=True, slow_later=True)
-        self.notify(f"candles {INTERVAL_NAMES[self.view.interval]}", timeout=2)
+        self.notify(f"candles {self.view.intervals[self.view.interval]}", timeout=2)
 
     def action_cycle_grouping(self) -> None:
         if self._grouping_steps == [None]:

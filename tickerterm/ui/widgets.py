@@ -32,6 +32,7 @@ from tickerterm.core.store import Store
 from tickerterm.ui.numbers import Precision, align, pad, places
 
 INTERVAL_NAMES = {seconds: name for name, seconds in INTERVALS.items()}
+"""The intervals built from trades, by seconds (a venue may offer more: ``View.intervals``)."""
 
 
 @dataclass(slots=True)
@@ -49,6 +50,8 @@ class View:
     simulated: bool = False
     connecting: bool = True
     """No subscription is known yet: panels say so instead of calling a channel off."""
+    intervals: dict[int, str] = field(default_factory=lambda: dict(INTERVAL_NAMES))
+    """Candle intervals ``i`` cycles through (seconds -> name): the venue's."""
     precision: Precision = field(default_factory=Precision)
     """Decimals per product for prices and sizes (every panel shows a product's numbers alike)."""
     version: int = 0
@@ -692,7 +695,7 @@ class CandleChart(Panel):
         return (view.version, store.candles_version)
 
     def render_panel(self, store: Store, view: View, now: float) -> RenderableType:
-        name = INTERVAL_NAMES.get(view.interval, f"{view.interval}s")
+        name = view.intervals.get(view.interval) or INTERVAL_NAMES.get(view.interval, f"{view.interval}s")
         series = store.candle_series(view.venue, view.product, view.interval)
         source = store.candle_source(view.venue, view.product, view.interval)
         if "candles" in view.channels and not view.channel_on("candles"):
@@ -705,18 +708,23 @@ class CandleChart(Panel):
             hint = "" if view.channel_on("trades") or view.channel_on("candles") else " — press t or c"
             return Text(f"no {name} candles yet for {view.product}{hint}", style="dim")
         width, height = max(20, self.size.width), max(8, self.size.height)
-        bars = list(series.bars)[-max(2, (width - 12) // 2) :]
+        slots = max(2, (width - 12) // 2)
+        bars = list(series.bars)[-slots:]
         decimals = view.precision.learn(view.venue, view.product, "price", [b.close for b in bars])
-        return Text.from_ansi(_plot(bars, width, height, decimals))
+        return Text.from_ansi(_plot(bars, width, height, decimals, slots))
 
 
-def _plot(bars: list[Bar], width: int, height: int, decimals: int = 2) -> str:
+def _plot(bars: list[Bar], width: int, height: int, decimals: int = 2, slots: int = 0) -> str:
+    """Candles (and volume) at a fixed width each: the x axis always has ``slots`` places and the bars
+    fill it from the right, so a session with one bar shows one narrow candle, not one as wide as the
+    chart."""
     from plotext._figure import _figure_class
 
     fig = _figure_class()  # our own instance: never plotext's global state
     fig._limit_size(False, False)  # plotext would clip to the real terminal; the widget is the canvas
     vol_height = 5 if height >= 14 else 0
-    xs = list(range(len(bars)))
+    slots = max(slots, len(bars))
+    xs = list(range(slots - len(bars), slots))
     if vol_height:
         fig.subplots(2, 1)
         fig.plotsize(width, height)
@@ -735,14 +743,20 @@ def _plot(bars: list[Bar], width: int, height: int, decimals: int = 2) -> str:
             "Low": [float(b.low) for b in bars],
         },
     )
-    top.yticks(*_price_ticks(bars, decimals))
-    labels = _time_ticks(bars)
+    top.xlim(-1, slots)
+    ticks, price_labels = _price_ticks(bars, decimals)
+    top.yticks(ticks, price_labels)
+    labels = _time_ticks(bars, xs[0])
     top.xticks([]) if vol_height else top.xticks(*labels)
     if vol_height:
         bottom = fig.subplot(2, 1)
         bottom.plotsize(width, vol_height)
         bottom.theme("clear")
         bottom.bar(xs, [float(b.volume) for b in bars], width=0.6, marker="sd")
+        bottom.xlim(-1, slots)
+        most = max(float(b.volume) for b in bars)
+        label_width = max(len(x) for x in price_labels)  # both panes' axes in one column
+        bottom.yticks([0.0, most], [f"{v:.3g}".rjust(label_width) for v in (0.0, most)])
         bottom.xticks(*labels)
     text: str = fig.build()
     return text
@@ -758,10 +772,10 @@ def _price_ticks(bars: list[Bar], decimals: int) -> tuple[list[float], list[str]
     return ticks, [f"{t:.{decimals}f}" for t in ticks]
 
 
-def _time_ticks(bars: list[Bar]) -> tuple[list[int], list[str]]:
+def _time_ticks(bars: list[Bar], first: int = 0) -> tuple[list[int], list[str]]:
     step = max(1, len(bars) // 4)
     idx = list(range(0, len(bars), step))
-    return idx, [time.strftime("%H:%M", time.localtime(bars[i].start)) for i in idx]
+    return [first + i for i in idx], [time.strftime("%H:%M", time.localtime(bars[i].start)) for i in idx]
 
 
 # --- connection health ----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+from tickerterm.core.candles import INTERVALS
 from tickerterm.core.errors import ConfigError, CredentialsError, FrameError
 from tickerterm.core.events import Event, Gap
 from tickerterm.venues.session import HttpRequest, Session, Subscriptions
@@ -173,6 +174,9 @@ class VenueAdapter(ABC):
     """Seconds without any frame (heartbeats included) after which a connection is stale."""
     credential_help: ClassVar[str] = ""
     """How to provide credentials: the variables and the key file, named (never their values)."""
+    candle_intervals: ClassVar[Mapping[str, int]] = INTERVALS
+    """Candle intervals the chart offers (``i`` cycles them), by name: the venue's own where it sends
+    candles for more than the intervals built from trades."""
     credential_name: ClassVar[str] = "an API key"
     """What the venue calls them, for messages: ``a Coinbase API key``."""
 

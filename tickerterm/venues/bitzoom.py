@@ -235,6 +235,7 @@ class Bitzoom(VenueAdapter):
         "mark": "markPrice@1s",
         "tickers": "!ticker@arr",
     }
+    candle_intervals = KLINE_INTERVALS
     default_channels = ("ticker", "depth@100ms", "aggTrade", "kline_1m", "markPrice@1s")
     default_products = ("BTC-USDT", "ETH-USDT")
     max_frame_size = 16 * 2**20

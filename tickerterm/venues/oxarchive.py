@@ -136,6 +136,7 @@ class OxArchive(VenueAdapter):
     endpoints: ClassVar[dict[str, str]] = {"market": MARKET_URL}
     channels = CHANNELS
     aliases: ClassVar[dict[str, str]] = {"book": "orderbook", "l4": "l4_diffs", "trade": "trades"}
+    candle_intervals = CANDLE_INTERVALS
     default_channels = ("orderbook", "trades", "candles")
     default_products = ("BTC", "ETH")
     max_frame_size = 64 * 2**20  # L4 snapshots run to tens of MB
