@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
@@ -22,6 +23,13 @@ from tickerterm.venues.coinbase import CoinbaseAdvancedTrade
 
 os.environ["TZ"] = "UTC"  # times on screen (tape, chart axis) must not depend on where tests run
 time.tzset()
+# nor on the developer's own config file, TICKERTERM_* variables or remembered theme: every test (and
+# every command it starts) sees an empty config and state directory of its own
+_HOME = tempfile.mkdtemp(prefix="tickerterm-tests-")
+os.environ["XDG_CONFIG_HOME"] = os.path.join(_HOME, "config")
+os.environ["XDG_STATE_HOME"] = os.path.join(_HOME, "state")
+for _name in [n for n in os.environ if n.startswith("TICKERTERM_") and n != "TICKERTERM_TEST_POSTGRES"]:
+    del os.environ[_name]
 
 FAST = SimTiming(
     l2_batch=0.01,

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,47 @@ def test_the_installed_command_records_and_replays(installed: Path, tmp_path: Pa
         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60,
     )  # fmt: skip
     assert pg.returncode == 2 and "tickerterm[postgres]" in pg.stderr and pg.stderr.count("\n") == 1
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (apt-get install tmux)")
+def test_the_installed_command_in_tmux_follows_a_config_file(installed: Path, tmp_path: Path) -> None:
+    """The wheel's command, a config file in a temporary XDG directory: its watchlist, key and palette
+    are what the dashboard uses, and ``tickerterm config`` says where each came from."""
+    from tests.test_tmux import capture, keys, wait_screen
+
+    config = tmp_path / "config" / "tickerterm" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text(
+        'watchlist = "majors"\nfps = 20\npalette = "colorblind"\n'
+        '[watchlists]\nmajors = ["BTC-USD", "ETH-USD"]\nalts = ["SOL-USD"]\n'
+        '[keys]\n"product.next" = "j"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(XDG_CONFIG_HOME=str(tmp_path / "config"), XDG_STATE_HOME=str(tmp_path / "state"))
+    shown = subprocess.run(
+        [str(installed / "tickerterm"), "config"], capture_output=True, text=True, env=env, check=True
+    ).stdout
+    assert "watchlist 'majors'" in shown and "config.toml:2" in shown  # fps, from line 2
+    session = f"tickerterm-config-{os.getpid()}"
+    env["TERM"] = "xterm-256color"
+    subprocess.run(
+        ["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "30", "-c", str(tmp_path),
+         f"{installed / 'tickerterm'} --sim"],
+        check=True,
+        env=env,
+    )  # fmt: skip
+    try:
+        wait_screen(session, lambda s: "Depth BTC-USD" in s and "spread" in s and "ETH-USD" in s)
+        keys(session, "j")  # the file's key for the next product
+        wait_screen(session, lambda s: "Depth ETH-USD" in s)
+        keys(session, "w")  # the next watchlist
+        wait_screen(session, lambda s: "Depth SOL-USD" in s and "BTC-USD" not in s.split("Depth")[0])
+        keys(session, "q")
+        for _ in range(150):
+            if subprocess.run(["tmux", "has-session", "-t", session], capture_output=True).returncode:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"q did not quit:\n{capture(session)}")
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)

@@ -163,14 +163,11 @@ def test_the_simulators_hint_works_exactly_as_printed(venue: str, tmp_path: Path
         assert not Path(hint.split("--key-file ", 1)[1].split()[0]).exists()
 
 
-def test_dashboard_logs_go_to_a_file_never_over_the_screen(tmp_path: Path) -> None:
-    os.environ["XDG_STATE_HOME"] = str(tmp_path)  # run_in_pty passes the environment on
-    try:
-        code, screen = run_in_pty(
-            ["-v", "--url", "ws://127.0.0.1:9", "--retries", "1"], b"q", (b"GAVE UP", b"logging to")
-        )  # both: on a loaded machine the feed can give up before the toast is drawn
-    finally:
-        del os.environ["XDG_STATE_HOME"]
+def test_dashboard_logs_go_to_a_file_never_over_the_screen(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))  # run_in_pty passes the environment on
+    code, screen = run_in_pty(
+        ["-v", "--url", "ws://127.0.0.1:9", "--retries", "1"], b"q", (b"GAVE UP", b"logging to")
+    )  # both: on a loaded machine the feed can give up before the toast is drawn
     log = tmp_path / "tickerterm" / "tickerterm.log"
     assert code == 1
     assert " INFO tickerterm" not in screen  # nothing drawn over the dashboard

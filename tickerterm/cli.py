@@ -17,12 +17,23 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC
 from typing import Any, NoReturn
 
 from tickerterm import __version__
 from tickerterm.api import open_feed, open_recording
+from tickerterm.config import (
+    SETTINGS,
+    Effective,
+    default_path,
+    load,
+    remember,
+    remembered,
+    resolve,
+    show,
+    write_starter,
+)
 from tickerterm.core.errors import ConfigError, TickertermError
 from tickerterm.core.events import Event, GaveUp
 from tickerterm.core.ndjson import dumps
@@ -143,7 +154,17 @@ examples:
   tickerterm --venue bitzoom --products BTC-USDT --channels depth@100ms,trade
   tickerterm sim --venue coinapi                      a standalone simulator (prints how to connect)
 
-tickerterm sim --help: the simulator's own options."""
+settings (command line > TICKERTERM_* variables > config file > defaults):
+  tickerterm config --init                            write a commented config file to start from
+  tickerterm config                                   what is in effect, and where each value came from
+  the file: $XDG_CONFIG_HOME/tickerterm/config.toml (or --config PATH, TICKERTERM_CONFIG); keys named
+  like the long options, e.g.  venue = "bitzoom"  products = ["BTC-USDT"]  fps = 20  palette = "colorblind"
+  [watchlists] majors = ["BTC-USD", "ETH-USD"]   (w switches; --watchlist majors starts with one)
+  [keys] "product.next" = "j,n"                  (an action's id from ? in the dashboard, to keys)
+  variables: TICKERTERM_VENUE, TICKERTERM_PRODUCTS=BTC-USD,ETH-USD, TICKERTERM_FPS, TICKERTERM_THEME...
+
+tickerterm sim --help: the simulator's own options.
+tickerterm completion bash|zsh|fish: shell completion (e.g. tickerterm completion bash >> ~/.bashrc)."""
 
 SIM_EPILOG = """\
 faults (--fault NAME=VALUE, repeatable): drop_rate, drop_next, corrupt_rate, corrupt_next, close_code with
@@ -209,6 +230,12 @@ def feed_parser() -> argparse.ArgumentParser:
         "--fps", type=_positive(float), default=10.0, help="dashboard redraws per second (default 10)"
     )
     p.add_argument("--light", action="store_true", help="light theme (NO_COLOR is respected)")
+    p.add_argument("--theme", help="a Textual theme by name (textual-dark, nord, gruvbox, dracula...)")
+    p.add_argument(
+        "--palette", choices=("standard", "colorblind"), help="up/down colours: green/red or blue/orange"
+    )
+    p.add_argument("--watchlist", metavar="NAME", help="start with a watchlist from the config file")
+    p.add_argument("--config", metavar="PATH", help="the config file (default: see settings below)")
     p.add_argument(
         "--ansi",
         action="store_true",
@@ -341,8 +368,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args[:1] == ["replay"]:
             ns = replay_parser().parse_args(args[1:])
             return run_replay(ns)
+        if args[:1] == ["config"]:
+            return run_config(args[1:])
+        if args[:1] == ["completion"]:
+            return run_completion(args[1:])
         ns = feed_parser().parse_args(args)
-        plan = _plan(ns)
+        settings(ns, args)
+        plan = _explained(ns, _plan)
         if ns.headless:
             _logging(ns.verbose, ns.log_file)
             return asyncio.run(run_feed(ns, plan))
@@ -384,6 +416,107 @@ def default_log_file() -> str:
     (``$XDG_STATE_HOME/tickerterm/tickerterm.log``, by default ``~/.local/state/tickerterm/``)."""
     state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return os.path.join(state, "tickerterm", "tickerterm.log")
+
+
+def _theme(ns: argparse.Namespace) -> str | None:
+    """``--ansi`` > ``theme`` (command line, environment, file) > ``--light`` > the last theme chosen."""
+    if ns.ansi:
+        return "ansi-light" if ns.light else "ansi-dark"
+    if ns.theme:
+        return str(ns.theme)
+    if ns.light:
+        return None
+    last = remembered("theme")
+    return last if isinstance(last, str) else None
+
+
+def _keys(ns: argparse.Namespace, ids: list[str]) -> dict[str, str]:
+    """The config file's ``[keys]``, each naming an action the dashboard has."""
+    effective: Effective | None = getattr(ns, "settings", None)
+    if effective is None:
+        return {}
+    config = effective.config
+    for action in config.keys:
+        if action not in ids:
+            raise ConfigError(
+                f"{config.where(action)}: [keys] has no action {action!r} (choose from: {', '.join(ids)})"
+            )
+    return dict(config.keys)
+
+
+def _given(args: Sequence[str]) -> set[str]:
+    """The options given on the command line (their ``dest``), defaults aside."""
+    p = feed_parser()
+    for action in p._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(p.parse_args(args)))
+
+
+def settings(ns: argparse.Namespace, args: Sequence[str]) -> Effective:
+    """``ns`` with the environment and the config file filled in where the command line said nothing
+    (command line > ``TICKERTERM_*`` > file > defaults); the result is kept in ``ns.settings``."""
+    given = _given(args)
+    path = ns.config or default_path()
+    config = load(path, required=bool(ns.config or os.environ.get("TICKERTERM_CONFIG")))
+    names = list(SETTINGS)
+    effective = resolve(
+        {n: getattr(ns, n) for n in names if n in given},
+        {n: getattr(ns, n, None) for n in names},
+        os.environ,
+        config,
+    )
+    for name, value in effective.values.items():
+        setattr(ns, name, value)
+    ns.settings = effective
+    return effective
+
+
+def _explained(ns: argparse.Namespace, check: Callable[[argparse.Namespace], Any]) -> Any:
+    """``check(ns)``, its ConfigError saying where a setting it names came from when that was not the
+    command line (a product from the config file is wrong in the file, not in an option)."""
+    try:
+        return check(ns)
+    except ConfigError as exc:
+        effective: Effective | None = getattr(ns, "settings", None)
+        if effective is None:
+            raise
+        text = str(exc)
+        origins = [
+            f"{name.replace('_', '-')} from {effective.sources[name]}"
+            for name, word in (("venue", "venue"), ("products", "product"), ("channels", "channel"))
+            if word in text and effective.sources.get(name, "command line") not in ("command line", "default")
+        ]
+        if origins:
+            raise ConfigError(f"{text} ({'; '.join(origins)})") from None
+        raise
+
+
+def run_config(args: Sequence[str]) -> int:
+    """``tickerterm config [--init [--force]] [options]``: what is in effect and where each value came
+    from, or a commented starting file."""
+    init = "--init" in args
+    force = "--force" in args
+    rest = [a for a in args if a not in ("--init", "--force")]
+    if init:
+        ns = feed_parser().parse_args(rest)
+        path = write_starter(ns.config or default_path(), force=force)
+        print(f"wrote {path}: uncomment what you want to set")
+        return 0
+    if force:
+        raise ConfigError("--force goes with --init")
+    ns = feed_parser().parse_args(rest)
+    print(show(settings(ns, rest)))
+    return 0
+
+
+def run_completion(args: Sequence[str]) -> int:
+    """``tickerterm completion bash|zsh|fish``: a completion script generated from the option parser."""
+    from tickerterm.completion import script
+
+    if len(args) != 1 or args[0] not in ("bash", "zsh", "fish"):
+        raise ConfigError("completion takes one shell: bash, zsh or fish")
+    sys.stdout.write(script(args[0], feed_parser()))
+    return 0
 
 
 def _plan(ns: argparse.Namespace) -> dict[str, Any]:
@@ -429,7 +562,39 @@ def _plan(ns: argparse.Namespace) -> dict[str, Any]:
     if record == "":  # --record without a path: a new file here, named for the venue and the time
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
         record = f"tickerterm-{cls.name}-{stamp}.db"
-    return {"products": products, "channels": channels, "faults": faults, "replay": replay, "record": record}
+    watchlists = _watchlists(ns, adapter, cls)
+    return {
+        "products": products,
+        "channels": channels,
+        "faults": faults,
+        "replay": replay,
+        "record": record,
+        "watchlists": watchlists,
+    }
+
+
+def _watchlists(ns: argparse.Namespace, adapter: Any, cls: Any) -> dict[str, list[str]]:
+    """The config file's watchlists, each product checked like ``--products`` (ConfigError naming the
+    file and line)."""
+    effective: Effective | None = getattr(ns, "settings", None)
+    if effective is None:
+        return {}
+    config = effective.config
+    out = {}
+    offered = [p.product for p in simulator_class(cls.name).default_products] if ns.sim else None
+    for name, products in config.watchlists.items():
+        try:
+            normalized = [adapter.normalize_product(p) for p in products]
+        except ConfigError as exc:
+            raise ConfigError(f"{config.where(name)}: watchlist {name!r}: {exc}") from None
+        unknown = [p for p in normalized if offered is not None and p not in offered]
+        if unknown:
+            raise ConfigError(
+                f"{config.where(name)}: watchlist {name!r}: unknown product {unknown[0]!r} "
+                f"(the simulator has: {', '.join(offered or [])})"
+            )
+        out[name] = normalized
+    return out
 
 
 def _check_url(option: str, url: str, schemes: tuple[str, ...]) -> None:
@@ -546,11 +711,19 @@ def run_dashboard(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
         simulated=ns.sim,
         fps=ns.fps,
         light=ns.light,
-        theme=("ansi-light" if ns.light else "ansi-dark") if ns.ansi else None,
+        theme=_theme(ns),
         replay=plan["replay"] is not None,
         log_file=ns.log_file,
         intervals=adapter.candle_intervals,
+        palette=ns.palette,
+        keys=_keys(ns, TickertermApp.binding_ids()),
+        watchlists=plan["watchlists"],
+        remember_theme=lambda name: remember("theme", name),
     )
+    if app._theme and app._theme not in app.available_themes:
+        source = ns.settings.sources.get("theme", "command line") if hasattr(ns, "settings") else "--theme"
+        known = ", ".join(sorted(t for t in app.available_themes if not t.startswith("ansi")))
+        raise ConfigError(f"theme {app._theme!r} ({source}) is not a theme (choose from: {known})")
     tune_gc()  # again, now that textual is loaded
     app.run()
     if app.return_code:  # the dashboard itself failed (Textual has shown why): not a normal end

@@ -105,6 +105,7 @@ class TickertermApp(App[None]):
         Binding("G", "replay_before_gap", "Before the gap", id="replay.before_gap", show=False),
         Binding("r", "toggle_record", "Record", id="record.toggle", show=False),
         Binding("L", "toggle_light", "Light/dark", id="display.theme", show=False),
+        Binding("w", "next_watchlist", "Watchlist", id="product.watchlist", show=False),
         # Ctrl-C quits, as in every terminal dashboard (Textual's own default only says to press ctrl+q)
         Binding("ctrl+c", "quit", "Quit", id="quit.interrupt", show=False, priority=True),
     ]
@@ -113,7 +114,7 @@ class TickertermApp(App[None]):
         ("n or ]", "next product"),
         ("p or [", "previous product"),
         ("/", "find a product (fuzzy)"),
-        ("i", "candle interval: the venue's own (1m 5m 15m 1h from trades; Bitzoom 1m to 1M)"),
+        ("i", "candle interval: those the venue offers"),
         ("g", "ladder price grouping"),
         ("1 2 3 4 5", "focus tickers, depth, chart, tape, health (on a small screen: show it)"),
         ("tab, shift+tab", "next / previous panel"),
@@ -121,7 +122,8 @@ class TickertermApp(App[None]):
         ("space", "pause / resume the display (data keeps flowing); in a replay: pause / resume it"),
         ("← → + = - x G", "replay: seek a minute, faster (+ =), slower, stop; G: before the last gap"),
         ("r", "start / stop recording (REC in the header; tickerterm replay FILE)"),
-        ("L", "light / dark theme"),
+        ("L", "light / dark theme (ctrl+p Theme: all of them; the last is remembered)"),
+        ("w", "next watchlist ([watchlists] in the config file)"),
         ("ctrl+p", "command palette: every action"),
         ("?", "this help"),
         ("q, ctrl+c", "quit"),
@@ -144,6 +146,10 @@ class TickertermApp(App[None]):
         log_file: str | None = None,
         recorder: RecorderFactory | None = None,
         intervals: Mapping[str, int] | None = None,
+        palette: str = "standard",
+        keys: Mapping[str, str] | None = None,
+        watchlists: Mapping[str, list[str]] | None = None,
+        remember_theme: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__()
         self.recorder_factory = recorder
@@ -171,6 +177,15 @@ class TickertermApp(App[None]):
         self.ticks = 0
         self._light = light
         self._theme = theme
+        self.palette = palette
+        """``standard`` (up/down in green/red) or ``colorblind`` (blue/orange)."""
+        self._keys = dict(keys or {})
+        self.watchlists = {name: list(ps) for name, ps in (watchlists or {}).items()}
+        """Named product lists (the config file's ``[watchlists]``); ``w`` switches to the next."""
+        self.watchlist: str | None = next(
+            (name for name, ps in self.watchlists.items() if ps == list(products)), None
+        )
+        self._remember_theme = remember_theme
         self._grouping_steps: list[str | None] = [None]
         self._laid_out_for = Size(0, 0)
         self._health_seen = -1
@@ -203,6 +218,12 @@ class TickertermApp(App[None]):
             self.theme = self._theme
         elif self._light:
             self.theme = "textual-light"
+        if self._keys:
+            self.set_keymap(self._keys)  # the config file's [keys]: binding id -> keys
+        self.screen.set_class(self.palette == "colorblind", "-colorblind")
+        if self._remember_theme is not None:  # a theme chosen here (L, ctrl+p > Theme) is kept for next time
+            remember = self._remember_theme
+            self.theme_changed_signal.subscribe(self, lambda theme: remember(theme.name))
         self._layout_for(self.size.width, self.size.height)
         if self.log_file:
             self.notify(f"logging to {self.log_file}", timeout=6)
@@ -302,6 +323,7 @@ class TickertermApp(App[None]):
             if subtitle != self.sub_title:
                 self.sub_title = subtitle
         now = self.clock()
+        self.view.learn(self.store)
         later: list[Panel] = []
         with self.batch_update():
             for panel in self.panels:
@@ -447,6 +469,42 @@ class TickertermApp(App[None]):
         if not self.paused:
             self.render_tick(force=True, slow_later=True)
 
+    async def action_next_watchlist(self) -> None:
+        """The next watchlist's products, on every channel subscribed now (the others are dropped)."""
+        if not self.watchlists or self.feed is None:
+            self.notify("no watchlists: add a [watchlists] table to the config file", severity="warning")
+            return
+        names = list(self.watchlists)
+        i = names.index(self.watchlist) if self.watchlist in names else -1
+        name = names[(i + 1) % len(names)]
+        new, old = self.watchlists[name], list(self.view.products)
+        try:
+            for channel, products in self.feed.subscriptions().items():
+                if channel in self.view.channels.values() and products:
+                    added = [p for p in new if p not in products]
+                    removed = [p for p in products if p not in new]
+                    if added:
+                        await self.feed.subscribe(channel, added)
+                    if removed:
+                        await self.feed.unsubscribe(channel, removed)
+        except TickertermError as exc:
+            self.notify(inert(str(exc)), severity="error")
+            return
+        self.watchlist = name
+        self.view.products = list(new)
+        self.view.selected = 0
+        self.view.subscriptions = self.feed.subscriptions()
+        self.view.changed()
+        self.render_tick(force=True, slow_later=True)
+        self.notify(
+            f"watchlist {name}: {', '.join(new)}" + (f" (was {', '.join(old)})" if old else ""), timeout=3
+        )
+
+    @classmethod
+    def binding_ids(cls) -> list[str]:
+        """The ids ``[keys]`` in the config file may rebind."""
+        return [b.id for b in cls.BINDINGS if isinstance(b, Binding) and b.id]
+
     def action_toggle_light(self) -> None:
         pairs = {"textual-light": "textual-dark", "ansi-light": "ansi-dark", "ansi-dark": "ansi-light"}
         self.theme = pairs.get(self.theme, "textual-light")
@@ -515,6 +573,7 @@ _COMMAND_TITLES = {
     "replay.stop": "Replay: stop",
     "replay.before_gap": "Replay: a minute before the last gap or disconnect",
     "record.toggle": "Start or stop recording",
+    "product.watchlist": "Next watchlist",
 }
 
 

@@ -38,7 +38,7 @@ class HelpScreen(ModalScreen[None]):
         table.add_column(style="bold")
         table.add_column()
         for key, description in self.keys:
-            table.add_row(key, description)
+            table.add_row(Text(key), Text(description))  # plain text: "[watchlists]" is not markup
         with Vertical():
             yield Static(Text("Keys", style="bold"))
             yield Static(table, id="help-keys")

@@ -5,6 +5,7 @@ store's version counter for its data, or the view, changed."""
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import textwrap
 import time
@@ -31,6 +32,8 @@ from tickerterm.core.safe import inert, strip_unsafe
 from tickerterm.core.store import Store
 from tickerterm.ui.numbers import Precision, align, pad, places
 
+LEARN_LEVELS = 50
+"""Book levels per side and recent trades a product's decimals are learned from on each frame."""
 INTERVAL_NAMES = {seconds: name for name, seconds in INTERVALS.items()}
 """The intervals built from trades, by seconds (a venue may offer more: ``View.intervals``)."""
 
@@ -66,6 +69,28 @@ class View:
 
     def changed(self) -> None:
         self.version += 1
+
+    def learn(self, store: Store) -> None:
+        """Every product's decimals from all it shows (ticker, top of book, recent trades) before any
+        panel draws it, so each panel shows a number alike whichever of them draws first."""
+        prec, venue = self.precision, self.venue
+        for product in self.products:
+            key = (venue, product)
+            tick = store.tickers.get(key)
+            book = store.books.get(key)
+            tape = store.tapes.get(key)
+            prices: list[str | None] = [tick.price, tick.bid, tick.ask] if tick else []
+            sizes: list[str | None] = []
+            if book is not None:
+                bids, asks = book.top(LEARN_LEVELS)
+                prices += [p for p, _ in bids + asks]
+                sizes += [q for _, q in bids + asks]
+            if tape:
+                recent = list(itertools.islice(reversed(tape), LEARN_LEVELS))
+                prices += [t.price for t in recent]
+                sizes += [t.size for t in recent]
+            prec.learn(venue, product, "price", prices)
+            prec.learn(venue, product, "size", sizes)
 
 
 def inert_renderable(renderable: RenderableType) -> RenderableType:
@@ -708,7 +733,7 @@ class CandleChart(Panel):
             hint = "" if view.channel_on("trades") or view.channel_on("candles") else " — press t or c"
             return Text(f"no {name} candles yet for {view.product}{hint}", style="dim")
         width, height = max(20, self.size.width), max(8, self.size.height)
-        slots = max(2, (width - 12) // 2)
+        slots = max(2, (width - 12) // 3)  # three cells a bar: a body and a gap at any width
         bars = list(series.bars)[-slots:]
         decimals = view.precision.learn(view.venue, view.product, "price", [b.close for b in bars])
         return Text.from_ansi(_plot(bars, width, height, decimals, slots))
@@ -746,20 +771,41 @@ def _plot(bars: list[Bar], width: int, height: int, decimals: int = 2, slots: in
     top.xlim(-1, slots)
     ticks, price_labels = _price_ticks(bars, decimals)
     top.yticks(ticks, price_labels)
-    labels = _time_ticks(bars, xs[0])
-    top.xticks([]) if vol_height else top.xticks(*labels)
+    top.xticks([])
     if vol_height:
         bottom = fig.subplot(2, 1)
         bottom.plotsize(width, vol_height)
         bottom.theme("clear")
-        bottom.bar(xs, [float(b.volume) for b in bars], width=0.6, marker="sd")
+        bottom.bar(xs, [float(b.volume) for b in bars], width=0.1, marker="sd")
         bottom.xlim(-1, slots)
         most = max(float(b.volume) for b in bars)
         label_width = max(len(x) for x in price_labels)  # both panes' axes in one column
         bottom.yticks([0.0, most], [f"{v:.3g}".rjust(label_width) for v in (0.0, most)])
-        bottom.xticks(*labels)
+        bottom.xticks([])
     text: str = fig.build()
-    return text
+    # the time axis is ours: plotext drops colliding labels, and which one it drops varied
+    label_width = max(len(x) for x in price_labels)
+    return text.rstrip("\n") + "\n" + _time_axis(bars, xs[0], slots, width, label_width)
+
+
+def _time_axis(bars: list[Bar], first: int, slots: int, width: int, label_width: int) -> str:
+    """``HH:MM`` under the bars, as many as fit with a space between them (the plot's area starts after
+    the y labels and the axis, and spans ``slots + 1`` places from -1 to ``slots``)."""
+    left = label_width + 1
+    area = max(1, width - left - 1)
+    line = [" "] * width
+    free = 0
+    for i, bar in enumerate(bars):
+        col = left + round((first + i + 1) / (slots + 1) * (area - 1))
+        label = time.strftime("%H:%M", time.localtime(bar.start))
+        start = col - len(label) // 2
+        if start < free or start + len(label) > width:
+            continue
+        if i % max(1, len(bars) // 4) and i != len(bars) - 1:
+            continue  # about four labels: the first, every quarter
+        line[start : start + len(label)] = label
+        free = start + len(label) + 2
+    return "".join(line).rstrip()
 
 
 def _price_ticks(bars: list[Bar], decimals: int) -> tuple[list[float], list[str]]:
@@ -770,12 +816,6 @@ def _price_ticks(bars: list[Bar], decimals: int) -> tuple[list[float], list[str]
         high = low + 10.0**-decimals
     ticks = [low + (high - low) * i / 4 for i in range(5)]
     return ticks, [f"{t:.{decimals}f}" for t in ticks]
-
-
-def _time_ticks(bars: list[Bar], first: int = 0) -> tuple[list[int], list[str]]:
-    step = max(1, len(bars) // 4)
-    idx = list(range(0, len(bars), step))
-    return [first + i for i in idx], [time.strftime("%H:%M", time.localtime(bars[i].start)) for i in idx]
 
 
 # --- connection health ----------------------------------------------------------------------------
