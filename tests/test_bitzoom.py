@@ -272,6 +272,8 @@ def test_user_data_events(parser: BitzoomParser) -> None:
             "L": "0",
             "T": 1,
             "t": 0,
+            "n": "0.0125",
+            "N": "USDT",
             "rp": "0",
         },
     }
@@ -290,6 +292,8 @@ def test_user_data_events(parser: BitzoomParser) -> None:
             "0.075",
             "0",
             client_order_id="myOrder123",
+            fee="0.0125",
+            fee_asset="USDT",
         )
     ]
 

@@ -165,6 +165,10 @@ class OrderUpdate(Event):
     client_order_id: str = ""
     snapshot: bool = False
     """True when the venue restates an open order (initial dump), not a new change."""
+    fee: str | None = None
+    """Fees paid on the order so far (the venue's decimal text), where the venue says."""
+    fee_asset: str | None = None
+    """What the fee is paid in, where the venue says (Bitzoom's commission asset)."""
 
 
 @dataclass(slots=True)

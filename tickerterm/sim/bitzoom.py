@@ -550,6 +550,8 @@ class BitzoomSim(SimServer):
                 "L": price,
                 "T": ms(now),
                 "t": m.trade_id,
+                "n": "0.0256",  # the commission so far, in N
+                "N": "USDT",
                 "rp": "0",
             },
         }

@@ -33,6 +33,7 @@ from tickerterm.ui.widgets import (
     DepthLadder,
     HealthPanel,
     InertLines,
+    OrdersPanel,
     Panel,
     TickersTable,
     TradeTape,
@@ -106,6 +107,7 @@ class TickertermApp(App[None]):
         Binding("r", "toggle_record", "Record", id="record.toggle", show=False),
         Binding("L", "toggle_light", "Light/dark", id="display.theme", show=False),
         Binding("w", "next_watchlist", "Watchlist", id="product.watchlist", show=False),
+        Binding("o,6", "toggle_orders", "Orders", id="panel.orders", show=False),
         # Ctrl-C quits, as in every terminal dashboard (Textual's own default only says to press ctrl+q)
         Binding("ctrl+c", "quit", "Quit", id="quit.interrupt", show=False, priority=True),
     ]
@@ -124,6 +126,7 @@ class TickertermApp(App[None]):
         ("r", "start / stop recording (REC in the header; tickerterm replay FILE)"),
         ("L", "light / dark theme (ctrl+p Theme: all of them; the last is remembered)"),
         ("w", "next watchlist ([watchlists] in the config file)"),
+        ("o or 6", "your orders, fills and balances in place of the tape (needs a key)"),
         ("ctrl+p", "command palette: every action"),
         ("?", "this help"),
         ("q, ctrl+c", "quit"),
@@ -206,6 +209,7 @@ class TickertermApp(App[None]):
             yield CandleChart(id="chart")
             with Vertical(id="side"):
                 yield TradeTape(id="tape")
+                yield OrdersPanel(id="orders")
                 yield HealthPanel(id="health")
         yield Footer(compact=True)
 
@@ -403,6 +407,14 @@ class TickertermApp(App[None]):
         panel.focus()
         self.render_tick(force=True, slow_later=True)
 
+    def action_toggle_orders(self) -> None:
+        """Your orders, fills and balances in place of the trade tape (again: the tape)."""
+        screen = self.screen
+        showing = not screen.has_class("-view-orders")
+        screen.set_class(showing, "-view-orders")
+        self.query_one("#orders" if showing else "#tape", Panel).focus()
+        self.render_tick(force=True, slow_later=True)
+
     def action_toggle_maximize(self) -> None:
         screen = self.screen
         if screen.maximized is not None:
@@ -574,6 +586,7 @@ _COMMAND_TITLES = {
     "replay.before_gap": "Replay: a minute before the last gap or disconnect",
     "record.toggle": "Start or stop recording",
     "product.watchlist": "Next watchlist",
+    "panel.orders": "Show / hide your orders, fills and balances",
 }
 
 

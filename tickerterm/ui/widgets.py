@@ -942,3 +942,114 @@ def _age(seconds: float | None) -> str:
     if seconds is None:
         return "—"
     return f"{seconds:.1f}s" if seconds < 60 else _duration(seconds)
+
+
+# --- your orders ----------------------------------------------------------------------------------
+
+_DONE = ("FILLED", "CANCEL", "EXPIRED", "REJECT", "DONE", "FAILED")
+"""Order statuses that end an order (every venue's spelling starts with one of these)."""
+
+
+class OrdersPanel(Panel):
+    """Your open orders with their status, your fills with their fees, and your balances and positions,
+    from the venue's user channel (a key is needed); newest first."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"orders--buy", "orders--sell", "orders--heading"}
+    DEFAULT_CSS = """
+    OrdersPanel { height: 1fr; }
+    OrdersPanel > .orders--buy { color: $success; }
+    OrdersPanel > .orders--sell { color: $error; }
+    OrdersPanel > .orders--heading { text-style: bold; }
+    """
+    kind = "orders"
+    title = "Orders"
+    key = "6"
+
+    def stamp(self, store: Store, view: View, now: float) -> tuple[Any, ...]:
+        return (view.version, store.orders_version)
+
+    def render_panel(self, store: Store, view: View, now: float) -> RenderableType:
+        balances = store.balances.get(view.venue, {})
+        orders = [o for (venue, _), o in reversed(store.orders.items()) if venue == view.venue]
+        if not orders and not balances:
+            return Text(
+                "no orders or balances yet:\nthey come from the venue's\nuser channel, which needs a key\n"
+                "(tickerterm --help: credentials)",
+                style="dim",
+            )
+        heading = self.get_component_rich_style("orders--heading", partial=True)
+        styles = {
+            "buy": self.get_component_rich_style("orders--buy", partial=True),
+            "sell": self.get_component_rich_style("orders--sell", partial=True),
+        }
+        width = max(20, self.size.width)
+        live = [o for o in orders if not o.status.upper().startswith(_DONE)]
+        fills = [o for o in orders if _nonzero(o.filled_size)]
+        out = Text(no_wrap=True, overflow="ellipsis")
+        out.append(f"Open orders ({len(live)})\n", style=heading)
+        if live:
+            out.append_text(_order_grid(live, view, styles, width, fills=False))
+            out.append("\n")
+        out.append(f"Fills ({len(fills)})\n", style=heading)
+        if fills:
+            out.append_text(_order_grid(fills, view, styles, width, fills=True))
+            out.append("\n")
+        out.append(f"Balances and positions ({len(balances)})", style=heading)
+        if balances:
+            names = sorted(balances)
+            out.append("\n")
+            out.append_text(
+                grid(
+                    [
+                        Column("", names, [""] * len(names), text=True),
+                        Column("", [balances[n] for n in names], [""] * len(names)),
+                    ],
+                    width,
+                )
+            )
+        return out
+
+
+def _order_grid(orders: list[Any], view: View, styles: dict[str, Style], width: int, *, fills: bool) -> Text:
+    prec = view.precision
+    columns = [  # narrow: a fill keeps its fee, an open order its status
+        Column("Product", [], [], text=True),
+        Column("Side", [], [], text=True),
+        Column("Status", [], [], drop=2 if fills else 0, text=True),
+        Column("Price", [], []),
+        Column("Filled" if fills else "Size", [], []),
+        Column("Avg" if fills else "Left", [], [], drop=3),
+        Column("Fee" if fills else "Type", [], [], drop=0 if fills else 1, text=not fills),
+    ]
+    for o in orders[:200]:
+        dp = prec.learn(view.venue, o.product, "price", [])
+        ds = prec.learn(view.venue, o.product, "size", [])
+        fee = f"{o.fee} {o.fee_asset}" if o.fee and o.fee_asset else (o.fee or "—")
+        cells = [
+            o.product,
+            o.side.upper(),
+            o.status,
+            pad(o.price, dp) if o.price else "market",
+            pad((o.filled_size if fills else _size_of(o)) or "—", ds),
+            pad((o.avg_price if fills else o.leaves_size) or "—", dp if fills else ds),
+            fee if fills else o.order_type,
+        ]
+        for column, cell in zip(columns, cells, strict=True):
+            column.cells.append(cell)
+            column.styles.append(styles.get(o.side, ""))
+    return grid(columns, width)
+
+
+def _size_of(order: Any) -> str | None:
+    """An order's whole size: what is filled and what is left."""
+    try:
+        return format(Decimal(order.filled_size or "0") + Decimal(order.leaves_size or "0"), "f")
+    except InvalidOperation:
+        return order.leaves_size  # type: ignore[no-any-return]
+
+
+def _nonzero(text: str | None) -> bool:
+    try:
+        return bool(text) and Decimal(text or "0") != 0
+    except InvalidOperation:
+        return False

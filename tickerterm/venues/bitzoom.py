@@ -698,6 +698,8 @@ class BitzoomParser(Parser):
                 format(qty - filled, "f"),
                 amount(o["ap"]),
                 client_order_id=str(o.get("c", "")),
+                fee=optional_amount(o, "n"),  # the commission so far, in N
+                fee_asset=text(o["N"]) if o.get("N") else None,
             )
         ]
 

@@ -428,6 +428,7 @@ class CoinbaseParser(Parser):
                         optional_amount(o, "avg_price"),
                         client_order_id=str(o.get("client_order_id", "")),
                         snapshot=snapshot,
+                        fee=optional_amount(o, "total_fees"),
                     )
                 )
 
