@@ -148,3 +148,18 @@ def test_one_candle_is_drawn_narrow_not_across_the_chart() -> None:
     lines = Text.from_ansi(_plot([bar], 60, 20, 1, 24)).plain.splitlines()
     widest = max(line.count("█") for line in lines)
     assert 0 < widest <= 3, lines  # one candle body, one volume bar: a few cells, not the width
+
+
+@pytest.mark.parametrize("size", [(60, 20), (80, 24), (120, 40), (200, 60)])
+async def test_every_shown_panel_is_on_the_screen(size: tuple[int, int]) -> None:
+    app = static_app()
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause(0.2)
+        shown = [p for p in app.panels if p.display]
+        assert {p.id for p in shown} >= {"tickers", "ladder", "tape"}
+        for panel in shown:
+            region = panel.region
+            assert region.width >= 20 and region.right <= size[0] and region.bottom <= size[1], (
+                panel.id,
+                region,
+            )

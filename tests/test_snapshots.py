@@ -61,3 +61,13 @@ def test_light_theme_120x40(snap_compare: Any) -> None:
 def test_no_color_80x24(snap_compare: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_COLOR", "1")  # side and state still read from the text markers
     assert snap_compare(static_app("unsafe"), terminal_size=(80, 24), run_before=settled)
+
+
+VENUES = ["coinbase", "coinbase-exchange", "coinapi", "bitzoom", "0xarchive"]
+ALL_SIZES = [(60, 20), (80, 24), (120, 40), (200, 60)]
+
+
+@pytest.mark.parametrize("size", ALL_SIZES, ids=[f"{w}x{h}" for w, h in ALL_SIZES])
+@pytest.mark.parametrize("venue", VENUES)
+def test_every_venue_at_every_size(snap_compare: Any, venue: str, size: tuple[int, int]) -> None:
+    assert snap_compare(static_app(venue=venue), terminal_size=size, run_before=settled)

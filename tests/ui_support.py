@@ -16,6 +16,7 @@ from tickerterm.core.events import (
     Connected,
     Connecting,
     Gap,
+    ReplayState,
     RetryScheduled,
     Subscribed,
     Ticker,
@@ -23,7 +24,7 @@ from tickerterm.core.events import (
 )
 from tickerterm.core.store import Store
 from tickerterm.sim.coinbase import CoinbaseSim
-from tickerterm.sim.market import DEFAULT_PRODUCTS, Market
+from tickerterm.sim.market import Market
 from tickerterm.stream.feed import Feed
 from tickerterm.ui.app import TickertermApp
 from tickerterm.venues.coinbase import CoinbaseAdvancedTrade
@@ -57,10 +58,10 @@ async def until(pilot: Pilot[Any], condition: Callable[[], bool], timeout: float
 class StaticFeed:
     """A feed whose store is prepared in advance (for deterministic snapshots)."""
 
-    def __init__(self, store: Store, products: list[str]) -> None:
+    def __init__(self, store: Store, products: list[str], channels: dict[str, str] | None = None) -> None:
         self.store = store
         self.products = products
-        self.subs = {c: list(products) for c in CHANNELS.values()} | {"heartbeats": []}
+        self.subs = {c: list(products) for c in (channels or CHANNELS).values()} | {"heartbeats": []}
         self.calls: list[tuple[str, str, list[str] | None]] = []
 
     async def __aenter__(self) -> StaticFeed:
@@ -84,22 +85,43 @@ class StaticFeed:
         return {c: list(p) for c, p in self.subs.items()}
 
 
-def seeded_store(state: str = "normal") -> tuple[Store, FrozenClock]:
+def venue_scene(venue: str) -> tuple[list[str], dict[str, str]]:
+    """A venue's first three simulator products and its channel per panel kind."""
+    from tickerterm.sim import simulator_class
+    from tickerterm.venues import venue_class
+
+    if venue == "coinbase":
+        return ["BTC-USD", "ETH-USD", "SOL-USD"], dict(CHANNELS)
+    adapter = venue_class(venue)()
+    channels = {}
+    for kind in ("ticker", "book", "trades", "candles"):
+        spec = adapter.channel_for_kind(kind)
+        if spec is not None:
+            channels[kind] = spec.name
+    products = [spec.product for spec in simulator_class(venue).default_products[:3]]
+    return products, channels
+
+
+def seeded_store(state: str = "normal", venue: str = "coinbase") -> tuple[Store, FrozenClock]:
     """A store filled from the seeded simulator market with a frozen clock. ``state``: ``normal``,
-    ``unsafe`` (the BTC-USD book lost a message) or ``reconnecting`` (the connection dropped)."""
+    ``unsafe`` (the first book lost a message), ``reconnecting`` (the connection dropped) or ``replay``
+    (history being replayed). Every venue: its own products, and tickers only where it has them."""
     clock = FrozenClock(NOW)
     store = Store(clock=clock)
-    specs = [s for s in DEFAULT_PRODUCTS if s.product in ("BTC-USD", "ETH-USD", "SOL-USD")]
+    products, channels = venue_scene(venue)
+    from tickerterm.sim import simulator_class
+
+    specs = [s for s in simulator_class(venue).default_products if s.product in products]
     start = NOW - 3600
-    conn = "coinbase"
-    store.apply(Connecting("coinbase", start, conn, "ws://127.0.0.1:8765", 1))
-    store.apply(Connected("coinbase", start + 0.01, conn, "ws://127.0.0.1:8765"))
+    conn = venue
+    store.apply(Connecting(venue, start, conn, "ws://127.0.0.1:8765", 1))
+    store.apply(Connected(venue, start + 0.01, conn, "ws://127.0.0.1:8765"))
     store.apply(
         Subscribed(
-            "coinbase",
+            venue,
             start + 0.02,
             conn,
-            {"heartbeats": ["heartbeats"], **{c: [s.product for s in specs] for c in CHANNELS.values()}},
+            {"heartbeats": ["heartbeats"], **{c: [s.product for s in specs] for c in channels.values()}},
         )
     )
     health = store.health[conn]
@@ -110,54 +132,66 @@ def seeded_store(state: str = "normal") -> tuple[Store, FrozenClock]:
             step = market.step(ts)
             for t in step.trades:
                 side = "sell" if t.maker_side == "bid" else "buy"
-                store.apply(Trade("coinbase", ts, spec.product, ts, str(t.trade_id), t.price, t.size, side))
+                store.apply(Trade(venue, ts, spec.product, ts, str(t.trade_id), t.price, t.size, side))
         bids, asks = market.snapshot_levels()
-        store.apply(BookSnapshot("coinbase", NOW - 0.5, spec.product, NOW - 0.5, bids, asks))
+        store.apply(BookSnapshot(venue, NOW - 0.5, spec.product, NOW - 0.5, bids, asks))
         bb, ba = market.best_bid(), market.best_ask()
-        store.apply(
-            Ticker(
-                "coinbase",
-                NOW - 0.5,
-                spec.product,
-                NOW - 0.5,
-                price=market.price_text(market.last_price),
-                bid=market.price_text(bb),
-                bid_size=market.size_text(market.bids[bb]),
-                ask=market.price_text(ba),
-                ask_size=market.size_text(market.asks[ba]),
-                volume_24h=market.size_text(market.volume_24h),
-                change_pct_24h="1.25",
+        if "ticker" in channels:
+            perpetual = venue == "bitzoom"
+            store.apply(
+                Ticker(
+                    venue,
+                    NOW - 0.5,
+                    spec.product,
+                    NOW - 0.5,
+                    price=market.price_text(market.last_price),
+                    bid=market.price_text(bb),
+                    bid_size=market.size_text(market.bids[bb]),
+                    ask=market.price_text(ba),
+                    ask_size=market.size_text(market.asks[ba]),
+                    volume_24h=market.size_text(market.volume_24h),
+                    change_pct_24h="1.25",
+                    mark=market.price_text(market.last_price) if perpetual else None,
+                    funding_rate="0.00010000" if perpetual else None,
+                    next_funding=NOW + 3 * 3600 + 12 * 60 if perpetual else None,
+                )
             )
-        )
     for i in range(400):
         health.note_message(NOW - 4 + i * 0.01, NOW - 4 + i * 0.01 - 0.003 - (i % 7) * 0.001)
+    first = specs[0].product
     if state == "unsafe":
-        store.apply(Gap("coinbase", NOW - 0.2, conn, 9120, 9124, "connection"))
-        store.apply(
-            BookUnsafe("coinbase", NOW - 0.2, conn, "BTC-USD", "sequence gap: expected 9120, got 9124")
-        )
+        store.apply(Gap(venue, NOW - 0.2, conn, 9120, 9124, "connection"))
+        store.apply(BookUnsafe(venue, NOW - 0.2, conn, first, "sequence gap: expected 9120, got 9124"))
     elif state == "reconnecting":
-        store.apply(Closed("coinbase", NOW - 1.0, conn, 1011, "server internal error"))
-        for p in ("BTC-USD", "ETH-USD", "SOL-USD"):
-            store.apply(BookUnsafe("coinbase", NOW - 1.0, conn, p, "connection lost: server internal error"))
-        store.apply(RetryScheduled("coinbase", NOW - 1.0, conn, 1, 0.8, "server internal error"))
-        store.apply(Connecting("coinbase", NOW - 0.2, conn, "ws://127.0.0.1:8765", 2))
-        store.apply(Closed("coinbase", NOW - 0.1, conn, 1006, "dropped, no close frame"))
-        store.apply(RetryScheduled("coinbase", NOW - 0.1, conn, 2, 1.7, "dropped, no close frame"))
+        store.apply(Closed(venue, NOW - 1.0, conn, 1011, "server internal error"))
+        for spec in specs:
+            store.apply(
+                BookUnsafe(venue, NOW - 1.0, conn, spec.product, "connection lost: server internal error")
+            )
+        store.apply(RetryScheduled(venue, NOW - 1.0, conn, 1, 0.8, "server internal error"))
+        store.apply(Connecting(venue, NOW - 0.2, conn, "ws://127.0.0.1:8765", 2))
+        store.apply(Closed(venue, NOW - 0.1, conn, 1006, "dropped, no close frame"))
+        store.apply(RetryScheduled(venue, NOW - 0.1, conn, 2, 1.7, "dropped, no close frame"))
+    elif state == "replay":
+        store.apply(ReplayState(venue, NOW, conn, "started", first, NOW - 1800, NOW - 3000, NOW - 300, 20.0))
     return store, clock
 
 
-def static_app(state: str = "normal", **kwargs: Any) -> TickertermApp:
-    store, clock = seeded_store(state)
-    products = ["BTC-USD", "ETH-USD", "SOL-USD"]
-    feed = StaticFeed(store, products)
+def static_app(state: str = "normal", venue: str = "coinbase", **kwargs: Any) -> TickertermApp:
+    from tickerterm.venues import venue_class
+
+    store, clock = seeded_store(state, venue)
+    products, channels = venue_scene(venue)
+    feed = StaticFeed(store, products, channels)
+    kwargs.setdefault("intervals", venue_class(venue).candle_intervals)
     return TickertermApp(
         lambda _store: feed,
-        venue="coinbase",
+        venue=venue,
         products=products,
-        channels=CHANNELS,
+        channels=channels,
         simulated=True,
         clock=clock,
         store=store,
+        replay=state == "replay",
         **kwargs,
     )

@@ -630,7 +630,7 @@ class DepthLadder(Panel):
             else prec.learn(venue, product, "price", [p for p, _ in bids + asks])
         )
         ds = prec.learn(venue, product, "size", [q for _, q in bids + asks])
-        base, _, quote = product.partition("-")
+        base, _, quote = product.rsplit(":", 1)[-1].partition("-")  # CoinAPI's COINBASE:BTC-USD too
         heads = (f"Price {quote}".strip(), f"Size {base}".strip(), f"Cum {base}".strip())
         prices = [pad(p, dp) for p, _ in bids + asks]
         sizes = [pad(q, ds) for _, q in bids + asks]
