@@ -233,3 +233,18 @@ def test_the_readme_names_every_action_id_keys_can_rebind() -> None:
     section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     missing = [i for i in TickertermApp.binding_ids() if i != "quit.interrupt" and f"`{i}`" not in section]
     assert not missing
+
+
+def test_a_replay_takes_the_users_palette_theme_and_keys(tmp_path: Path, monkeypatch: Any) -> None:
+    from tickerterm.cli import _replay_settings, replay_parser
+
+    write(tmp_path / "tickerterm" / "config.toml", 'theme = "nord"\nfps = 4\n[keys]\n"product.next" = "j"\n')
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setenv("TICKERTERM_PALETTE", "colorblind")
+    ns = replay_parser().parse_args(["rec.db"])
+    _replay_settings(ns)
+    assert (ns.palette, ns.theme, ns.fps) == ("colorblind", "nord", 4.0)
+    assert ns.settings.config.keys == {"product.next": "j"}
+    ns = replay_parser().parse_args(["rec.db", "--fps", "30"])
+    _replay_settings(ns)
+    assert ns.fps == 30.0  # its own option wins

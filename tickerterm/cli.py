@@ -367,6 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_sim(ns))
         if args[:1] == ["replay"]:
             ns = replay_parser().parse_args(args[1:])
+            _replay_settings(ns)
             return run_replay(ns)
         if args[:1] == ["config"]:
             return run_config(args[1:])
@@ -416,6 +417,18 @@ def default_log_file() -> str:
     (``$XDG_STATE_HOME/tickerterm/tickerterm.log``, by default ``~/.local/state/tickerterm/``)."""
     state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return os.path.join(state, "tickerterm", "tickerterm.log")
+
+
+def _replay_settings(ns: argparse.Namespace) -> None:
+    """A replay's dashboard with the user's theme, palette and keys (environment and config file; its
+    own options ``--fps``, ``--light`` and ``--ansi`` win)."""
+    config = load(default_path(), required=bool(os.environ.get("TICKERTERM_CONFIG")))
+    given = {"fps": ns.fps} if ns.fps != 10.0 else {}
+    given |= {name: True for name in ("light", "ansi") if getattr(ns, name)}
+    effective = resolve(given, {"fps": ns.fps, "light": ns.light, "ansi": ns.ansi}, os.environ, config)
+    for name in ("fps", "light", "ansi", "theme", "palette"):
+        setattr(ns, name, effective.values.get(name))
+    ns.settings = effective
 
 
 def _theme(ns: argparse.Namespace) -> str | None:
@@ -856,9 +869,12 @@ def run_replay(ns: argparse.Namespace) -> int:
         channels=channels,
         fps=ns.fps,
         light=ns.light,
-        theme=("ansi-light" if ns.light else "ansi-dark") if ns.ansi else None,
+        theme=_theme(ns),
         replay=True,
         intervals=adapter.candle_intervals,
+        palette=ns.palette,
+        keys=_keys(ns, TickertermApp.binding_ids()),
+        remember_theme=lambda name: remember("theme", name),
     )
     app.run()
     return app.return_code or 0
