@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
+from tickerterm.core.alerts import Alerts, parse_rule
 from tickerterm.core.boundary import secrets_of
 from tickerterm.core.errors import ConfigError
 from tickerterm.core.events import Event
@@ -42,13 +43,16 @@ async def open_feed(
     record: str | None = None,
     record_max: int = DEFAULT_MAX_BYTES,
     record_for: float = 0.0,
+    alerts: Sequence[str] = (),
 ) -> AsyncIterator[Feed]:
     """A started ``Feed`` for ``venue``; with ``sim=True`` the venue is the built-in simulator on a
     loopback port (the feed's ``sim`` attribute), with a generated key for its test account.
     ``record=PATH`` keeps the session in a SQLite file (``tickerterm replay PATH`` plays it back; the
     README documents its tables), at most ``record_max`` bytes and ``record_for`` seconds (0: no age
-    limit)."""
+    limit). ``alerts`` are rules (``tickerterm.core.alerts``: ``"BTC-USD > 65000"``...): each that fires
+    is an ``Alert`` event, applied to the store and handed on like any other."""
     cls = venue_class(venue)
+    rules = [parse_rule(text) for text in alerts]  # bad rules are bad input, before anything starts
     server: SimServer | None = None
     credentials: Any = None
     urls: dict[str, str] = {}
@@ -71,6 +75,9 @@ async def open_feed(
     recorder: Recorder | None = None
     try:
         adapter = cls(urls=urls, credentials=credentials)
+        for rule in rules:
+            if rule.product is not None:
+                rule.product = adapter.normalize_product(rule.product)
         if record is not None:
             recorder = await open_recording(record, adapter, products, channels, record_max, record_for)
         feed = Feed(
@@ -83,6 +90,7 @@ async def open_feed(
             store=store,
             replay=replay,
             recorder=recorder,
+            alerts=Alerts(rules, adapter.name) if rules else None,
         )
         feed.sim = server  # type: ignore[attr-defined]
         async with feed:

@@ -34,6 +34,7 @@ from tickerterm.config import (
     show,
     write_starter,
 )
+from tickerterm.core.alerts import parse_rule
 from tickerterm.core.errors import ConfigError, TickertermError
 from tickerterm.core.events import Event, GaveUp
 from tickerterm.core.ndjson import dumps
@@ -235,6 +236,15 @@ def feed_parser() -> argparse.ArgumentParser:
         "--palette", choices=("standard", "colorblind"), help="up/down colours: green/red or blue/orange"
     )
     p.add_argument("--watchlist", metavar="NAME", help="start with a watchlist from the config file")
+    p.add_argument(
+        "--alert",
+        dest="alerts",
+        action="append",
+        metavar="RULE",
+        help="alert when a rule fires (repeatable): 'BTC-USD > 65000', 'ETH-USD move 1%% 5m', "
+        "'BTC-USD spread > 5', 'BTC-USD unsafe > 10s', 'BTC-USD quiet 30s', 'reconnects > 3 in 10m', "
+        "'latency > 500ms', 'gave up'",
+    )
     p.add_argument("--config", metavar="PATH", help="the config file (default: see settings below)")
     p.add_argument(
         "--ansi",
@@ -562,6 +572,8 @@ def _plan(ns: argparse.Namespace) -> dict[str, Any]:
         cls(credentials=cls.load_credentials(ns.key_file)).check_credentials(channels)
     if ns.sandbox and not cls.sandbox_endpoints:
         raise ConfigError(f"{cls.name} has no sandbox")
+    for rule in getattr(ns, "alerts", None) or ():
+        parse_rule(rule)  # a bad rule is bad input: one line, exit 2
     faults = Faults.parse(ns.fault)
     replay = None
     if ns.replay:
@@ -707,6 +719,7 @@ def run_dashboard(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
             record=plan["record"],
             record_max=ns.record_max[0],
             record_for=ns.record_max[1],
+            alerts=ns.alerts or (),
         )
 
     async def new_recording(feed: Any) -> Any:  # with the feed's adapter: its keys are kept off the disk
@@ -732,6 +745,7 @@ def run_dashboard(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
         keys=_keys(ns, TickertermApp.binding_ids()),
         watchlists=plan["watchlists"],
         remember_theme=lambda name: remember("theme", name),
+        bell=bool(ns.bell),
     )
     if app._theme and app._theme not in app.available_themes:
         source = ns.settings.sources.get("theme", "command line") if hasattr(ns, "settings") else "--theme"
@@ -816,6 +830,7 @@ async def run_feed(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
         record=plan["record"],
         record_max=ns.record_max[0],
         record_for=ns.record_max[1],
+        alerts=ns.alerts or (),
     ) as feed:
         store_ref.append(feed.store)
         waiters = [asyncio.ensure_future(done.wait()), asyncio.ensure_future(feed.wait_finished())]
@@ -943,6 +958,8 @@ def done_by_limit(ns: argparse.Namespace, state: dict[str, Any]) -> bool:
 
 async def run_sim(ns: argparse.Namespace) -> int:
     cls = simulator_class(ns.venue)
+    for rule in getattr(ns, "alerts", None) or ():
+        parse_rule(rule)  # a bad rule is bad input: one line, exit 2
     faults = Faults.parse(ns.fault)
     options: dict[str, Any] = {
         "host": ns.host,

@@ -76,6 +76,26 @@ def _flag(value: Any) -> bool:
     raise ValueError("true or false")
 
 
+def _rules(value: Any) -> list[str]:
+    """Alert rules: a list of rule texts (or one, or several separated by ``;``), each checked."""
+    from tickerterm.core.alerts import parse_rule
+
+    if isinstance(value, str):
+        value = [part for part in value.split(";") if part.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError('a list of rules such as ["BTC-USD > 65000", "ETH-USD move 1% 5m"]')
+    for text in value:
+        try:
+            parse_rule(text)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+    return [" ".join(v.split()) for v in value]
+
+
+def _bell(value: Any) -> bool:
+    return _flag(value)
+
+
 def _palette(value: Any) -> str:
     text = _text(value).lower().replace("-", "")
     if text not in PALETTES:
@@ -108,10 +128,12 @@ SETTINGS: dict[str, Setting] = {
     "retries": Setting(_retries, "reconnect attempts before giving up (-1: never)"),
     "log_file": Setting(_text, "where log lines go"),
     "record_max": Setting(_limits, "recording limit: 500M, 2G, 6h or 2G,6h"),
+    "alerts": Setting(_rules, "alert rules (every source adds its own): BTC-USD > 65000, ..."),
+    "bell": Setting(_bell, "ring the terminal bell when an alert fires"),
 }
 """Top-level keys, named like the long options (dashes or underscores)."""
 TABLES = ("watchlists", "keys", "recording")
-DEFAULTS: dict[str, Any] = {"palette": "standard"}
+DEFAULTS: dict[str, Any] = {"palette": "standard", "alerts": [], "bell": True}
 """Defaults of the settings that have no command-line option."""
 
 STARTER = """\
@@ -313,6 +335,19 @@ def resolve(
     for name, value in given.items():
         values[name] = value
         sources[name] = "command line"
+    # alert rules add up: the file's standing rules, the environment's, the command line's
+    rules: list[str] = []
+    origins: list[str] = []
+    for source_values, source in (
+        (config.values, config.where("alerts")),
+        (env_values, "environment TICKERTERM_ALERTS"),
+        (given, "command line"),
+    ):
+        if source_values.get("alerts"):
+            rules += [r for r in source_values["alerts"] if r not in rules]
+            origins.append(source)
+    values["alerts"] = rules
+    sources["alerts"] = " + ".join(origins) or "default"
     watchlist = values.get("watchlist")
     if watchlist is not None and watchlist not in config.watchlists:
         raise ConfigError(

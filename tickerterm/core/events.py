@@ -172,6 +172,17 @@ class OrderUpdate(Event):
 
 
 @dataclass(slots=True)
+class Alert(Event):
+    """A rule of ``tickerterm.core.alerts`` fired: ``rule`` as written, ``value`` what made it fire (the
+    price, the move, the spread, how long...)."""
+
+    type: ClassVar[str] = "alert"
+    product: str
+    rule: str
+    value: str
+
+
+@dataclass(slots=True)
 class BalanceUpdate(Event):
     type: ClassVar[str] = "balance"
     exch_ts: float | None

@@ -15,6 +15,7 @@ from dataclasses import replace
 from tickerterm.core.book import MAX_LEVELS, OrderBook
 from tickerterm.core.candles import CandleSeries
 from tickerterm.core.events import (
+    Alert,
     BalanceUpdate,
     BookDropped,
     BookResynced,
@@ -91,6 +92,9 @@ class Store:
         self.statuses: dict[Key, ProductStatus] = {}
         self.orders: OrderedDict[tuple[str, str], OrderUpdate] = OrderedDict()
         self.balances: dict[str, dict[str, str]] = {}
+        self.alerts: deque[Alert] = deque(maxlen=100)
+        """The alerts that fired, newest last (``tickerterm.core.alerts``)."""
+        self.alerts_version = 0
         self.health: dict[str, ConnectionHealth] = {}
         self.recording: Recording | None = None
         """The recording in progress (``--record``), as last reported."""
@@ -349,6 +353,10 @@ class Store:
                 have[name] = value
         self.orders_version += 1
 
+    def _alert(self, ev: Alert) -> None:
+        self.alerts.append(ev)
+        self.alerts_version += 1
+
     def _health(self, ev: HealthEvent) -> None:
         if type(ev) is Recording:
             self.recording = ev
@@ -443,6 +451,7 @@ _HANDLERS: dict[type, Callable[[Store, Event], None]] = {
     ProductStatus: Store._status,  # type: ignore[dict-item]
     OrderUpdate: Store._order,  # type: ignore[dict-item]
     BalanceUpdate: Store._balance,  # type: ignore[dict-item]
+    Alert: Store._alert,  # type: ignore[dict-item]
 }
 _TICKER_FIELDS = (
     "price",

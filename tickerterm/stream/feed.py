@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
+from tickerterm.core.alerts import Alerts
 from tickerterm.core.errors import ConfigError
 from tickerterm.core.events import Event, Recording
 from tickerterm.core.store import Store
@@ -31,6 +33,9 @@ STOP_TIMEOUT = 2.0
 RECORDING_EVERY = 5.0
 """Seconds between two ``recording`` events for its size and counts (a change of state, a loss or an
 error is said at once)."""
+
+
+log = logging.getLogger(__name__)
 
 
 class Recorder(Journal, Protocol):
@@ -62,6 +67,7 @@ class Feed:
         seed: int | None = None,
         replay: ReplayPlan | None = None,
         recorder: Recorder | None = None,
+        alerts: Alerts | None = None,
     ) -> None:
         """``collect=False`` skips the event queue (a dashboard reads the store instead); ``sink`` is
         called with each frame's events right after they are applied, instead of the queue."""
@@ -80,6 +86,9 @@ class Feed:
         self.recorder = recorder
         """Keeps every session's journal and the applied events (``--record``), when set."""
         self._recording_task: asyncio.Task[None] | None = None
+        self.alerts = alerts
+        """Alert rules checked after each frame and twice a second (``tickerterm.core.alerts``)."""
+        self._alert_task: asyncio.Task[None] | None = None
         rng = random.Random(seed)
         self._rng = rng
         self.replay = replay
@@ -104,6 +113,8 @@ class Feed:
             sink = self._plain_sink()
             if self.recorder is not None:
                 sink = self._recording(sink)
+            if self.alerts is not None:
+                sink = self._alerting(sink)
             conn = Connection(
                 self.adapter,
                 endpoint,
@@ -169,6 +180,34 @@ class Feed:
             return sink(events) if sink is not None else None
 
         return recorded
+
+    def _alerting(self, sink: Sink | None) -> Sink:
+        """``sink``, handed each frame's events followed by the alerts they fired (applied first)."""
+        alerts, store, clock = self.alerts, self.store, self.clock
+        assert alerts is not None
+
+        def alerting(events: list[Event]) -> Awaitable[None] | None:
+            fired = alerts.check(events, store, clock())
+            if fired:
+                store.apply_all(fired)  # type: ignore[arg-type]
+                events = [*events, *fired]
+            return sink(events) if sink is not None else None
+
+        return alerting
+
+    async def _alert_clock(self) -> None:
+        """The rules about time passing (an UNSAFE book, a quiet product...), twice a second."""
+        alerts = self.alerts
+        assert alerts is not None
+        while True:
+            await asyncio.sleep(0.5)
+            try:
+                fired = alerts.tick(self.store, self.clock())
+            except Exception:  # a rule's bug must not end the clock (nor the feed): logged, next tick
+                log.exception("alert rules failed")
+                continue
+            if fired:
+                await self._hand_on(list(fired))
 
     async def _report_recording(self) -> None:
         """A ``recording`` event when the recording's state or counts changed (its size at most every
@@ -243,6 +282,8 @@ class Feed:
             self._start(conn)
         if self.recorder is not None:
             self._recording_task = asyncio.create_task(self._report_recording(), name="recording")
+        if self.alerts is not None:
+            self._alert_task = asyncio.create_task(self._alert_clock(), name="alerts")
 
     def _start(self, conn: Connection) -> None:
         conn.started = True
@@ -275,6 +316,11 @@ class Feed:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._recording_task
             self._recording_task = None
+        if self._alert_task is not None:
+            self._alert_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._alert_task
+            self._alert_task = None
         recorder = self.recorder
         if recorder is not None:
             await recorder.aclose()  # what is queued is written before it returns

@@ -153,6 +153,7 @@ class TickertermApp(App[None]):
         keys: Mapping[str, str] | None = None,
         watchlists: Mapping[str, list[str]] | None = None,
         remember_theme: Callable[[str], None] | None = None,
+        bell: bool = True,
     ) -> None:
         super().__init__()
         self.recorder_factory = recorder
@@ -189,6 +190,9 @@ class TickertermApp(App[None]):
             (name for name, ps in self.watchlists.items() if ps == list(products)), None
         )
         self._remember_theme = remember_theme
+        self.bell_on_alert = bell
+        """Ring the terminal bell when an alert fires (``bell = false`` in the config file: silent)."""
+        self._alerts_seen = self.store.alerts_version
         self._grouping_steps: list[str | None] = [None]
         self._laid_out_for = Size(0, 0)
         self._health_seen = -1
@@ -326,6 +330,8 @@ class TickertermApp(App[None]):
             subtitle = self._subtitle()
             if subtitle != self.sub_title:
                 self.sub_title = subtitle
+        if self.store.alerts_version != self._alerts_seen:
+            self._say_alerts()
         now = self.clock()
         self.view.learn(self.store)
         later: list[Panel] = []
@@ -338,6 +344,20 @@ class TickertermApp(App[None]):
                     panel.sync(self.store, self.view, now, force=force)
         for panel in later:
             self.call_after_refresh(panel.sync, self.store, self.view, now, True)
+
+    def _say_alerts(self) -> None:
+        """A toast for each alert that fired since the last frame (and the bell, once)."""
+        new = self.store.alerts_version - self._alerts_seen
+        self._alerts_seen = self.store.alerts_version
+        for alert in list(self.store.alerts)[-min(new, 5) :]:
+            self.notify(
+                inert(f"{alert.rule} ({alert.value})", one_line=True),
+                title="ALERT",
+                severity="warning",
+                timeout=10,
+            )
+        if self.bell_on_alert:
+            self.bell()
 
     # --- actions -----------------------------------------------------------------------------
 

@@ -838,7 +838,8 @@ class HealthPanel(Panel):
     wrap = True
 
     def stamp(self, store: Store, view: View, now: float) -> tuple[Any, ...]:
-        return (view.version, store.health_version, int(now * 2))  # ages and rates tick twice a second
+        # ages and rates tick twice a second
+        return (view.version, store.health_version, store.alerts_version, int(now * 2))
 
     def render_panel(self, store: Store, view: View, now: float) -> RenderableType:
         ok = self.get_component_rich_style("health--ok", partial=True)
@@ -851,6 +852,11 @@ class HealthPanel(Panel):
             if n:
                 out.append("\n")
             _health_lines(out, h, now, ok, bad, warn, self.size.width)
+        if store.alerts:  # the alerts that fired, newest first
+            out.append(f"\n● alerts {len(store.alerts)}", style=warn)
+            for alert in list(store.alerts)[::-1][:3]:
+                clock = time.strftime("%H:%M:%S", time.localtime(alert.recv_ts))
+                out.append(f"\n  {clock} {inert(alert.rule, one_line=True)} ({alert.value})")
         rec = store.recording
         if rec is not None and rec.state != "closed":  # the recorder's health beside the feed's
             trouble = rec.state not in ("on",) or rec.lost
