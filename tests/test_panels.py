@@ -163,3 +163,18 @@ async def test_every_shown_panel_is_on_the_screen(size: tuple[int, int]) -> None
                 panel.id,
                 region,
             )
+
+
+async def test_the_help_fits_80x24_without_scrolling() -> None:
+    from textual.containers import VerticalScroll
+
+    from tickerterm.ui.screens import HelpScreen
+
+    app = static_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await pilot.pause(0.1)
+        box = app.screen.query_one(VerticalScroll)
+        assert box.max_scroll_y == 0  # every key and the palette line are on the screen
+        assert all(len(key) + len(text) + 6 <= 78 for key, text in app.KEYS)  # one line each

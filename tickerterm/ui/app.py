@@ -111,25 +111,23 @@ class TickertermApp(App[None]):
         # Ctrl-C quits, as in every terminal dashboard (Textual's own default only says to press ctrl+q)
         Binding("ctrl+c", "quit", "Quit", id="quit.interrupt", show=False, priority=True),
     ]
-    KEYS: ClassVar[list[tuple[str, str]]] = [
-        ("k b t c", "subscribe / unsubscribe the ticker, book (level2), trades, candles channel"),
-        ("n or ]", "next product"),
-        ("p or [", "previous product"),
+    KEYS: ClassVar[list[tuple[str, str]]] = [  # one line each at 80 columns: the help fits 80x24
+        ("? / q, ctrl+c", "this help / quit"),
+        ("ctrl+p", "command palette: every action"),
+        ("k b t c", "ticker, book, trades, candles channel on / off"),
+        ("n or ] / p or [", "next / previous product"),
         ("/", "find a product (fuzzy)"),
-        ("i", "candle interval: those the venue offers"),
-        ("g", "ladder price grouping"),
-        ("1 2 3 4 5", "focus tickers, depth, chart, tape, health (on a small screen: show it)"),
+        ("w", "next watchlist ([watchlists] in the config file)"),
+        ("i / g", "candle interval (the venue's) / ladder price grouping"),
+        ("1 2 3 4 5", "focus tickers, depth, chart, tape, health"),
+        ("o or 6", "your orders, fills and balances (needs a key)"),
         ("tab, shift+tab", "next / previous panel"),
         ("z", "maximise the focused panel (escape restores)"),
-        ("space", "pause / resume the display (data keeps flowing); in a replay: pause / resume it"),
-        ("← → + = - x G", "replay: seek a minute, faster (+ =), slower, stop; G: before the last gap"),
-        ("r", "start / stop recording (REC in the header; tickerterm replay FILE)"),
-        ("L", "light / dark theme (ctrl+p Theme: all of them; the last is remembered)"),
-        ("w", "next watchlist ([watchlists] in the config file)"),
-        ("o or 6", "your orders, fills and balances in place of the tape (needs a key)"),
-        ("ctrl+p", "command palette: every action"),
-        ("?", "this help"),
-        ("q, ctrl+c", "quit"),
+        ("space", "pause / resume the display (in a replay: the replay)"),
+        ("← → + = - x", "replay: seek a minute, faster, slower, stop"),
+        ("G", "replay: a minute before the last gap"),
+        ("r", "start / stop recording (REC in the header)"),
+        ("L", "light / dark (ctrl+p Theme: every theme, remembered)"),
     ]
 
     def __init__(

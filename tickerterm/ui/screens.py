@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.fuzzy import Matcher
 from textual.screen import ModalScreen
 from textual.widgets import Input, OptionList, Static
@@ -20,7 +20,7 @@ class HelpScreen(ModalScreen[None]):
 
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen > Vertical { width: 84; max-width: 100%; height: auto; max-height: 100%;
+    HelpScreen > VerticalScroll { width: 84; max-width: 100%; height: auto; max-height: 100%;
                             border: round $primary; background: $surface; padding: 0 1; }
     HelpScreen Static { width: 100%; height: auto; }
     """
@@ -39,7 +39,7 @@ class HelpScreen(ModalScreen[None]):
         table.add_column()
         for key, description in self.keys:
             table.add_row(Text(key), Text(description))  # plain text: "[watchlists]" is not markup
-        with Vertical():
+        with VerticalScroll():  # a small screen scrolls it
             yield Static(Text("Keys", style="bold"))
             yield Static(table, id="help-keys")
             yield Static(Text("ctrl+p opens the command palette with every action.", style="dim"))
