@@ -43,10 +43,10 @@ async def test_o_shows_open_orders_fills_with_fees_and_balances_in_place_of_the_
         lines = text.splitlines()
         open_line = next(line for line in lines if "o-1" in line or "BTC-USD" in line)
         assert (
-            "BUY" in open_line and "OPEN" in open_line and "63990.50" in open_line
+            "B▲" in open_line and "OPEN" in open_line and "63990.50" in open_line
         )  # the product's decimals
         fill = next(line for line in lines if "ETH-USD" in line)
-        assert "SELL" in fill and "0.77 USD" in fill and "3100.10" in fill  # narrow: the fee stays
+        assert "S▼" in fill and "0.77 USD" in fill and "0.5" in fill  # narrow: size and fee stay
         assert "Open orders (1)" in text and "Fills (1)" in text
         assert "USD.available" in text and "1234.5" in text and "BTC-USD.position" in text
         assert app.focused is orders
@@ -55,6 +55,9 @@ async def test_o_shows_open_orders_fills_with_fees_and_balances_in_place_of_the_
         fill = next(line for line in text_of(orders).splitlines() if "ETH-USD" in line)
         assert "FILLED" in fill and "0.77 USD" in fill
         await pilot.press("escape")
+        await until(pilot, lambda: app.screen.maximized is None)
+        await pilot.pause(0.2)  # laid out again at its own size (a resize redraws it)
+        app.render_tick()
         renders = orders.renders
         store.apply(BookUpdate("coinbase", NOW, "BTC-USD", None, [change("bid", "1", "1")]))
         app.render_tick()
@@ -110,6 +113,6 @@ async def test_a_bitzoom_user_data_stream_fills_the_orders_panel() -> None:
             )
             text = text_of(orders)
             fill = next(line for line in text.splitlines() if "0.0256 USDT" in line)
-            assert "BTC-USDT" in fill and "BUY" in fill
-            assert any("PARTIALLY_FILLED" in line for line in text.splitlines())  # still open
+            assert "BTC-USDT" in fill and "B▲" in fill
+            assert any("PARTIAL" in line and "…" not in line for line in text.splitlines())  # still open
             assert "BTC-USDT.position" in text

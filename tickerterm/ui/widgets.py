@@ -1022,7 +1022,7 @@ def _order_grid(orders: list[Any], view: View, styles: dict[str, Style], width: 
         Column("Product", [], [], text=True),
         Column("Side", [], [], text=True),
         Column("Status", [], [], drop=2 if fills else 0, text=True),
-        Column("Price", [], []),
+        Column("Price", [], [], drop=1 if fills else 0),
         Column("Filled" if fills else "Size", [], []),
         Column("Avg" if fills else "Left", [], [], drop=3),
         Column("Fee" if fills else "Type", [], [], drop=0 if fills else 1, text=not fills),
@@ -1033,8 +1033,8 @@ def _order_grid(orders: list[Any], view: View, styles: dict[str, Style], width: 
         fee = f"{o.fee} {o.fee_asset}" if o.fee and o.fee_asset else (o.fee or "—")
         cells = [
             o.product,
-            o.side.upper(),
-            o.status,
+            "B▲" if o.side == "buy" else "S▼",  # as on the tape: readable without colour
+            _STATUS_SHORT.get(o.status, o.status),
             pad(o.price, dp) if o.price else "market",
             pad((o.filled_size if fills else _size_of(o)) or "—", ds),
             pad((o.avg_price if fills else o.leaves_size) or "—", dp if fills else ds),
@@ -1044,6 +1044,10 @@ def _order_grid(orders: list[Any], view: View, styles: dict[str, Style], width: 
             column.cells.append(cell)
             column.styles.append(styles.get(o.side, ""))
     return grid(columns, width)
+
+
+_STATUS_SHORT = {"PARTIALLY_FILLED": "PARTIAL", "PARTIALLY_FILLED_CANCELLED": "PART_CXL"}
+"""Display only (the NDJSON keeps the venue's word): a narrow panel keeps the order's size."""
 
 
 def _size_of(order: Any) -> str | None:
