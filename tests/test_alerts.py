@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -195,3 +196,58 @@ async def test_the_dashboard_says_an_alert_with_a_toast_the_bell_and_in_the_heal
         quiet.render_tick()
         await pilot.pause(0.1)
         assert rung == []
+
+
+async def _run_with_command(
+    command: str, timeout: float = 10.0, seconds: float = 2.0
+) -> tuple[list[Any], list[float]]:
+    """A simulator feed with one rule that fires once, ``command`` run for it; the alert events seen
+    and when each trade arrived."""
+    from tickerterm.api import open_feed
+
+    seen: list[Any] = []
+    trades: list[float] = []
+
+    def sink(events: list[Any]) -> None:
+        for ev in events:
+            if isinstance(ev, Alert):
+                seen.append(ev)
+            elif isinstance(ev, Trade):
+                trades.append(ev.recv_ts)
+
+    async with open_feed(
+        "coinbase", ["BTC-USD"], ["level2", "market_trades"], sim=True, sim_options={"rate": 400.0},
+        sink=sink, alerts=["BTC-USD spread > 0"], alert_exec=command, alert_exec_timeout=timeout,
+    ):  # fmt: skip
+        import asyncio
+
+        await asyncio.sleep(seconds)
+    return seen, trades
+
+
+async def test_alert_exec_gets_the_alert_as_json_on_stdin(tmp_path: Path) -> None:
+    out = tmp_path / "got.json"
+    seen, _ = await _run_with_command(f"cat > {out}")
+    assert [a.rule for a in seen] == ["BTC-USD spread > 0"]
+    got = json.loads(out.read_text())
+    assert (got["type"], got["rule"], got["product"], got["venue"]) == (
+        "alert",
+        "BTC-USD spread > 0",
+        "BTC-USD",
+        "coinbase",
+    )
+
+
+async def test_a_failing_alert_command_is_said_as_an_alert() -> None:
+    seen, _ = await _run_with_command("echo 'no such hook' >&2; exit 3")
+    failures = [a for a in seen if a.rule == "alert command"]
+    assert [a.value for a in failures] == ["exit 3: no such hook (for BTC-USD spread > 0)"]
+
+
+async def test_a_slow_alert_command_never_holds_the_feed_and_is_killed() -> None:
+    seen, trades = await _run_with_command("sleep 30", timeout=1.0, seconds=3.0)
+    fired = next(a for a in seen if a.rule == "BTC-USD spread > 0")
+    killed = next(a for a in seen if a.rule == "alert command")
+    assert killed.value == "killed after 1s (for BTC-USD spread > 0)"
+    assert killed.recv_ts - fired.recv_ts >= 1.0
+    assert sum(fired.recv_ts < t < killed.recv_ts for t in trades) >= 3  # trades kept coming meanwhile

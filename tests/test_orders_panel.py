@@ -42,9 +42,7 @@ async def test_o_shows_open_orders_fills_with_fees_and_balances_in_place_of_the_
         text = text_of(orders)
         lines = text.splitlines()
         open_line = next(line for line in lines if "o-1" in line or "BTC-USD" in line)
-        assert (
-            "B▲" in open_line and "OPEN" in open_line and "63990.50" in open_line
-        )  # the product's decimals
+        assert "B▲" in open_line and "OPEN" in open_line and "63990.50" in open_line  # the product's decimals
         fill = next(line for line in lines if "ETH-USD" in line)
         assert "S▼" in fill and "0.77 USD" in fill and "0.5" in fill  # narrow: size and fee stay
         assert "Open orders (1)" in text and "Fills (1)" in text

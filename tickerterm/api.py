@@ -44,6 +44,8 @@ async def open_feed(
     record_max: int = DEFAULT_MAX_BYTES,
     record_for: float = 0.0,
     alerts: Sequence[str] = (),
+    alert_exec: str | None = None,
+    alert_exec_timeout: float = 10.0,
 ) -> AsyncIterator[Feed]:
     """A started ``Feed`` for ``venue``; with ``sim=True`` the venue is the built-in simulator on a
     loopback port (the feed's ``sim`` attribute), with a generated key for its test account.
@@ -91,6 +93,8 @@ async def open_feed(
             replay=replay,
             recorder=recorder,
             alerts=Alerts(rules, adapter.name) if rules else None,
+            alert_command=alert_exec,
+            alert_timeout=alert_exec_timeout,
         )
         feed.sim = server  # type: ignore[attr-defined]
         async with feed:

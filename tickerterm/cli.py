@@ -245,6 +245,12 @@ def feed_parser() -> argparse.ArgumentParser:
         "'BTC-USD spread > 5', 'BTC-USD unsafe > 10s', 'BTC-USD quiet 30s', 'reconnects > 3 in 10m', "
         "'latency > 500ms', 'gave up'",
     )
+    p.add_argument(
+        "--alert-exec",
+        metavar="CMD",
+        help="run CMD for each alert, the alert as a JSON line on its stdin (at most 4 at once, each "
+        "killed after 10 s; failures are alerts too)",
+    )
     p.add_argument("--config", metavar="PATH", help="the config file (default: see settings below)")
     p.add_argument(
         "--ansi",
@@ -720,6 +726,7 @@ def run_dashboard(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
             record_max=ns.record_max[0],
             record_for=ns.record_max[1],
             alerts=ns.alerts or (),
+            alert_exec=ns.alert_exec,
         )
 
     async def new_recording(feed: Any) -> Any:  # with the feed's adapter: its keys are kept off the disk
@@ -831,6 +838,7 @@ async def run_feed(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
         record_max=ns.record_max[0],
         record_for=ns.record_max[1],
         alerts=ns.alerts or (),
+        alert_exec=ns.alert_exec,
     ) as feed:
         store_ref.append(feed.store)
         waiters = [asyncio.ensure_future(done.wait()), asyncio.ensure_future(feed.wait_finished())]

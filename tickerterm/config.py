@@ -130,6 +130,7 @@ SETTINGS: dict[str, Setting] = {
     "record_max": Setting(_limits, "recording limit: 500M, 2G, 6h or 2G,6h"),
     "alerts": Setting(_rules, "alert rules (every source adds its own): BTC-USD > 65000, ..."),
     "bell": Setting(_bell, "ring the terminal bell when an alert fires"),
+    "alert_exec": Setting(_text, "a command run for each alert, the alert as JSON on its stdin"),
 }
 """Top-level keys, named like the long options (dashes or underscores)."""
 TABLES = ("watchlists", "keys", "recording")

@@ -24,6 +24,7 @@ from tickerterm.core.alerts import Alerts
 from tickerterm.core.errors import ConfigError
 from tickerterm.core.events import Event, Recording
 from tickerterm.core.store import Store
+from tickerterm.stream.alert_command import AlertCommand
 from tickerterm.stream.policy import RetryPolicy
 from tickerterm.stream.worker import Connection, Journal, ReplayPlan, Sink
 from tickerterm.venues.base import VenueAdapter
@@ -68,6 +69,8 @@ class Feed:
         replay: ReplayPlan | None = None,
         recorder: Recorder | None = None,
         alerts: Alerts | None = None,
+        alert_command: str | None = None,
+        alert_timeout: float = 10.0,
     ) -> None:
         """``collect=False`` skips the event queue (a dashboard reads the store instead); ``sink`` is
         called with each frame's events right after they are applied, instead of the queue."""
@@ -89,6 +92,12 @@ class Feed:
         self.alerts = alerts
         """Alert rules checked after each frame and twice a second (``tickerterm.core.alerts``)."""
         self._alert_task: asyncio.Task[None] | None = None
+        self.alert_command = (
+            AlertCommand(alert_command, self._hand_on, clock, timeout=alert_timeout)
+            if alert_command and alerts is not None
+            else None
+        )
+        """``--alert-exec``: a command run for each alert that fires (bounded; failures are alerts too)."""
         rng = random.Random(seed)
         self._rng = rng
         self.replay = replay
@@ -191,6 +200,8 @@ class Feed:
             if fired:
                 store.apply_all(fired)  # type: ignore[arg-type]
                 events = [*events, *fired]
+                if self.alert_command is not None:
+                    self.alert_command.submit(fired)
             return sink(events) if sink is not None else None
 
         return alerting
@@ -208,6 +219,8 @@ class Feed:
                 continue
             if fired:
                 await self._hand_on(list(fired))
+                if self.alert_command is not None:
+                    self.alert_command.submit(fired)
 
     async def _report_recording(self) -> None:
         """A ``recording`` event when the recording's state or counts changed (its size at most every
@@ -321,6 +334,9 @@ class Feed:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._alert_task
             self._alert_task = None
+        if self.alert_command is not None:
+            with contextlib.suppress(Exception):  # a reader that stopped reading: the log says it
+                await self.alert_command.aclose()
         recorder = self.recorder
         if recorder is not None:
             await recorder.aclose()  # what is queued is written before it returns
