@@ -46,13 +46,16 @@ async def open_feed(
     alerts: Sequence[str] = (),
     alert_exec: str | None = None,
     alert_exec_timeout: float = 10.0,
+    bars: int | None = None,
 ) -> AsyncIterator[Feed]:
     """A started ``Feed`` for ``venue``; with ``sim=True`` the venue is the built-in simulator on a
     loopback port (the feed's ``sim`` attribute), with a generated key for its test account.
     ``record=PATH`` keeps the session in a SQLite file (``tickerterm replay PATH`` plays it back; the
     README documents its tables), at most ``record_max`` bytes and ``record_for`` seconds (0: no age
     limit). ``alerts`` are rules (``tickerterm.core.alerts``: ``"BTC-USD > 65000"``...): each that fires
-    is an ``Alert`` event, applied to the store and handed on like any other."""
+    is an ``Alert`` event, applied to the store and handed on like any other. ``bars=60`` says each
+    one-minute bar built from trades when it closes, as a ``Candle`` with ``source="trades"``, its volume
+    and VWAP."""
     cls = venue_class(venue)
     rules = [parse_rule(text) for text in alerts]  # bad rules are bad input, before anything starts
     server: SimServer | None = None
@@ -95,6 +98,7 @@ async def open_feed(
             alerts=Alerts(rules, adapter.name) if rules else None,
             alert_command=alert_exec,
             alert_timeout=alert_exec_timeout,
+            bars=bars,
         )
         feed.sim = server  # type: ignore[attr-defined]
         async with feed:

@@ -246,6 +246,13 @@ def feed_parser() -> argparse.ArgumentParser:
         "'latency > 500ms', 'gave up'",
     )
     p.add_argument(
+        "--bars",
+        type=_bar_interval,
+        metavar="INTERVAL",
+        help="print a candle line (source trades, volume, vwap) for each bar built from trades as it "
+        "closes: 1m, 5m, 15m, 1h, or any such as 30s (the cbpro seed's VolumeAnalyzer)",
+    )
+    p.add_argument(
         "--alert-exec",
         metavar="CMD",
         help="run CMD for each alert, the alert as a JSON line on its stdin (at most 4 at once, each "
@@ -283,6 +290,16 @@ def feed_parser() -> argparse.ArgumentParser:
     )
     _sim_options(p)
     return p
+
+
+def _bar_interval(text: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600}
+    value = text.strip()
+    if len(value) >= 2 and value[-1] in units and value[:-1].isdigit() and int(value[:-1]) > 0:
+        seconds = int(value[:-1]) * units[value[-1]]
+        if seconds <= 86400:
+            return seconds
+    raise argparse.ArgumentTypeError(f"not a bar interval: {text!r} (such as 1m, 5m, 30s, 1h)")
 
 
 def _limits(text: str) -> tuple[int, float]:
@@ -727,6 +744,7 @@ def run_dashboard(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
             record_for=ns.record_max[1],
             alerts=ns.alerts or (),
             alert_exec=ns.alert_exec,
+            bars=ns.bars,
         )
 
     async def new_recording(feed: Any) -> Any:  # with the feed's adapter: its keys are kept off the disk
@@ -839,6 +857,7 @@ async def run_feed(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
         record_for=ns.record_max[1],
         alerts=ns.alerts or (),
         alert_exec=ns.alert_exec,
+        bars=ns.bars,
     ) as feed:
         store_ref.append(feed.store)
         waiters = [asyncio.ensure_future(done.wait()), asyncio.ensure_future(feed.wait_finished())]

@@ -138,6 +138,10 @@ class Candle(Event):
     low: str
     close: str
     volume: str
+    source: str | None = None
+    """``trades`` for a bar built here from trades (``--bars``); None for the venue's own candles."""
+    vwap: str | None = None
+    """Volume-weighted average price, for bars built from trades."""
 
 
 @dataclass(slots=True)

@@ -325,6 +325,8 @@ class Store:
         self.candles_version += 1
 
     def _candle(self, ev: Candle) -> None:
+        if ev.source == "trades":
+            return  # said by --bars from trades the store has already made its own bars of
         per = self.venue_candles.setdefault((ev.venue, ev.product), {})
         series = per.get(ev.interval)
         if series is None:

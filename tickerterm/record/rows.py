@@ -142,6 +142,8 @@ class Rows:
                 self._put("tickers", (*row, t.recv_ts))
             elif cls is Candle:
                 c: Candle = ev  # type: ignore[assignment]
+                if c.source == "trades":
+                    continue  # the rows builder writes its own bars from trades
                 row2 = (c.venue, c.product, c.interval, c.start, c.open, c.high, c.low, c.close, c.volume)
                 self._put("candles", (*row2, "venue"))
             elif isinstance(ev, HealthEvent) and cls is not Heartbeat and cls is not Recording:

@@ -21,8 +21,9 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from tickerterm.core.alerts import Alerts
+from tickerterm.core.bars import BarCloser
 from tickerterm.core.errors import ConfigError
-from tickerterm.core.events import Event, Recording
+from tickerterm.core.events import Alert, Event, Recording
 from tickerterm.core.store import Store
 from tickerterm.stream.alert_command import AlertCommand
 from tickerterm.stream.policy import RetryPolicy
@@ -52,6 +53,14 @@ class Recorder(Journal, Protocol):
     async def aclose(self) -> None: ...
 
 
+class Derived(Protocol):
+    """Makes events of its own from applied events (``check``) and from the clock (``tick``)."""
+
+    def check(self, events: list[Event], store: Store, now: float) -> Sequence[Event]: ...
+
+    def tick(self, store: Store, now: float) -> Sequence[Event]: ...
+
+
 class Feed:
     def __init__(
         self,
@@ -71,6 +80,7 @@ class Feed:
         alerts: Alerts | None = None,
         alert_command: str | None = None,
         alert_timeout: float = 10.0,
+        bars: int | None = None,
     ) -> None:
         """``collect=False`` skips the event queue (a dashboard reads the store instead); ``sink`` is
         called with each frame's events right after they are applied, instead of the queue."""
@@ -91,6 +101,10 @@ class Feed:
         self._recording_task: asyncio.Task[None] | None = None
         self.alerts = alerts
         """Alert rules checked after each frame and twice a second (``tickerterm.core.alerts``)."""
+        self.bars = BarCloser(bars, adapter.name) if bars else None
+        """``--bars``: bars built from trades said as ``candle`` events when they close."""
+        self._derived: list[Derived] = [d for d in (alerts, self.bars) if d is not None]
+        """What makes events of its own from the applied events and the clock (alerts, bars)."""
         self._alert_task: asyncio.Task[None] | None = None
         self.alert_command = (
             AlertCommand(alert_command, self._hand_on, clock, timeout=alert_timeout)
@@ -122,8 +136,8 @@ class Feed:
             sink = self._plain_sink()
             if self.recorder is not None:
                 sink = self._recording(sink)
-            if self.alerts is not None:
-                sink = self._alerting(sink)
+            if self._derived:
+                sink = self._deriving(sink)
             conn = Connection(
                 self.adapter,
                 endpoint,
@@ -190,37 +204,43 @@ class Feed:
 
         return recorded
 
-    def _alerting(self, sink: Sink | None) -> Sink:
-        """``sink``, handed each frame's events followed by the alerts they fired (applied first)."""
-        alerts, store, clock = self.alerts, self.store, self.clock
-        assert alerts is not None
+    def _deriving(self, sink: Sink | None) -> Sink:
+        """``sink``, handed each frame's events followed by those they made (alerts, closed bars),
+        applied first."""
+        derived, store, clock = self._derived, self.store, self.clock
 
-        def alerting(events: list[Event]) -> Awaitable[None] | None:
-            fired = alerts.check(events, store, clock())
-            if fired:
-                store.apply_all(fired)  # type: ignore[arg-type]
-                events = [*events, *fired]
-                if self.alert_command is not None:
-                    self.alert_command.submit(fired)
+        def deriving(events: list[Event]) -> Awaitable[None] | None:
+            made: list[Event] = []
+            now = clock()
+            for d in derived:
+                made += d.check(events, store, now)
+            if made:
+                store.apply_all(made)
+                events = [*events, *made]
+                self._run_alert_command(made)
             return sink(events) if sink is not None else None
 
-        return alerting
+        return deriving
 
-    async def _alert_clock(self) -> None:
-        """The rules about time passing (an UNSAFE book, a quiet product...), twice a second."""
-        alerts = self.alerts
-        assert alerts is not None
+    def _run_alert_command(self, events: list[Event]) -> None:
+        if self.alert_command is not None:
+            alerts = [ev for ev in events if type(ev) is Alert]
+            if alerts:
+                self.alert_command.submit(alerts)
+
+    async def _derived_clock(self) -> None:
+        """What time passing makes (an UNSAFE book's alert, a quiet market's bar), twice a second."""
         while True:
             await asyncio.sleep(0.5)
-            try:
-                fired = alerts.tick(self.store, self.clock())
-            except Exception:  # a rule's bug must not end the clock (nor the feed): logged, next tick
-                log.exception("alert rules failed")
-                continue
-            if fired:
-                await self._hand_on(list(fired))
-                if self.alert_command is not None:
-                    self.alert_command.submit(fired)
+            made: list[Event] = []
+            for d in self._derived:
+                try:
+                    made += d.tick(self.store, self.clock())
+                except Exception:  # a rule's bug must not end the clock (nor the feed): logged
+                    log.exception("%s failed", type(d).__name__)
+            if made:
+                await self._hand_on(made)
+                self._run_alert_command(made)
 
     async def _report_recording(self) -> None:
         """A ``recording`` event when the recording's state or counts changed (its size at most every
@@ -295,8 +315,8 @@ class Feed:
             self._start(conn)
         if self.recorder is not None:
             self._recording_task = asyncio.create_task(self._report_recording(), name="recording")
-        if self.alerts is not None:
-            self._alert_task = asyncio.create_task(self._alert_clock(), name="alerts")
+        if self._derived:
+            self._alert_task = asyncio.create_task(self._derived_clock(), name="derived")
 
     def _start(self, conn: Connection) -> None:
         conn.started = True
