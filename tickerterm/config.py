@@ -92,10 +92,6 @@ def _rules(value: Any) -> list[str]:
     return [" ".join(v.split()) for v in value]
 
 
-def _bell(value: Any) -> bool:
-    return _flag(value)
-
-
 def _palette(value: Any) -> str:
     text = _text(value).lower().replace("-", "")
     if text not in PALETTES:
@@ -129,7 +125,7 @@ SETTINGS: dict[str, Setting] = {
     "log_file": Setting(_text, "where log lines go"),
     "record_max": Setting(_limits, "recording limit: 500M, 2G, 6h or 2G,6h"),
     "alerts": Setting(_rules, "alert rules (every source adds its own): BTC-USD > 65000, ..."),
-    "bell": Setting(_bell, "ring the terminal bell when an alert fires"),
+    "bell": Setting(_flag, "ring the terminal bell when an alert fires"),
     "alert_exec": Setting(_text, "a command run for each alert, the alert as JSON on its stdin"),
 }
 """Top-level keys, named like the long options (dashes or underscores)."""
