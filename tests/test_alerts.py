@@ -251,3 +251,49 @@ async def test_a_slow_alert_command_never_holds_the_feed_and_is_killed() -> None
     assert killed.value == "killed after 1s (for BTC-USD spread > 0)"
     assert killed.recv_ts - fired.recv_ts >= 1.0
     assert sum(fired.recv_ts < t < killed.recv_ts for t in trades) >= 3  # trades kept coming meanwhile
+
+
+async def test_a_in_the_dashboard_adds_a_rule_that_fires() -> None:
+    from textual.widgets import Input
+
+    from tickerterm.stream.feed import Feed
+    from tickerterm.ui.screens import AlertForm
+    from tickerterm.venues.coinbase import CoinbaseAdvancedTrade
+
+    from .conftest import fast_policy, make_sim
+    from .ui_support import CHANNELS
+
+    async with make_sim() as sim:
+        feeds: list[Feed] = []
+
+        def opener(store: Store) -> Feed:
+            adapter = CoinbaseAdvancedTrade(urls={"market": sim.url, "user": sim.url})
+            feed = Feed(adapter, ["BTC-USD"], list(CHANNELS.values()), policy=fast_policy(), collect=False,
+                        store=store, alerts=Alerts([], "coinbase"))  # fmt: skip
+            feeds.append(feed)
+            return feed
+
+        from tickerterm.ui.app import TickertermApp
+
+        app = TickertermApp(opener, venue="coinbase", products=["BTC-USD"], channels=CHANNELS, simulated=True)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: app.store.book("coinbase", "BTC-USD").state == "ok")
+            await pilot.press("a")
+            await until(pilot, lambda: isinstance(app.screen, AlertForm))
+            box = app.screen.query_one(Input)
+            assert box.value == "BTC-USD > "
+            box.value = "BTC-USD >> 1"
+            await pilot.press("enter")
+            await until(
+                pilot, lambda: "rules look like" in str(app.screen.query_one("#alert-error").render())
+            )
+            assert isinstance(app.screen, AlertForm)  # still open: nothing was added
+            box.value = "BTC-USD spread > 0"
+            await pilot.press("enter")
+            await until(pilot, lambda: not isinstance(app.screen, AlertForm))
+            assert feeds[0].alert_rules()[0][0] == "BTC-USD spread > 0"
+            await until(pilot, lambda: any(a.rule == "BTC-USD spread > 0" for a in app.store.alerts))
+            assert feeds[0].alert_rules() == [("BTC-USD spread > 0", False)]  # fired
+            await pilot.press("a")
+            await until(pilot, lambda: isinstance(app.screen, AlertForm))
+            assert "fired  BTC-USD spread > 0" in str(app.screen.query_one("#alert-rules").render())

@@ -95,7 +95,7 @@ async def open_feed(
             store=store,
             replay=replay,
             recorder=recorder,
-            alerts=Alerts(rules, adapter.name) if rules else None,
+            alerts=Alerts(rules, adapter.name),  # empty is cheap: the dashboard's `a` adds rules
             alert_command=alert_exec,
             alert_timeout=alert_exec_timeout,
             bars=bars,

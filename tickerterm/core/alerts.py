@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
@@ -112,7 +113,17 @@ class Alerts:
     def _mine(self, rule: Rule) -> bool:
         return rule.venue is None or rule.venue == self.venue
 
+    def add(self, text: str, normalize: Callable[[str], str] | None = None) -> Rule:
+        """One more rule while the feed runs (ConfigError when it is not one)."""
+        rule = parse_rule(text)
+        if rule.product is not None and normalize is not None:
+            rule.product = normalize(rule.product)
+        self.rules.append(rule)
+        return rule
+
     def check(self, events: list[Event], store: Store, now: float) -> list[Alert]:
+        if not self.rules:
+            return []
         fired: list[Alert] = []
         prices: dict[str, str] = {}
         for ev in events:

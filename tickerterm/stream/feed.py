@@ -204,6 +204,17 @@ class Feed:
 
         return recorded
 
+    def add_alert(self, text: str) -> None:
+        """A rule from now on (the dashboard's ``a``); ConfigError when it is not one, or when this feed
+        was made without alerts."""
+        if self.alerts is None:
+            raise ConfigError("this feed checks no alerts")
+        self.alerts.add(text, self.adapter.normalize_product)
+
+    def alert_rules(self) -> list[tuple[str, bool]]:
+        """Every rule as written, and whether it is waiting to fire (armed)."""
+        return [(r.text, r.armed) for r in self.alerts.rules] if self.alerts is not None else []
+
     def _deriving(self, sink: Sink | None) -> Sink:
         """``sink``, handed each frame's events followed by those they made (alerts, closed bars),
         applied first."""

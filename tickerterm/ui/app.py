@@ -24,10 +24,11 @@ from textual.geometry import Size
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
+from tickerterm.core.alerts import parse_rule
 from tickerterm.core.errors import TickertermError
 from tickerterm.core.safe import inert
 from tickerterm.core.store import Store
-from tickerterm.ui.screens import HelpScreen, ProductPicker
+from tickerterm.ui.screens import AlertForm, HelpScreen, ProductPicker
 from tickerterm.ui.widgets import (
     CandleChart,
     DepthLadder,
@@ -108,6 +109,7 @@ class TickertermApp(App[None]):
         Binding("L", "toggle_light", "Light/dark", id="display.theme", show=False),
         Binding("w", "next_watchlist", "Watchlist", id="product.watchlist", show=False),
         Binding("o,6", "toggle_orders", "Orders", id="panel.orders", show=False),
+        Binding("a", "add_alert", "Alert", id="alert.add", show=False),
         # Ctrl-C quits, as in every terminal dashboard (Textual's own default only says to press ctrl+q)
         Binding("ctrl+c", "quit", "Quit", id="quit.interrupt", show=False, priority=True),
     ]
@@ -128,6 +130,7 @@ class TickertermApp(App[None]):
         ("G", "replay: a minute before the last gap"),
         ("r", "start / stop recording (REC in the header)"),
         ("L", "light / dark (ctrl+p Theme: every theme, remembered)"),
+        ("a", "new alert for the selected product (and the rules set)"),
     ]
 
     def __init__(
@@ -392,6 +395,34 @@ class TickertermApp(App[None]):
     def action_previous_product(self) -> None:
         self._select(self.view.selected - 1)
 
+    def action_add_alert(self) -> None:
+        """A rule for the selected product, from a small form (the rules set so far listed under it)."""
+        feed = self.feed
+        add = getattr(feed, "add_alert", None)
+        if feed is None or add is None:
+            self.notify("alerts: not in a replay", severity="warning")
+            return
+        rules = feed.alert_rules() if hasattr(feed, "alert_rules") else []
+
+        def check(text: str) -> str | None:
+            try:
+                parse_rule(text)
+            except TickertermError as exc:
+                return str(exc)
+            return None
+
+        def added(text: str | None) -> None:
+            if not text:
+                return
+            try:
+                add(text)
+            except TickertermError as exc:
+                self.notify(inert(str(exc)), severity="error")
+                return
+            self.notify(inert(f"alert set: {' '.join(text.split())}", one_line=True), timeout=4)
+
+        self.push_screen(AlertForm(f"{self.view.product} > ", rules, check), added)
+
     def action_pick_product(self) -> None:
         def picked(product: str | None) -> None:
             if product in self.view.products:
@@ -605,6 +636,7 @@ _COMMAND_TITLES = {
     "record.toggle": "Start or stop recording",
     "product.watchlist": "Next watchlist",
     "panel.orders": "Show / hide your orders, fills and balances",
+    "alert.add": "New alert for the selected product",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 from rich.table import Table
@@ -88,6 +89,51 @@ class ProductPicker(ModalScreen[str | None]):
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(event.option.id)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class AlertForm(ModalScreen[str | None]):
+    """A rule for the selected product (``BTC-USD > 65000``...): enter adds it when it is a rule (else
+    the form says why and stays), escape cancels. Below it, the rules already set and whether each is
+    waiting (armed) or has fired."""
+
+    DEFAULT_CSS = """
+    AlertForm { align: center middle; }
+    AlertForm > Vertical { width: 72; max-width: 100%; height: auto; max-height: 100%;
+                           border: round $primary; background: $surface; padding: 0 1; }
+    AlertForm #alert-error { color: $error; height: auto; }
+    AlertForm #alert-rules { height: auto; color: $text-muted; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="alert.cancel")]
+
+    def __init__(self, start: str, rules: list[tuple[str, bool]], check: Callable[[str], str | None]) -> None:
+        super().__init__()
+        self.start = start
+        self.rules = rules
+        self.check = check
+        """Why a text is not a rule, or None."""
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(Text("New alert (enter adds, escape cancels)", style="bold"))
+            yield Input(value=self.start, id="alert-input")
+            yield Static("", id="alert-error")
+            lines = [f"{'armed ' if armed else 'fired '} {rule}" for rule, armed in self.rules]
+            yield Static(
+                Text(
+                    "\n".join(lines) if lines else "no alerts yet: e.g. BTC-USD > 65000, ETH-USD move 1% 5m"
+                ),
+                id="alert-rules",
+            )
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        problem = self.check(event.value)
+        if problem:
+            self.query_one("#alert-error", Static).update(Text(problem))
+            return
+        self.dismiss(event.value)
 
     def action_cancel(self) -> None:
         self.dismiss(None)
