@@ -297,3 +297,35 @@ async def test_a_in_the_dashboard_adds_a_rule_that_fires() -> None:
             await pilot.press("a")
             await until(pilot, lambda: isinstance(app.screen, AlertForm))
             assert "fired  BTC-USD spread > 0" in str(app.screen.query_one("#alert-rules").render())
+
+
+def test_desktop_notifications_only_where_the_terminal_has_them_and_inert() -> None:
+    from tickerterm.ui.notify import desktop_notification
+
+    hostile = "gave up (\x1b]0;pwned\x07; \x9b31m)"
+    osc9 = desktop_notification("tickerterm alert", hostile, {"TERM_PROGRAM": "WezTerm"})
+    assert osc9 is not None and osc9.startswith("\x1b]9;tickerterm alert: ") and osc9.endswith("\x07")
+    inner = osc9[len("\x1b]9;") : -1]
+    assert inner.isprintable() and ";" not in inner  # nothing can end it early or start another
+    osc777 = desktop_notification("t", "x", {"TERM": "foot"})
+    assert osc777 == "\x1b]777;notify;t;x\x07"
+    assert desktop_notification("t", "x", {"TERM": "xterm-256color"}) is None
+    assert (
+        desktop_notification("t", "x", {"TERM_PROGRAM": "iTerm.app", "TMUX": "/tmp/tmux-0/default"}) is None
+    )
+
+
+async def test_the_dashboard_asks_for_a_desktop_notification_when_configured(monkeypatch: Any) -> None:
+    monkeypatch.setenv("TERM_PROGRAM", "WezTerm")
+    monkeypatch.delenv("TMUX", raising=False)
+    app = static_app(notify=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        written: list[str] = []
+        assert app._driver is not None
+        monkeypatch.setattr(app._driver, "write", written.append)
+        app.store.apply(Alert(V, NOW, "BTC-USD", "BTC-USD > 65000", "65000.5"))
+        app.render_tick()
+        await pilot.pause(0.05)
+        assert [w for w in written if w.startswith("\x1b]9;")] == [
+            "\x1b]9;tickerterm alert: BTC-USD > 65000 (65000.5)\x07"
+        ]

@@ -771,6 +771,7 @@ def run_dashboard(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
         watchlists=plan["watchlists"],
         remember_theme=lambda name: remember("theme", name),
         bell=bool(ns.bell),
+        notify=bool(ns.notify),
     )
     if app._theme and app._theme not in app.available_themes:
         source = ns.settings.sources.get("theme", "command line") if hasattr(ns, "settings") else "--theme"

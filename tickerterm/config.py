@@ -125,6 +125,7 @@ SETTINGS: dict[str, Setting] = {
     "log_file": Setting(_text, "where log lines go"),
     "record_max": Setting(_limits, "recording limit: 500M, 2G, 6h or 2G,6h"),
     "alerts": Setting(_rules, "alert rules (every source adds its own): BTC-USD > 65000, ..."),
+    "notify": Setting(_flag, "a desktop notification per alert, where the terminal has them (OSC 9/777)"),
     "bell": Setting(_flag, "ring the terminal bell when an alert fires"),
     "alert_exec": Setting(_text, "a command run for each alert, the alert as JSON on its stdin"),
 }

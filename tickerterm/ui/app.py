@@ -28,6 +28,7 @@ from tickerterm.core.alerts import parse_rule
 from tickerterm.core.errors import TickertermError
 from tickerterm.core.safe import inert
 from tickerterm.core.store import Store
+from tickerterm.ui.notify import desktop_notification
 from tickerterm.ui.screens import AlertForm, HelpScreen, ProductPicker
 from tickerterm.ui.widgets import (
     CandleChart,
@@ -155,6 +156,7 @@ class TickertermApp(App[None]):
         watchlists: Mapping[str, list[str]] | None = None,
         remember_theme: Callable[[str], None] | None = None,
         bell: bool = True,
+        notify: bool = False,
     ) -> None:
         super().__init__()
         self.recorder_factory = recorder
@@ -194,6 +196,8 @@ class TickertermApp(App[None]):
         self.bell_on_alert = bell
         """Ring the terminal bell when an alert fires (``bell = false`` in the config file: silent)."""
         self._alerts_seen = self.store.alerts_version
+        self.desktop_notify = notify
+        """Ask the terminal for a desktop notification per alert, where it has them (``ui.notify``)."""
         self._grouping_steps: list[str | None] = [None]
         self._laid_out_for = Size(0, 0)
         self._health_seen = -1
@@ -359,6 +363,13 @@ class TickertermApp(App[None]):
             )
         if self.bell_on_alert:
             self.bell()
+        if self.desktop_notify and self._driver is not None:
+            for alert in list(self.store.alerts)[-min(new, 5) :]:
+                sequence = desktop_notification(
+                    "tickerterm alert", f"{alert.rule} ({alert.value})", os.environ
+                )
+                if sequence is not None:
+                    self._driver.write(sequence)
 
     # --- actions -----------------------------------------------------------------------------
 
