@@ -248,3 +248,16 @@ def test_a_replay_takes_the_users_palette_theme_and_keys(tmp_path: Path, monkeyp
     ns = replay_parser().parse_args(["rec.db", "--fps", "30"])
     _replay_settings(ns)
     assert ns.fps == 30.0  # its own option wins
+
+
+def test_dark_on_the_command_line_wins_over_light_in_the_file(tmp_path: Path) -> None:
+    write(tmp_path / "tickerterm" / "config.toml", "light = true\n")
+    env = {"XDG_CONFIG_HOME": str(tmp_path)}
+    light = run(["config"], env).stdout
+    dark = run(["config", "--dark"], env).stdout
+    assert any(
+        line.startswith("light") and "true" in line and "config.toml:1" in line for line in light.splitlines()
+    )
+    assert any(
+        line.startswith("light") and "false" in line and "command line" in line for line in dark.splitlines()
+    )

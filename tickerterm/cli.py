@@ -231,6 +231,9 @@ def feed_parser() -> argparse.ArgumentParser:
         "--fps", type=_positive(float), default=10.0, help="dashboard redraws per second (default 10)"
     )
     p.add_argument("--light", action="store_true", help="light theme (NO_COLOR is respected)")
+    p.add_argument(
+        "--dark", dest="light", action="store_false", help="dark theme (over light = true in the config file)"
+    )
     p.add_argument("--theme", help="a Textual theme by name (textual-dark, nord, gruvbox, dracula...)")
     p.add_argument(
         "--palette", choices=("standard", "colorblind"), help="up/down colours: green/red or blue/orange"
