@@ -329,3 +329,16 @@ async def test_the_dashboard_asks_for_a_desktop_notification_when_configured(mon
         assert [w for w in written if w.startswith("\x1b]9;")] == [
             "\x1b]9;tickerterm alert: BTC-USD > 65000 (65000.5)\x07"
         ]
+
+
+def test_two_reconnect_rules_each_count_every_reconnect_once() -> None:
+    store = Store()
+    store.apply(Connecting(V, 0.0, V, "ws://x", 1))
+    store.apply(Connected(V, 0.1, V, "ws://x"))
+    engine = Alerts([parse_rule("reconnects > 2 in 10m"), parse_rule("reconnects > 1 in 1h")], V)
+    assert engine.tick(store, 1.0) == []
+    for n in (1, 2):
+        store.apply(Closed(V, 2.0, V, 1011, "server error"))
+        store.apply(RetryScheduled(V, 2.0, V, n, 0.1, "server error"))
+    # two reconnects: the 1h rule (> 1) fires, the 10m rule (> 2) does not (a shared window counted 4)
+    assert [(a.rule, a.value) for a in engine.tick(store, 3.0)] == [("reconnects > 1 in 1h", "2")]

@@ -67,6 +67,8 @@ class Rule:
     since: float | None = None
     seen: int = -1
     """Reconnects counted so far (``reconnects`` rules)."""
+    times: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
+    """When each reconnect was seen (``reconnects`` rules: every rule its own window)."""
 
 
 def parse_rule(text: str) -> Rule:
@@ -108,7 +110,6 @@ class Alerts:
     def __init__(self, rules: list[Rule], venue: str) -> None:
         self.rules = rules
         self.venue = venue
-        self._reconnects: deque[float] = deque(maxlen=10_000)
 
     def _mine(self, rule: Rule) -> bool:
         return rule.venue is None or rule.venue == self.venue
@@ -174,9 +175,9 @@ class Alerts:
             elif rule.kind == "reconnects":
                 retries = sum(h.retries for h in store.health.values() if h.venue == self.venue)
                 if rule.seen >= 0:
-                    self._reconnects.extend([now] * max(0, retries - rule.seen))
+                    rule.times.extend([now] * max(0, retries - rule.seen))
                 rule.seen = retries
-                window = [t for t in self._reconnects if now - t <= rule.seconds]
+                window = [t for t in rule.times if now - t <= rule.seconds]
                 fired += self._hold(rule, len(window) > rule.count, str(len(window)), now)
             elif rule.kind == "latency":
                 worst = None
