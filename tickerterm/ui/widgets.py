@@ -58,6 +58,8 @@ class View:
     precision: Precision = field(default_factory=Precision)
     """Decimals per product for prices and sizes (every panel shows a product's numbers alike)."""
     version: int = 0
+    _learned: tuple[int, ...] = ()
+    """The versions ``learn`` last looked at."""
 
     @property
     def product(self) -> str:
@@ -73,6 +75,10 @@ class View:
     def learn(self, store: Store) -> None:
         """Every product's decimals from all it shows (ticker, top of book, recent trades) before any
         panel draws it, so each panel shows a number alike whichever of them draws first."""
+        seen = (self.version, store.tickers_version, store.books_version, store.tape_version)
+        if seen == self._learned:
+            return  # nothing new to learn from: most frames of a quiet market
+        self._learned = seen
         prec, venue = self.precision, self.venue
         for product in self.products:
             key = (venue, product)
