@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from tickerterm.core.alerts import Alerts, parse_rule
 from tickerterm.core.boundary import secrets_of
+from tickerterm.core.consolidated import Consolidator, assets
 from tickerterm.core.errors import ConfigError
 from tickerterm.core.events import Event
 from tickerterm.core.store import Store
@@ -16,6 +18,7 @@ from tickerterm.record.sqlite import DEFAULT_MAX_BYTES
 from tickerterm.record.sqlite import Recorder as SqliteRecorder
 from tickerterm.sim import SimServer, simulator_class
 from tickerterm.stream.feed import Feed, Recorder
+from tickerterm.stream.feeds import Feeds
 from tickerterm.stream.policy import RetryPolicy
 from tickerterm.stream.worker import Sink
 from tickerterm.venues import VenueAdapter, venue_class
@@ -108,6 +111,104 @@ async def open_feed(
             await recorder.aclose()  # after the feed's own close: nothing is left to write then
         if server is not None:
             await server.stop()
+
+
+@contextlib.asynccontextmanager
+async def open_feeds(
+    products: Mapping[str, Sequence[str]],
+    channels: Mapping[str, Iterable[str]] | None = None,
+    *,
+    sim: bool = False,
+    sim_options: dict[str, Any] | None = None,
+    urls: Mapping[str, str] | None = None,
+    key_files: Mapping[str, str] | None = None,
+    policy: RetryPolicy | None = None,
+    collect: bool = True,
+    sink: Sink | None = None,
+    store: Store | None = None,
+    alerts: Sequence[str] = (),
+    alert_exec: str | None = None,
+    alert_exec_timeout: float = 10.0,
+    bars: int | None = None,
+    same_quote: Mapping[str, str] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> AsyncIterator[Feeds]:
+    """Several venues on one store: ``products`` by venue (``{"coinbase": ["BTC-USD"], "bitzoom":
+    ["BTC-USDT"]}``), ``channels`` by venue (default: each venue's own). With ``sim=True`` each venue is
+    its own simulator. An alert rule applies to the venue it names (``coinbase:BTC-USD > 65000``) or to
+    every venue that has its product. The consolidated book (``tickerterm.core.consolidated``) covers each
+    asset listed on two markets or more; ``same_quote={"USDT": "USD"}`` counts a quote as another."""
+    if not products:
+        raise ConfigError("no venue given")
+    classes = {name: venue_class(name) for name in products}
+    adapters = {cls.name: cls() for cls in classes.values()}
+    normalized = {
+        name: [adapters[cls.name].normalize_product(p) for p in products[name]]
+        for name, cls in classes.items()
+    }
+    rules_for = alerts_by_venue(alerts, adapters)
+    groups, apart = assets(
+        (
+            (cls.name, product, adapters[cls.name].base_quote(product))
+            for name, cls in classes.items()
+            for product in normalized[name]
+        ),
+        same_quote or {},
+    )
+    hub = Feeds(
+        store or Store(clock=clock),
+        collect=collect,
+        sink=sink,
+        derived=Consolidator(groups) if groups else None,
+        clock=clock,
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(hub.stop)
+        for name, cls in classes.items():
+            feed = await stack.enter_async_context(
+                open_feed(
+                    cls.name,
+                    normalized[name],
+                    None if channels is None else channels.get(name),
+                    url=(urls or {}).get(name),
+                    sim=sim,
+                    sim_options=sim_options,
+                    key_file=(key_files or {}).get(name),
+                    policy=policy,
+                    sink=hub.sink,
+                    store=hub.store,
+                    alerts=rules_for[cls.name],
+                    alert_exec=alert_exec,
+                    alert_exec_timeout=alert_exec_timeout,
+                    bars=bars,
+                )
+            )
+            hub.add(feed)
+        hub.assets, hub.apart = groups, apart
+        await hub.start()
+        yield hub
+
+
+def alerts_by_venue(texts: Sequence[str], adapters: Mapping[str, VenueAdapter]) -> dict[str, list[str]]:
+    """Each rule for the venues it applies to: the one it names, or each that has its product (a rule
+    that no venue here can take is bad input)."""
+    out: dict[str, list[str]] = {name: [] for name in adapters}
+    for text in texts:
+        rule = parse_rule(text)
+        took = []
+        for name, adapter in adapters.items():
+            if rule.venue not in (None, name):
+                continue
+            if rule.product is not None:
+                try:
+                    adapter.normalize_product(rule.product)
+                except ConfigError:
+                    continue
+            out[name].append(text)
+            took.append(name)
+        if not took:
+            raise ConfigError(f"alert {text!r}: no venue here ({', '.join(adapters)}) has its product")
+    return out
 
 
 async def open_recording(

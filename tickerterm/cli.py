@@ -22,7 +22,7 @@ from datetime import UTC
 from typing import Any, NoReturn
 
 from tickerterm import __version__
-from tickerterm.api import open_feed, open_recording
+from tickerterm.api import alerts_by_venue, open_feed, open_feeds, open_recording
 from tickerterm.config import (
     SETTINGS,
     Effective,
@@ -35,6 +35,7 @@ from tickerterm.config import (
     write_starter,
 )
 from tickerterm.core.alerts import parse_rule
+from tickerterm.core.consolidated import parse_same_quote
 from tickerterm.core.errors import ConfigError, TickertermError
 from tickerterm.core.events import Event, GaveUp
 from tickerterm.core.ndjson import dumps
@@ -44,6 +45,7 @@ from tickerterm.record.sqlite import DEFAULT_MAX_BYTES, parse_limits
 from tickerterm.sim import SIMULATORS, simulator_class
 from tickerterm.sim.faults import Faults
 from tickerterm.sim.server import SimTiming
+from tickerterm.stream.feeds import split_products
 from tickerterm.stream.policy import RetryPolicy
 from tickerterm.tuning import tune_gc
 from tickerterm.venues import VENUES, venue_class
@@ -190,9 +192,18 @@ def feed_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"tickerterm {__version__}")
     p.add_argument(
-        "--venue", default="coinbase", help=f"one of: {', '.join(sorted(VENUES))} (default coinbase)"
+        "--venue",
+        default="coinbase",
+        help=f"one of: {', '.join(sorted(VENUES))} (default coinbase); several, comma-separated, share one "
+        "screen with the consolidated book",
     )
-    p.add_argument("--products", type=_csv, default=None, help="comma-separated, e.g. BTC-USD,ETH-USD")
+    p.add_argument(
+        "--products",
+        type=_csv,
+        default=None,
+        help="comma-separated, e.g. BTC-USD,ETH-USD; with several venues venue:PRODUCT is for one venue "
+        "(coinbase:BTC-USD,bitzoom:BTC-USDT), a plain product for every venue",
+    )
     p.add_argument(
         "--channels",
         type=_csv,
@@ -260,6 +271,14 @@ def feed_parser() -> argparse.ArgumentParser:
         metavar="CMD",
         help="run CMD for each alert, the alert as a JSON line on its stdin (at most 4 at once, each "
         "killed after 10 s; failures are alerts too)",
+    )
+    p.add_argument(
+        "--same-quote",
+        dest="same_quote",
+        action="append",
+        metavar="QUOTE=QUOTE",
+        help="several venues: count one quote as another in the consolidated book (USDT=USD puts "
+        "Bitzoom's BTC-USDT with Coinbase's BTC-USD; never guessed; repeatable)",
     )
     p.add_argument("--config", metavar="PATH", help="the config file (default: see settings below)")
     p.add_argument(
@@ -570,6 +589,13 @@ def run_completion(args: Sequence[str]) -> int:
 
 def _plan(ns: argparse.Namespace) -> dict[str, Any]:
     """Validate everything before any connection is made."""
+    names = [part.strip() for part in str(ns.venue).split(",")]
+    if not all(names):
+        raise ConfigError(f"--venue: {ns.venue!r} names no venue (one, or several comma-separated)")
+    venues = list(dict.fromkeys(venue_class(name).name for name in names))
+    if len(venues) > 1:
+        return _plan_several(ns, venues)
+    ns.venue = venues[0]
     cls = venue_class(ns.venue)
     adapter = cls()
     for option, given in (("--products", ns.products), ("--channels", ns.channels)):
@@ -622,6 +648,81 @@ def _plan(ns: argparse.Namespace) -> dict[str, Any]:
         "record": record,
         "watchlists": watchlists,
     }
+
+
+def _plan_several(ns: argparse.Namespace, names: list[str]) -> dict[str, Any]:
+    """Several venues on one screen: products and channels per venue (``venue:NAME`` for one venue, a
+    plain name for every venue), each checked as for one venue; the options that name one venue's
+    endpoint, key or history are refused."""
+    for option, given in (
+        ("--url", ns.url),
+        ("--user-url", ns.user_url),
+        ("--rest-url", ns.rest_url),
+        ("--sandbox", ns.sandbox),
+        ("--replay", ns.replay),
+        ("--record", ns.record is not None),
+        ("--key-file", ns.key_file),
+    ):
+        if given:
+            raise ConfigError(f"{option} is for one venue, not several ({', '.join(names)})")
+    for option, given in (("--products", ns.products), ("--channels", ns.channels)):
+        if given is not None and not given:
+            raise ConfigError(f"{option} is empty (leave it out for the default)")
+    products_of = split_products(names, ns.products or [])
+    channels_of = _split_channels(names, ns.channels or [])
+    venues: dict[str, dict[str, list[str]]] = {}
+    for name in names:
+        cls = venue_class(name)
+        adapter = cls()
+        try:
+            products = [adapter.normalize_product(p) for p in (products_of[name] or adapter.default_products)]
+            channels = channels_of[name] or [adapter.channel(c).name for c in adapter.default_channels]
+            books = [c for c in channels if adapter.channel(c).kind == "book"]
+            if len(set(books)) > 1:
+                raise ConfigError(f"choose one book channel, not {' and '.join(dict.fromkeys(books))}")
+            if ns.sim:
+                offered = [p.product for p in simulator_class(cls.name).default_products]
+                unknown = [p for p in products if p not in offered]
+                if unknown:
+                    raise ConfigError(
+                        f"unknown product {unknown[0]!r} (the simulator has: {', '.join(offered)})"
+                    )
+            elif any(cls.channels[c].private for c in channels):
+                cls(credentials=cls.load_credentials(None)).check_credentials(channels)
+        except ConfigError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+        venues[name] = {"products": products, "channels": channels}
+    alerts_by_venue(ns.alerts or (), {name: venue_class(name)() for name in names})
+    first = venues[names[0]]
+    return {
+        "venues": venues,
+        "products": first["products"],
+        "channels": first["channels"],
+        "faults": Faults.parse(ns.fault),
+        "replay": None,
+        "record": None,
+        "watchlists": {},  # a watchlist names one venue's products
+        "same_quote": parse_same_quote(ns.same_quote or ()),
+    }
+
+
+def _split_channels(names: list[str], channels: list[str]) -> dict[str, list[str]]:
+    """``--channels`` for several venues: ``bitzoom:trade`` for one venue; a plain channel for each venue
+    that has it (venues name their channels differently), and bad input when none has."""
+    out: dict[str, list[str]] = {name: [] for name in names}
+    for text in channels:
+        venue, sep, channel = text.partition(":")
+        if sep and venue in out:
+            out[venue].append(venue_class(venue)().channel(channel).name)
+            continue
+        took = False
+        for name in names:
+            with contextlib.suppress(ConfigError):
+                out[name].append(venue_class(name)().channel(text).name)
+                took = True
+        if not took:
+            raise ConfigError(f"unknown channel {text!r}: no venue here ({', '.join(names)}) has it")
+    return out
 
 
 def _watchlists(ns: argparse.Namespace, adapter: Any, cls: Any) -> dict[str, list[str]]:
@@ -713,20 +814,53 @@ def _sim_options_of(ns: argparse.Namespace, plan: dict[str, Any]) -> dict[str, A
     }
 
 
-def run_dashboard(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
-    from tickerterm.ui.app import TickertermApp  # textual loads only for the dashboard
-
-    adapter = venue_class(ns.venue)()
-    channels: dict[str, str] = {}
-    for name in plan["channels"]:  # the channels asked for first, then the venue's own per kind
-        channels.setdefault(adapter.channel(name).kind, name)
+def _panel_channels(adapter: Any, channels: list[str]) -> dict[str, str]:
+    """Panel kind -> the venue's channel: the channels asked for first, then the venue's own per kind."""
+    out: dict[str, str] = {}
+    for name in channels:
+        out.setdefault(adapter.channel(name).kind, name)
     for kind in ("ticker", "book", "trades", "candles"):
         spec = adapter.channel_for_kind(kind)
         if spec is not None:
-            channels.setdefault(kind, spec.name)
+            out.setdefault(kind, spec.name)
+    return out
+
+
+def _open_several(ns: argparse.Namespace, plan: dict[str, Any], policy: RetryPolicy, **options: Any) -> Any:
+    """``open_feeds`` for the venues of ``plan`` (several on one store)."""
+    venues = plan["venues"]
+    return open_feeds(
+        {name: v["products"] for name, v in venues.items()},
+        {name: v["channels"] for name, v in venues.items()},
+        sim=ns.sim,
+        sim_options=_sim_options_of(ns, plan),
+        policy=policy,
+        alerts=ns.alerts or (),
+        alert_exec=ns.alert_exec,
+        bars=ns.bars,
+        same_quote=plan["same_quote"],
+        **options,
+    )
+
+
+def run_dashboard(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
+    from tickerterm.ui.app import TickertermApp  # textual loads only for the dashboard
+    from tickerterm.ui.widgets import VenueView
+
+    adapter = venue_class(ns.venue.split(",")[0])()
+    channels = _panel_channels(adapter, plan["channels"])
     policy = RetryPolicy(budget=None if ns.retries < 0 else ns.retries)
+    several: dict[str, VenueView] = {}
+    for name, v in plan.get("venues", {}).items():
+        other = venue_class(name)()
+        intervals = {seconds: label for label, seconds in other.candle_intervals.items()}
+        several[name] = VenueView(list(v["products"]), _panel_channels(other, v["channels"]))
+        if intervals:
+            several[name].intervals = intervals
 
     def opener(store: Store) -> Any:
+        if several:
+            return _open_several(ns, plan, policy, collect=False, store=store)
         return open_feed(
             ns.venue,
             plan["products"],
@@ -758,7 +892,7 @@ def run_dashboard(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
 
     app = TickertermApp(
         opener,
-        recorder=new_recording,
+        recorder=None if several else new_recording,
         venue=adapter.name,
         products=plan["products"],
         channels=channels,
@@ -775,6 +909,7 @@ def run_dashboard(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
         remember_theme=lambda name: remember("theme", name),
         bell=bool(ns.bell),
         notify=bool(ns.notify),
+        venues=several or None,
     )
     if app._theme and app._theme not in app.available_themes:
         source = ns.settings.sources.get("theme", "command line") if hasattr(ns, "settings") else "--theme"
@@ -842,27 +977,32 @@ async def run_feed(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
             loop.add_signal_handler(sig, on_signal)
     policy = RetryPolicy(budget=None if ns.retries < 0 else ns.retries)
     sim_options = _sim_options_of(ns, plan)
-    async with open_feed(
-        ns.venue,
-        plan["products"],
-        plan["channels"],
-        url=ns.url,
-        user_url=ns.user_url,
-        sim=ns.sim,
-        sim_options=sim_options,
-        key_file=ns.key_file,
-        sandbox=ns.sandbox,
-        rest_url=ns.rest_url,
-        policy=policy,
-        sink=sink,
-        replay=plan["replay"],
-        record=plan["record"],
-        record_max=ns.record_max[0],
-        record_for=ns.record_max[1],
-        alerts=ns.alerts or (),
-        alert_exec=ns.alert_exec,
-        bars=ns.bars,
-    ) as feed:
+    opened = (
+        _open_several(ns, plan, policy, sink=sink)
+        if "venues" in plan
+        else open_feed(
+            ns.venue,
+            plan["products"],
+            plan["channels"],
+            url=ns.url,
+            user_url=ns.user_url,
+            sim=ns.sim,
+            sim_options=sim_options,
+            key_file=ns.key_file,
+            sandbox=ns.sandbox,
+            rest_url=ns.rest_url,
+            policy=policy,
+            sink=sink,
+            replay=plan["replay"],
+            record=plan["record"],
+            record_max=ns.record_max[0],
+            record_for=ns.record_max[1],
+            alerts=ns.alerts or (),
+            alert_exec=ns.alert_exec,
+            bars=ns.bars,
+        )
+    )
+    async with opened as feed:
         store_ref.append(feed.store)
         waiters = [asyncio.ensure_future(done.wait()), asyncio.ensure_future(feed.wait_finished())]
         try:

@@ -92,6 +92,23 @@ def _rules(value: Any) -> list[str]:
     return [" ".join(v.split()) for v in value]
 
 
+def _venues(value: Any) -> str:
+    """One venue, or several: a list or one comma-separated string (as on the command line)."""
+    return ",".join(_names(value))
+
+
+def _quotes(value: Any) -> list[str]:
+    """Quotes counted as others in the consolidated book: ``["USDT=USD"]`` (or ``"USDT=USD,USDC=USD"``)."""
+    from tickerterm.core.consolidated import parse_same_quote
+
+    texts = _names(value)
+    try:
+        parse_same_quote(texts)
+    except ConfigError as exc:
+        raise ValueError(str(exc).removeprefix("--same-quote: ")) from None
+    return texts
+
+
 def _palette(value: Any) -> str:
     text = _text(value).lower().replace("-", "")
     if text not in PALETTES:
@@ -112,8 +129,10 @@ class Setting:
 
 
 SETTINGS: dict[str, Setting] = {
-    "venue": Setting(_text, "the venue (coinbase, coinbase-exchange, coinapi, bitzoom, 0xarchive)"),
-    "products": Setting(_names, "products to show"),
+    "venue": Setting(
+        _venues, "the venue, or several (coinbase, coinbase-exchange, coinapi, bitzoom, 0xarchive)"
+    ),
+    "products": Setting(_names, "products to show (venue:PRODUCT for one venue of several)"),
     "watchlist": Setting(_text, "the watchlist to start with (a name from [watchlists])"),
     "channels": Setting(_names, "venue channels to subscribe"),
     "fps": Setting(_positive, "dashboard redraws per second"),
@@ -128,6 +147,7 @@ SETTINGS: dict[str, Setting] = {
     "notify": Setting(_flag, "a desktop notification per alert, where the terminal has them (OSC 9/777)"),
     "bell": Setting(_flag, "ring the terminal bell when an alert fires"),
     "alert_exec": Setting(_text, "a command run for each alert, the alert as JSON on its stdin"),
+    "same_quote": Setting(_quotes, "quotes counted as one in the consolidated book: USDT=USD, ..."),
 }
 """Top-level keys, named like the long options (dashes or underscores)."""
 TABLES = ("watchlists", "keys", "recording")
@@ -147,6 +167,11 @@ STARTER = """\
 # palette = "colorblind"        # up/down in blue/orange instead of green/red
 # retries = 10                  # reconnect attempts before giving up (-1: never)
 # log-file = "~/tickerterm.log"
+
+# Several venues on one screen, and the consolidated book (best bid/ask across venues):
+# venue = ["coinbase", "bitzoom"]
+# products = ["coinbase:BTC-USD", "bitzoom:BTC-USDT"]
+# same-quote = ["USDT=USD"]       # count Bitzoom's BTC-USDT with Coinbase's BTC-USD (never guessed)
 
 # Named product lists: `w` in the dashboard switches to the next one; `watchlist` picks the first.
 # watchlist = "majors"

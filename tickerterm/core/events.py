@@ -187,6 +187,31 @@ class Alert(Event):
 
 
 @dataclass(slots=True)
+class Consolidated(Event):
+    """One asset's best bid and best ask across venues (``tickerterm.core.consolidated``), said when
+    either changes or a venue's book is counted or excluded. ``venue`` is ``"*"``; ``product`` the asset
+    (``BTC-USD``, the quote after the explicit mapping). ``market``: ``normal``, ``locked`` (the best
+    bid equals the best ask, on different venues), ``crossed`` (the best bid is above the best ask: an
+    arbitrage signal) or ``one-sided``/``empty``. ``spread`` is ask minus bid (negative when crossed).
+    ``excluded`` lists the venues' books not counted, each with why (an UNSAFE book and its reason)."""
+
+    type: ClassVar[str] = "consolidated"
+    product: str
+    bid: str | None = None
+    bid_size: str | None = None
+    bid_venue: str | None = None
+    ask: str | None = None
+    ask_size: str | None = None
+    ask_venue: str | None = None
+    spread: str | None = None
+    market: str = "empty"
+    counted: list[str] = field(default_factory=list)
+    """The venues whose books were counted (``venue`` or ``venue product`` where a venue lists two)."""
+    excluded: list[dict[str, str]] = field(default_factory=list)
+    """``{"venue", "product", "reason"}`` for each book not counted."""
+
+
+@dataclass(slots=True)
 class BalanceUpdate(Event):
     type: ClassVar[str] = "balance"
     exch_ts: float | None

@@ -27,6 +27,7 @@ from tickerterm.core.events import (
     Closed,
     Connected,
     Connecting,
+    Consolidated,
     Event,
     Gap,
     GaveUp,
@@ -95,6 +96,9 @@ class Store:
         self.alerts: deque[Alert] = deque(maxlen=100)
         """The alerts that fired, newest last (``tickerterm.core.alerts``)."""
         self.alerts_version = 0
+        self.consolidated: dict[str, Consolidated] = {}
+        """Each asset's best bid/ask across venues, as last said (``tickerterm.core.consolidated``)."""
+        self.consolidated_version = 0
         self.health: dict[str, ConnectionHealth] = {}
         self.recording: Recording | None = None
         """The recording in progress (``--record``), as last reported."""
@@ -119,6 +123,7 @@ class Store:
             self.health_version,
             self.orders_version,
             self.books_version,
+            self.consolidated_version,
         )
         on_frame = self.on_frame
         self.__init__(  # type: ignore[misc]
@@ -132,6 +137,7 @@ class Store:
         top = max(versions) + 1
         self.tickers_version = self.tape_version = self.candles_version = top
         self.health_version = self.orders_version = self.books_version = top
+        self.consolidated_version = top
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -359,6 +365,10 @@ class Store:
         self.alerts.append(ev)
         self.alerts_version += 1
 
+    def _consolidated(self, ev: Consolidated) -> None:
+        self.consolidated[ev.product] = ev
+        self.consolidated_version += 1
+
     def _health(self, ev: HealthEvent) -> None:
         if type(ev) is Recording:
             self.recording = ev
@@ -454,6 +464,7 @@ _HANDLERS: dict[type, Callable[[Store, Event], None]] = {
     OrderUpdate: Store._order,  # type: ignore[dict-item]
     BalanceUpdate: Store._balance,  # type: ignore[dict-item]
     Alert: Store._alert,  # type: ignore[dict-item]
+    Consolidated: Store._consolidated,  # type: ignore[dict-item]
 }
 _TICKER_FIELDS = (
     "price",

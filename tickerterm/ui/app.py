@@ -39,6 +39,7 @@ from tickerterm.ui.widgets import (
     Panel,
     TickersTable,
     TradeTape,
+    VenueView,
     View,
 )
 
@@ -111,6 +112,7 @@ class TickertermApp(App[None]):
         Binding("w", "next_watchlist", "Watchlist", id="product.watchlist", show=False),
         Binding("o,6", "toggle_orders", "Orders", id="panel.orders", show=False),
         Binding("a", "add_alert", "Alert", id="alert.add", show=False),
+        Binding("v", "toggle_consolidated", "Consolidated", id="ladder.consolidated", show=False),
         # Ctrl-C quits, as in every terminal dashboard (Textual's own default only says to press ctrl+q)
         Binding("ctrl+c", "quit", "Quit", id="quit.interrupt", show=False, priority=True),
     ]
@@ -132,6 +134,7 @@ class TickertermApp(App[None]):
         ("r", "start / stop recording (REC in the header)"),
         ("L", "light / dark (ctrl+p Theme: every theme, remembered)"),
         ("a", "new alert for the selected product (and the rules set)"),
+        ("v", "several venues: the consolidated ladder of the product's asset"),
     ]
 
     def __init__(
@@ -157,7 +160,13 @@ class TickertermApp(App[None]):
         remember_theme: Callable[[str], None] | None = None,
         bell: bool = True,
         notify: bool = False,
+        venues: Mapping[str, VenueView] | None = None,
+        assets: Mapping[str, list[Any]] | None = None,
+        apart: list[str] | None = None,
     ) -> None:
+        """``venues``: several venues on one screen (the feed is a ``tickerterm.Feeds``), each with its
+        products, channels and intervals; ``venue``/``products``/``channels`` are then the first's.
+        ``assets``: the consolidated assets and their markets (``core.consolidated.assets``)."""
         super().__init__()
         self.recorder_factory = recorder
         """Makes a recorder when ``r`` starts a recording (None: this session cannot record)."""
@@ -171,6 +180,12 @@ class TickertermApp(App[None]):
             self.view.intervals = {seconds: name for name, seconds in intervals.items()}
             if self.view.interval not in self.view.intervals:
                 self.view.interval = min(self.view.intervals, key=lambda s: abs(s - self.view.interval))
+        if venues and len(venues) > 1:
+            self.view.venues = dict(venues)
+            first = self.view.venues.setdefault(venue, VenueView(list(products)))
+            first.channels, first.intervals = self.view.channels, self.view.intervals
+        self.view.assets = {name: list(members) for name, members in (assets or {}).items()}
+        self.view.apart = list(apart or [])
         self.fps = fps
         self.feed: FeedLike | None = None
         self.feed_ready = asyncio.Event()
@@ -254,7 +269,7 @@ class TickertermApp(App[None]):
             screen.set_class(width < 110 or height < 30, "-narrow")
 
     def _subtitle(self) -> str:
-        parts = [self.view.venue]
+        parts = [" + ".join(self.view.venues) if self.view.several else self.view.venue]
         if self.view.simulated:
             parts.append("SIMULATED")
         trouble = connection_trouble(self.store)
@@ -278,7 +293,11 @@ class TickertermApp(App[None]):
         try:
             async with self.opener(self.store) as feed:
                 self.feed = feed
-                self.view.subscriptions = feed.subscriptions()
+                assets = getattr(feed, "assets", None)  # several venues: the consolidated assets
+                if assets:
+                    self.view.assets = {name: list(members) for name, members in assets.items()}
+                self.view.apart = list(getattr(feed, "apart", None) or self.view.apart)
+                self._sync_subscriptions()
                 self.view.changed()
                 self.feed_ready.set()
                 await asyncio.Event().wait()  # until the app exits and cancels this worker
@@ -320,10 +339,7 @@ class TickertermApp(App[None]):
         if self.size != self._laid_out_for:  # the layout follows the terminal size
             self._layout_for(self.size.width, self.size.height)
         if self.feed is not None:
-            subs = self.feed.subscriptions()
-            if subs != self.view.subscriptions:
-                self.view.subscriptions = subs
-                self.view.changed()
+            self._sync_subscriptions()
         if self.view.connecting and (
             any(h.state in ("connected", "subscribed") for h in self.store.health.values())
             or any(self.view.subscriptions.values())
@@ -350,6 +366,28 @@ class TickertermApp(App[None]):
         for panel in later:
             self.call_after_refresh(panel.sync, self.store, self.view, now, True)
 
+    def _venue_feed(self, venue: str) -> FeedLike | None:
+        """The feed of ``venue``: the feed itself, or one of several (``tickerterm.Feeds``)."""
+        feeds = getattr(self.feed, "feeds", None)
+        if isinstance(feeds, dict):
+            return feeds.get(venue)
+        return self.feed
+
+    def _sync_subscriptions(self) -> None:
+        """What each venue keeps subscribed, as the venue's feed says (a key press, a reconnect)."""
+        view = self.view
+        for name in view.venues if view.several else [view.venue]:
+            feed = self._venue_feed(name)
+            if feed is None:
+                continue
+            subs = feed.subscriptions()
+            if name == view.venue:
+                if subs != view.subscriptions:
+                    view.subscriptions = subs
+                    view.changed()
+            elif subs != view.venues[name].subscriptions:
+                view.venues[name].subscriptions = subs
+
     def _say_alerts(self) -> None:
         """A toast for each alert that fired since the last frame (and the bell, once)."""
         new = self.store.alerts_version - self._alerts_seen
@@ -374,37 +412,52 @@ class TickertermApp(App[None]):
     # --- actions -----------------------------------------------------------------------------
 
     async def action_toggle_channel(self, kind: str) -> None:
+        """The channel of ``kind`` on or off at the selected product's venue (the venue gets the frames)."""
         channel = self.view.channels.get(kind)
-        if channel is None or self.feed is None:
+        feed = self._venue_feed(self.view.venue) if self.feed is not None else None
+        if channel is None or feed is None:
             self.notify(f"{kind}: not available on {self.view.venue}", severity="warning")
             return
+        where = f"{self.view.venue} " if self.view.several else ""
         try:
             if self.view.channel_on(kind):
-                await self.feed.unsubscribe(channel)
-                self.notify(f"{channel} off", timeout=2)
+                await feed.unsubscribe(channel)
+                self.notify(f"{where}{channel} off", timeout=2)
             else:
-                await self.feed.subscribe(channel, list(self.view.products))
-                self.notify(f"{channel} on", timeout=2)
+                await feed.subscribe(channel, list(self.view.products))
+                self.notify(f"{where}{channel} on", timeout=2)
         except TickertermError as exc:
             self.notify(inert(str(exc)), severity="error")
-        self.view.subscriptions = self.feed.subscriptions()
+        self.view.subscriptions = feed.subscriptions()
         self.view.changed()
         self.render_tick(force=True, slow_later=True)
 
     def _select(self, index: int) -> None:
-        if not self.view.products:
+        """Select ``view.markets[index]``: every (venue, product) on the screen, one after another."""
+        if not self.view.markets:
             return
-        self.view.selected = index % len(self.view.products)
+        self.view.select(index)
         self._grouping_steps = [None]
         self.view.grouping = None
         self.view.changed()
         self.render_tick(force=True, slow_later=True)
 
     def action_next_product(self) -> None:
-        self._select(self.view.selected + 1)
+        self._select(self.view.market_index + 1)
 
     def action_previous_product(self) -> None:
-        self._select(self.view.selected - 1)
+        self._select(self.view.market_index - 1)
+
+    def action_toggle_consolidated(self) -> None:
+        """The ladder shows every venue's levels of the selected product's asset, or its own book again."""
+        if not self.view.assets:
+            why = "one venue" if not self.view.several else "no asset is on two venues (see --same-quote)"
+            self.notify(f"consolidated book: {why}", severity="warning", timeout=4)
+            return
+        self.view.consolidated = not self.view.consolidated
+        self.view.changed()
+        self.query_one("#ladder").focus()
+        self.render_tick(force=True, slow_later=True)
 
     def action_add_alert(self) -> None:
         """A rule for the selected product, from a small form (the rules set so far listed under it)."""
@@ -432,14 +485,18 @@ class TickertermApp(App[None]):
                 return
             self.notify(inert(f"alert set: {' '.join(text.split())}", one_line=True), timeout=4)
 
-        self.push_screen(AlertForm(f"{self.view.product} > ", rules, check), added)
+        product = f"{self.view.venue}:{self.view.product}" if self.view.several else self.view.product
+        self.push_screen(AlertForm(f"{product} > ", rules, check), added)
 
     def action_pick_product(self) -> None:
-        def picked(product: str | None) -> None:
-            if product in self.view.products:
-                self._select(self.view.products.index(product))
+        several = self.view.several
+        names = [f"{v}:{p}" if several else p for v, p in self.view.markets]
 
-        self.push_screen(ProductPicker(self.view.products), picked)
+        def picked(product: str | None) -> None:
+            if product in names:
+                self._select(names.index(product))
+
+        self.push_screen(ProductPicker(names), picked)
 
     def action_cycle_interval(self) -> None:
         offered = sorted(self.view.intervals)
@@ -502,7 +559,8 @@ class TickertermApp(App[None]):
     async def action_toggle_record(self) -> None:
         feed = self.feed
         if feed is None or not hasattr(feed, "start_recording") or self.recorder_factory is None:
-            self.notify("this session cannot record (a replay plays a recording)", timeout=3)
+            why = "record one venue at a time" if self.view.several else "a replay plays a recording"
+            self.notify(f"this session cannot record ({why})", timeout=3)
             return
         recordable: Recordable = feed  # type: ignore[assignment]
         try:
@@ -648,6 +706,7 @@ _COMMAND_TITLES = {
     "product.watchlist": "Next watchlist",
     "panel.orders": "Show / hide your orders, fills and balances",
     "alert.add": "New alert for the selected product",
+    "ladder.consolidated": "Consolidated ladder across venues / one venue's book",
 }
 
 

@@ -39,8 +39,22 @@ INTERVAL_NAMES = {seconds: name for name, seconds in INTERVALS.items()}
 
 
 @dataclass(slots=True)
+class VenueView:
+    """What the view keeps of a venue while another venue's product is selected."""
+
+    products: list[str]
+    channels: dict[str, str] = field(default_factory=dict)
+    intervals: dict[int, str] = field(default_factory=lambda: dict(INTERVAL_NAMES))
+    subscriptions: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class View:
-    """What the user chose to look at; panels re-render when it changes."""
+    """What the user chose to look at; panels re-render when it changes.
+
+    ``venue``, ``products``, ``channels``, ``intervals`` and ``subscriptions`` are those of the venue of
+    the selected product; with several venues (``venues``) selecting another venue's product swaps them
+    (``select``), so every panel shows the selected (venue, product) and channel keys act on its venue."""
 
     venue: str
     products: list[str]
@@ -57,6 +71,14 @@ class View:
     """Candle intervals ``i`` cycles through (seconds -> name): the venue's."""
     precision: Precision = field(default_factory=Precision)
     """Decimals per product for prices and sizes (every panel shows a product's numbers alike)."""
+    venues: dict[str, VenueView] = field(default_factory=dict)
+    """Every venue on the screen, in order (empty or one: a single venue)."""
+    assets: dict[str, list[Any]] = field(default_factory=dict)
+    """Consolidated assets and their markets (``core.consolidated.Member``), for the consolidated ladder."""
+    apart: list[str] = field(default_factory=list)
+    """Markets of one base kept apart for their quote, said under the consolidated rows."""
+    consolidated: bool = False
+    """The ladder shows the consolidated book of the selected product's asset (``v``)."""
     version: int = 0
     _learned: tuple[int, ...] = ()
     """The versions ``learn`` last looked at."""
@@ -64,6 +86,58 @@ class View:
     @property
     def product(self) -> str:
         return self.products[self.selected] if self.products else ""
+
+    @property
+    def several(self) -> bool:
+        return len(self.venues) > 1
+
+    @property
+    def markets(self) -> list[tuple[str, str]]:
+        """Every (venue, product) on the screen, venue by venue."""
+        if not self.several:
+            return [(self.venue, p) for p in self.products]
+        return [
+            (name, p)
+            for name, v in self.venues.items()
+            for p in (self.products if name == self.venue else v.products)
+        ]
+
+    @property
+    def market_index(self) -> int:
+        """The selected product's place in ``markets``."""
+        if not self.several:
+            return self.selected
+        before = 0
+        for name, v in self.venues.items():
+            if name == self.venue:
+                return before + self.selected
+            before += len(v.products)
+        return self.selected
+
+    def select(self, index: int) -> None:
+        """Select ``markets[index]`` (modulo their number), swapping in its venue's channels and intervals."""
+        markets = self.markets
+        if not markets:
+            return
+        venue, product = markets[index % len(markets)]
+        if venue != self.venue and venue in self.venues:
+            here = self.venues.get(self.venue)
+            if here is not None:  # what changed while this venue was selected stays with it
+                here.products, here.subscriptions = self.products, self.subscriptions
+            there = self.venues[venue]
+            self.venue, self.products = venue, there.products
+            self.channels, self.subscriptions = there.channels, there.subscriptions
+            self.intervals = there.intervals
+            if self.interval not in self.intervals:
+                self.interval = min(self.intervals, key=lambda s: abs(s - self.interval))
+        self.selected = self.products.index(product)
+
+    def asset(self) -> str | None:
+        """The consolidated asset the selected product belongs to (or the first, when it is in none)."""
+        for name, members in self.assets.items():
+            if any(m.venue == self.venue and m.product == self.product for m in members):
+                return name
+        return next(iter(self.assets), None)
 
     def channel_on(self, kind: str) -> bool:
         name = self.channels.get(kind)
@@ -79,8 +153,8 @@ class View:
         if seen == self._learned:
             return  # nothing new to learn from: most frames of a quiet market
         self._learned = seen
-        prec, venue = self.precision, self.venue
-        for product in self.products:
+        prec = self.precision
+        for venue, product in self.markets:
             key = (venue, product)
             tick = store.tickers.get(key)
             book = store.books.get(key)
@@ -333,32 +407,43 @@ class TickersTable(Panel):
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
-        self._last: dict[str, tuple[float, float, int]] = {}  # product -> (price, changed at, direction)
+        self._last: dict[tuple[str, str], tuple[float, float, int]] = {}  # market -> (price, at, direction)
 
     def stamp(self, store: Store, view: View, now: float) -> tuple[Any, ...]:
         flashing = any(now - t < self.FLASH for _, t, _ in self._last.values())
         # best bid/ask come from the books when they are trusted, so book changes count too
         # without a ticker the last price comes from the tape, so trades count then
-        tape = store.tape_version if any((view.venue, p) not in store.tickers for p in view.products) else 0
-        return (view.version, store.tickers_version, store.books_version, tape, flashing)
+        tape = store.tape_version if any(m not in store.tickers for m in view.markets) else 0
+        return (
+            view.version,
+            store.tickers_version,
+            store.books_version,
+            tape,
+            flashing,
+            store.consolidated_version,
+            store.health_version if view.several else 0,
+        )
 
     def render_panel(self, store: Store, view: View, now: float) -> RenderableType:
         up = self.get_component_rich_style("tickers--up", partial=True)
         down = self.get_component_rich_style("tickers--down", partial=True)
         selected = self.get_component_rich_style("tickers--selected", partial=True)
-        prec, venue = view.precision, view.venue
-        derivatives = any(
-            (t := store.tickers.get((venue, p))) is not None and t.mark is not None for p in view.products
-        )
+        prec = view.precision
+        markets, chosen = view.markets, view.market_index
+        derivatives = any((t := store.tickers.get(m)) is not None and t.mark is not None for m in markets)
         names = ["", "Product", " ", "Last", "24h Δ", "24h %", "Bid", "Ask", "Spread", "Vol 24h", "Notional"]
         drops = [0, 0, 0, 0, 6, 3, 1, 1, 5, 4, 7]
+        if view.several:  # which venue each row is from, right after the product
+            names.insert(2, "Venue")
+            drops.insert(2, 0)
         if derivatives:  # perpetuals: the mark price and the funding rate with time to the next payment
             names += ["Mark", "Funding"]
             drops += [8, 2]
         columns = [
-            Column(n, [], [], d, text=n.strip() in ("", "Product")) for n, d in zip(names, drops, strict=True)
+            Column(n, [], [], d, text=n.strip() in ("", "Product", "Venue"))
+            for n, d in zip(names, drops, strict=True)
         ]
-        for i, product in enumerate(view.products):
+        for i, (venue, product) in enumerate(markets):
             tick = store.tickers.get((venue, product))
             book = store.books.get((venue, product))
             good = book if book is not None and book.state == "ok" else None
@@ -373,12 +458,12 @@ class TickersTable(Panel):
             flash, flash_style = "", Style()
             if price is not None:
                 value = float(price)
-                prev = self._last.get(product)
+                prev = self._last.get((venue, product))
                 if prev is None:
-                    self._last[product] = (value, 0.0, 0)
+                    self._last[(venue, product)] = (value, 0.0, 0)
                 elif value != prev[0]:
-                    self._last[product] = (value, now, 1 if value > prev[0] else -1)
-                _, at, direction = self._last[product]
+                    self._last[(venue, product)] = (value, now, 1 if value > prev[0] else -1)
+                _, at, direction = self._last[(venue, product)]
                 if now - at < self.FLASH and direction:  # a column of its own: Last never moves
                     flash, flash_style = ("▲", up) if direction > 0 else ("▼", down)
             pct = tick.change_pct_24h if tick else None
@@ -393,8 +478,8 @@ class TickersTable(Panel):
             volume = tick.volume_24h if tick else None
             notional = _notional(volume, price)
             cells: list[tuple[str, Style | str]] = [
-                ("▶" if i == view.selected else " ", ""),
-                (product, selected if i == view.selected else ""),
+                ("▶" if i == chosen else " ", ""),
+                (product, selected if i == chosen else ""),
                 (flash, flash_style),
                 (pad(price, places) if price else "—", flash_style),
                 (pad(_change(price, pct) or "—", places), ""),
@@ -405,6 +490,8 @@ class TickersTable(Panel):
                 (_short(volume) if volume else "—", ""),
                 (_short(notional) if notional else "—", ""),
             ]
+            if view.several:
+                cells.insert(2, (venue, selected if i == chosen else ""))
             if derivatives:
                 cells += [(pad(mark, places) if mark else "—", ""), (_funding(tick, now), "")]
             for column, (text, style) in zip(columns, cells, strict=True):
@@ -416,7 +503,41 @@ class TickersTable(Panel):
             out.append(
                 "connecting…" if view.connecting else "ticker is off — press k to subscribe", style="dim"
             )
+        if view.assets:
+            _consolidated_rows(out, store, view, up, down)
         return out
+
+
+def _consolidated_rows(out: Text, store: Store, view: View, up: Style, down: Style) -> None:
+    """Under the venues' rows, one per consolidated asset: the best bid and ask across venues and where
+    each is, the spread across venues, LOCKED or CROSSED, and each venue's book left out with why."""
+    for asset in view.assets:
+        c = store.consolidated.get(asset)
+        out.append("\n")
+        out.append(f"Σ {asset} ", style="bold")
+        if c is None:
+            out.append("best across venues: waiting for the books…", style="dim")
+            continue
+        price = view.precision.learn("*", asset, "price", [c.bid, c.ask])
+        out.append(f"bid {pad(c.bid, price) if c.bid else '—'}")
+        if c.bid_venue:
+            out.append(f" {c.bid_venue}", style="dim")
+        out.append(f" · ask {pad(c.ask, price) if c.ask else '—'}")
+        if c.ask_venue:
+            out.append(f" {c.ask_venue}", style="dim")
+        if c.spread is not None:
+            out.append(f" · spread {c.spread}")
+            if c.bid and c.ask:
+                out.append(_bps(c.spread, str((Decimal(c.bid) + Decimal(c.ask)) / 2)))
+        if c.market in ("crossed", "locked"):
+            out.append(f" {c.market.upper()}", style=down if c.market == "crossed" else up)
+        for gone in c.excluded:
+            out.append("\n")
+            name = gone["venue"] if " " in gone["venue"] else f"{gone['venue']} {gone['product']}"
+            out.append(f"  ✗ {name} not counted: {gone['reason']}", style="dim")
+    for line in view.apart:
+        out.append("\n")
+        out.append(f"  {line}", style="dim")
 
 
 def _notional(volume: str | None, price: str | None) -> str | None:
@@ -584,10 +705,14 @@ class DepthLadder(Panel):
         self._scale_key: tuple[str, str | None, int] = ("", None, 0)
 
     def stamp(self, store: Store, view: View, now: float) -> tuple[Any, ...]:
+        if view.consolidated and view.assets:  # every venue's book of the asset counts
+            return (view.version, store.books_version, store.consolidated_version, store.health_version)
         book = store.books.get((view.venue, view.product))
         return (view.version, id(book), book.version if book else -1, book.state if book else None)
 
     def render_panel(self, store: Store, view: View, now: float) -> RenderableType:
+        if view.consolidated and view.assets:
+            return self._consolidated(store, view)
         book = store.books.get((view.venue, view.product))
         self.set_class(book is not None and book.state in ("unsafe", "resyncing"), "-unsafe")
         group = f" ·{view.grouping}" if view.grouping else ""
@@ -675,6 +800,67 @@ class DepthLadder(Panel):
         for (price, size), cum in zip(bids, cum_bids, strict=True):
             out.append("\n")
             level(price, size, cum, bid_style)
+        return out
+
+    def _consolidated(self, store: Store, view: View) -> Text:
+        """Every counted venue's levels in one ladder, each marked with its venue; the best bid and ask
+        across venues in the middle (CROSSED or LOCKED when so), and each book left out with why."""
+        from tickerterm.core.consolidated import depth
+
+        asset = view.asset() or ""
+        members = view.assets.get(asset, [])
+        self.set_class(False, "-unsafe")
+        self.set_title(f"{self.key} {self.title} Σ {asset} ({len(members)} markets) · v: one venue")
+        height = max(4, self.size.height)
+        width = max(20, self.size.width)
+        n = max(1, (height - 3) // 2)
+        bids, asks, excluded = depth(store, members, n)
+        warning = self.get_component_rich_style("depth-ladder--warning", partial=True)
+        out = Text(no_wrap=True, overflow="ellipsis")
+        for label, reason in excluded:
+            out.append(f" ✗ {label}: {inert(reason, one_line=True)} ".ljust(width)[:width], style=warning)
+            out.append("\n")
+        n = max(1, n - (len(excluded) + 1) // 2)
+        bids, asks = bids[:n], asks[:n]
+        if not bids and not asks:
+            out.append(f"no trusted book of {asset} yet", style="dim")
+            return out
+        prec = view.precision
+        dp = prec.learn("*", asset, "price", [p for p, _, _ in bids + asks])
+        ds = max((prec.learn(m.venue, m.product, "size", []) for m in members), default=0)
+        prices = [pad(p, dp) for p, _, _ in bids + asks]
+        sizes = [pad(q, ds) for _, q, _ in bids + asks]
+        pw = max(5, *(len(x) for x in prices))
+        sw = max(4, *(len(x) for x in sizes))
+        out.append(f"{'Price':>{pw}} {'Size':>{sw}} Venue".ljust(width)[:width], style="bold")
+        out.append("\n")
+        bid_style = self.get_component_rich_style("depth-ladder--bid", partial=True)
+        ask_style = self.get_component_rich_style("depth-ladder--ask", partial=True)
+        best_bid = Decimal(bids[0][0]) if bids else None
+        best_ask = Decimal(asks[0][0]) if asks else None
+        for price, size, label in reversed(asks):
+            through = best_bid is not None and Decimal(price) <= best_bid  # an ask at or under a bid
+            out.append(
+                f"{pad(price, dp):>{pw}} {pad(size, ds):>{sw}} {label}",
+                style=warning if through else ask_style,
+            )
+            out.append("\n")
+        c = store.consolidated.get(asset)
+        middle = "one-sided"
+        if best_bid is not None and best_ask is not None:
+            spread = best_ask - best_bid
+            state = " CROSSED" if spread < 0 else " LOCKED" if spread == 0 else ""
+            middle = f"spread {spread}{_bps(str(spread), str((best_bid + best_ask) / 2))}{state}"
+        elif c is not None and c.market != "empty":
+            middle = c.market
+        out.append(middle.center(width)[:width], style=warning if "CROSSED" in middle else "bold")
+        for price, size, label in bids:
+            through = best_ask is not None and Decimal(price) >= best_ask
+            out.append("\n")
+            out.append(
+                f"{pad(price, dp):>{pw}} {pad(size, ds):>{sw}} {label}",
+                style=warning if through else bid_style,
+            )
         return out
 
 
@@ -854,8 +1040,15 @@ class HealthPanel(Panel):
         out = Text()  # long lines (a reason, the subscriptions) wrap to the width the panel has
         if not store.health:
             return Text("no connection yet", style="dim")
-        for n, h in enumerate(sorted(store.health.values(), key=lambda h: h.conn)):
+        order = {name: i for i, name in enumerate(view.venues)}
+        venue = None
+        for n, h in enumerate(sorted(store.health.values(), key=lambda h: (order.get(h.venue, 99), h.conn))):
             if n:
+                out.append("\n")
+            if view.several and h.venue != venue:  # a section per venue
+                venue = h.venue
+                out.append(f"━━ {venue} ", style="bold")
+                out.append(_venue_summary(store, venue), style="dim")
                 out.append("\n")
             _health_lines(out, h, now, ok, bad, warn, self.size.width)
         if store.alerts:  # the alerts that fired, newest first
@@ -877,6 +1070,19 @@ class HealthPanel(Panel):
                 ):
                     out.append(f"\n  {line}", style=warn)
         return out
+
+
+def _venue_summary(store: Store, venue: str) -> str:
+    """``2 books ok · 1 UNSAFE``: the state of a venue's books at a glance."""
+    states: dict[str, int] = {}
+    for (v, _), book in store.books.items():
+        if v == venue:
+            states[book.state] = states.get(book.state, 0) + 1
+    if not states:
+        return "no book"
+    return "books " + " · ".join(
+        f"{count} {'ok' if state == 'ok' else state.upper()}" for state, count in states.items()
+    )
 
 
 _STATE_STYLE = {

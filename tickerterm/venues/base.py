@@ -215,6 +215,12 @@ class VenueAdapter(ABC):
             raise ConfigError(f"unknown product {product!r}: expected BASE-QUOTE such as BTC-USD")
         return p
 
+    def base_quote(self, product: str) -> tuple[str, str] | None:
+        """The base and quote of a normalized product (``BTC-USD`` -> ``("BTC", "USD")``), which says
+        which markets of several venues are one asset (``core.consolidated``); None when it has none."""
+        base, sep, quote = product.partition("-")
+        return (base, quote) if sep and base and quote else None
+
     def connection_id(self, endpoint: str) -> str:
         return self.name if endpoint == "market" else f"{self.name}/{endpoint}"
 

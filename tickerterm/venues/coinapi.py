@@ -205,6 +205,10 @@ class CoinApi(VenueAdapter):
         symbol_id(p)  # raises ConfigError naming the form
         return p
 
+    def base_quote(self, product: str) -> tuple[str, str] | None:
+        """``COINBASE:BTC-USD`` -> ``("BTC", "USD")``: the exchange is where, not what."""
+        return super().base_quote(product.partition(":")[2])
+
     def connect_headers(self, endpoint: str) -> dict[str, str]:
         if self.credentials is None:
             raise CredentialsError(f"CoinAPI needs {self.credential_name}: {self.credential_help}")

@@ -162,6 +162,16 @@ class OxArchive(VenueAdapter):
             )
         return p if ":" in p else p.upper()  # HIP-3 symbols are case-sensitive
 
+    def base_quote(self, product: str) -> tuple[str, str] | None:
+        """``HYPE-USDC`` (spot) -> ``("HYPE", "USDC")``; a perpetual (``BTC``) is quoted ``USD-PERP``: a
+        perpetual's price is not a spot price, so it joins a spot asset only by ``--same-quote
+        USD-PERP=USD``. HIP-3 markets and spot indices (``km:US500``, ``#107``) have none."""
+        if ":" in product or product.startswith("#"):
+            return None
+        if "-" in product:
+            return super().base_quote(product)
+        return (product, "USD-PERP")
+
     def connect_headers(self, endpoint: str) -> dict[str, str]:
         # a header, not ?apiKey=: the key then never sits in a URL (the URL is shown and logged)
         return {"Authorization": f"Bearer {self.credentials.secret.reveal()}"} if self.credentials else {}
