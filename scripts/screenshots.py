@@ -15,7 +15,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.ui_support import static_app  # noqa: E402  (the seeded scenes live beside the tests)
+from tests.ui_support import several_app, static_app  # noqa: E402  (the seeded scenes live beside the tests)
 
 SCENES: list[tuple[str, dict[str, Any], tuple[int, int], tuple[str, ...]]] = [
     ("dashboard-120x40", {}, (120, 40), ()),
@@ -24,13 +24,14 @@ SCENES: list[tuple[str, dict[str, Any], tuple[int, int], tuple[str, ...]]] = [
     ("health-after-faults-80x24", {"state": "reconnecting"}, (80, 24), ("5",)),
     ("bitzoom-120x40", {"venue": "bitzoom"}, (120, 40), ()),
     ("0xarchive-replay-120x40", {"venue": "0xarchive", "state": "replay"}, (120, 40), ()),
+    ("several-venues-120x40", {"several": "bitzoom"}, (120, 40), ("v",)),
 ]
 
 
 async def shoot(
     name: str, options: dict[str, Any], size: tuple[int, int], keys: tuple[str, ...], out: Path
 ) -> Path:
-    app = static_app(**options)
+    app = several_app(unsafe=options["several"]) if "several" in options else static_app(**options)
     async with app.run_test(size=size) as pilot:
         await app.feed_ready.wait()
         await pilot.pause()

@@ -71,3 +71,17 @@ ALL_SIZES = [(60, 20), (80, 24), (120, 40), (200, 60)]
 @pytest.mark.parametrize("venue", VENUES)
 def test_every_venue_at_every_size(snap_compare: Any, venue: str, size: tuple[int, int]) -> None:
     assert snap_compare(static_app(venue=venue), terminal_size=size, run_before=settled)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["80x24", "120x40"])
+def test_several_venues_with_the_consolidated_row(snap_compare: Any, size: tuple[int, int]) -> None:
+    """Three venues: the venue column, the consolidated row with Bitzoom's UNSAFE book left out."""
+    from .ui_support import several_app
+
+    assert snap_compare(several_app(), terminal_size=size, run_before=settled)
+
+
+def test_several_venues_consolidated_ladder_120x40(snap_compare: Any) -> None:
+    from .ui_support import several_app
+
+    assert snap_compare(several_app(unsafe=None), terminal_size=(120, 40), press=["v"], run_before=settled)

@@ -102,12 +102,14 @@ def venue_scene(venue: str) -> tuple[list[str], dict[str, str]]:
     return products, channels
 
 
-def seeded_store(state: str = "normal", venue: str = "coinbase") -> tuple[Store, FrozenClock]:
+def seeded_store(
+    state: str = "normal", venue: str = "coinbase", store: Store | None = None
+) -> tuple[Store, FrozenClock]:
     """A store filled from the seeded simulator market with a frozen clock. ``state``: ``normal``,
     ``unsafe`` (the first book lost a message), ``reconnecting`` (the connection dropped) or ``replay``
     (history being replayed). Every venue: its own products, and tickers only where it has them."""
     clock = FrozenClock(NOW)
-    store = Store(clock=clock)
+    store = store or Store(clock=clock)
     products, channels = venue_scene(venue)
     from tickerterm.sim import simulator_class
 
@@ -193,5 +195,57 @@ def static_app(state: str = "normal", venue: str = "coinbase", **kwargs: Any) ->
         clock=clock,
         store=store,
         replay=state == "replay",
+        **kwargs,
+    )
+
+
+SEVERAL = ("coinbase", "bitzoom", "coinapi")
+
+
+def several_app(unsafe: str | None = "bitzoom", **kwargs: Any) -> TickertermApp:
+    """Three venues' seeded markets on one store (``unsafe``'s first book lost a message), BTC on each
+    consolidated with USDT counted as USD, behind static feeds."""
+    from tickerterm.core.consolidated import Consolidator, assets
+    from tickerterm.ui.widgets import VenueView
+    from tickerterm.venues import venue_class
+
+    clock = FrozenClock(NOW)
+    store = Store(clock=clock)
+    views: dict[str, VenueView] = {}
+    feeds: dict[str, StaticFeed] = {}
+    for venue in SEVERAL:
+        seeded_store("unsafe" if venue == unsafe else "normal", venue, store)
+        products, channels = venue_scene(venue)
+        products = products[:2]
+        views[venue] = VenueView(products, channels)
+        feeds[venue] = StaticFeed(store, products, channels)
+    markets = [(v, p, venue_class(v)().base_quote(p)) for v, view in views.items() for p in view.products]
+    groups, apart = assets(markets, {"USDT": "USD"})
+    store.apply_all(list(Consolidator(groups).tick(store, NOW)))
+
+    class SeveralFeeds:  # what the app reads of a ``tickerterm.Feeds``
+        def __init__(self) -> None:
+            self.store, self.feeds, self.assets, self.apart = store, feeds, groups, apart
+            self.products = [p for v in views.values() for p in v.products]
+
+        async def __aenter__(self) -> SeveralFeeds:
+            return self
+
+        async def __aexit__(self, *exc: object) -> None:
+            return None
+
+        def subscriptions(self) -> dict[str, list[str]]:
+            return {}
+
+    first = views[SEVERAL[0]]
+    return TickertermApp(
+        lambda _store: SeveralFeeds(),  # type: ignore[arg-type,return-value]
+        venue=SEVERAL[0],
+        products=first.products,
+        channels=first.channels,
+        simulated=True,
+        clock=clock,
+        store=store,
+        venues=views,
         **kwargs,
     )

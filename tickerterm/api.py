@@ -18,7 +18,7 @@ from tickerterm.record.sqlite import DEFAULT_MAX_BYTES
 from tickerterm.record.sqlite import Recorder as SqliteRecorder
 from tickerterm.sim import SimServer, simulator_class
 from tickerterm.stream.feed import Feed, Recorder
-from tickerterm.stream.feeds import Feeds
+from tickerterm.stream.feeds import Feeds, venues_for_rule
 from tickerterm.stream.policy import RetryPolicy
 from tickerterm.stream.worker import Sink
 from tickerterm.venues import VenueAdapter, venue_class
@@ -146,7 +146,7 @@ async def open_feeds(
         name: [adapters[cls.name].normalize_product(p) for p in products[name]]
         for name, cls in classes.items()
     }
-    rules_for = alerts_by_venue(alerts, adapters)
+    rules_for = alerts_by_venue(alerts, adapters, {classes[n].name: ps for n, ps in normalized.items()})
     groups, apart = assets(
         (
             (cls.name, product, adapters[cls.name].base_quote(product))
@@ -189,25 +189,15 @@ async def open_feeds(
         yield hub
 
 
-def alerts_by_venue(texts: Sequence[str], adapters: Mapping[str, VenueAdapter]) -> dict[str, list[str]]:
-    """Each rule for the venues it applies to: the one it names, or each that has its product (a rule
-    that no venue here can take is bad input)."""
+def alerts_by_venue(
+    texts: Sequence[str], adapters: Mapping[str, VenueAdapter], products: Mapping[str, Sequence[str]]
+) -> dict[str, list[str]]:
+    """Each rule for the venues it applies to: the one it names, or every venue showing its product (a
+    rule that no venue here can take is bad input)."""
     out: dict[str, list[str]] = {name: [] for name in adapters}
     for text in texts:
-        rule = parse_rule(text)
-        took = []
-        for name, adapter in adapters.items():
-            if rule.venue not in (None, name):
-                continue
-            if rule.product is not None:
-                try:
-                    adapter.normalize_product(rule.product)
-                except ConfigError:
-                    continue
+        for name in venues_for_rule(parse_rule(text), text, adapters, products):
             out[name].append(text)
-            took.append(name)
-        if not took:
-            raise ConfigError(f"alert {text!r}: no venue here ({', '.join(adapters)}) has its product")
     return out
 
 

@@ -692,7 +692,11 @@ def _plan_several(ns: argparse.Namespace, names: list[str]) -> dict[str, Any]:
         except ConfigError as exc:
             raise ConfigError(f"{name}: {exc}") from None
         venues[name] = {"products": products, "channels": channels}
-    alerts_by_venue(ns.alerts or (), {name: venue_class(name)() for name in names})
+    alerts_by_venue(
+        ns.alerts or (),
+        {name: venue_class(name)() for name in names},
+        {name: v["products"] for name, v in venues.items()},
+    )
     first = venues[names[0]]
     return {
         "venues": venues,

@@ -168,10 +168,9 @@ STARTER = """\
 # retries = 10                  # reconnect attempts before giving up (-1: never)
 # log-file = "~/tickerterm.log"
 
-# Several venues on one screen, and the consolidated book (best bid/ask across venues):
-# venue = ["coinbase", "bitzoom"]
-# products = ["coinbase:BTC-USD", "bitzoom:BTC-USDT"]
-# same-quote = ["USDT=USD"]       # count Bitzoom's BTC-USDT with Coinbase's BTC-USD (never guessed)
+# Several venues on one screen share it with the consolidated book (best bid/ask across venues):
+#   venue "coinbase,bitzoom" with products "coinbase:BTC-USD,bitzoom:BTC-USDT" (lists work too)
+# same-quote = ["USDT=USD"]     # several venues: BTC-USDT counts with BTC-USD (never guessed)
 
 # Named product lists: `w` in the dashboard switches to the next one; `watchlist` picks the first.
 # watchlist = "majors"

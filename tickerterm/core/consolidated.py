@@ -99,8 +99,8 @@ def why_not(store: Store, member: Member) -> str | None:
         return "no book yet"
     if book.state == "unsafe":
         return f"UNSAFE: {book.reason}" if book.reason else "UNSAFE"
-    if book.state == "resyncing":
-        return "resyncing"
+    if book.state == "resyncing":  # being rebuilt: why it had to be
+        return f"RESYNCING: {book.reason}" if book.reason else "RESYNCING"
     if book.crossed:
         return "crossed on its own venue"
     for h in store.health.values():

@@ -3,6 +3,12 @@
 Prices are integer ticks and sizes integer lots internally, and are formatted to exact decimal text
 the same way every time, so the simulator's true book can be compared string-for-string with what a
 client built. The same seed gives the same sequence of steps.
+
+Markets of one asset on different venues (``BTC-USD`` on Coinbase, ``BTC-USDT`` on Bitzoom,
+``COINBASE:BTC-USD`` on CoinAPI) follow one value: each market's fair value wanders on its own and is
+pulled towards the asset's value at the step's time (``asset_value``: a function of the seed, the base
+asset and the time alone, so simulators started apart agree), as arbitrage holds real venues together.
+Their prices then differ by a few ticks and now and then cross, as real venues' do.
 """
 
 from __future__ import annotations
@@ -15,6 +21,21 @@ from dataclasses import dataclass, field
 
 SIZE_DECIMALS = 8
 """Sizes are multiples of 1e-8."""
+PULL = 0.2
+"""How much of the gap to the asset's value a market's fair value closes per step."""
+_WAVES = ((900.0, 0.0006), (3600.0, 0.0015), (14400.0, 0.004))
+"""The asset's value: waves of these periods (s) and amplitudes (fractions of the price), phases by seed."""
+
+
+def asset_value(seed: int, base: str, at: float) -> float:
+    """The asset's value at ``at`` (UNIX seconds) as a fraction of its starting price, minus one."""
+    rng = random.Random(seed * 7_919 + zlib.crc32(base.encode()))
+    return sum(a * math.sin(2 * math.pi * at / period + rng.random() * 2 * math.pi) for period, a in _WAVES)
+
+
+def base_of(product: str) -> str:
+    """``COINBASE:BTC-USD`` / ``BTC-USDT`` / ``BTC`` -> ``BTC``: what an asset's markets have in common."""
+    return product.rsplit(":", 1)[-1].split("-", 1)[0].upper()
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +144,11 @@ class Market:
         self._spacing = max(1.0, mid * 2e-6 / self.tick)
         self._sigma = max(0.2, mid * 1e-5 / self.tick)
         self.fair = float(mid)
+        self._start = float(mid)
+        self._seed = seed
+        self._base = base_of(spec.product)
+        self._value_at: tuple[int, float] = (-1, 0.0)
+        """The asset's value, kept for the second it was computed in (it moves slowly)."""
         bid = mid - self.tick
         ask = mid + self.tick
         for _ in range(depth):
@@ -190,6 +216,11 @@ class Market:
         self.steps += 1
         out = Step(self.product)
         self.fair += self.rng.gauss(0.0, self._sigma)
+        if now > 0:  # the asset's value at this time pulls: one asset's markets stay together
+            second = int(now)
+            if self._value_at[0] != second:
+                self._value_at = (second, asset_value(self._seed, self._base, second))
+            self.fair += PULL * (self._start * (1 + self._value_at[1]) - self.fair)
         r = self.rng.random()
         if r < 0.55:
             self._limit(out)

@@ -16,16 +16,17 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from tickerterm.core.alerts import parse_rule
+from tickerterm.core.alerts import Rule, parse_rule
 from tickerterm.core.errors import ConfigError
 from tickerterm.core.events import Event
 from tickerterm.core.store import Store
 from tickerterm.stream.feed import Feed
 from tickerterm.stream.worker import Sink
 from tickerterm.venues import VENUES
+from tickerterm.venues.base import VenueAdapter
 
 log = logging.getLogger(__name__)
 
@@ -180,19 +181,12 @@ class Feeds:
 
     def add_alert(self, text: str) -> None:
         """A rule from now on, for the venue it names (``coinbase:BTC-USD > 65000``) or for every venue
-        that has its product; ConfigError when none has."""
-        added = 0
-        problems = []
-        for name, feed in self.feeds.items():
-            if not rule_applies(text, name):
-                continue
-            try:
-                feed.add_alert(text)
-                added += 1
-            except ConfigError as exc:
-                problems.append(f"{name}: {exc}")
-        if not added:
-            raise ConfigError("; ".join(problems) or f"no venue here is named in {text!r}")
+        showing its product; ConfigError when it is not a rule or no venue here shows its product."""
+        rule = parse_rule(text)
+        adapters = {name: feed.adapter for name, feed in self.feeds.items()}
+        products = {name: feed.products for name, feed in self.feeds.items()}
+        for name in venues_for_rule(rule, text, adapters, products):
+            self.feeds[name].add_alert(text)
 
     def alert_rules(self) -> list[tuple[str, bool]]:
         """Every rule as written, each once, and whether it is waiting to fire on every venue (armed)."""
@@ -222,10 +216,27 @@ class Feeds:
         return pending.popleft()
 
 
-def rule_applies(text: str, venue: str) -> bool:
-    """Whether an alert rule is one for ``venue``: it names no venue, or names this one."""
-    rule = parse_rule(text)
-    return rule.venue is None or rule.venue == venue
+def venues_for_rule(
+    rule: Rule, text: str, adapters: Mapping[str, VenueAdapter], products: Mapping[str, Sequence[str]]
+) -> list[str]:
+    """The venues an alert rule is for: the one it names, or every venue showing its product (a rule
+    about connections: every venue). ConfigError when there is none."""
+    out = []
+    for name, adapter in adapters.items():
+        if rule.venue not in (None, name):
+            continue
+        if rule.product is not None:
+            try:
+                product = adapter.normalize_product(rule.product)
+            except ConfigError:
+                continue
+            if product not in products.get(name, ()):
+                continue
+        out.append(name)
+    if not out:
+        shown = f" shows {rule.product}" if rule.product else f" is {rule.venue}"
+        raise ConfigError(f"alert {text!r}: no venue here ({', '.join(adapters)}){shown}")
+    return out
 
 
 def split_products(venues: Sequence[str], products: Iterable[str]) -> dict[str, list[str]]:

@@ -249,12 +249,15 @@ class TickertermApp(App[None]):
         if self._keys:
             self.set_keymap(self._keys)  # the config file's [keys]: binding id -> keys
         self.screen.set_class(self.palette == "colorblind", "-colorblind")
+        self.screen.set_class(self.view.several, "-several")
         if self._remember_theme is not None:  # a theme chosen here (L, ctrl+p > Theme) is kept for next time
             remember = self._remember_theme
             self.theme_changed_signal.subscribe(self, lambda theme: remember(theme.name))
         self._layout_for(self.size.width, self.size.height)
         if self.log_file:
-            self.notify(f"logging to {self.log_file}", timeout=6)
+            # the file's name first: a long directory folds in a toast, and the name stays whole
+            where = os.path.dirname(self.log_file) or "."
+            self.notify(f"logging to {os.path.basename(self.log_file)} in {where}", timeout=6)
         self.run_worker(
             self._run_feed(), name=f"stream:{self.view.venue}", group="streams", exit_on_error=False
         )

@@ -519,18 +519,18 @@ def _consolidated_rows(out: Text, store: Store, view: View, up: Style, down: Sty
             out.append("best across venues: waiting for the books…", style="dim")
             continue
         price = view.precision.learn("*", asset, "price", [c.bid, c.ask])
+        if c.market in ("crossed", "locked"):  # first: it must show on the narrowest screen
+            out.append(f"{c.market.upper()} ", style=down if c.market == "crossed" else up)
         out.append(f"bid {pad(c.bid, price) if c.bid else '—'}")
         if c.bid_venue:
             out.append(f" {c.bid_venue}", style="dim")
-        out.append(f" · ask {pad(c.ask, price) if c.ask else '—'}")
+        out.append(f"  ask {pad(c.ask, price) if c.ask else '—'}")
         if c.ask_venue:
             out.append(f" {c.ask_venue}", style="dim")
         if c.spread is not None:
-            out.append(f" · spread {c.spread}")
+            out.append(f"  spread {c.spread}")
             if c.bid and c.ask:
                 out.append(_bps(c.spread, str((Decimal(c.bid) + Decimal(c.ask)) / 2)))
-        if c.market in ("crossed", "locked"):
-            out.append(f" {c.market.upper()}", style=down if c.market == "crossed" else up)
         for gone in c.excluded:
             out.append("\n")
             name = gone["venue"] if " " in gone["venue"] else f"{gone['venue']} {gone['product']}"
@@ -1081,7 +1081,8 @@ def _venue_summary(store: Store, venue: str) -> str:
     if not states:
         return "no book"
     return "books " + " · ".join(
-        f"{count} {'ok' if state == 'ok' else state.upper()}" for state, count in states.items()
+        f"{count} {'ok' if state == 'ok' else state.upper()}"
+        for state, count in sorted(states.items(), key=lambda sc: sc[0] != "ok")  # ok first, then trouble
     )
 
 
