@@ -4,6 +4,7 @@ starts and shows live prices from the built-in simulator."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -180,3 +181,38 @@ def test_the_installed_command_in_tmux_follows_a_config_file(installed: Path, tm
             raise AssertionError(f"q did not quit:\n{capture(session)}")
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def test_the_installed_command_shows_several_venues_from_a_config_file(
+    installed: Path, tmp_path: Path
+) -> None:
+    """Several venues named in the config file (a list, venue:PRODUCT, same-quote): headless, every venue's
+    events and the consolidated lines; the dashboard, the venue column and the consolidated row."""
+    config = tmp_path / "tickerterm" / "config.toml"
+    config.parent.mkdir()
+    config.write_text(
+        'venue = ["coinbase", "bitzoom"]\n'
+        'products = ["coinbase:BTC-USD", "bitzoom:BTC-USDT"]\n'
+        'same-quote = ["USDT=USD"]\n'
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["XDG_CONFIG_HOME"] = str(tmp_path)
+    cmd = str(installed / "tickerterm")
+    out = subprocess.run(
+        [cmd, "--sim", "--headless", "--duration", "3"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    records = [json.loads(line) for line in out.stdout.splitlines()]
+    assert {r["venue"] for r in records if r["type"] == "trade"} == {"coinbase", "bitzoom"}
+    consolidated = [r for r in records if r["type"] == "consolidated"]
+    assert consolidated and consolidated[-1]["counted"] == ["coinbase", "bitzoom"]
+    proc, master = spawn([cmd, "--sim"], rows=30, cols=120, env=env, cwd=tmp_path)
+    try:
+        screen = read_pty(master, 30, until=b"bid ")
+        os.write(master, b"q")
+        proc.wait(10)
+    finally:
+        finish(proc, master)
+    text = screen.decode("utf-8", "replace")
+    assert "Traceback" not in text and "coinbase + bitzoom" in text and "Σ BTC-USD" in text

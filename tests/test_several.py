@@ -434,14 +434,11 @@ async def test_channel_keys_act_on_the_selected_products_venue() -> None:
     from tickerterm.ui.widgets import VenueView
 
     products = {"coinbase": ["BTC-USD"], "bitzoom": ["BTC-USDT"]}
-    holder: dict[str, Any] = {}
 
     def opener(store: Store) -> Any:
-        feeds = tickerterm.open_feeds(
+        return tickerterm.open_feeds(
             products, sim=True, sim_options={"rate": 40.0}, collect=False, store=store
         )
-        holder["feeds"] = feeds
-        return feeds
 
     cb = {"ticker": "ticker", "book": "level2", "trades": "market_trades", "candles": "candles"}
     bz = {"ticker": "ticker", "book": "depth@100ms", "trades": "aggTrade", "candles": "kline_1m"}
@@ -481,3 +478,52 @@ async def test_channel_keys_act_on_the_selected_products_venue() -> None:
         # back on Coinbase, its trades are still on; the tape shows Coinbase's
         await pilot.press("n")
         assert app.view.venue == "coinbase" and app.view.channel_on("trades")
+
+
+async def test_the_dashboard_on_two_simulators_shows_an_unsafe_book_left_out_until_rebuilt() -> None:
+    """Coinbase and Coinbase Exchange, both BTC-USD, live: the venue column, a health section each, the
+    consolidated row; Coinbase loses a frame and takes 3 s to resend its book: the row says it is not
+    counted (and why) meanwhile, and counts it again once rebuilt."""
+    from tickerterm.sim.faults import Faults
+    from tickerterm.ui.app import TickertermApp
+    from tickerterm.ui.widgets import VenueView
+
+    products = {"coinbase": ["BTC-USD"], "coinbase-exchange": ["BTC-USD"]}
+    channels = {
+        name: {
+            k: s.name for k in ("ticker", "book", "trades") if (s := venue_class(name)().channel_for_kind(k))
+        }
+        for name in products
+    }
+
+    def opener(store: Store) -> Any:
+        return tickerterm.open_feeds(
+            products, sim=True, sim_options={"rate": 40.0}, collect=False, store=store
+        )
+
+    app = TickertermApp(
+        opener,
+        venue="coinbase",
+        products=products["coinbase"],
+        channels=channels["coinbase"],
+        simulated=True,
+        venues={name: VenueView(products[name], channels[name]) for name in products},
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        tickers, health = app.query_one("#tickers"), app.query_one("#health")
+
+        def shown() -> str:
+            return tickers.plain()  # type: ignore[attr-defined,no-any-return]
+
+        await until(pilot, lambda: "Σ BTC-USD bid" in shown() and "✗" not in shown(), timeout=20)
+        rows = [line.replace("▶", " ").split() for line in shown().splitlines()[1:3]]
+        assert [(r[0], r[1]) for r in rows] == [("BTC-USD", "coinbase"), ("BTC-USD", "coinbase-exchange")]
+        sections = [line.split()[1] for line in health.plain().splitlines() if line.startswith("━━")]  # type: ignore[attr-defined]
+        assert sections == ["coinbase", "coinbase-exchange"]
+        app.feed.feeds["coinbase"].sim.faults = Faults(drop_next=1, snapshot_delay=3.0)  # type: ignore[union-attr]
+        await until(pilot, lambda: "✗ coinbase BTC-USD not counted: " in shown(), timeout=20)
+        line = next(x for x in shown().splitlines() if "✗ coinbase" in x)
+        assert "gap" in line and ("UNSAFE" in line or "RESYNCING" in line), line
+        row = next(x for x in shown().splitlines() if x.startswith("Σ BTC-USD"))
+        assert row.count("coinbase-exchange") == 2  # both sides from the venue still counted
+        await until(pilot, lambda: "✗" not in shown(), timeout=20)  # rebuilt: counted again

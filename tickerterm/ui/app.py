@@ -275,7 +275,7 @@ class TickertermApp(App[None]):
         parts = [" + ".join(self.view.venues) if self.view.several else self.view.venue]
         if self.view.simulated:
             parts.append("SIMULATED")
-        trouble = connection_trouble(self.store)
+        trouble = connection_trouble(self.store, named=self.view.several)
         if trouble:
             parts.append(trouble)  # visible even when the health panel is not (80x24)
         refused = {p: r for h in self.store.health.values() for p, r in h.refused.items()}
@@ -604,6 +604,9 @@ class TickertermApp(App[None]):
 
     async def action_next_watchlist(self) -> None:
         """The next watchlist's products, on every channel subscribed now (the others are dropped)."""
+        if self.view.several:
+            self.notify("watchlists name one venue's products: not with several venues", severity="warning")
+            return
         if not self.watchlists or self.feed is None:
             self.notify("no watchlists: add a [watchlists] table to the config file", severity="warning")
             return
@@ -747,8 +750,9 @@ def recording_mark(store: Store) -> str:
     return text
 
 
-def connection_trouble(store: Store) -> str:
-    """One word for the header when a connection is not healthy: the worst state among them."""
+def connection_trouble(store: Store, named: bool = False) -> str:
+    """One word for the header when a connection is not healthy: the worst state among them (``named``:
+    with several venues every connection is named, the market one too)."""
     states = {h.state: h for h in store.health.values()}
     for state, label in (
         ("gave_up", "GAVE UP"),
@@ -759,7 +763,7 @@ def connection_trouble(store: Store) -> str:
     ):
         if state in states:
             h = states[state]
-            name = "" if h.conn == h.venue else f"{h.conn} "  # the market connection goes without saying
+            name = "" if h.conn == h.venue and not named else f"{h.conn} "  # one venue's market: unsaid
             if not h.retries or state == "gave_up":
                 return f"{name}{label}"
             why = h.last_failure.removeprefix("connect failed: ")
