@@ -603,16 +603,9 @@ def _plan(ns: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError(f"{option} is empty (leave it out for the default)")
     products = [adapter.normalize_product(p) for p in (ns.products or adapter.default_products)]
     channels = [adapter.channel(c).name for c in (ns.channels or adapter.default_channels)]
-    books = [c for c in channels if adapter.channel(c).kind == "book"]
-    if len(set(books)) > 1:
-        raise ConfigError(f"choose one book channel, not {' and '.join(dict.fromkeys(books))}")
-    if ns.sim:
-        offered = [p.product for p in simulator_class(cls.name).default_products]
-        unknown = [p for p in products if p not in offered]
-        if unknown:
-            raise ConfigError(f"unknown product {unknown[0]!r} (the simulator has: {', '.join(offered)})")
-        if ns.url or ns.user_url:
-            raise ConfigError("--url and --sim exclude each other")
+    _check_venue(adapter, products, channels, ns.sim)
+    if ns.sim and (ns.url or ns.user_url):
+        raise ConfigError("--url and --sim exclude each other")
     for option, url, schemes in (
         ("--url", ns.url, ("ws", "wss")),
         ("--user-url", ns.user_url, ("ws", "wss")),
@@ -650,6 +643,18 @@ def _plan(ns: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _check_venue(adapter: Any, products: list[str], channels: list[str], sim: bool) -> None:
+    """One book channel at most; on the simulator, only products it has (ConfigError naming them)."""
+    books = [c for c in channels if adapter.channel(c).kind == "book"]
+    if len(set(books)) > 1:
+        raise ConfigError(f"choose one book channel, not {' and '.join(dict.fromkeys(books))}")
+    if sim:
+        offered = [p.product for p in simulator_class(adapter.name).default_products]
+        unknown = [p for p in products if p not in offered]
+        if unknown:
+            raise ConfigError(f"unknown product {unknown[0]!r} (the simulator has: {', '.join(offered)})")
+
+
 def _plan_several(ns: argparse.Namespace, names: list[str]) -> dict[str, Any]:
     """Several venues on one screen: products and channels per venue (``venue:NAME`` for one venue, a
     plain name for every venue), each checked as for one venue; the options that name one venue's
@@ -677,17 +682,8 @@ def _plan_several(ns: argparse.Namespace, names: list[str]) -> dict[str, Any]:
         try:
             products = [adapter.normalize_product(p) for p in (products_of[name] or adapter.default_products)]
             channels = channels_of[name] or [adapter.channel(c).name for c in adapter.default_channels]
-            books = [c for c in channels if adapter.channel(c).kind == "book"]
-            if len(set(books)) > 1:
-                raise ConfigError(f"choose one book channel, not {' and '.join(dict.fromkeys(books))}")
-            if ns.sim:
-                offered = [p.product for p in simulator_class(cls.name).default_products]
-                unknown = [p for p in products if p not in offered]
-                if unknown:
-                    raise ConfigError(
-                        f"unknown product {unknown[0]!r} (the simulator has: {', '.join(offered)})"
-                    )
-            elif any(cls.channels[c].private for c in channels):
+            _check_venue(adapter, products, channels, ns.sim)
+            if not ns.sim and any(cls.channels[c].private for c in channels):
                 cls(credentials=cls.load_credentials(None)).check_credentials(channels)
         except ConfigError as exc:
             raise ConfigError(f"{name}: {exc}") from None

@@ -61,6 +61,31 @@ class Derived(Protocol):
     def tick(self, store: Store, now: float) -> Sequence[Event]: ...
 
 
+class Queued(Protocol):
+    """What ``next_event`` reads: a queue of event batches (None: ended), those taken but not yet handed
+    out, and whether the end was seen."""
+
+    _queue: asyncio.Queue[list[Event] | None] | None
+    _pending: deque[Event]
+    _ended: bool
+
+
+async def next_event(source: Queued) -> Event:
+    """The next event of a feed (or of several); iteration can stop and resume without losing any."""
+    pending = source._pending
+    while not pending:
+        if source._queue is None:
+            raise RuntimeError("this feed was made with collect=False")
+        if source._ended:
+            raise StopAsyncIteration
+        batch = await source._queue.get()
+        if batch is None:
+            source._ended = True
+            raise StopAsyncIteration
+        pending.extend(batch)
+    return pending.popleft()
+
+
 class Feed:
     def __init__(
         self,
@@ -398,19 +423,7 @@ class Feed:
         return self
 
     async def __anext__(self) -> Event:
-        """The next event; iteration can stop and resume without losing any."""
-        pending = self._pending
-        while not pending:
-            if self._queue is None:
-                raise RuntimeError("this feed was made with collect=False")
-            if self._ended:
-                raise StopAsyncIteration
-            batch = await self._queue.get()
-            if batch is None:
-                self._ended = True
-                raise StopAsyncIteration
-            pending.extend(batch)
-        return pending.popleft()
+        return await next_event(self)
 
     # --- live changes ----------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from tickerterm.core.alerts import Rule, parse_rule
 from tickerterm.core.errors import ConfigError
 from tickerterm.core.events import Event
 from tickerterm.core.store import Store
-from tickerterm.stream.feed import Feed
+from tickerterm.stream.feed import Feed, next_event
 from tickerterm.stream.worker import Sink
 from tickerterm.venues import VENUES
 from tickerterm.venues.base import VenueAdapter
@@ -202,18 +202,7 @@ class Feeds:
         return self
 
     async def __anext__(self) -> Event:
-        pending = self._pending
-        while not pending:
-            if self._queue is None:
-                raise RuntimeError("these feeds were made with collect=False")
-            if self._ended:
-                raise StopAsyncIteration
-            batch = await self._queue.get()
-            if batch is None:
-                self._ended = True
-                raise StopAsyncIteration
-            pending.extend(batch)
-        return pending.popleft()
+        return await next_event(self)
 
 
 def venues_for_rule(
