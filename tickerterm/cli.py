@@ -826,20 +826,40 @@ def _panel_channels(adapter: Any, channels: list[str]) -> dict[str, str]:
     return out
 
 
-def _open_several(ns: argparse.Namespace, plan: dict[str, Any], policy: RetryPolicy, **options: Any) -> Any:
-    """``open_feeds`` for the venues of ``plan`` (several on one store)."""
-    venues = plan["venues"]
-    return open_feeds(
-        {name: v["products"] for name, v in venues.items()},
-        {name: v["channels"] for name, v in venues.items()},
-        sim=ns.sim,
-        sim_options=_sim_options_of(ns, plan),
-        policy=policy,
-        alerts=ns.alerts or (),
-        alert_exec=ns.alert_exec,
-        bars=ns.bars,
-        same_quote=plan["same_quote"],
+def _open(ns: argparse.Namespace, plan: dict[str, Any], policy: RetryPolicy, **options: Any) -> Any:
+    """The feed ``plan`` asks for, not yet entered: one venue (``open_feed``), or several on one store
+    (``open_feeds``); ``options`` say where its events go (``sink``, ``collect``, ``store``)."""
+    common = {
+        "sim": ns.sim,
+        "sim_options": _sim_options_of(ns, plan),
+        "policy": policy,
+        "alerts": ns.alerts or (),
+        "alert_exec": ns.alert_exec,
+        "bars": ns.bars,
         **options,
+    }
+    venues = plan.get("venues")
+    if venues:
+        return open_feeds(
+            {name: v["products"] for name, v in venues.items()},
+            {name: v["channels"] for name, v in venues.items()},
+            same_quote=plan["same_quote"],
+            **common,
+        )
+    return open_feed(
+        ns.venue,
+        plan["products"],
+        plan["channels"],
+        url=ns.url,
+        user_url=ns.user_url,
+        key_file=ns.key_file,
+        sandbox=ns.sandbox,
+        rest_url=ns.rest_url,
+        replay=plan["replay"],
+        record=plan["record"],
+        record_max=ns.record_max[0],
+        record_for=ns.record_max[1],
+        **common,
     )
 
 
@@ -859,30 +879,7 @@ def run_dashboard(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
             several[name].intervals = intervals
 
     def opener(store: Store) -> Any:
-        if several:
-            return _open_several(ns, plan, policy, collect=False, store=store)
-        return open_feed(
-            ns.venue,
-            plan["products"],
-            plan["channels"],
-            url=ns.url,
-            user_url=ns.user_url,
-            sim=ns.sim,
-            sim_options=_sim_options_of(ns, plan),
-            key_file=ns.key_file,
-            sandbox=ns.sandbox,
-            rest_url=ns.rest_url,
-            policy=policy,
-            collect=False,
-            replay=plan["replay"],
-            store=store,
-            record=plan["record"],
-            record_max=ns.record_max[0],
-            record_for=ns.record_max[1],
-            alerts=ns.alerts or (),
-            alert_exec=ns.alert_exec,
-            bars=ns.bars,
-        )
+        return _open(ns, plan, policy, collect=False, store=store)
 
     async def new_recording(feed: Any) -> Any:  # with the feed's adapter: its keys are kept off the disk
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
@@ -976,32 +973,7 @@ async def run_feed(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, on_signal)
     policy = RetryPolicy(budget=None if ns.retries < 0 else ns.retries)
-    sim_options = _sim_options_of(ns, plan)
-    opened = (
-        _open_several(ns, plan, policy, sink=sink)
-        if "venues" in plan
-        else open_feed(
-            ns.venue,
-            plan["products"],
-            plan["channels"],
-            url=ns.url,
-            user_url=ns.user_url,
-            sim=ns.sim,
-            sim_options=sim_options,
-            key_file=ns.key_file,
-            sandbox=ns.sandbox,
-            rest_url=ns.rest_url,
-            policy=policy,
-            sink=sink,
-            replay=plan["replay"],
-            record=plan["record"],
-            record_max=ns.record_max[0],
-            record_for=ns.record_max[1],
-            alerts=ns.alerts or (),
-            alert_exec=ns.alert_exec,
-            bars=ns.bars,
-        )
-    )
+    opened = _open(ns, plan, policy, sink=sink)
     async with opened as feed:
         store_ref.append(feed.store)
         waiters = [asyncio.ensure_future(done.wait()), asyncio.ensure_future(feed.wait_finished())]
