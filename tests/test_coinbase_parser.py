@@ -124,19 +124,22 @@ def test_l2_update_routes_several_products_in_one_frame(parser: CoinbaseParser) 
 
 
 async def test_typed_fast_path_gives_the_generic_paths_events(sim: Any) -> None:
-    """l2_data frames as the venue sends them (compact bytes) are decoded by typed structs; the same
-    frames as text go through the generic decoder. Both must give exactly the same events."""
+    """l2_data and market_trades frames as the venue sends them (compact bytes) are decoded by typed
+    structs; the same frames as text go through the generic decoder. Both must give exactly the same
+    events (a trade's time shared by its batch, trade ids, aggressor sides)."""
     from websockets.asyncio.client import connect
 
     frames: list[bytes] = []
     async with connect(sim.url) as ws:
-        await ws.send(
-            json.dumps({"type": "subscribe", "product_ids": ["BTC-USD", "ETH-USD"], "channel": "level2"})
-        )
-        while len(frames) < 30:
+        for channel in ("level2", "market_trades"):
+            await ws.send(
+                json.dumps({"type": "subscribe", "product_ids": ["BTC-USD", "ETH-USD"], "channel": channel})
+            )
+        while len(frames) < 80:
             frames.append(await ws.recv(decode=False))
     l2 = [f for f in frames if f.startswith(b'{"channel":"l2_data",')]
-    assert len(l2) > 10
+    trades = [f for f in frames if f.startswith(b'{"channel":"market_trades",')]
+    assert len(l2) > 10 and len(trades) > 2
     typed, generic = CoinbaseAdvancedTrade().parser("c"), CoinbaseAdvancedTrade().parser("c")
     n_updates = 0
     for raw in frames:
@@ -144,6 +147,34 @@ async def test_typed_fast_path_gives_the_generic_paths_events(sim: Any) -> None:
         assert a == b
         n_updates += sum(len(e.changes) for e in a if isinstance(e, BookUpdate))
     assert n_updates > 0 and typed.last_seq == generic.last_seq
+    n_trades = sum(
+        isinstance(e, Trade) for raw in trades for e in CoinbaseAdvancedTrade().parser("c").parse(raw, R)
+    )
+    assert n_trades > 20
+    from tickerterm.venues import coinbase
+
+    for raw in trades:  # the typed path took them (it falls back to the generic one on a surprise)
+        coinbase._decode_trades(raw)
+
+
+@pytest.mark.parametrize(
+    ("trade", "error"),
+    [
+        ({"price": "1.2.3"}, "ValueError"),
+        ({"price": "1e5"}, "not plain decimal text"),
+        ({"size": "-1"}, "not plain decimal text"),
+        ({"side": "UP"}, "KeyError"),
+        ({"price": "9" * 65}, "FrameError"),
+    ],
+)
+def test_a_bad_trade_is_a_malformed_frame_on_either_path(trade: dict[str, str], error: str) -> None:
+    good = {"trade_id": "7", "product_id": "BTC-USD", "price": "1.5", "size": "2", "side": "BUY"}
+    body = {"channel": "market_trades", "timestamp": "2024-05-01T12:00:00Z", "sequence_num": 0,
+            "events": [{"type": "update", "trades": [good | trade]}]}  # fmt: skip
+    for raw in (json.dumps(body, separators=(",", ":")).encode(), json.dumps(body)):  # typed, generic
+        with pytest.raises(FrameError) as caught:
+            CoinbaseAdvancedTrade().parser("c").parse(raw, R)
+        assert error in f"{type(caught.value).__name__} {caught.value}"
 
 
 def test_market_trades_side_is_the_maker_so_aggressor_is_opposite(parser: CoinbaseParser) -> None:

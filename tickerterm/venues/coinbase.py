@@ -97,6 +97,31 @@ _decode_l2 = msgspec.json.Decoder(_L2Frame).decode
 instead of becoming dicts. A frame it rejects goes through the generic path, which names the fault."""
 _L2_PREFIX = b'{"channel":"l2_data",'
 
+
+class _Trade(msgspec.Struct):
+    trade_id: str | int
+    product_id: str
+    price: _Decimal
+    size: _Decimal
+    side: str
+    time: str | None = None
+
+
+class _TradeEvent(msgspec.Struct):
+    trades: list[_Trade]
+
+
+class _TradeFrame(msgspec.Struct):
+    events: list[_TradeEvent]
+    sequence_num: int | None = None
+    timestamp: str | None = None
+
+
+_decode_trades = msgspec.json.Decoder(_TradeFrame).decode
+"""Typed decoding of ``market_trades`` frames: a trade is a small struct, not a dict of six keys (a
+subscription's first frame restates hundreds of trades)."""
+_TRADES_PREFIX = b'{"channel":"market_trades",'
+
 _NO_BOOK = frozenset(set(CHANNELS) - {"level2"} | {"subscriptions"})
 """Channels whose frames never change a book (``l2_data`` and anything unnamed may)."""
 _MAKER_TO_AGGRESSOR: dict[str, Side] = {"BUY": "sell", "SELL": "buy"}
@@ -187,13 +212,21 @@ class CoinbaseParser(Parser):
 
     def parse(self, raw: bytes | str, recv_ts: float) -> list[Event]:
         self.last_exch_ts = None
-        if type(raw) is bytes and raw.startswith(_L2_PREFIX):
-            try:
-                frame = _decode_l2(raw)
-            except msgspec.DecodeError:  # ValidationError included
-                pass
-            else:
-                return self._l2_typed(frame, recv_ts)
+        if type(raw) is bytes:
+            if raw.startswith(_L2_PREFIX):
+                try:
+                    frame = _decode_l2(raw)
+                except msgspec.DecodeError:  # ValidationError included
+                    pass
+                else:
+                    return self._l2_typed(frame, recv_ts)
+            elif raw.startswith(_TRADES_PREFIX):
+                try:
+                    trades = _decode_trades(raw)
+                except msgspec.DecodeError:  # the generic path names what is wrong
+                    pass
+                else:
+                    return self._trades_typed(trades, recv_ts)
         msg = decode_object(raw, _decode)
         channel = msg.get("channel")
         if channel is None:
@@ -267,6 +300,54 @@ class CoinbaseParser(Parser):
                 out.append(BookUpdate(venue, recv_ts, ev.product_id, exch_ts, changes))
         except (KeyError, TypeError, ValueError) as exc:
             raise FrameError(f"l2_data: {type(exc).__name__} {exc}") from None
+        if seq is None:
+            return out
+        return self._advance(seq, last, recv_ts, out)
+
+    def _trades_typed(self, frame: _TradeFrame, recv_ts: float) -> list[Event]:
+        """``_trades`` for a typed frame: the same events and checks, written inline."""
+        seq, last = frame.sequence_num, self.last_seq
+        if seq is not None and last is not None and seq <= last:
+            self.out_of_order += 1
+            return []
+        ts = frame.timestamp
+        exch_ts = self.last_exch_ts = parse_rfc3339(ts) if ts is not None else None
+        venue, times, aggressor = self.venue, self._times, _MAKER_TO_AGGRESSOR
+        last_when: str | None = ""
+        t_ts: float | None = None
+        out: list[Event] = []
+        add = out.append
+        try:
+            for ev in frame.events:
+                for t in ev.trades:
+                    price, size = t.price, t.size
+                    if price.strip(DIGITS) or size.strip(DIGITS):  # lengths: checked by the decoder
+                        raise ValueError(f"not plain decimal text: {price[:20]!r} / {size[:20]!r}")
+                    float(price), float(size)  # "1.2.3" (at most 64 digits: never infinite)
+                    when = t.time
+                    if when != last_when:  # a batch's trades share their time text
+                        t_ts = times.get(when) if when is not None else None
+                        if t_ts is None and when is not None:
+                            t_ts = parse_rfc3339(when)
+                            if len(times) > 256:
+                                times.clear()
+                            times[when] = t_ts
+                        last_when = when
+                    trade_id = t.trade_id
+                    add(
+                        Trade(
+                            venue,
+                            recv_ts,
+                            t.product_id,
+                            t_ts if t_ts is not None else exch_ts,
+                            trade_id if type(trade_id) is str else str(trade_id),
+                            price,
+                            size,
+                            aggressor[t.side],
+                        )
+                    )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FrameError(f"market_trades: {type(exc).__name__} {exc}") from None
         if seq is None:
             return out
         return self._advance(seq, last, recv_ts, out)
