@@ -150,7 +150,7 @@ async def test_typed_fast_path_gives_the_generic_paths_events(sim: Any) -> None:
     n_trades = sum(
         isinstance(e, Trade) for raw in trades for e in CoinbaseAdvancedTrade().parser("c").parse(raw, R)
     )
-    assert n_trades > 20
+    assert n_trades >= len(trades)  # each frame at least one trade
     from tickerterm.venues import coinbase
 
     for raw in trades:  # the typed path took them (it falls back to the generic one on a surprise)
