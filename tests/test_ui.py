@@ -362,7 +362,7 @@ async def test_a_small_book_change_repaints_only_the_lines_it_changed() -> None:
         book = app.store.book("coinbase", "BTC-USD")
         bids, _ = book.top((ladder.size.height - 3) // 2)  # under the header and the spread line
         deep_price, deep_size = bids[-1]  # the ladder's last bid at 120x40: no other line depends on it
-        new_size = f"{float(deep_size) + 1e-8:.8f}"  # too small a change to move the cumulative bars
+        new_size = f"{float(deep_size) + 1e-8:.8f}"  # too small a change to move its bar
         calls: list[tuple[Any, ...]] = []
         original = ladder.refresh
 
@@ -377,7 +377,10 @@ async def test_a_small_book_change_repaints_only_the_lines_it_changed() -> None:
         await pilot.pause()
         lines = text_of(ladder).splitlines()
         y = next(i for i, line in enumerate(lines) if line.split()[:2] == [deep_price, new_size])
-        assert calls == [(Region(0, y, ladder.size.width, 1),)]  # that one line, not the panel
+        # that one line, not the panel; and of it only the cells that changed: the size's last digit
+        x = lines[y].index(new_size) + len(new_size) - 1
+        assert deep_size[-1] != new_size[-1] and deep_size[:-1] == new_size[:-1]
+        assert calls == [(Region(x, y, 1, 1),)]
 
 
 async def test_dashboard_on_coinbase_exchange_l3_book_key_sends_the_venues_frames() -> None:

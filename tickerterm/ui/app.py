@@ -362,7 +362,7 @@ class TickertermApp(App[None]):
         with self.batch_update():
             for panel in self.panels:
                 if panel.display and (panel.region.width or force):
-                    if slow_later and panel.min_interval:
+                    if slow_later and panel.expensive:
                         later.append(panel)
                         continue
                     panel.sync(self.store, self.view, now, force=force)
