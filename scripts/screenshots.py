@@ -38,6 +38,8 @@ async def shoot(
         if keys:
             await pilot.press(*keys)
         app.render_tick(force=True)
+        while any(p.drawing for p in app.panels):  # the chart is drawn in its own thread
+            await pilot.pause(0.02)
         await pilot.pause()
         await pilot.pause()
         path = out / f"{name}.svg"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from .ui_support import static_app
+from .ui_support import static_app, until
 
 SIZES = [(80, 24), (120, 40)]
 
@@ -23,6 +23,7 @@ async def settled(pilot: Pilot[None]) -> None:
     await app.feed_ready.wait()  # type: ignore[attr-defined]
     await pilot.pause()
     app.render_tick(force=True)  # type: ignore[attr-defined]
+    await until(pilot, lambda: not any(p.drawing for p in app.panels))  # type: ignore[attr-defined]
     await pilot.pause()
     await pilot.pause()
 

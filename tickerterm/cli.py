@@ -47,7 +47,7 @@ from tickerterm.sim.faults import Faults
 from tickerterm.sim.server import SimTiming
 from tickerterm.stream.feeds import split_products
 from tickerterm.stream.policy import RetryPolicy
-from tickerterm.tuning import tune_gc
+from tickerterm.tuning import DASHBOARD_GEN0, tune_gc
 from tickerterm.venues import VENUES, venue_class
 from tickerterm.venues.session import ReplayPlan
 
@@ -912,7 +912,7 @@ def run_dashboard(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
         source = ns.settings.sources.get("theme", "command line") if hasattr(ns, "settings") else "--theme"
         known = ", ".join(sorted(t for t in app.available_themes if not t.startswith("ansi")))
         raise ConfigError(f"theme {app._theme!r} ({source}) is not a theme (choose from: {known})")
-    tune_gc()  # again, now that textual is loaded
+    tune_gc(DASHBOARD_GEN0)  # again, now that textual is loaded: short passes (a key never waits long)
     app.run()
     if app.return_code:  # the dashboard itself failed (Textual has shown why): not a normal end
         return app.return_code

@@ -4,12 +4,15 @@ store's version counter for its data, or the view, changed."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import functools
 import io
 import itertools
 import math
 import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
@@ -246,6 +249,8 @@ class Panel(Widget, can_focus=True):
         self.cells_sent = 0
         """How many cells of those lines were marked (only the span that changed is sent)."""
         self.shown: RenderableType = ""
+        self._job: Later | None = None
+        self._next: tuple[Later, bool] | None = None
         self._title = ""
         self.set_title(f"{self.key} {self.title}" if self.key else self.title)
 
@@ -272,10 +277,42 @@ class Panel(Widget, can_focus=True):
         self._stamp = stamp
         self._last_render = wall
         shown = self.render_panel(store, view, now)
+        if isinstance(shown, Later):
+            self._draw_later(shown, full=force or resized)
+            return True
         self.renders += 1
         self.shown = shown
         self._show(shown, full=force or resized)
         return True
+
+    @property
+    def drawing(self) -> bool:
+        """Content is being made off the event loop (``Later``): the screen shows the previous one."""
+        return self._job is not None
+
+    def _draw_later(self, job: Later, full: bool) -> None:
+        """Make ``job``'s content in the drawing thread and show it when ready: the event loop, and the
+        keys it handles, never wait for it. One at a time; a newer job replaces one still waiting."""
+        if self._job is not None:  # one is being drawn: the newest wish is drawn after it
+            self._next = (job, full or (self._next is not None and self._next[1]))
+            return
+        self._job = job
+        future = asyncio.get_running_loop().run_in_executor(_drawing_thread(), job.make)
+
+        def done(f: asyncio.Future[RenderableType]) -> None:
+            self._job = None
+            if f.cancelled() or not self.is_mounted:
+                return
+            error = f.exception()
+            shown = Text(f"cannot draw: {error}", style="dim") if error is not None else f.result()
+            self.renders += 1
+            self.shown = shown
+            self._show(shown, full=full)
+            waiting, self._next = self._next, None
+            if waiting is not None:
+                self._draw_later(*waiting)
+
+        future.add_done_callback(done)
 
     def _show(self, renderable: RenderableType, full: bool) -> None:
         width, height = self.size.width, self.size.height
@@ -308,7 +345,11 @@ class Panel(Widget, can_focus=True):
             self.refresh()
             return
         for y, (before, after) in enumerate(zip(old, lines, strict=True)):
-            if before != after:
+            if before == after:
+                # keep the strip the screen has drawn: Textual's strips cache themselves (a cycle), so
+                # each one dropped is garbage for the cyclic collector, whose passes a key waits for
+                lines[y] = before
+            else:
                 self.lines_sent += 1
                 start, end = changed_span(before, after, width)
                 self.cells_sent += end - start
@@ -340,7 +381,7 @@ class Panel(Widget, can_focus=True):
         )
         return console.export_text()
 
-    def render_panel(self, store: Store, view: View, now: float) -> RenderableType:
+    def render_panel(self, store: Store, view: View, now: float) -> RenderableType | Later:
         raise NotImplementedError
 
     def off_message(self, view: View, kind: str, key: str) -> Text | None:
@@ -350,6 +391,26 @@ class Panel(Widget, can_focus=True):
             return Text("connecting…", style="dim italic")
         name = view.channels.get(kind, kind)
         return Text(f"{name} is off — press {key} to subscribe", style="dim italic")
+
+
+@dataclass(frozen=True, slots=True)
+class Later:
+    """Content made off the event loop: ``render_panel`` returns it for what takes tens of milliseconds
+    (the chart's plotext); ``make`` runs in the drawing thread on data copied for it (never the store's
+    own objects, which the loop goes on changing)."""
+
+    make: Callable[[], RenderableType]
+
+
+_DRAWING: list[concurrent.futures.ThreadPoolExecutor] = []
+
+
+def _drawing_thread() -> concurrent.futures.ThreadPoolExecutor:
+    """One thread for content made off the event loop (a pure-Python plot holds the GIL in slices of
+    5 ms at most, so a key waits that long instead of the whole plot)."""
+    if not _DRAWING:
+        _DRAWING.append(concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tickerterm-draw"))
+    return _DRAWING[0]
 
 
 def changed_span(before: Strip, after: Strip, width: int) -> tuple[int, int]:
@@ -958,7 +1019,7 @@ class CandleChart(Panel):
     def stamp(self, store: Store, view: View, now: float) -> tuple[Any, ...]:
         return (view.version, store.candles_version)
 
-    def render_panel(self, store: Store, view: View, now: float) -> RenderableType:
+    def render_panel(self, store: Store, view: View, now: float) -> RenderableType | Later:
         name = view.intervals.get(view.interval) or INTERVAL_NAMES.get(view.interval, f"{view.interval}s")
         series = store.candle_series(view.venue, view.product, view.interval)
         source = store.candle_source(view.venue, view.product, view.interval)
@@ -973,12 +1034,32 @@ class CandleChart(Panel):
             return Text(f"no {name} candles yet for {view.product}{hint}", style="dim")
         width, height = max(20, self.size.width), max(8, self.size.height)
         slots = max(2, (width - 12) // 3)  # three cells a bar: a body and a gap at any width
-        bars = list(series.bars)[-slots:]
+        bars = [_Candle.of(b) for b in list(series.bars)[-slots:]]  # copies: the loop changes the bars
         decimals = view.precision.learn(view.venue, view.product, "price", [b.close for b in bars])
-        return Text.from_ansi(_plot(bars, width, height, decimals, slots))
+        return Later(functools.partial(_plot_text, bars, width, height, decimals, slots))
 
 
-def _plot(bars: list[Bar], width: int, height: int, decimals: int = 2, slots: int = 0) -> str:
+@dataclass(frozen=True, slots=True)
+class _Candle:
+    """What the chart reads of a bar, copied on the event loop before the plot is drawn in its thread."""
+
+    start: int
+    open: str
+    high: str
+    low: str
+    close: str
+    volume: Decimal
+
+    @classmethod
+    def of(cls, bar: Bar) -> _Candle:
+        return cls(bar.start, bar.open, bar.high, bar.low, bar.close, bar.volume)
+
+
+def _plot_text(bars: list[Any], width: int, height: int, decimals: int, slots: int) -> Text:
+    return Text.from_ansi(_plot(bars, width, height, decimals, slots))
+
+
+def _plot(bars: Sequence[Any], width: int, height: int, decimals: int = 2, slots: int = 0) -> str:
     """Candles (and volume) at a fixed width each: the x axis always has ``slots`` places and the bars
     fill it from the right, so a session with one bar shows one narrow candle, not one as wide as the
     chart."""
@@ -1022,12 +1103,32 @@ def _plot(bars: list[Bar], width: int, height: int, decimals: int = 2, slots: in
         bottom.yticks([0.0, most], [f"{v:.3g}".rjust(label_width) for v in (0.0, most)])
         bottom.xticks([])
     text: str = fig.build()
+    _dispose(fig)
     # the time axis is ours: plotext drops colliding labels, and which one it drops varied
     label_width = max(len(x) for x in price_labels)
     return text.rstrip("\n") + "\n" + _time_axis(bars, xs[0], slots, width, label_width)
 
 
-def _time_axis(bars: list[Bar], first: int, slots: int, width: int, label_width: int) -> str:
+def _dispose(fig: Any) -> None:
+    """Break a plotext figure's cycles (each refers to its parent, master, active and dummy figures), so
+    its thousand lists go when the figure does instead of waiting for the cyclic collector, whose passes
+    a key would wait for."""
+    stack, seen = [fig], set()
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        for value in vars(obj).values():
+            items = value if isinstance(value, list) else [value]
+            for item in items:
+                for x in item if isinstance(item, list) else [item]:
+                    if type(x).__module__.startswith("plotext"):
+                        stack.append(x)
+        vars(obj).clear()
+
+
+def _time_axis(bars: Sequence[Any], first: int, slots: int, width: int, label_width: int) -> str:
     """``HH:MM`` under the bars, as many as fit with a space between them (the plot's area starts after
     the y labels and the axis, and spans ``slots + 1`` places from -1 to ``slots``)."""
     left = label_width + 1
@@ -1047,7 +1148,7 @@ def _time_axis(bars: list[Bar], first: int, slots: int, width: int, label_width:
     return "".join(line).rstrip()
 
 
-def _price_ticks(bars: list[Bar], decimals: int) -> tuple[list[float], list[str]]:
+def _price_ticks(bars: Sequence[Any], decimals: int) -> tuple[list[float], list[str]]:
     """Five price labels at the product's decimals (plotext's own have as many as the division gives)."""
     low = min(float(b.low) for b in bars)
     high = max(float(b.high) for b in bars)
