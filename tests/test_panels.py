@@ -5,6 +5,7 @@ says when its channel is off and labels prices at the product's decimals."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from textual.widgets import Footer
@@ -178,3 +179,50 @@ async def test_the_help_fits_80x24_without_scrolling() -> None:
         box = app.screen.query_one(VerticalScroll)
         assert box.max_scroll_y == 0  # every key and the palette line are on the screen
         assert all(len(key) + len(text) + 6 <= 78 for key, text in app.KEYS)  # one line each
+
+
+async def test_low_bandwidth_redraws_the_busy_panels_less_often_and_a_key_at_once() -> None:
+    """``--low-bandwidth``: with the book changing every 20 ms for a second the ladder redraws at most
+    three times (twice a second), against nearly every frame by default; a key still redraws it at once."""
+    import asyncio
+
+    from tickerterm.core.events import BookUpdate, change
+    from tickerterm.ui.widgets import DepthLadder
+
+    async def ladder_renders(app: Any) -> tuple[int, dict[str, float]]:
+        async with app.run_test(size=(120, 40)) as pilot:
+            ladder = app.query_one(DepthLadder)
+            await until(pilot, lambda: "spread" in text_of(ladder))
+            book = app.store.book("coinbase", "BTC-USD")
+            price = book.top(3)[0][-1][0]
+            before = ladder.renders
+            for i in range(50):
+                app.store.apply(
+                    BookUpdate("coinbase", NOW, "BTC-USD", None, [change("bid", price, f"{i + 1}.5")])
+                )
+                app.store.frame_applied()
+                await asyncio.sleep(0.02)
+            drawn = ladder.renders - before
+            renders = ladder.renders
+            await pilot.press("n")  # a key: drawn now, whatever the rate
+            assert ladder.renders > renders and "ETH-USD" in str(ladder.border_title)
+            return drawn, {
+                p.kind: p.min_interval for p in app.panels if p.kind in ("book", "trades", "candles")
+            }
+
+    slow, rates = await ladder_renders(static_app(low_bandwidth=True))
+    assert slow <= 3, slow
+    assert rates == {
+        "book": 0.5,
+        "trades": 1.0,
+        "candles": 5.0,
+    }
+    normal, _ = await ladder_renders(static_app())
+    assert normal >= 3 * slow and normal >= 8, (normal, slow)
+
+
+def test_low_bandwidth_uses_the_terminals_own_colours() -> None:
+    from tickerterm.cli import _theme, feed_parser
+
+    assert _theme(feed_parser().parse_args(["--low-bandwidth"])) == "ansi-dark"
+    assert _theme(feed_parser().parse_args(["--low-bandwidth", "--light"])) == "ansi-light"

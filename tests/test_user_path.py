@@ -237,3 +237,17 @@ async def test_a_refused_product_is_named_in_the_header() -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: "FOO-BAR refused" in app.sub_title)
     assert app.sub_title == "coinbase · SIMULATED · FOO-BAR refused"
+
+
+def test_show_rate_puts_the_measured_output_rate_in_the_header() -> None:
+    """``--show-rate``: the bytes a second the dashboard writes to the terminal, counted where they are
+    written, in the header once a second."""
+
+    def rate(*extra: str) -> float:
+        code, screen = run_in_pty(["--sim", "--products", "BTC-USD", "--show-rate", *extra], b"q", b"kB/s")
+        shown = re.sub(r"\x1b\[[0-9;?<>=$]*[A-Za-z~]", "", screen)
+        figures = re.findall(r"out (\d+\.\d) kB/s", shown)
+        assert code == 0 and figures, shown[-500:]
+        return float(figures[-1])
+
+    assert rate() > 0

@@ -287,6 +287,17 @@ def feed_parser() -> argparse.ArgumentParser:
         help="use the terminal's own 16-colour palette and background (fewest bytes over SSH)",
     )
     p.add_argument(
+        "--low-bandwidth",
+        action="store_true",
+        help="for slow SSH links: the terminal's own colours, the ladder twice a second, tickers and tape "
+        "once, the chart every 5 s (about a quarter of the bytes)",
+    )
+    p.add_argument(
+        "--show-rate",
+        action="store_true",
+        help="show in the header how many bytes a second the dashboard writes to the terminal",
+    )
+    p.add_argument(
         "-v",
         "--verbose",
         action="count",
@@ -488,7 +499,7 @@ def _replay_settings(ns: argparse.Namespace) -> None:
 
 def _theme(ns: argparse.Namespace) -> str | None:
     """``--ansi`` > ``theme`` (command line, environment, file) > ``--light`` > the last theme chosen."""
-    if ns.ansi:
+    if ns.ansi or getattr(ns, "low_bandwidth", False):
         return "ansi-light" if ns.light else "ansi-dark"
     if ns.theme:
         return str(ns.theme)
@@ -907,6 +918,8 @@ def run_dashboard(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
         bell=bool(ns.bell),
         notify=bool(ns.notify),
         venues=several or None,
+        low_bandwidth=bool(ns.low_bandwidth),
+        show_rate=bool(ns.show_rate),
     )
     if app._theme and app._theme not in app.available_themes:
         source = ns.settings.sources.get("theme", "command line") if hasattr(ns, "settings") else "--theme"

@@ -140,6 +140,8 @@ SETTINGS: dict[str, Setting] = {
     "palette": Setting(_palette, "up/down colours: standard (green/red) or colorblind (blue/orange)"),
     "light": Setting(_flag, "light theme"),
     "ansi": Setting(_flag, "the terminal's own 16-colour palette"),
+    "low_bandwidth": Setting(_flag, "for slow links: terminal colours, slower ladder, tape and chart"),
+    "show_rate": Setting(_flag, "the bytes a second written to the terminal, in the header"),
     "retries": Setting(_retries, "reconnect attempts before giving up (-1: never)"),
     "log_file": Setting(_text, "where log lines go"),
     "record_max": Setting(_limits, "recording limit: 500M, 2G, 6h or 2G,6h"),

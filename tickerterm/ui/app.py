@@ -44,6 +44,8 @@ from tickerterm.ui.widgets import (
 )
 
 PANEL_KINDS = ("ticker", "book", "trades", "candles")
+LOW_BANDWIDTH = {"book": 0.5, "ticker": 1.0, "trades": 1.0, "health": 2.0, "candles": 5.0, "orders": 1.0}
+"""``--low-bandwidth``: seconds between two redraws of each panel at least (a key still redraws at once)."""
 
 
 class FeedLike(Protocol):
@@ -163,6 +165,8 @@ class TickertermApp(App[None]):
         venues: Mapping[str, VenueView] | None = None,
         assets: Mapping[str, list[Any]] | None = None,
         apart: list[str] | None = None,
+        low_bandwidth: bool = False,
+        show_rate: bool = False,
     ) -> None:
         """``venues``: several venues on one screen (the feed is a ``tickerterm.Feeds``), each with its
         products, channels and intervals; ``venue``/``products``/``channels`` are then the first's.
@@ -217,6 +221,14 @@ class TickertermApp(App[None]):
         self._laid_out_for = Size(0, 0)
         self._health_seen = -1
         self._inert_lines = InertLines()
+        self.low_bandwidth = low_bandwidth
+        """Slower panels for slow links (``LOW_BANDWIDTH``; the CLI also picks the terminal's colours)."""
+        self.show_rate = show_rate
+        """The bytes a second written to the terminal, measured, in the header (``--show-rate``)."""
+        self.bytes_out = 0
+        """Bytes written to the terminal so far (counted when ``show_rate``)."""
+        self._rate_text = ""
+        self._rate_mark = (time.monotonic(), 0)
         self.sub_title = self._subtitle()
 
     def get_line_filters(self) -> list[LineFilter]:
@@ -254,6 +266,12 @@ class TickertermApp(App[None]):
             remember = self._remember_theme
             self.theme_changed_signal.subscribe(self, lambda theme: remember(theme.name))
         self._layout_for(self.size.width, self.size.height)
+        if self.low_bandwidth:
+            for panel in self.panels:
+                panel.min_interval = max(panel.min_interval, LOW_BANDWIDTH.get(panel.kind, 0.0))
+        if self.show_rate:
+            self._count_bytes()
+            self.set_interval(1.0, self._say_rate, name="output-rate")
         if self.log_file:
             # the file's name first: a long directory folds in a toast, and the name stays whole
             where = os.path.dirname(self.log_file) or "."
@@ -270,6 +288,27 @@ class TickertermApp(App[None]):
         self._laid_out_for = self.size
         for screen in self.screen_stack:
             screen.set_class(width < 110 or height < 30, "-narrow")
+
+    def _count_bytes(self) -> None:
+        """Count what the driver writes to the terminal (``--show-rate``)."""
+        driver = self._driver
+        if driver is None:
+            return
+        write = driver.write
+
+        def counted(data: str) -> None:
+            self.bytes_out += len(data.encode("utf-8", "replace"))
+            write(data)
+
+        driver.write = counted  # type: ignore[method-assign]
+
+    def _say_rate(self) -> None:
+        now = time.monotonic()
+        since, before = self._rate_mark
+        self._rate_mark = (now, self.bytes_out)
+        if now > since:
+            self._rate_text = f"out {(self.bytes_out - before) / (now - since) / 1000:.1f} kB/s"
+            self.sub_title = self._subtitle()
 
     def _subtitle(self) -> str:
         parts = [" + ".join(self.view.venues) if self.view.several else self.view.venue]
@@ -288,6 +327,8 @@ class TickertermApp(App[None]):
             parts.append(rec)
         if self.paused:
             parts.append("PAUSED")
+        if self._rate_text:
+            parts.append(self._rate_text)
         return inert(" · ".join(parts), one_line=True)  # reasons in it may be a venue's text
 
     # --- data --------------------------------------------------------------------------------

@@ -228,7 +228,7 @@ class Panel(Widget, can_focus=True):
     kind: ClassVar[str] = ""
     title: ClassVar[str] = ""
     key: ClassVar[str] = ""
-    min_interval: ClassVar[float] = 0.0
+    min_interval: float = 0.0
     """Shortest time between two renders, seconds (the chart is expensive)."""
     expensive: ClassVar[bool] = False
     """Drawing it takes tens of milliseconds (the chart): after a key it draws once the screen shows the
