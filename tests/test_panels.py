@@ -226,3 +226,34 @@ def test_low_bandwidth_uses_the_terminals_own_colours() -> None:
 
     assert _theme(feed_parser().parse_args(["--low-bandwidth"])) == "ansi-dark"
     assert _theme(feed_parser().parse_args(["--low-bandwidth", "--light"])) == "ansi-light"
+
+
+async def test_frames_wait_while_the_terminal_is_behind_and_the_rate_comes_back() -> None:
+    """While writes to the terminal are queued, a frame of new data is held (the store keeps it) and the
+    frame time grows, said in the header; once the terminal takes them, frames draw and the rate returns
+    to --fps."""
+    import asyncio
+
+    from tickerterm.core.events import BookUpdate, change
+    from tickerterm.ui.widgets import DepthLadder
+
+    app = static_app()
+    waiting = [0]
+    app.writes_waiting = lambda: waiting[0]  # type: ignore[method-assign]
+    async with app.run_test(size=(120, 40)) as pilot:
+        ladder = app.query_one(DepthLadder)
+        await until(pilot, lambda: "spread" in text_of(ladder))
+        price = app.store.book("coinbase", "BTC-USD").top(3)[0][-1][0]
+        waiting[0] = 5
+        renders = ladder.renders
+        for i in range(10):
+            app.store.apply(
+                BookUpdate("coinbase", NOW, "BTC-USD", None, [change("bid", price, f"{i + 1}.25")])
+            )
+            app.store.frame_applied()
+            await asyncio.sleep(0.05)
+        assert ladder.renders == renders and app.frames_held >= 3
+        assert app.frame_time > 0.1 and "SLOW TERMINAL" in app.sub_title
+        waiting[0] = 0
+        await until(pilot, lambda: "10.25" in text_of(ladder))  # the held data, drawn
+        await until(pilot, lambda: app.frame_time == 0.1 and "SLOW" not in app.sub_title)

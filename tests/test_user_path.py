@@ -251,3 +251,21 @@ def test_show_rate_puts_the_measured_output_rate_in_the_header() -> None:
         return float(figures[-1])
 
     assert rate() > 0
+
+
+def test_a_terminal_that_stops_reading_gets_fewer_frames_not_a_queue_of_them() -> None:
+    """A link that takes nothing for a few seconds (the test stops reading the terminal): the dashboard
+    holds its frames instead of queueing them, says SLOW TERMINAL with the rate it fell to in the header,
+    and quits on q once the link takes data again."""
+    proc, master = spawn([*CMD, "--sim", "--products", "BTC-USD", "--rate", "200"])
+    try:
+        read_pty(master, 30, until=b"spread")
+        time.sleep(4)  # nothing read: the terminal's buffer fills, then the app's output queue
+        os.write(master, b"n")
+        out = read_pty(master, 4)
+        shown = re.sub(r"\x1b\[[0-9;?<>=$]*[A-Za-z~]", "", out.decode("utf-8", "replace"))
+        assert re.search(r"SLOW TERMINAL \d+\.\d fps", shown), shown[-800:]
+        os.write(master, b"q")
+        assert proc.wait(10) == 0
+    finally:
+        finish(proc, master)

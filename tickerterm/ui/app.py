@@ -44,6 +44,8 @@ from tickerterm.ui.widgets import (
 )
 
 PANEL_KINDS = ("ticker", "book", "trades", "candles")
+BEHIND = 2
+"""Writes queued for the terminal from which the next frame waits (a frame is one write or two)."""
 LOW_BANDWIDTH = {"book": 0.5, "ticker": 1.0, "trades": 1.0, "health": 2.0, "candles": 5.0, "orders": 1.0}
 """``--low-bandwidth``: seconds between two redraws of each panel at least (a key still redraws at once)."""
 
@@ -228,6 +230,11 @@ class TickertermApp(App[None]):
         self.bytes_out = 0
         """Bytes written to the terminal so far (counted when ``show_rate``)."""
         self._rate_text = ""
+        self._frame_time = 0.0
+        """Seconds between frames while the terminal is behind (0: ``1 / fps``)."""
+        self._slow_text = ""
+        self.frames_held = 0
+        """Frames not drawn because the terminal had not taken the previous ones."""
         self._rate_mark = (time.monotonic(), 0)
         self.sub_title = self._subtitle()
 
@@ -289,6 +296,41 @@ class TickertermApp(App[None]):
         for screen in self.screen_stack:
             screen.set_class(width < 110 or height < 30, "-narrow")
 
+    @property
+    def frame_time(self) -> float:
+        """Seconds between two frames that draw new data: ``1 / fps``, longer while the terminal is slow
+        to take what is written (``_terminal_behind``)."""
+        return self._frame_time or 1.0 / self.fps
+
+    def _terminal_behind(self) -> bool:
+        """True (skip this frame) when writes to the terminal are still queued: a slow link is not sent
+        frame after frame to queue up (and block the app once the queue is full). Each frame skipped so
+        lengthens the frame time by half, up to a second; each frame the terminal took shortens it again."""
+        waiting = self.writes_waiting()
+        base = 1.0 / self.fps
+        if waiting >= BEHIND:
+            self._frame_time = min(1.0, max(self._frame_time, base) * 1.5)
+            self.frames_held += 1
+            self._say_slow()
+            return True
+        if self._frame_time:
+            shorter = self._frame_time / 1.2
+            self._frame_time = 0.0 if shorter <= base else shorter
+            self._say_slow()
+        return False
+
+    def writes_waiting(self) -> int:
+        """Writes the terminal has not taken yet (Textual's output thread queues them)."""
+        thread = getattr(self._driver, "_writer_thread", None)
+        queue = getattr(thread, "_queue", None)
+        return queue.qsize() if queue is not None else 0
+
+    def _say_slow(self) -> None:
+        text = f"SLOW TERMINAL {1 / self._frame_time:.1f} fps" if self._frame_time else ""
+        if text != self._slow_text:
+            self._slow_text = text
+            self.sub_title = self._subtitle()
+
     def _count_bytes(self) -> None:
         """Count what the driver writes to the terminal (``--show-rate``)."""
         driver = self._driver
@@ -327,6 +369,8 @@ class TickertermApp(App[None]):
             parts.append(rec)
         if self.paused:
             parts.append("PAUSED")
+        if self._slow_text:
+            parts.append(self._slow_text)
         if self._rate_text:
             parts.append(self._rate_text)
         return inert(" · ".join(parts), one_line=True)  # reasons in it may be a venue's text
@@ -354,18 +398,18 @@ class TickertermApp(App[None]):
         self._dirty = True
         if self._draw_pending or self.paused:
             return
-        if time.monotonic() - self._last_draw >= 1.0 / self.fps:
+        if time.monotonic() - self._last_draw >= self.frame_time:
             self._draw_pending = True
             asyncio.get_running_loop().call_soon(self._draw_now)
 
     def _draw_now(self) -> None:
         self._draw_pending = False
-        if self._dirty and time.monotonic() - self._last_draw >= 1.0 / self.fps:
+        if self._dirty and time.monotonic() - self._last_draw >= self.frame_time:
             self.render_tick()
 
     def _tick(self) -> None:
         # the regular frame: data that came in since the last one, and what moves with time (ages, countdowns)
-        if not self._dirty or time.monotonic() - self._last_draw >= 0.9 / self.fps:
+        if not self._dirty or time.monotonic() - self._last_draw >= 0.9 * self.frame_time:
             self.render_tick()
 
     def render_tick(self, force: bool = False, slow_later: bool = False) -> None:
@@ -376,6 +420,8 @@ class TickertermApp(App[None]):
         """
         if self.paused and not force:
             return
+        if not force and self._terminal_behind():
+            return  # the data waits in the store: the next frame the terminal can take draws it
         if self._dirty:  # only frames that draw new data count against the frame rate
             self._last_draw = time.monotonic()
             self._dirty = False
