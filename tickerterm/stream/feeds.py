@@ -17,24 +17,18 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from tickerterm.core.alerts import Rule, parse_rule
 from tickerterm.core.errors import ConfigError
 from tickerterm.core.events import Event
 from tickerterm.core.store import Store
-from tickerterm.stream.feed import Feed, next_event
+from tickerterm.stream.feed import Derived, Feed, next_event
 from tickerterm.stream.worker import Sink
 from tickerterm.venues import VENUES
 from tickerterm.venues.base import VenueAdapter
 
 log = logging.getLogger(__name__)
-
-
-class Derived(Protocol):
-    def check(self, events: list[Event], store: Store, now: float) -> Sequence[Event]: ...
-
-    def tick(self, store: Store, now: float) -> Sequence[Event]: ...
 
 
 class Feeds:
