@@ -239,7 +239,7 @@ async def test_book_equals_the_true_book_through_gaps() -> None:
 async def test_filter_semantics_prefix_exact_and_hello_subscribe_unsubscribe() -> None:
     from websockets.asyncio.client import connect
 
-    async with make_coinapi_sim() as sim:
+    async with make_coinapi_sim(rate=2000.0) as sim:  # many quotes a second: each step below reads 60
         key = sim.client_credentials().secret.reveal()
         async with connect(sim.url, additional_headers={"X-CoinAPI-Key": key}) as ws:
 

@@ -260,7 +260,7 @@ def test_a_terminal_that_stops_reading_gets_fewer_frames_not_a_queue_of_them() -
     proc, master = spawn([*CMD, "--sim", "--products", "BTC-USD", "--rate", "200"])
     try:
         read_pty(master, 30, until=b"spread")
-        time.sleep(4)  # nothing read: the terminal's buffer fills, then the app's output queue
+        time.sleep(3)  # nothing read: the terminal's buffer fills, then the app's output queue
         os.write(master, b"n")
         out = read_pty(master, 4)
         shown = re.sub(r"\x1b\[[0-9;?<>=$]*[A-Za-z~]", "", out.decode("utf-8", "replace"))
