@@ -379,7 +379,7 @@ def test_headless_replay_on_the_simulator() -> None:
             "--speed",
             "300",
         ),
-        *("--headless", "--duration", "8"),
+        *("--headless", "--duration", "5"),
     )
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
