@@ -140,19 +140,16 @@ async def open_feeds(
     asset listed on two markets or more; ``same_quote={"USDT": "USD"}`` counts a quote as another."""
     if not products:
         raise ConfigError("no venue given")
-    classes = {name: venue_class(name) for name in products}
-    adapters = {cls.name: cls() for cls in classes.values()}
+    given = {venue_class(name).name: name for name in products}  # the venue's own name -> as given
+    if len(given) < len(products):
+        raise ConfigError(f"a venue is given twice: {', '.join(products)}")
+    adapters = {venue: venue_class(venue)() for venue in given}
     normalized = {
-        name: [adapters[cls.name].normalize_product(p) for p in products[name]]
-        for name, cls in classes.items()
+        venue: [adapters[venue].normalize_product(p) for p in products[name]] for venue, name in given.items()
     }
-    rules_for = alerts_by_venue(alerts, adapters, {classes[n].name: ps for n, ps in normalized.items()})
+    rules_for = alerts_by_venue(alerts, adapters, normalized)
     groups, apart = assets(
-        (
-            (cls.name, product, adapters[cls.name].base_quote(product))
-            for name, cls in classes.items()
-            for product in normalized[name]
-        ),
+        ((venue, p, adapters[venue].base_quote(p)) for venue, ps in normalized.items() for p in ps),
         same_quote or {},
     )
     hub = Feeds(
@@ -164,11 +161,11 @@ async def open_feeds(
     )
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(hub.stop)
-        for name, cls in classes.items():
+        for venue, name in given.items():
             feed = await stack.enter_async_context(
                 open_feed(
-                    cls.name,
-                    normalized[name],
+                    venue,
+                    normalized[venue],
                     None if channels is None else channels.get(name),
                     url=(urls or {}).get(name),
                     sim=sim,
@@ -177,7 +174,7 @@ async def open_feeds(
                     policy=policy,
                     sink=hub.sink,
                     store=hub.store,
-                    alerts=rules_for[cls.name],
+                    alerts=rules_for[venue],
                     alert_exec=alert_exec,
                     alert_exec_timeout=alert_exec_timeout,
                     bars=bars,

@@ -604,14 +604,14 @@ def _plan(ns: argparse.Namespace) -> dict[str, Any]:
     if not all(names):
         raise ConfigError(f"--venue: {ns.venue!r} names no venue (one, or several comma-separated)")
     venues = list(dict.fromkeys(venue_class(name).name for name in names))
+    for option, given in (("--products", ns.products), ("--channels", ns.channels)):
+        if given is not None and not given:
+            raise ConfigError(f"{option} is empty (leave it out for the default)")
     if len(venues) > 1:
         return _plan_several(ns, venues)
     ns.venue = venues[0]
     cls = venue_class(ns.venue)
     adapter = cls()
-    for option, given in (("--products", ns.products), ("--channels", ns.channels)):
-        if given is not None and not given:
-            raise ConfigError(f"{option} is empty (leave it out for the default)")
     products = [adapter.normalize_product(p) for p in (ns.products or adapter.default_products)]
     channels = [adapter.channel(c).name for c in (ns.channels or adapter.default_channels)]
     _check_venue(adapter, products, channels, ns.sim)
@@ -681,15 +681,12 @@ def _plan_several(ns: argparse.Namespace, names: list[str]) -> dict[str, Any]:
     ):
         if given:
             raise ConfigError(f"{option} is for one venue, not several ({', '.join(names)})")
-    for option, given in (("--products", ns.products), ("--channels", ns.channels)):
-        if given is not None and not given:
-            raise ConfigError(f"{option} is empty (leave it out for the default)")
     products_of = split_products(names, ns.products or [])
     channels_of = _split_channels(names, ns.channels or [])
     venues: dict[str, dict[str, list[str]]] = {}
-    for name in names:
-        cls = venue_class(name)
-        adapter = cls()
+    adapters = {name: venue_class(name)() for name in names}
+    for name, adapter in adapters.items():
+        cls = type(adapter)
         try:
             products = [adapter.normalize_product(p) for p in (products_of[name] or adapter.default_products)]
             channels = channels_of[name] or [adapter.channel(c).name for c in adapter.default_channels]
@@ -699,11 +696,7 @@ def _plan_several(ns: argparse.Namespace, names: list[str]) -> dict[str, Any]:
         except ConfigError as exc:
             raise ConfigError(f"{name}: {exc}") from None
         venues[name] = {"products": products, "channels": channels}
-    alerts_by_venue(
-        ns.alerts or (),
-        {name: venue_class(name)() for name in names},
-        {name: v["products"] for name, v in venues.items()},
-    )
+    alerts_by_venue(ns.alerts or (), adapters, {name: v["products"] for name, v in venues.items()})
     first = venues[names[0]]
     return {
         "venues": venues,

@@ -73,11 +73,7 @@ class Feeds:
             if made:
                 self.store.apply_all(list(made))
                 events = [*events, *made]
-        if self._user_sink is not None:
-            return self._user_sink(events)
-        if self._queue is not None:
-            return self._queue.put(events)  # blocks when the reader lags: backpressure, not loss
-        return None
+        return self._hand_on(events)
 
     def add(self, feed: Feed) -> None:
         name = feed.adapter.name
@@ -117,6 +113,8 @@ class Feeds:
                     await result
 
     def _hand_on(self, events: list[Event]) -> Awaitable[None] | None:
+        """To the user's sink, or the queue the iteration reads (it blocks when the reader lags:
+        backpressure, not loss)."""
         if self._user_sink is not None:
             return self._user_sink(events)
         if self._queue is not None:

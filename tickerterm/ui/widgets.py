@@ -29,6 +29,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from tickerterm.core.candles import INTERVALS, Bar
+from tickerterm.core.consolidated import depth
 from tickerterm.core.events import Ticker
 from tickerterm.core.health import ConnectionHealth, close_meaning
 from tickerterm.core.safe import inert, strip_unsafe
@@ -912,8 +913,6 @@ class DepthLadder(Panel):
     def _consolidated(self, store: Store, view: View) -> Text:
         """Every counted venue's levels in one ladder, each marked with its venue; the best bid and ask
         across venues in the middle (CROSSED or LOCKED when so), and each book left out with why."""
-        from tickerterm.core.consolidated import depth
-
         asset = view.asset() or ""
         members = view.assets.get(asset, [])
         self.set_class(False, "-unsafe")
