@@ -211,6 +211,7 @@ def test_the_installed_command_shows_several_venues_from_a_config_file(
     try:
         screen = read_pty(master, 30, until=b"bid ")
         os.write(master, b"q")
+        read_pty(master, 15)  # go on reading while it quits (a terminal nobody reads holds its last writes)
         proc.wait(10)
     finally:
         finish(proc, master)
