@@ -79,10 +79,32 @@ def test_book_equals_a_model_after_any_updates(changes: list[tuple[str, str, str
             model[side].pop(Decimal(price), None)
         else:
             model[side][Decimal(price)] = (price, size)
+        best_bid = max(model["bid"], default=None)  # read after every change, as the session does
+        best_ask = min(model["ask"], default=None)
+        assert book.best_bid == (None if best_bid is None else model["bid"][best_bid])
+        assert book.best_ask == (None if best_ask is None else model["ask"][best_ask])
+        assert book.crossed == (best_bid is not None and best_ask is not None and best_bid >= best_ask)
     bids, asks = book.top(1000)
     assert bids == [model["bid"][p] for p in sorted(model["bid"], reverse=True)]
     assert asks == [model["ask"][p] for p in sorted(model["ask"])]
     assert len(book) == len(model["bid"]) + len(model["ask"])
+
+
+def test_levels_that_come_and_go_forever_keep_the_book_bounded() -> None:
+    """A level that goes is not looked for in the price heap (it leaves when it comes to the top): the
+    heap must still not grow with every level that ever came and went."""
+    book = book_with([("100", "1")], [("101", "1")])
+    for i in range(20_000):  # levels appear and vanish behind the best, never at the top
+        price = f"{90 - (i % 500) / 100:.2f}"
+        book.apply_changes([change("bid", price, "1")])
+        book.apply_changes([change("bid", price, "0")])
+        ask = f"{110 + (i % 700) / 100:.2f}"
+        book.apply_changes([change("ask", ask, "2"), change("ask", ask, "0")])
+    assert len(book._bid_heap) <= 2 * len(book.bids) + 64
+    assert len(book._ask_heap) <= 2 * len(book.asks) + 64
+    assert book.top(5) == ([("100", "1")], [("101", "1")])
+    book.apply_changes([change("bid", "100", "0"), change("ask", "101", "0")])  # the best go too
+    assert book.best_bid is None and book.best_ask is None and book.top(5) == ([], [])
 
 
 def test_a_change_carries_the_venue_text_and_its_value() -> None:

@@ -107,8 +107,10 @@ def test_parser_and_store_survive_anything(raw_frames: list[bytes]) -> None:
     for n, raw in enumerate(raw_frames):  # the session raises nothing, whatever the frame
         take_frame(session, store, raw, 1.0 + n)
     for book in store.books.values():
-        assert len(book.bids) == len(book._bid_keys) and len(book.asks) == len(book._ask_keys)
-        assert book._bid_keys == sorted(book._bid_keys) and book._ask_keys == sorted(book._ask_keys)
+        bids, asks = book.top(len(book))  # the best levels as the dicts say, whatever the heaps hold
+        assert bids == [book.bids[k] for k in sorted(book.bids, reverse=True)]
+        assert asks == [book.asks[k] for k in sorted(book.asks)]
+        assert book.best_bid == (bids[0] if bids else None) and book.best_ask == (asks[0] if asks else None)
         assert all(float(s) > 0 for _, s in book.bids.values()) and all(
             float(s) > 0 for _, s in book.asks.values()
         )

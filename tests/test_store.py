@@ -8,6 +8,7 @@ from tickerterm.core.events import (
     BookSnapshot,
     Candle,
     Closed,
+    Event,
     Gap,
     RetryScheduled,
     Ticker,
@@ -35,6 +36,37 @@ def test_restated_trades_are_not_doubled_and_the_tape_is_bounded() -> None:
     assert [t.trade_id for t in store.tapes[("cb", "BTC-USD")]] == ["995", "996", "997", "998", "999"]
     # ...and the ids remembered stay bounded (at most four tape lengths)
     assert sum(map(len, store._seen_trades[("cb", "BTC-USD")])) <= 20
+
+
+def test_a_frames_trades_applied_together_equal_them_applied_one_by_one() -> None:
+    """A frame's trades go into the store as a run (products interleaved, a book event between, ids
+    restated inside the run and across the rotation of remembered ids): the same tapes, bars and
+    versions as one event at a time."""
+    events: list[Event] = []
+    for i in range(60):
+        product = ("BTC-USD", "ETH-USD", "ETH-USD", "SOL-USD")[i % 4]
+        events.append(
+            Trade("cb", 1.0, product, 1714564800.0 + i * 7, str(i // 2), f"{100 + i % 9}.5", "0.1", "buy")
+        )
+        if i == 30:
+            events.append(snap("BTC-USD"))
+    events += events[40:50]  # restated
+    one, run = Store(tape_len=4), Store(tape_len=4)
+    for ev in events:
+        one.apply(ev)
+    run.apply_all(events)
+    assert {k: list(t) for k, t in run.tapes.items()} == {k: list(t) for k, t in one.tapes.items()}
+    assert list(run.tape) == list(one.tape) and len(run.tapes[("cb", "ETH-USD")]) == 4
+    assert run._seen_trades == one._seen_trades
+    for key in one.candles:
+        bars = [
+            (b.start, b.open, b.high, b.low, b.close, b.volume_text, b.trades) for b in one.candles[key].bars
+        ]
+        assert bars == [
+            (b.start, b.open, b.high, b.low, b.close, b.volume_text, b.trades) for b in run.candles[key].bars
+        ]
+    assert (run.tape_version, run.candles_version) == (one.tape_version, one.candles_version) > (0, 0)
+    assert run.book("cb", "BTC-USD").state == "ok"
 
 
 def test_candles_from_trades_per_interval_exact_volume() -> None:

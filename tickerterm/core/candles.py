@@ -74,21 +74,6 @@ class Bar:
     def volume_text(self) -> str:
         return format(self.volume, "f")
 
-    def add_trade(self, ts: float, price: str, value: float, size: str) -> None:
-        if value > self.high_v:
-            self.high, self.high_v = price, value
-        if value < self.low_v:
-            self.low, self.low_v = price, value
-        if ts < self.open_ts:
-            self.open, self.open_ts = price, ts
-        if ts >= self.close_ts:
-            self.close, self.close_ts = price, ts
-        pending = self._pending
-        pending.append(size)
-        if len(pending) >= PENDING:  # nobody read the volume (headless): fold, so memory stays flat
-            self._fold()
-        self.trades += 1
-
     def merge(self, other: Bar) -> None:
         """Fold a later bar of the same bucket into this one (for resampling)."""
         if other.high_v > self.high_v:
@@ -124,8 +109,22 @@ class CandleSeries:
             bar = Bar(start, price, price, price, price, Decimal(size), ts, ts, 1)
             if self._insert(bar):
                 self._last = bar
-        else:
-            bar.add_trade(ts, price, float(price) if value is None else value, size)
+        else:  # Bar.add_trade, written inline: this runs once per trade
+            if value is None:
+                value = float(price)
+            if value > bar.high_v:
+                bar.high, bar.high_v = price, value
+            if value < bar.low_v:
+                bar.low, bar.low_v = price, value
+            if ts < bar.open_ts:
+                bar.open, bar.open_ts = price, ts
+            if ts >= bar.close_ts:
+                bar.close, bar.close_ts = price, ts
+            pending = bar._pending
+            pending.append(size)
+            if len(pending) >= PENDING:  # nobody read the volume (headless): fold, so memory stays flat
+                bar._fold()
+            bar.trades += 1
         self.version += 1
 
     def put(self, start: int, open_: str, high: str, low: str, close: str, volume: str) -> None:

@@ -249,10 +249,20 @@ class Store:
 
     def apply_all(self, events: list[Event]) -> None:
         handlers = _HANDLERS
+        trades: list[Trade] = []  # a frame's trades go in together (``_trades``), in their place
         for event in events:
-            handler = handlers.get(type(event))
+            cls = type(event)
+            if cls is Trade:
+                trades.append(event)  # type: ignore[arg-type]
+                continue
+            if trades:
+                self._trades(trades)
+                trades = []
+            handler = handlers.get(cls)
             if handler is not None:
                 handler(self, event)
+        if trades:
+            self._trades(trades)
 
     def book_state(self, venue: str, product: str) -> str:
         book = self.books.get((venue, product))
@@ -305,30 +315,47 @@ class Store:
         self.tickers_version += 1
 
     def _trade(self, ev: Trade) -> None:
-        key = (ev.venue, ev.product)
-        trade_id = ev.trade_id
-        if trade_id:
-            seen = self._seen_trades.get(key)
-            if seen is None:
-                seen = self._seen_trades[key] = (set(), set())
-            recent, older = seen
-            if trade_id in recent or trade_id in older:
-                return  # a restated trade (e.g. the snapshot after a resubscribe)
-            recent.add(trade_id)
-            if len(recent) >= 2 * self.tape_len:  # keep the last 2-4 tape lengths of ids
-                self._seen_trades[key] = (set(), recent)
-        tape = self.tapes.get(key)
-        if tape is None:
-            tape = self.tapes[key] = deque(maxlen=self.tape_len)
-        tape.append(ev)
-        self.tape.append(ev)
-        self.tape_version += 1
-        ts = ev.exch_ts if ev.exch_ts is not None else ev.recv_ts
-        minute = self.candles.get(key)
-        if minute is None:
-            minute = self.candles[key] = CandleSeries(60, MINUTE_BARS)
-        minute.add_trade(ts, ev.price, ev.size)
-        self.candles_version += 1
+        self._trades([ev])
+
+    def _trades(self, trades: list[Trade]) -> None:
+        """Trades in the order they came: each on its product's tape and the whole tape, and in its
+        one-minute bar; a trade id seen lately is a restatement (the snapshot after a resubscribe) and
+        is skipped. Runs of one product's trades (a venue's batch) look their product up once."""
+        all_tape, seen_trades, limit = self.tape, self._seen_trades, 2 * self.tape_len
+        last: Key | None = None
+        added = 0
+        for ev in trades:
+            key = (ev.venue, ev.product)
+            if key != last:
+                last = key
+                seen = seen_trades.get(key)
+                if seen is None:
+                    seen = seen_trades[key] = (set(), set())
+                recent, older = seen
+                found = self.tapes.get(key)
+                if found is None:
+                    found = self.tapes[key] = deque(maxlen=self.tape_len)
+                tape = found
+                minute = self.candles.get(key)
+                if minute is None:
+                    minute = self.candles[key] = CandleSeries(60, MINUTE_BARS)
+                add_bar = minute.add_trade
+            trade_id = ev.trade_id
+            if trade_id:
+                if trade_id in recent or trade_id in older:
+                    continue
+                recent.add(trade_id)
+                if len(recent) >= limit:  # keep the last 2-4 tape lengths of ids
+                    older, recent = recent, set()
+                    seen_trades[key] = (recent, older)
+            tape.append(ev)
+            all_tape.append(ev)
+            exch_ts = ev.exch_ts
+            add_bar(exch_ts if exch_ts is not None else ev.recv_ts, ev.price, ev.size)
+            added += 1
+        if added:
+            self.tape_version += added
+            self.candles_version += added
 
     def _candle(self, ev: Candle) -> None:
         if ev.source == "trades":
