@@ -7,15 +7,15 @@ so nothing shown is a float artefact.
 The best level is read after every frame (the crossed-book check), the top N only when a screen draws.
 So each side keeps a heap of its prices beside the dict: a new level is one push, a level that goes
 costs nothing until it reaches the top (then one pop), a size change touches the dict alone. The heap
-may hold prices that have gone and prices pushed twice; it is rebuilt from the dict when it holds
-twice the live levels, so it stays bounded. The top N is picked from the dict when it is read.
+holds each price once (a set says which), live or gone; it is rebuilt from the dict when it holds
+twice the live levels, so it stays bounded. The top N is read by walking down the heap.
 (A sorted list per side cost a bisect and a memmove of the list on every level that came or went:
 a quarter of the book's time on a 2,000-level book, bench/README.md.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from heapq import heapify, heappop, heappush, nlargest, nsmallest
 from typing import Literal
@@ -34,7 +34,9 @@ class OrderBook:
 
     __slots__ = (
         "_ask_heap",
+        "_ask_held",
         "_bid_heap",
+        "_bid_held",
         "asks",
         "bids",
         "early",
@@ -61,6 +63,8 @@ class OrderBook:
         self.asks: dict[float, Level] = {}
         self._bid_heap: list[float] = []  # negated prices: the best bid on top (see the module docstring)
         self._ask_heap: list[float] = []  # prices: the best ask on top
+        self._bid_held: set[float] = set()  # the prices each heap holds (live or gone), each once
+        self._ask_held: set[float] = set()
         self.state: BookState = "empty"
         self.reason = ""
         self.version = 0
@@ -78,10 +82,8 @@ class OrderBook:
         if self.overflow:  # keep the best levels only; the store marks the book UNSAFE
             self.bids = {k: self.bids[k] for k in nlargest(cap, self.bids)}
             self.asks = {k: self.asks[k] for k in nsmallest(cap, self.asks)}
-        self._bid_heap = [-k for k in self.bids]
-        self._ask_heap = list(self.asks)
-        heapify(self._bid_heap)
-        heapify(self._ask_heap)
+        self._rebuild("bid")
+        self._rebuild("ask")
         self.state = "ok"
         self.reason = ""
         self.early = False
@@ -94,12 +96,13 @@ class OrderBook:
     def apply_changes(self, changes: Iterable[Change]) -> None:
         """Apply level changes (one venue message) with the values the adapter already converted."""
         bids, asks, bid_heap, ask_heap = self.bids, self.asks, self._bid_heap, self._ask_heap
+        bid_held, ask_held = self._bid_held, self._ask_held
         cap = self.max_levels
         for side, price, size, key, value in changes:
             if side == "bid":
-                levels, heap, sort_key = bids, bid_heap, -key
+                levels, heap, held, sort_key = bids, bid_heap, bid_held, -key
             else:
-                levels, heap, sort_key = asks, ask_heap, key
+                levels, heap, held, sort_key = asks, ask_heap, ask_held, key
             if value == 0.0:
                 levels.pop(key, None)  # its heap entry goes when it comes to the top, or at a rebuild
             else:
@@ -107,16 +110,27 @@ class OrderBook:
                     if len(levels) >= cap:  # past any real book: not kept, and said so
                         self.overflow = True
                         continue
-                    heappush(heap, sort_key)
+                    if key not in held:  # a price that went and came back is in the heap already
+                        held.add(key)
+                        heappush(heap, sort_key)
                 levels[key] = (price, size)
         if len(bid_heap) > 2 * len(bids) + 64:
-            bid_heap[:] = [-k for k in bids]
-            heapify(bid_heap)
+            self._rebuild("bid")
         if len(ask_heap) > 2 * len(asks) + 64:
-            ask_heap[:] = list(asks)
-            heapify(ask_heap)
+            self._rebuild("ask")
         self.updates += 1
         self.version += 1
+
+    def _rebuild(self, side: BookSide) -> None:
+        """A side's heap made again from its live levels (in place: callers may hold it)."""
+        if side == "bid":
+            heap, held, levels, sign = self._bid_heap, self._bid_held, self.bids, -1.0
+        else:
+            heap, held, levels, sign = self._ask_heap, self._ask_held, self.asks, 1.0
+        heap[:] = [sign * k for k in levels]
+        heapify(heap)
+        held.clear()
+        held.update(levels)
 
     def mark_unsafe(self, reason: str) -> None:
         self.state = "unsafe"
@@ -152,6 +166,7 @@ class OrderBook:
             if key in bids:
                 return key
             heappop(heap)  # a level that has gone
+            self._bid_held.discard(key)
         return None
 
     def _best_ask_key(self) -> float | None:
@@ -161,6 +176,7 @@ class OrderBook:
             if key in asks:
                 return key
             heappop(heap)
+            self._ask_held.discard(key)
         return None
 
     @property
@@ -181,8 +197,49 @@ class OrderBook:
 
     def top(self, n: int) -> tuple[list[Level], list[Level]]:
         """The best ``n`` bids (highest first) and asks (lowest first)."""
-        bids, asks = self.bids, self.asks
-        return [bids[k] for k in nlargest(n, bids)], [asks[k] for k in nsmallest(n, asks)]
+        return self._top("bid", n), self._top("ask", n)
+
+    def _top(self, side: BookSide, n: int) -> list[Level]:
+        out: list[Level] = []
+        gone = 0
+        if n > 0:
+            for level in self._walk(side):
+                if level is None:
+                    gone += 1
+                    continue
+                out.append(level)
+                if len(out) == n:
+                    break
+        if gone > 16 + n:  # gone prices among the best levels: walked past on every read until rebuilt
+            self._rebuild(side)
+        return out
+
+    def _in_order(self, side: BookSide) -> Iterator[Level]:
+        return (level for level in self._walk(side) if level is not None)
+
+    def _walk(self, side: BookSide) -> Iterator[Level | None]:
+        """A side's levels best first, walked down its heap (None for a price that has gone): reading the
+        top N costs O(N log N) however deep the book is (a heap's children are never better than their
+        parent, so the next best level is always among the children of those already taken). Gone
+        prices above the best are popped first; ``_top`` rebuilds a heap with many among the best."""
+        if side == "bid":
+            self._best_bid_key()
+            heap, levels, sign = self._bid_heap, self.bids, -1.0
+        else:
+            self._best_ask_key()
+            heap, levels, sign = self._ask_heap, self.asks, 1.0
+        size = len(heap)
+        if not size:
+            return
+        frontier = [(heap[0], 0)]
+        while frontier:
+            sort_key, i = heappop(frontier)
+            yield levels.get(sign * sort_key)
+            child = 2 * i + 1
+            if child < size:
+                heappush(frontier, (heap[child], child))
+                if child + 1 < size:
+                    heappush(frontier, (heap[child + 1], child + 1))
 
     def spread(self) -> str | None:
         bid, ask = self.best_bid, self.best_ask
@@ -205,8 +262,8 @@ class OrderBook:
         q = Decimal(step)
         if q <= 0:
             raise ValueError(f"grouping step must be positive, got {step!r}")
-        bids = _group((self.bids[k] for k in sorted(self.bids, reverse=True)), q, ROUND_FLOOR, n)
-        asks = _group((self.asks[k] for k in sorted(self.asks)), q, ROUND_CEILING, n)
+        bids = _group(self._in_order("bid"), q, ROUND_FLOOR, n)
+        asks = _group(self._in_order("ask"), q, ROUND_CEILING, n)
         return bids, asks
 
     def levels(self, side: BookSide) -> dict[str, str]:
