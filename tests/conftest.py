@@ -208,3 +208,26 @@ async def postgres_or_skip() -> str:
         pytest.skip(reason)
     await conn.close()
     return POSTGRES
+
+
+NATS_URL = os.environ.get("TICKERTERM_TEST_NATS", "nats://127.0.0.1:4222")
+"""The NATS server with JetStream the relay tests publish to (the machines run one; CI uses it)."""
+
+
+async def nats_or_skip() -> str:
+    """The test broker's URL once it answers with JetStream; without one the test is skipped with one
+    line, or fails under CI."""
+    import nats
+
+    try:
+        nc = await nats.connect(NATS_URL, connect_timeout=3, allow_reconnect=False, max_reconnect_attempts=0)
+        try:
+            await nc.jetstream().account_info()
+        finally:
+            await nc.close()
+    except Exception as exc:
+        reason = f"no NATS with JetStream at {NATS_URL} ({type(exc).__name__}: {exc})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}: CI must have one")
+        pytest.skip(reason)
+    return NATS_URL

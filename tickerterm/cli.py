@@ -156,6 +156,8 @@ examples:
   tickerterm --sim --headless --max-events 100        NDJSON events on stdout
   tickerterm --venue bitzoom --products BTC-USDT --channels depth@100ms,trade
   tickerterm sim --venue coinapi                      a standalone simulator (prints how to connect)
+  tickerterm relay --sim --to nats://127.0.0.1:4222   one feed for many screens, through NATS JetStream
+  tickerterm --from nats://127.0.0.1:4222             a screen on that relay's feed
 
 settings (command line > TICKERTERM_* variables > config file > defaults):
   tickerterm config --init                            write a commented config file to start from
@@ -224,6 +226,19 @@ def feed_parser() -> argparse.ArgumentParser:
     p.add_argument("--key-file", help="API key file (else the venue's environment variables)")
     p.add_argument(
         "--sim", action="store_true", help="run against the built-in simulator (no network, no keys)"
+    )
+    p.add_argument(
+        "--from",
+        dest="source",
+        metavar="NATS_URL",
+        help="read the feed from a relay (tickerterm relay) through NATS JetStream instead of the venue",
+    )
+    p.add_argument(
+        "--stream",
+        default="tickerterm",
+        metavar="NAME",
+        help="the relay's name on the broker: its subjects NAME.<venue>.<product>.<kind> and the JetStream "
+        "stream NAME in capitals (default tickerterm)",
     )
     p.add_argument(
         "--headless", action="store_true", help="print NDJSON events to stdout instead of the dashboard"
@@ -322,6 +337,40 @@ def feed_parser() -> argparse.ArgumentParser:
         help="stop recording at a size (500M, 2G), an age (30m, 6h) or either (2G,6h); default 2G",
     )
     _sim_options(p)
+    return p
+
+
+def relay_parser() -> argparse.ArgumentParser:
+    p = feed_parser()
+    p.prog = "tickerterm relay"
+    p.description = (
+        "Hold the venue connections once and publish every normalized event to NATS JetStream, for any "
+        "number of screens (tickerterm --from NATS_URL) and scripts. Takes the feed's options."
+    )
+    p.epilog = None
+    p.add_argument("--to", required=True, metavar="NATS_URL", help="the broker, e.g. nats://127.0.0.1:4222")
+    p.add_argument(
+        "--keep",
+        type=_limits,
+        default=(2**30, 3600.0),
+        metavar="LIMIT",
+        help="history JetStream keeps: a size (500M, 2G), an age (30m, 6h) or both (1G,1h; the default)",
+    )
+    p.add_argument(
+        "--snapshot-every",
+        type=_positive(float),
+        default=5.0,
+        metavar="SECONDS",
+        help="publish each book whole this often, for viewers that join late or lost messages (default 5)",
+    )
+    p.add_argument(
+        "--buffer",
+        type=_positive(int),
+        default=200_000,
+        metavar="N",
+        help="messages kept while the broker is away (past it the oldest are dropped, and counted; "
+        "default 200000)",
+    )
     return p
 
 
@@ -435,6 +484,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             ns = replay_parser().parse_args(args[1:])
             _replay_settings(ns)
             return run_replay(ns)
+        if args[:1] == ["relay"]:
+            ns = relay_parser().parse_args(args[1:])
+            settings(ns, args[1:], relay_parser)
+            plan = _explained(ns, _plan)
+            _logging(ns.verbose, ns.log_file)  # a broker or venue that is away: warnings
+            return asyncio.run(run_relay(ns, plan))
         if args[:1] == ["config"]:
             return run_config(args[1:])
         if args[:1] == ["completion"]:
@@ -523,18 +578,20 @@ def _keys(ns: argparse.Namespace, ids: list[str]) -> dict[str, str]:
     return dict(config.keys)
 
 
-def _given(args: Sequence[str]) -> set[str]:
+def _given(args: Sequence[str], parser: Callable[[], argparse.ArgumentParser] = feed_parser) -> set[str]:
     """The options given on the command line (their ``dest``), defaults aside."""
-    p = feed_parser()
+    p = parser()
     for action in p._actions:
         action.default = argparse.SUPPRESS
     return set(vars(p.parse_args(args)))
 
 
-def settings(ns: argparse.Namespace, args: Sequence[str]) -> Effective:
+def settings(
+    ns: argparse.Namespace, args: Sequence[str], parser: Callable[[], argparse.ArgumentParser] = feed_parser
+) -> Effective:
     """``ns`` with the environment and the config file filled in where the command line said nothing
     (command line > ``TICKERTERM_*`` > file > defaults); the result is kept in ``ns.settings``."""
-    given = _given(args)
+    given = _given(args, parser)
     path = ns.config or default_path()
     config = load(path, required=bool(ns.config or os.environ.get("TICKERTERM_CONFIG")))
     names = list(SETTINGS)
@@ -607,6 +664,7 @@ def _plan(ns: argparse.Namespace) -> dict[str, Any]:
     for option, given in (("--products", ns.products), ("--channels", ns.channels)):
         if given is not None and not given:
             raise ConfigError(f"{option} is empty (leave it out for the default)")
+    _check_relay_options(ns, venues)
     if len(venues) > 1:
         return _plan_several(ns, venues)
     ns.venue = venues[0]
@@ -615,6 +673,7 @@ def _plan(ns: argparse.Namespace) -> dict[str, Any]:
     products = [adapter.normalize_product(p) for p in (ns.products or adapter.default_products)]
     channels = [adapter.channel(c).name for c in (ns.channels or adapter.default_channels)]
     _check_venue(adapter, products, channels, ns.sim)
+    _relay_market_only(ns, cls, channels)
     if ns.sim and (ns.url or ns.user_url):
         raise ConfigError("--url and --sim exclude each other")
     for option, url, schemes in (
@@ -654,6 +713,48 @@ def _plan(ns: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _check_relay_options(ns: argparse.Namespace, venues: list[str]) -> None:
+    """``--from`` (a viewer) and ``relay --to``: what they cannot be combined with, in one line each."""
+    from tickerterm.stream.relay import broker_url, stream_names
+
+    stream_names(ns.stream)  # a name the broker takes
+    to = getattr(ns, "to", None)
+    if to is not None:
+        broker_url(to)
+        if ns.source:
+            raise ConfigError("relay: --from and --to exclude each other (a relay reads the venue)")
+    if not ns.source:
+        return
+    broker_url(ns.source)
+    if len(venues) > 1:
+        raise ConfigError("--from reads one venue of a relay at a time (--venue NAME)")
+    for option, given in (
+        ("--sim", ns.sim),
+        ("--url", ns.url),
+        ("--user-url", ns.user_url),
+        ("--rest-url", ns.rest_url),
+        ("--sandbox", ns.sandbox),
+        ("--key-file", ns.key_file),
+        ("--replay", ns.replay),
+        ("--record", ns.record is not None),
+        ("--alert", ns.alerts),
+        ("--alert-exec", ns.alert_exec),
+        ("--bars", ns.bars),
+    ):
+        if given:
+            raise ConfigError(
+                f"--from and {option} exclude each other (the relay holds the venue connection)"
+            )
+
+
+def _relay_market_only(ns: argparse.Namespace, cls: Any, channels: list[str]) -> None:
+    """A relay publishes market data only: account channels are refused by the relay and its viewers."""
+    if ns.source or getattr(ns, "to", None):
+        for name in channels:
+            if cls.channels[name].private:
+                raise ConfigError(f"--channels {name}: a relay carries market data only (never account data)")
+
+
 def _check_venue(adapter: Any, products: list[str], channels: list[str], sim: bool) -> None:
     """One book channel at most; on the simulator, only products it has (ConfigError naming them)."""
     books = [c for c in channels if adapter.channel(c).kind == "book"]
@@ -691,6 +792,7 @@ def _plan_several(ns: argparse.Namespace, names: list[str]) -> dict[str, Any]:
             products = [adapter.normalize_product(p) for p in (products_of[name] or adapter.default_products)]
             channels = channels_of[name] or [adapter.channel(c).name for c in adapter.default_channels]
             _check_venue(adapter, products, channels, ns.sim)
+            _relay_market_only(ns, cls, channels)
             if not ns.sim and any(cls.channels[c].private for c in channels):
                 cls(credentials=cls.load_credentials(None)).check_credentials(channels)
         except ConfigError as exc:
@@ -842,6 +944,20 @@ def _open(ns: argparse.Namespace, plan: dict[str, Any], policy: RetryPolicy, **o
         "bars": ns.bars,
         **options,
     }
+    if getattr(ns, "source", None):
+        from tickerterm.stream.relay import RelayFeed, stream_names
+
+        root, stream = stream_names(ns.stream)
+        return RelayFeed(
+            ns.source,
+            venue_class(ns.venue)(),
+            plan["products"],
+            plan["channels"],
+            root=root,
+            stream=stream,
+            policy=policy,
+            **{k: v for k, v in options.items() if k in ("sink", "collect", "store")},
+        )
     venues = plan.get("venues")
     if venues:
         return open_feeds(
@@ -893,7 +1009,7 @@ def run_dashboard(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
 
     app = TickertermApp(
         opener,
-        recorder=None if several else new_recording,
+        recorder=None if several or ns.source else new_recording,
         venue=adapter.name,
         products=plan["products"],
         channels=channels,
@@ -926,6 +1042,59 @@ def run_dashboard(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
     if not ended or any(h.state != "gave_up" for h in ended):
         return 0
     return _gave_up((h.conn, h.gave_up_reason, h.bad_input) for h in ended)
+
+
+async def run_relay(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
+    """``tickerterm relay``: the feed's events published to the broker until SIGTERM, Ctrl-C or
+    ``--duration``; every connection giving up ends it as it ends a headless feed."""
+    from tickerterm.stream.relay import Relay, shown_url, stream_names
+
+    root, stream = stream_names(ns.stream)
+    size, age = ns.keep
+    relay = Relay(
+        ns.to,
+        root=root,
+        stream=stream,
+        history=age or 3600.0,
+        max_bytes=size,
+        snapshot_every=ns.snapshot_every,
+        buffer=ns.buffer,
+    )
+    done = asyncio.Event()
+    gave_up: list[GaveUp] = []
+
+    def sink(events: list[Event]) -> None:
+        gave_up.extend(ev for ev in events if type(ev) is GaveUp)
+        relay.sink(events)
+
+    def on_signal() -> None:
+        done.set()
+        _exit_within(5.0)
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, on_signal)
+    policy = RetryPolicy(budget=None if ns.retries < 0 else ns.retries)
+    async with _open(ns, plan, policy, sink=sink, collect=False) as feed:
+        await relay.start(feed.store)
+        venues = plan.get("venues") or {ns.venue: plan}
+        what = "; ".join(
+            f"{name} {','.join(v['products'])} ({', '.join(v['channels'])})" for name, v in venues.items()
+        )
+        _say(f"relaying {what} to {shown_url(ns.to)} as {root}.* (stream {stream}); Ctrl-C ends")
+        waiters = [asyncio.ensure_future(done.wait()), asyncio.ensure_future(feed.wait_finished())]
+        try:
+            await asyncio.wait(waiters, timeout=ns.duration, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+        stopped = not feed.running
+    await relay.stop()
+    _say(f"relay: published {relay.published}, dropped {relay.dropped} while the broker was away")
+    if stopped and gave_up:
+        return _gave_up((ev.conn, ev.reason, ev.bad_input) for ev in gave_up)
+    return 0
 
 
 def _gave_up(ended: Iterable[tuple[str, str, bool]]) -> int:

@@ -1,0 +1,436 @@
+"""One feed, many screens: the relay publishes to NATS JetStream, viewers read it back.
+
+The tests that need the broker use the machine's NATS server (``tests.conftest.nats_or_skip``: skipped
+with one line without one, failed under CI), each in a stream of its own that it deletes afterwards.
+Broker trouble is made with a TCP proxy on loopback between a client and the broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import FAST, fast_policy, nats_or_skip
+from tickerterm.api import open_feed
+from tickerterm.core.events import (
+    BookResynced,
+    BookSnapshot,
+    BookUnsafe,
+    BookUpdate,
+    Event,
+    Gap,
+    Malformed,
+    Trade,
+    VenueError,
+    change,
+)
+from tickerterm.core.relay import RelayInput, subject
+from tickerterm.core.store import Store
+from tickerterm.stream.relay import Relay, RelayFeed, stream_names
+from tickerterm.venues import venue_class
+
+PRODUCTS = ["BTC-USD", "ETH-USD"]
+CHANNELS = ["level2", "market_trades", "ticker"]
+SIM = {"timing": FAST, "rate": 40.0, "depth": 300}
+
+
+@contextlib.asynccontextmanager
+async def a_stream(url: str) -> AsyncIterator[tuple[str, str]]:
+    """A relay name of this test's own; its JetStream stream is deleted afterwards."""
+    import nats
+
+    root, stream = stream_names(f"tt{random.getrandbits(32):08x}")
+    try:
+        yield root, stream
+    finally:
+        nc = await nats.connect(url)
+        with contextlib.suppress(Exception):
+            await nc.jetstream().delete_stream(stream)
+        await nc.close()
+
+
+class Proxy:
+    """A TCP proxy on loopback to the broker that can cut every connection and refuse new ones."""
+
+    def __init__(self, upstream: str) -> None:
+        host_port = upstream.split("//", 1)[1]
+        self.host, port = host_port.rsplit(":", 1)
+        self.upstream_port = int(port)
+        self.port = 0
+        self.server: asyncio.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(self.host, self.upstream_port)
+        self.writers += [writer, up_writer]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(Exception):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def cut(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in self.writers:
+            writer.transport.abort()
+        self.writers.clear()
+        await self.server.wait_closed()
+
+    async def close(self) -> None:
+        if self.server is not None:
+            await self.cut()
+
+
+def book_subject(relay: Relay, product: str) -> str:
+    return subject("coinbase", product, "book", relay.root)
+
+
+async def in_step(relay: Relay, viewer: RelayFeed, timeout: float = 15.0) -> None:
+    """Until the viewer has applied every book message the relay has published (and every book is good),
+    checked at one instant: from then on both books must be equal."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = [viewer.input.subjects.get(book_subject(relay, p)) for p in PRODUCTS]
+        if (
+            not relay.queue
+            and all(s is not None and s.epoch == relay.epoch for s in seen)
+            and [s.seq for s in seen if s] == [relay._seq.get(book_subject(relay, p)) for p in PRODUCTS]
+            and all(viewer.store.book("coinbase", p).state == "ok" for p in PRODUCTS)
+        ):
+            return
+        if time.monotonic() > deadline:
+            states = {
+                p: (viewer.store.book("coinbase", p).state, viewer.store.book("coinbase", p).reason)
+                for p in PRODUCTS
+            }
+            raise AssertionError(f"the viewer never caught up: {seen} vs {relay._seq}, books {states}")
+        await asyncio.sleep(0.002)
+
+
+async def until(check: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        await asyncio.sleep(0.01)
+
+
+def assert_same_books(venue_store: Store, viewer_store: Store) -> None:
+    for product in PRODUCTS:
+        mine, theirs = venue_store.book("coinbase", product), viewer_store.book("coinbase", product)
+        assert len(theirs) > 100, product
+        assert theirs.levels("bid") == mine.levels("bid") and theirs.levels("ask") == mine.levels("ask")
+        assert theirs.top(10) == mine.top(10)
+
+
+def viewer(url: str, root: str, stream: str, **options: Any) -> RelayFeed:
+    return RelayFeed(
+        url,
+        venue_class("coinbase")(),
+        PRODUCTS,
+        CHANNELS,
+        root=root,
+        stream=stream,
+        collect=False,
+        policy=fast_policy(budget=None),
+        **options,
+    )
+
+
+async def test_two_viewers_and_a_late_joiner_show_exactly_the_relays_books() -> None:
+    url = await nats_or_skip()
+    async with a_stream(url) as (root, stream):
+        relay = Relay(url, root=root, stream=stream, snapshot_every=0.5, history=120)
+        async with open_feed(
+            "coinbase", PRODUCTS, CHANNELS, sim=True, sim_options=SIM, collect=False, sink=relay.sink
+        ) as feed:
+            await relay.start(feed.store)
+            first = viewer(url, root, stream)
+            async with first:
+                await asyncio.sleep(1.5)  # the relay has published snapshots and deltas before this one joins
+                late = viewer(url, root, stream)
+                async with late:
+                    for one in (first, late):
+                        await in_step(relay, one)
+                        assert_same_books(feed.store, one.store)
+                    # the late joiner started at a snapshot, not at the relay's first message
+                    assert late.input.subjects[book_subject(relay, "BTC-USD")].seq > 1
+                    assert not late.input.waiting and late.input.malformed == 0
+
+                    def tape(store: Store) -> list[tuple[str, str]]:
+                        return [(t.product, t.trade_id) for t in store.tape][-5:]
+
+                    await until(lambda: tape(feed.store) and tape(late.store) == tape(feed.store))
+                    key = ("coinbase", "BTC-USD")  # its own consumer, started at the last ticker
+                    await until(lambda: late.store.tickers.get(key) == feed.store.tickers.get(key))
+                    # the health panel: the broker connection, and the relay's venue connection as it reports
+                    assert late.store.health["relay"].state == "subscribed"
+                    assert late.store.health["coinbase"].state == feed.store.health["coinbase"].state
+        await relay.stop()
+
+
+async def test_the_viewers_broker_connection_cut_mid_stream_is_shown_and_the_books_come_back() -> None:
+    url = await nats_or_skip()
+    proxy = Proxy(url)
+    await proxy.start()
+    async with a_stream(url) as (root, stream):
+        relay = Relay(url, root=root, stream=stream, snapshot_every=0.5, history=120)
+        async with open_feed(
+            "coinbase", PRODUCTS, CHANNELS, sim=True, sim_options=SIM, collect=False, sink=relay.sink
+        ) as feed:
+            await relay.start(feed.store)
+            seen: list[Event] = []
+            one = viewer(proxy.url, root, stream, sink=seen.extend)
+            async with one:
+                await in_step(relay, one)
+                await proxy.cut()
+                await asyncio.sleep(1.5)  # the relay goes on publishing meanwhile
+                health = one.store.health["relay"]
+                assert health.state in ("closed", "retrying")
+                assert health.last_close_reason == "broker connection lost"
+                await proxy.start()  # the broker is back on the same address
+                await in_step(relay, one, timeout=20)
+                assert_same_books(feed.store, one.store)
+                assert one.store.health["relay"].state == "subscribed"
+                assert one.store.health["relay"].closes >= 1
+        await relay.stop()
+    await proxy.close()
+
+
+async def test_the_relay_buffers_while_the_broker_is_away_and_keeps_the_venue() -> None:
+    url = await nats_or_skip()
+    proxy = Proxy(url)
+    await proxy.start()
+    async with a_stream(url) as (root, stream):
+        relay = Relay(proxy.url, root=root, stream=stream, snapshot_every=0.5, history=120)
+        async with open_feed(
+            "coinbase", PRODUCTS, CHANNELS, sim=True, sim_options=SIM, collect=False, sink=relay.sink
+        ) as feed:
+            await relay.start(feed.store)
+            one = viewer(url, root, stream)
+            async with one:
+                await in_step(relay, one)
+                await proxy.cut()
+                await asyncio.sleep(1.0)
+                assert not relay.connected and len(relay.queue) > 0  # held, not lost
+                await proxy.start()
+                await in_step(relay, one, timeout=20)
+                assert_same_books(feed.store, one.store)
+                assert relay.dropped == 0
+                assert not any(
+                    s.seq and name.endswith(".book") and name in one.input.waiting
+                    for name, s in one.input.subjects.items()
+                )
+                assert feed.store.health["coinbase"].closes == 0  # the venue connection stayed up throughout
+        await relay.stop()
+    await proxy.close()
+
+
+async def test_a_restarted_relay_is_followed_by_its_viewers() -> None:
+    url = await nats_or_skip()
+    async with a_stream(url) as (root, stream):
+        first = Relay(url, root=root, stream=stream, snapshot_every=0.5, history=120)
+        one = viewer(url, root, stream)
+        async with open_feed(
+            "coinbase", PRODUCTS, CHANNELS, sim=True, sim_options=SIM, collect=False, sink=first.sink
+        ) as feed:
+            await first.start(feed.store)
+            await one.start()
+            await in_step(first, one)
+        await first.stop()
+        second = Relay(url, root=root, stream=stream, snapshot_every=0.5, history=120)
+        assert second.epoch != first.epoch
+        other = {**SIM, "seed": 7}  # another market: the viewer must show the new relay's books
+        async with open_feed(
+            "coinbase", PRODUCTS, CHANNELS, sim=True, sim_options=other, collect=False, sink=second.sink
+        ) as feed:
+            await second.start(feed.store)
+            await in_step(second, one)
+            assert_same_books(feed.store, one.store)
+        await one.stop()
+        await second.stop()
+
+
+def _messages(relay: Relay) -> list[tuple[str, dict[str, str], bytes]]:
+    out = [(o.subject, dict(o.headers), o.body) for o in relay.queue]
+    relay.queue.clear()
+    return out
+
+
+def test_a_gap_in_a_books_numbers_makes_it_unsafe_until_the_relays_next_snapshot() -> None:
+    relay = Relay("nats://127.0.0.1:1", root="t", stream="T")
+    relay.sink([BookSnapshot("coinbase", 1.0, "BTC-USD", None, [("100", "1")], [("101", "2")])])
+    relay.sink([BookUpdate("coinbase", 2.0, "BTC-USD", None, [change("bid", "100.5", "3")])])  # seq 2
+    relay.sink([BookUpdate("coinbase", 3.0, "BTC-USD", None, [change("bid", "99", "1")])])  # seq 3: lost
+    relay.sink([BookUpdate("coinbase", 4.0, "BTC-USD", None, [change("ask", "101", "0")])])  # seq 4
+    relay.sink([BookSnapshot("coinbase", 5.0, "BTC-USD", None, [("100", "7")], [("102", "1")])])  # seq 5
+    msgs = _messages(relay)
+    del msgs[2]
+    got = RelayInput("coinbase", "relay", ["BTC-USD"])
+    store = Store()
+    out: list[list[Event]] = []
+    for name, headers, body in msgs[:3]:
+        out.append(got.received(name, headers, body, 10.0))
+        store.apply_all(out[-1])
+    assert [type(e) for e in out[0]] == [BookSnapshot] and [type(e) for e in out[1]] == [BookUpdate]
+    gap, unsafe = out[2]
+    assert isinstance(gap, Gap) and (gap.expected, gap.received) == (3, 4)
+    assert isinstance(unsafe, BookUnsafe) and "relay gap" in unsafe.reason
+    assert store.book("coinbase", "BTC-USD").state == "unsafe"
+    assert store.book("coinbase", "BTC-USD").levels("ask") == {"101": "2"}  # seq 4 was not applied
+    out.append(got.received(*msgs[3], 11.0))
+    store.apply_all(out[-1])
+    assert [type(e) for e in out[3]] == [BookSnapshot, BookResynced]
+    book = store.book("coinbase", "BTC-USD")
+    assert book.state == "ok" and book.levels("bid") == {"100": "7"} and book.levels("ask") == {"102": "1"}
+    # a message delivered again (a consumer that resumed) is dropped, not applied twice
+    assert got.received(*msgs[-1], 11.0) == []
+
+
+def test_a_restarted_relay_and_two_relays_on_one_stream_never_leave_a_wrong_book_shown_as_good() -> None:
+    def book_messages(relay: Relay, bid: str) -> list[tuple[str, dict[str, str], bytes]]:
+        relay.sink([BookSnapshot("coinbase", 1.0, "BTC-USD", None, [(bid, "1")], [("200", "1")])])
+        relay.sink([BookUpdate("coinbase", 2.0, "BTC-USD", None, [change("bid", bid, "2")])])
+        relay.sink([BookUpdate("coinbase", 3.0, "BTC-USD", None, [change("bid", bid, "3")])])
+        return _messages(relay)
+
+    a = book_messages(Relay("nats://127.0.0.1:1", root="t", stream="T"), "100")
+    b = book_messages(Relay("nats://127.0.0.1:1", root="t", stream="T"), "150")
+    got, store = RelayInput("coinbase", "relay", ["BTC-USD"]), Store()
+
+    def take(msg: tuple[str, dict[str, str], bytes]) -> list[type]:
+        events = got.received(*msg, 1.0)
+        store.apply_all(events)
+        return [type(e) for e in events]
+
+    assert take(a[0]) == [BookSnapshot] and take(a[1]) == [BookUpdate]
+    # the relay restarted: its first message is an update (the snapshot was lost): wait for one
+    assert take(b[1]) == [BookUnsafe]
+    book = store.book("coinbase", "BTC-USD")
+    assert book.state == "unsafe" and "restarted" in book.reason
+    assert take(b[2]) == []  # not applied to a book that is not the new relay's
+    # the old relay is still publishing too: its messages are dropped and it is said once
+    events = got.received(*a[2], 1.0)
+    assert [type(e) for e in events] == [VenueError] and "two relays publish" in events[0].message  # type: ignore[attr-defined]
+    assert got.received(*a[2], 1.0) == [] and got.conflicts == 2
+    b_again = book_messages(Relay("nats://127.0.0.1:1", root="t", stream="T"), "150")
+    assert take(b_again[0]) == [BookSnapshot, BookResynced]  # a third run's snapshot: good again
+    assert store.book("coinbase", "BTC-USD").state == "ok"
+
+
+@pytest.mark.parametrize(
+    ("change_body", "why"),
+    [
+        (lambda b: b.replace(b'"100.5"', b'"1e5"'), "not plain decimal text"),
+        (lambda b: b.replace(b'"100.5"', b'"NaN"'), "not plain decimal text"),
+        (lambda b: b[:-5], "truncated"),
+        (lambda b: b.replace(b'"coinbase"', b'"bitzoom"'), "an event of 'bitzoom'"),
+    ],
+)
+def test_a_bad_relay_message_is_counted_and_its_book_rebuilt(change_body: Any, why: str) -> None:
+    relay = Relay("nats://127.0.0.1:1", root="t", stream="T")
+    relay.sink([BookSnapshot("coinbase", 1.0, "BTC-USD", None, [("100", "1")], [("101", "2")])])
+    relay.sink([BookUpdate("coinbase", 2.0, "BTC-USD", None, [change("bid", "100.5", "3")])])
+    (s1, h1, b1), (s2, h2, b2) = _messages(relay)
+    got = RelayInput("coinbase", "relay", ["BTC-USD"])
+    assert [type(e) for e in got.received(s1, h1, b1, 1.0)] == [BookSnapshot]
+    events = got.received(s2, h2, change_body(b2), 2.0)
+    assert [type(e) for e in events] == [Malformed, BookUnsafe]
+    assert why in events[0].reason  # type: ignore[attr-defined]
+    assert got.malformed == 1 and "BTC-USD" in got.waiting
+
+
+def test_relayed_venue_text_is_scrubbed_and_account_data_never_published() -> None:
+    from tickerterm.core.events import BalanceUpdate, OrderUpdate
+
+    relay = Relay("nats://127.0.0.1:1", root="t", stream="T")
+    relay.sink([Trade("coinbase", 1.0, "BTC-USD", None, "id\x1b]0;owned\x07" + "x" * 500, "100", "1", "buy")])
+    relay.sink(
+        [OrderUpdate("coinbase", 1.0, "BTC-USD", None, "o1", "buy", "limit", "open", "1", None, "1", None)]
+    )
+    relay.sink([BalanceUpdate("coinbase", 1.0, None, {"USD": "1"})])
+    msgs = _messages(relay)
+    assert [m[0] for m in msgs] == ["t.coinbase.BTC-USD.trade"]  # orders and balances stay home
+    (trade,) = RelayInput("coinbase", "relay", ["BTC-USD"]).received(*msgs[0], 1.0)
+    assert isinstance(trade, Trade) and len(trade.trade_id) <= 128
+
+
+def test_the_relays_memory_is_bounded_while_the_broker_is_away() -> None:
+    relay = Relay("nats://127.0.0.1:1", root="t", stream="T", buffer=1000)
+    for i in range(30_000):
+        relay.sink([Trade("coinbase", float(i), "BTC-USD", None, str(i), "100", "1", "buy")])
+    assert len(relay.queue) == 1000 and relay.dropped == 29_000
+    assert len(relay._seq) == 1  # one number per subject, however long it runs
+    names = [o.headers["Tt-Seq"] for o in relay.queue]
+    assert names[0] == "29001" and names[-1] == "30000"  # the newest kept: viewers see the gap
+
+
+def test_relay_and_from_bad_input_is_one_line_and_exit_2() -> None:
+    cases = [
+        (["relay", "--sim", "--to", "http://127.0.0.1:4222"], "not a NATS URL"),
+        (["relay", "--sim"], "--to"),
+        (["relay", "--sim", "--to", "nats://127.0.0.1:4222", "--stream", "a.b"], "--stream"),
+        (["--from", "nats://127.0.0.1:4222", "--sim"], "--from and --sim exclude each other"),
+        (["--from", "nats://127.0.0.1:4222", "--venue", "coinbase,bitzoom"], "one venue"),
+        (["--from", "nats://127.0.0.1:4222", "--channels", "user"], "market data only"),
+        (["--from", "redis://127.0.0.1:6379", "--headless"], "not a NATS URL"),
+    ]
+    for args, text in cases:
+        result = subprocess.run(
+            [sys.executable, "-m", "tickerterm", *args], capture_output=True, text=True, timeout=30
+        )
+        assert result.returncode == 2, (args, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and text in lines[0], (args, result.stderr)
+
+
+async def test_the_relay_command_and_a_headless_viewer_from_the_command_line() -> None:
+    url = await nats_or_skip()
+    async with a_stream(url) as (root, _stream):
+        relay = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tickerterm", "relay", "--sim", "--products", "BTC-USD",
+            "--to", url, "--stream", root, "--snapshot-every", "0.5", "--duration", "20",
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            assert relay.stderr is not None
+            line = (await asyncio.wait_for(relay.stderr.readline(), 15)).decode()
+            assert line.startswith("tickerterm: relaying coinbase BTC-USD") and f"as {root}.*" in line
+            view = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "tickerterm", "--from", url, "--stream", root, "--products", "BTC-USD",
+                "--headless", "--max-events", "80",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, err = await asyncio.wait_for(view.communicate(), 30)
+            assert view.returncode == 0, err.decode()
+            import json
+
+            records = [json.loads(x) for x in out.decode().splitlines()]
+            kinds = {r["type"] for r in records}
+            assert {"connected", "book", "trade"} <= kinds, kinds
+            books = [r for r in records if r["type"] == "book" and r["product"] == "BTC-USD"]
+            assert books[0]["snapshot"] and books[-1]["state"] == "ok" and books[-1]["bid"] < books[-1]["ask"]
+            assert any(r["type"] == "connected" and r["conn"] == "relay" for r in records)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                relay.terminate()
+            await relay.wait()
