@@ -27,13 +27,14 @@ from tickerterm.core.events import (
     Event,
     Gap,
     Malformed,
+    ReplayState,
     Trade,
     VenueError,
     change,
 )
 from tickerterm.core.relay import RelayInput, subject
 from tickerterm.core.store import Store
-from tickerterm.stream.relay import Relay, RelayFeed, stream_names
+from tickerterm.stream.relay import Relay, RelayFeed, RelayReplay, stream_names
 from tickerterm.venues import venue_class
 
 PRODUCTS = ["BTC-USD", "ETH-USD"]
@@ -268,6 +269,64 @@ async def test_a_restarted_relay_is_followed_by_its_viewers() -> None:
             assert_same_books(feed.store, one.store)
         await one.stop()
         await second.stop()
+
+
+async def test_the_relays_history_replays_to_the_same_books_and_seeks() -> None:
+    url = await nats_or_skip()
+    async with a_stream(url) as (root, stream):
+        relay = Relay(url, root=root, stream=stream, snapshot_every=0.3, history=120)
+        async with open_feed(
+            "coinbase", PRODUCTS, CHANNELS, sim=True, sim_options=SIM, collect=False, sink=relay.sink
+        ) as feed:
+            await relay.start(feed.store)
+            await asyncio.sleep(2.0)
+        await relay.stop()  # what it had is published: its books are the last word
+        states: list[str] = []
+
+        def sink(events: list[Event]) -> None:
+            states.extend(e.state for e in events if isinstance(e, ReplayState))  # type: ignore[attr-defined]
+
+        replay = RelayReplay(
+            url, venue_class("coinbase")(), PRODUCTS, root=root, stream=stream, speed=0.0, sink=sink
+        )
+        async with replay:
+            await asyncio.wait_for(replay.wait_finished(), 30)
+        assert states == ["started", "completed"]
+        assert_same_books(feed.store, replay.store)
+        # a seek rebuilds the books from the history before it, then plays on to the same end
+        seeking = RelayReplay(url, venue_class("coinbase")(), PRODUCTS, root=root, stream=stream, speed=1.0)
+        async with seeking:
+            assert seeking.start is not None and seeking.end is not None
+            await seeking.control("seek", timestamp=seeking.end - 0.5)
+            await asyncio.wait_for(seeking.wait_finished(), 30)
+            assert seeking.position >= seeking.end - 0.5
+        assert_same_books(feed.store, seeking.store)
+
+
+async def test_a_viewer_with_no_broker_says_why_from_the_first_retry() -> None:
+    seen: list[Event] = []
+    one = RelayFeed(
+        "nats://127.0.0.1:1", venue_class("coinbase")(), PRODUCTS, CHANNELS, sink=seen.extend,
+        policy=fast_policy(budget=1),
+    )  # fmt: skip
+    async with one:
+        await asyncio.wait_for(one.wait_finished(), 15)
+    kinds = [type(e).__name__ for e in seen]
+    assert kinds == ["Connecting", "RetryScheduled", "Connecting", "GaveUp"]
+    assert "no broker answered" in seen[1].reason  # type: ignore[attr-defined]
+    assert one.store.health["relay"].state == "gave_up"
+
+
+def test_replaying_a_relay_that_is_not_there_is_one_line_and_exit_2() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tickerterm", "replay", "nats://127.0.0.1:1", "--headless"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("tickerterm: error: cannot read history at nats://127.0.0.1:1")
 
 
 def _messages(relay: Relay) -> list[tuple[str, dict[str, str], bytes]]:

@@ -411,7 +411,14 @@ def replay_parser() -> argparse.ArgumentParser:
         epilog=REPLAY_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("file", metavar="FILE", help="a recording made with --record")
+    p.add_argument(
+        "file",
+        metavar="FILE",
+        help="a recording made with --record, or a relay's broker (nats://host:4222) to play its history",
+    )
+    p.add_argument("--stream", default="tickerterm", metavar="NAME", help="with nats://: the relay's name")
+    p.add_argument("--venue", default="coinbase", help="with nats://: the venue to play (default coinbase)")
+    p.add_argument("--products", type=_csv, default=None, help="with nats://: the products to play")
     p.add_argument(
         "--speed",
         type=_number(float, 0.0),
@@ -1167,8 +1174,30 @@ async def run_feed(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
     return 0
 
 
+def _relay_replay(ns: argparse.Namespace, speed: float, **options: Any) -> Any:
+    """The relay history ``ns`` names (``tickerterm replay nats://…``), not yet opened."""
+    from tickerterm.stream.relay import RelayReplay, broker_url, stream_names
+
+    broker_url(ns.file)
+    root, stream = stream_names(ns.stream)
+    adapter = venue_class(ns.venue)()
+    products = [adapter.normalize_product(p) for p in (ns.products or adapter.default_products)]
+    start = _moment(ns.start, "--from") if ns.start else None
+    end = _moment(ns.end, "--to") if ns.end else None
+    if ns.before_gap:
+        raise ConfigError("--before-gap is for recordings; with nats:// give --from")
+    if start is not None and end is not None and not start < end:
+        raise ConfigError("--from must come before --to")
+    return RelayReplay(
+        ns.file, adapter, products, root=root, stream=stream, speed=speed, start=start, end=end, **options
+    )
+
+
 def run_replay(ns: argparse.Namespace) -> int:
     from tickerterm.record.replay import FileReplay, last_trouble, meta_of, open_file
+
+    if ns.file.startswith(("nats://", "tls://")):
+        return _run_relay_replay(ns)
 
     db = open_file(ns.file)
     try:
@@ -1243,7 +1272,10 @@ async def _replay_headless(
         with contextlib.suppress(BrokenPipeError):
             out.flush()
 
-    replay = FileReplay(ns.file, sink=sink, speed=speed, start=start, end=end)
+    if ns.file.startswith(("nats://", "tls://")):
+        replay = _relay_replay(ns, speed, sink=sink)
+    else:
+        replay = FileReplay(ns.file, sink=sink, speed=speed, start=start, end=end)
     async with replay:
         waiters = [asyncio.ensure_future(done.wait()), asyncio.ensure_future(replay.wait_finished())]
         try:
@@ -1254,6 +1286,42 @@ async def _replay_headless(
     with contextlib.suppress(BrokenPipeError, OSError):
         out.flush()
     return 0
+
+
+def _run_relay_replay(ns: argparse.Namespace) -> int:
+    speed = ns.speed if ns.speed is not None else (0.0 if ns.headless else 1.0)
+    if ns.headless:
+        return asyncio.run(_replay_headless(ns, speed, None, None))
+    from tickerterm.ui.app import TickertermApp
+
+    first = _relay_replay(ns, speed)
+    asyncio.run(_probe(first))  # no history to play: one line and exit 2, before the screen is taken
+    adapter = first.adapter
+    channels = {"ticker": "ticker", "book": "level2", "trades": "market_trades"}
+    channels = {
+        kind: spec.name for spec in adapter.channels.values() for kind in (spec.kind,) if kind in channels
+    }
+    app = TickertermApp(
+        lambda store: _relay_replay(ns, speed, store=store, collect=False),
+        venue=adapter.name,
+        products=first.products,
+        channels=channels,
+        fps=ns.fps,
+        light=ns.light,
+        theme=_theme(ns),
+        replay=True,
+        intervals=adapter.candle_intervals,
+        palette=ns.palette,
+        keys=_keys(ns, TickertermApp.binding_ids()),
+        remember_theme=lambda name: remember("theme", name),
+    )
+    app.run()
+    return app.return_code or 0
+
+
+async def _probe(replay: Any) -> None:
+    await replay.open()
+    await replay.stop()
 
 
 def _exit_within(seconds: float) -> None:

@@ -175,6 +175,8 @@ class RelayInput:
     def received(
         self, subject_name: str, headers: dict[str, str] | None, body: bytes, now: float
     ) -> list[Event]:
+        if subject_name.endswith(".book_at"):
+            return []  # where the last snapshot is, for viewers that start: no event
         headers = headers or {}
         try:
             seq = int(headers.get("Tt-Seq", ""))
@@ -206,10 +208,10 @@ class RelayInput:
         else:
             last.seq = seq
         if type(ev) in BOOK_KINDS:
-            return self._book(ev, gap, restarted, now)
+            return self._book(ev, gap, restarted, last is None, now)
         return [ev] if gap is None else [gap, ev]
 
-    def _book(self, ev: Event, gap: Gap | None, restarted: bool, now: float) -> list[Event]:
+    def _book(self, ev: Event, gap: Gap | None, restarted: bool, first: bool, now: float) -> list[Event]:
         product: str = ev.product  # type: ignore[attr-defined]
         if type(ev) is BookSnapshot:
             out: list[Event] = [] if gap is None else [gap]
@@ -218,6 +220,8 @@ class RelayInput:
                 out.append(BookResynced(self.venue, now, self.conn, product))
             return out
         why = self.waiting.get(product)
+        if why is None and first and type(ev) is BookUpdate:  # joined between two snapshots
+            return self.start_book(product, "waiting for the relay's next snapshot", now)
         if why is None:
             if gap is not None:
                 why = f"relay gap ({gap.describe()}): waiting for the relay's next snapshot"

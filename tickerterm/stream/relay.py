@@ -55,10 +55,11 @@ from tickerterm.core.events import (
     GaveUp,
     Heartbeat,
     OrderUpdate,
+    ReplayState,
     RetryScheduled,
     Subscribed,
 )
-from tickerterm.core.relay import ROOT, STREAM, RelayInput, encode, subject, subject_of
+from tickerterm.core.relay import ROOT, STREAM, RelayInput, encode, subject, subject_of, token
 from tickerterm.core.store import Store
 from tickerterm.stream.feed import next_event
 from tickerterm.stream.policy import RetryPolicy
@@ -108,6 +109,28 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, NoServersError):
         return "no broker answered (is nats-server running with JetStream, -js?)"
     return text[:200]
+
+
+async def _connect(url: str, name: str, open_timeout: float, **callbacks: Any) -> NATS:
+    """A broker connection that, once made, reconnects for ever; the first attempt fails within seconds
+    (nats-py retries a first connection for ever unless its attempts are bounded, and the reason must be
+    shown from the first retry: our callers retry with their own backoff and say why)."""
+    nc = await nats.connect(
+        url,
+        name=name,
+        allow_reconnect=True,
+        max_reconnect_attempts=1,
+        reconnect_time_wait=1,
+        connect_timeout=max(1, int(open_timeout)),
+        **{"error_cb": _quiet, **callbacks},
+    )
+    nc.options["max_reconnect_attempts"] = -1  # from now on: the broker restarting is waited for
+    return nc
+
+
+async def _quiet(exc: Exception) -> None:
+    """nats-py logs every error with a traceback unless given a callback: ours say it in one line."""
+    log.debug("broker: %s", _describe(exc))
 
 
 @dataclass(slots=True)
@@ -210,13 +233,10 @@ class Relay:
         attempt, rng = 0, random.Random()
         while True:
             try:
-                self._nc = await nats.connect(
+                self._nc = await _connect(
                     self.url,
-                    name="tickerterm relay",
-                    allow_reconnect=True,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=1,
-                    connect_timeout=max(1, int(policy.open_timeout)),
+                    "tickerterm relay",
+                    policy.open_timeout,
                     disconnected_cb=self._disconnected,
                     reconnected_cb=self._reconnected,
                     error_cb=self._error,
@@ -419,13 +439,10 @@ class RelayFeed:
         while not self._stopping:
             await self._hand_on([Connecting(venue, self.clock(), CONN, shown, attempt + 1)])
             try:
-                self._nc = await nats.connect(
+                self._nc = await _connect(
                     self.url,
-                    name="tickerterm viewer",
-                    allow_reconnect=True,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=1,
-                    connect_timeout=max(1, int(self.policy.open_timeout)),
+                    "tickerterm viewer",
+                    self.policy.open_timeout,
                     disconnected_cb=self._disconnected,
                     reconnected_cb=self._reconnected,
                     error_cb=self._error,
@@ -630,3 +647,254 @@ class RelayFeed:
 
     def alert_rules(self) -> list[tuple[str, bool]]:
         return []
+
+
+class RelayReplay:
+    """A relay's history in JetStream played back as a feed (``tickerterm replay nats://…``), with the
+    controls of a file replay: pause, resume, speed, seek, stop.
+
+    Messages are read in the stream's order from a little before the start (``lookback``: the books need
+    a snapshot to start from; what comes before the start is applied silently), through the same checks
+    as a live viewer, and paced by the relay's receive times."""
+
+    def __init__(
+        self,
+        url: str,
+        adapter: VenueAdapter,
+        products: Sequence[str],
+        *,
+        root: str = ROOT,
+        stream: str = STREAM,
+        store: Store | None = None,
+        sink: Sink | None = None,
+        collect: bool = True,
+        speed: float = 1.0,
+        start: float | None = None,
+        end: float | None = None,
+        lookback: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.url = broker_url(url)
+        self.adapter = adapter
+        self.venue = adapter.name
+        self.products = [adapter.normalize_product(p) for p in products]
+        self.root, self.stream = root, stream
+        self.store = store or Store()
+        self.sink = sink
+        self.speed = speed
+        self.lookback = lookback
+        self.clock = clock
+        self.first = self.last = 0.0
+        self.start, self.end = start, end
+        self.position = 0.0
+        self._queue: asyncio.Queue[list[Event] | None] | None = (
+            asyncio.Queue(maxsize=10_000) if collect and sink is None else None
+        )
+        self._pending: deque[Event] = deque()
+        self._ended = False
+        self._task: asyncio.Task[None] | None = None
+        self._resume = asyncio.Event()
+        self._resume.set()
+        self._restart: float | None = None
+        self._restart_clock = False
+        self._stopped = False
+        self._state_name = "started"
+        self._nc: NATS | None = None
+
+    async def open(self) -> None:
+        """Connect and find the history's span: ConfigError in one line when there is none to play."""
+        try:
+            self._nc = await _connect(self.url, "tickerterm replay", 3)
+            js = self._nc.jetstream()
+            info = await js.stream_info(self.stream)
+            if not info.state.messages:
+                raise ConfigError(f"stream {self.stream} at {shown_url(self.url)} holds no history")
+            first = await js.get_msg(self.stream, seq=info.state.first_seq)
+            last = await js.get_msg(self.stream, seq=info.state.last_seq)
+        except ConfigError:
+            await self._close()
+            raise
+        except NotFoundError:
+            await self._close()
+            raise ConfigError(
+                f"no relay has published to {shown_url(self.url)} (stream {self.stream})"
+            ) from None
+        except Exception as exc:
+            await self._close()
+            raise ConfigError(f"cannot read history at {shown_url(self.url)}: {_describe(exc)}") from None
+        assert first.time is not None and last.time is not None
+        self.first, self.last = first.time.timestamp(), last.time.timestamp()
+        self.start = self.first if self.start is None else max(self.first, self.start)
+        self.end = self.last if self.end is None else min(self.last, self.end)
+        if not self.start < self.end:
+            await self._close()
+            raise ConfigError("the window asked for holds none of the relay's history")
+        self.position = self.start
+
+    async def _close(self) -> None:
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.close()
+            self._nc = None
+
+    async def __aenter__(self) -> RelayReplay:
+        if self._nc is None:
+            await self.open()
+        self._task = asyncio.create_task(self._run(), name="relay-replay")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def stop(self) -> None:
+        self._stopped = True
+        self._resume.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._close()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def wait_finished(self) -> None:
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._task)
+
+    def __aiter__(self) -> RelayReplay:
+        return self
+
+    async def __anext__(self) -> Event:
+        return await next_event(self)
+
+    def subscriptions(self) -> dict[str, list[str]]:
+        return {}
+
+    async def subscribe(self, channel: str, products: Sequence[str] | None = None) -> None:
+        raise ConfigError("a replay plays what was published: its channels cannot change")
+
+    async def unsubscribe(self, channel: str, products: Sequence[str] | None = None) -> None:
+        raise ConfigError("a replay plays what was published: its channels cannot change")
+
+    async def control(self, action: str, **args: Any) -> None:
+        """``pause``, ``resume``, ``stop``, ``seek`` (``timestamp``), ``speed`` (as a file replay)."""
+        if action == "pause":
+            self._resume.clear()
+            await self._say("paused")
+        elif action == "resume":
+            self._resume.set()
+            await self._say("resumed")
+        elif action == "speed":
+            self.speed = max(0.0, float(args["speed"]))
+            self._restart_clock = True
+            await self._say("resumed" if self._resume.is_set() else "paused")
+        elif action == "seek":
+            self._restart = min(max(float(args["timestamp"]), self.first), self.last)
+            self._resume.set()
+        elif action == "stop":
+            self._stopped = True
+            self._resume.set()
+        else:
+            raise ConfigError(f"this replay has no control {action!r}")
+
+    async def _run(self) -> None:
+        try:
+            await self._say("started")
+            at = self.start
+            assert at is not None
+            while not self._stopped:
+                seek = await self._play(at)
+                if seek is None:
+                    break
+                at = seek
+            await self._say("stopped" if self._stopped else "completed")
+        finally:
+            if self._queue is not None:
+                with contextlib.suppress(asyncio.QueueFull):
+                    self._queue.put_nowait(None)
+
+    async def _play(self, at: float) -> float | None:
+        """Play from ``lookback`` before ``at``, silently up to ``at``; returns where to seek (None: done)."""
+        assert self._nc is not None and self.end is not None
+        self.store.reset()
+        self.store.apply(self._state(self._state_name))
+        got = RelayInput(self.venue, CONN, list(self.products))
+        wanted = set(self.products)
+        js = self._nc.jetstream()
+        since = datetime.datetime.fromtimestamp(max(self.first, at - self.lookback), datetime.UTC)
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=since)
+        everything = f"{self.root}.{token(self.venue)}.>"
+        sub = await js.pull_subscribe(everything, stream=self.stream, config=config)
+        wall0: float | None = None
+        rec0 = at
+        try:
+            while True:
+                try:
+                    batch = await sub.fetch(256, timeout=1.0)
+                except TimeoutError:
+                    return None  # the end of the history
+                for msg in batch:
+                    if self._stopped:
+                        return None
+                    if self._restart is not None:
+                        seek, self._restart = self._restart, None
+                        return seek
+                    assert msg.metadata.timestamp is not None
+                    now = msg.metadata.timestamp.timestamp()
+                    if now > self.end:
+                        return None
+                    events = got.received(msg.subject, msg.headers, msg.data, now)
+                    events = [e for e in events if getattr(e, "product", None) in (None, *wanted)]
+                    live = now >= at
+                    if live and self.speed > 0:
+                        if wall0 is None or self._restart_clock:
+                            self._restart_clock = False
+                            wall0, rec0 = self.clock(), now
+                        await self._resume.wait()
+                        delay = (now - rec0) / self.speed - (self.clock() - wall0)
+                        if delay > 0:
+                            await asyncio.sleep(delay)
+                        if not self._resume.is_set():
+                            await self._resume.wait()
+                            wall0, rec0 = self.clock(), now
+                    elif live:
+                        await self._resume.wait()
+                    self.store.apply_all(events)
+                    self.position = now
+                    if live and events:
+                        self.store.frame_applied()
+                        await self._hand_on(events)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    def _state(self, state: str) -> Event:
+        return ReplayState(
+            self.venue,
+            time.time(),
+            "replay",
+            state,
+            ",".join(self.products),
+            self.position,
+            self.start,
+            self.end,
+            self.speed,
+        )
+
+    async def _say(self, state: str) -> None:
+        self._state_name = state
+        ev = self._state(state)
+        self.store.apply(ev)
+        await self._hand_on([ev])
+
+    async def _hand_on(self, events: list[Event]) -> None:
+        self.store.replay_progress(self.position)
+        if self.sink is not None:
+            result = self.sink(events)
+            if result is not None:
+                await result
+        elif self._queue is not None:
+            await self._queue.put(events)
