@@ -493,3 +493,51 @@ async def test_the_relay_command_and_a_headless_viewer_from_the_command_line() -
             with contextlib.suppress(ProcessLookupError):
                 relay.terminate()
             await relay.wait()
+
+
+async def test_the_dashboard_on_a_relay_shows_its_books_and_health_and_t_stops_this_screens_trades() -> None:
+    from tests.ui_support import until as until_shown
+    from tickerterm.ui.app import TickertermApp
+
+    url = await nats_or_skip()
+    async with a_stream(url) as (root, stream):
+        relay = Relay(url, root=root, stream=stream, snapshot_every=0.5, history=120)
+        async with open_feed(
+            "coinbase", PRODUCTS, CHANNELS, sim=True, sim_options=SIM, collect=False, sink=relay.sink
+        ) as feed:
+            await relay.start(feed.store)
+            panels = {"ticker": "ticker", "book": "level2", "trades": "market_trades"}
+            app = TickertermApp(
+                lambda store: viewer(url, root, stream, store=store),
+                venue="coinbase",
+                products=PRODUCTS,
+                channels=panels,
+            )
+            async with app.run_test(size=(120, 40)) as pilot:
+                one: Any = None
+
+                def ready() -> bool:
+                    nonlocal one
+                    one = app.feed
+                    return one is not None and all(
+                        app.store.book("coinbase", p).state == "ok" for p in PRODUCTS
+                    )
+
+                await until_shown(pilot, ready, timeout=20)
+                await in_step(relay, one)
+                assert_same_books(feed.store, app.store)
+                health = app.query_one("#health").plain()  # type: ignore[attr-defined]
+                assert "relay" in health and "coinbase" in health
+                trade = subject("coinbase", "BTC-USD", "trade", root)
+                assert trade in one._subs
+                await pilot.press("t")  # this screen stops reading trades; the relay goes on publishing
+                await until_shown(pilot, lambda: trade not in one._subs)
+                assert "market_trades" not in one.subscriptions()
+                published = relay._seq.get(trade, 0)
+                await until(lambda: relay._seq.get(trade, 0) > published + 3)
+                seen = len(app.store.tape)
+                await asyncio.sleep(0.3)
+                assert len(app.store.tape) == seen  # nothing more reaches this screen's tape
+                await pilot.press("t")
+                await until_shown(pilot, lambda: trade in one._subs)
+        await relay.stop()
