@@ -33,7 +33,7 @@ PRODUCTS = ["BTC-USD", "ETH-USD", "SOL-USD"]
 CHANNELS = ["level2", "market_trades", "ticker"]
 
 
-async def viewers_only(n: int, root: str, stream: str, seconds: float) -> None:
+async def viewers_only(n: int, root: str, stream: str, seconds: float, warmup: float) -> None:
     """``n`` viewers for ``seconds``: one JSON line of latencies (ms, relay receive -> viewer store)."""
     latencies: list[float] = []
     counts = {"events": 0}
@@ -51,7 +51,7 @@ async def viewers_only(n: int, root: str, stream: str, seconds: float) -> None:
     ]
     for f in feeds:
         await f.start()
-    await asyncio.sleep(2.0)  # caught up
+    await asyncio.sleep(warmup)  # caught up
     latencies.clear()
     counts["events"] = 0
     await asyncio.sleep(seconds)
@@ -71,7 +71,7 @@ async def viewers_only(n: int, root: str, stream: str, seconds: float) -> None:
     )
 
 
-async def one_run(viewers: int, seconds: float, blast: int) -> dict[str, Any]:
+async def one_run(viewers: int, seconds: float, blast: int, warmup: float) -> dict[str, Any]:
     proc, url = start_sim(0 if blast else 400, blast=blast)
     root, stream = stream_names(f"bench{random.getrandbits(24):06x}")
     relay = Relay(NATS, root=root, stream=stream, history=120, max_bytes=2**30)
@@ -87,10 +87,10 @@ async def one_run(viewers: int, seconds: float, blast: int) -> dict[str, Any]:
         async with feed:
             await relay.start(feed.store)
             watchers = await asyncio.create_subprocess_exec(
-                PY, __file__, "--viewers-only", str(viewers), root, stream, str(seconds),
+                PY, __file__, "--viewers-only", str(viewers), root, stream, str(seconds), str(warmup),
                 stdout=asyncio.subprocess.PIPE,
             )  # fmt: skip
-            await asyncio.sleep(2.0)
+            await asyncio.sleep(warmup)
             frames0, published0, t0 = counts["frames"], relay.published, time.perf_counter()
             await asyncio.sleep(seconds)
             elapsed = time.perf_counter() - t0
@@ -121,12 +121,13 @@ async def one_run(viewers: int, seconds: float, blast: int) -> dict[str, Any]:
 
 def main() -> None:
     if sys.argv[1:2] == ["--viewers-only"]:
-        n, root, stream, seconds = sys.argv[2:6]
-        asyncio.run(viewers_only(int(n), root, stream, float(seconds)))
+        n, root, stream, seconds, warmup = sys.argv[2:7]
+        asyncio.run(viewers_only(int(n), root, stream, float(seconds), float(warmup)))
         return
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--viewers", type=int, nargs="+", default=[1, 5, 20])
+    ap.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring (viewers caught up)")
     ap.add_argument(
         "--blast",
         type=int,
@@ -134,7 +135,7 @@ def main() -> None:
         help="the simulator's blast cycle; 0: its live market at 400 steps/s",
     )
     args = ap.parse_args()
-    results = [asyncio.run(one_run(n, args.seconds, args.blast)) for n in args.viewers]
+    results = [asyncio.run(one_run(n, args.seconds, args.blast, args.warmup)) for n in args.viewers]
     rows = []
     for r in results:
         n = r["viewers"]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import nats_or_skip
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
@@ -21,9 +24,12 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
         ["bench_startup.py", "--runs", "1"],
         ["bench_screen.py", "--seconds", "0.5", "--presses", "2"],
         ["bench_latency.py", "--samples", "3", "--every", "0.05"],
+        ["bench_relay.py", "--seconds", "0.5", "--viewers", "1", "--warmup", "0.5"],
     ],
 )
 def test_benchmark_runs(args: list[str], tmp_path: Path) -> None:
+    if args[0] == "bench_relay.py":
+        asyncio.run(nats_or_skip())
     env = {
         **os.environ,
         "TICKERTERM_BENCH_RESULTS": str(tmp_path / "results"),

@@ -217,3 +217,54 @@ def test_the_installed_command_shows_several_venues_from_a_config_file(
         finish(proc, master)
     text = screen.decode("utf-8", "replace")
     assert "Traceback" not in text and "coinbase + bitzoom" in text and "Σ BTC-USD" in text
+
+
+def test_the_installed_command_relays_and_a_screen_reads_it(installed: Path, tmp_path: Path) -> None:
+    """``tickerterm relay`` from the wheel publishes to the machine's broker; the installed dashboard on
+    ``--from`` shows the relay's book and its broker connection; headless reads it too."""
+    import asyncio
+    import random
+
+    from tests.conftest import nats_or_skip
+
+    url = asyncio.run(nats_or_skip())
+    name = f"ttinstall{random.getrandbits(24):06x}"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    cmd = str(installed / "tickerterm")
+    relay = subprocess.Popen(
+        [cmd, "relay", "--sim", "--products", "BTC-USD", "--to", url, "--stream", name],
+        stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    try:
+        assert relay.stderr is not None
+        assert relay.stderr.readline().startswith("tickerterm: relaying coinbase BTC-USD")
+        viewer = [cmd, "--from", url, "--stream", name, "--products", "BTC-USD"]
+        out = subprocess.run(
+            [*viewer, "--headless", "--max-events", "20"],
+            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        books = [r for r in map(json.loads, out.stdout.splitlines()) if r["type"] == "book"]
+        assert books and books[-1]["state"] == "ok"
+        proc, master = spawn(viewer, rows=30, cols=120, env=env, cwd=tmp_path)
+        try:
+            screen = read_pty(master, 30, until=b"spread")
+            os.write(master, b"q")
+            read_pty(master, 15)
+            proc.wait(10)
+        finally:
+            finish(proc, master)
+        text = screen.decode("utf-8", "replace")
+        assert "Traceback" not in text and "spread" in text and "BTC-USD" in text
+    finally:
+        relay.terminate()
+        relay.wait(10)
+        forget = (
+            "import asyncio, nats\n"
+            "async def m(url, name):\n"
+            "    nc = await nats.connect(url)\n"
+            "    await nc.jetstream().delete_stream(name)\n"
+            "    await nc.close()\n"
+            f"asyncio.run(m({url!r}, {name.upper()!r}))"
+        )
+        subprocess.run([str(installed / "python"), "-c", forget], capture_output=True, timeout=30)

@@ -168,7 +168,7 @@ async def test_two_viewers_and_a_late_joiner_show_exactly_the_relays_books() -> 
             first = viewer(url, root, stream)
             async with first:
                 await asyncio.sleep(1.5)  # the relay has published snapshots and deltas before this one joins
-                late = viewer(url, root, stream)
+                late = viewer(url, root, stream, alerts=["BTC-USD spread > 0"])  # alerts run on the screen
                 async with late:
                     for one in (first, late):
                         await in_step(relay, one)
@@ -186,6 +186,8 @@ async def test_two_viewers_and_a_late_joiner_show_exactly_the_relays_books() -> 
                     # the health panel: the broker connection, and the relay's venue connection as it reports
                     assert late.store.health["relay"].state == "subscribed"
                     assert late.store.health["coinbase"].state == feed.store.health["coinbase"].state
+                    await until(lambda: bool(late.store.alerts))
+                    assert late.store.alerts[0].product == "BTC-USD" and not first.store.alerts
         await relay.stop()
 
 
@@ -329,6 +331,42 @@ def test_replaying_a_relay_that_is_not_there_is_one_line_and_exit_2() -> None:
     assert line.startswith("tickerterm: error: cannot read history at nats://127.0.0.1:1")
 
 
+async def test_several_venues_through_one_relay_with_the_consolidated_book() -> None:
+    import tickerterm
+
+    url = await nats_or_skip()
+    products = {"coinbase": ["BTC-USD"], "bitzoom": ["BTC-USDT"]}
+    async with a_stream(url) as (root, stream):
+        relay = Relay(url, root=root, stream=stream, snapshot_every=0.5, history=120)
+        async with tickerterm.open_feeds(
+            products, sim=True, sim_options={"timing": FAST, "rate": 40.0}, collect=False, sink=relay.sink
+        ) as venues:
+            await relay.start(venues.store)
+            async with tickerterm.open_feeds(
+                products, source=url, relay=root, collect=False, same_quote={"USDT": "USD"}
+            ) as screen:
+
+                def good() -> bool:
+                    return all(
+                        screen.store.book(v, p).state == "ok" and len(screen.store.book(v, p)) > 50
+                        for v, ps in products.items()
+                        for p in ps
+                    )
+
+                await until(good, timeout=20)
+                assert set(screen.store.health) >= {
+                    "coinbase/relay",
+                    "bitzoom/relay",
+                    "coinbase",
+                    "bitzoom",
+                }
+                await until(lambda: "BTC-USD" in screen.store.consolidated)
+                await until(
+                    lambda: set(screen.store.consolidated["BTC-USD"].counted) == {"coinbase", "bitzoom"}
+                )
+        await relay.stop()
+
+
 def _messages(relay: Relay) -> list[tuple[str, dict[str, str], bytes]]:
     out = [(o.subject, dict(o.headers), o.body) for o in relay.queue]
     relay.queue.clear()
@@ -449,7 +487,7 @@ def test_relay_and_from_bad_input_is_one_line_and_exit_2() -> None:
         (["relay", "--sim"], "--to"),
         (["relay", "--sim", "--to", "nats://127.0.0.1:4222", "--stream", "a.b"], "--stream"),
         (["--from", "nats://127.0.0.1:4222", "--sim"], "--from and --sim exclude each other"),
-        (["--from", "nats://127.0.0.1:4222", "--venue", "coinbase,bitzoom"], "one venue"),
+        (["--from", "nats://127.0.0.1:4222", "--alert-exec", "cat"], "--from and --alert-exec exclude"),
         (["--from", "nats://127.0.0.1:4222", "--channels", "user"], "market data only"),
         (["--from", "redis://127.0.0.1:6379", "--headless"], "not a NATS URL"),
     ]

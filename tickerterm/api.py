@@ -50,6 +50,8 @@ async def open_feed(
     alert_exec: str | None = None,
     alert_exec_timeout: float = 10.0,
     bars: int | None = None,
+    source: str | None = None,
+    relay: str = "tickerterm",
 ) -> AsyncIterator[Feed]:
     """A started ``Feed`` for ``venue``; with ``sim=True`` the venue is the built-in simulator on a
     loopback port (the feed's ``sim`` attribute), with a generated key for its test account.
@@ -58,9 +60,16 @@ async def open_feed(
     limit). ``alerts`` are rules (``tickerterm.core.alerts``: ``"BTC-USD > 65000"``...): each that fires
     is an ``Alert`` event, applied to the store and handed on like any other. ``bars=60`` says each
     one-minute bar built from trades when it closes, as a ``Candle`` with ``source="trades"``, its volume
-    and VWAP."""
+    and VWAP. ``source="nats://host:4222"`` reads the feed from a relay (``tickerterm relay``, named
+    ``relay``) instead of the venue: a ``RelayFeed``, used the same way."""
     cls = venue_class(venue)
     rules = [parse_rule(text) for text in alerts]  # bad rules are bad input, before anything starts
+    if source is not None:
+        async with _relay_feed(
+            source, relay, cls(), products, channels, policy, collect, sink, store, alerts
+        ) as viewer:
+            yield viewer
+        return
     server: SimServer | None = None
     credentials: Any = None
     urls: dict[str, str] = {}
@@ -132,6 +141,8 @@ async def open_feeds(
     bars: int | None = None,
     same_quote: Mapping[str, str] | None = None,
     clock: Callable[[], float] = time.time,
+    source: str | None = None,
+    relay: str = "tickerterm",
 ) -> AsyncIterator[Feeds]:
     """Several venues on one store: ``products`` by venue (``{"coinbase": ["BTC-USD"], "bitzoom":
     ["BTC-USDT"]}``), ``channels`` by venue (default: each venue's own). With ``sim=True`` each venue is
@@ -162,6 +173,24 @@ async def open_feeds(
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(hub.stop)
         for venue, name in given.items():
+            if source is not None:  # each venue read from the relay, on one store
+                viewer = await stack.enter_async_context(
+                    _relay_feed(
+                        source,
+                        relay,
+                        adapters[venue],
+                        normalized[venue],
+                        None if channels is None else channels.get(name),
+                        policy,
+                        False,
+                        hub.sink,
+                        hub.store,
+                        rules_for[venue],
+                        conn=f"{venue}/relay",
+                    )
+                )
+                hub.add(viewer)
+                continue
             feed = await stack.enter_async_context(
                 open_feed(
                     venue,
@@ -184,6 +213,42 @@ async def open_feeds(
         hub.assets, hub.apart = groups, apart
         await hub.start()
         yield hub
+
+
+@contextlib.asynccontextmanager
+async def _relay_feed(
+    source: str,
+    relay: str,
+    adapter: VenueAdapter,
+    products: Sequence[str],
+    channels: Iterable[str] | None,
+    policy: RetryPolicy | None,
+    collect: bool,
+    sink: Sink | None,
+    store: Store | None,
+    alerts: Sequence[str],
+    conn: str = "relay",
+) -> AsyncIterator[Any]:
+    """A started ``RelayFeed`` (``tickerterm.stream.relay``; nats-py loads only when it is asked for)."""
+    from tickerterm.stream.relay import RelayFeed, stream_names
+
+    root, stream = stream_names(relay)
+    viewer = RelayFeed(
+        source,
+        adapter,
+        products,
+        channels,
+        root=root,
+        stream=stream,
+        policy=policy,
+        collect=collect,
+        sink=sink,
+        store=store,
+        alerts=alerts,
+        conn=conn,
+    )
+    async with viewer:
+        yield viewer
 
 
 def alerts_by_venue(

@@ -733,8 +733,6 @@ def _check_relay_options(ns: argparse.Namespace, venues: list[str]) -> None:
     if not ns.source:
         return
     broker_url(ns.source)
-    if len(venues) > 1:
-        raise ConfigError("--from reads one venue of a relay at a time (--venue NAME)")
     for option, given in (
         ("--sim", ns.sim),
         ("--url", ns.url),
@@ -744,7 +742,6 @@ def _check_relay_options(ns: argparse.Namespace, venues: list[str]) -> None:
         ("--key-file", ns.key_file),
         ("--replay", ns.replay),
         ("--record", ns.record is not None),
-        ("--alert", ns.alerts),
         ("--alert-exec", ns.alert_exec),
         ("--bars", ns.bars),
     ):
@@ -949,22 +946,10 @@ def _open(ns: argparse.Namespace, plan: dict[str, Any], policy: RetryPolicy, **o
         "alerts": ns.alerts or (),
         "alert_exec": ns.alert_exec,
         "bars": ns.bars,
+        "source": getattr(ns, "source", None),
+        "relay": ns.stream,
         **options,
     }
-    if getattr(ns, "source", None):
-        from tickerterm.stream.relay import RelayFeed, stream_names
-
-        root, stream = stream_names(ns.stream)
-        return RelayFeed(
-            ns.source,
-            venue_class(ns.venue)(),
-            plan["products"],
-            plan["channels"],
-            root=root,
-            stream=stream,
-            policy=policy,
-            **{k: v for k, v in options.items() if k in ("sink", "collect", "store")},
-        )
     venues = plan.get("venues")
     if venues:
         return open_feeds(

@@ -43,6 +43,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError
 
+from tickerterm.core.alerts import Alerts, parse_rule
 from tickerterm.core.errors import ConfigError
 from tickerterm.core.events import (
     BalanceUpdate,
@@ -368,9 +369,13 @@ class RelayFeed:
         policy: RetryPolicy | None = None,
         clock: Callable[[], float] = time.time,
         queue_size: int = 10_000,
+        alerts: Sequence[str] = (),
+        conn: str = CONN,
     ) -> None:
         self.url = broker_url(url)
         self.adapter = adapter
+        self.alerts = Alerts([parse_rule(text) for text in alerts], adapter.name)
+        """Alert rules checked on this screen's events and twice a second, as a venue feed does."""
         self.products = [adapter.normalize_product(p) for p in products]
         names = list(channels) if channels is not None else list(adapter.default_channels)
         self.channels: dict[str, list[str]] = {}
@@ -386,7 +391,9 @@ class RelayFeed:
         self.backfill, self.restated_within = backfill, restated_within
         self.policy = policy or RetryPolicy()
         self.clock = clock
-        self.input = RelayInput(adapter.name, CONN, list(self.products))
+        self.conn = conn
+        """This screen's broker connection in the health panel (``relay``; ``<venue>/relay`` with several)."""
+        self.input = RelayInput(adapter.name, conn, list(self.products))
         self._queue: asyncio.Queue[list[Event] | None] | None = (
             asyncio.Queue(maxsize=queue_size) if collect and sink is None else None
         )
@@ -398,6 +405,7 @@ class RelayFeed:
         self._subs: dict[str, Any] = {}
         """JetStream subscriptions by subject."""
         self._task: asyncio.Task[None] | None = None
+        self._clock_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._stopped = asyncio.Event()
         self._retries = 0
@@ -405,10 +413,15 @@ class RelayFeed:
 
     # --- events in -------------------------------------------------------------------------
 
-    async def _hand_on(self, events: list[Event]) -> None:
+    async def _hand_on(self, events: list[Event], *, applied: bool = False) -> None:
         if not events:
             return
-        self.store.apply_all(events)
+        if not applied:
+            self.store.apply_all(events)
+            made: list[Event] = list(self.alerts.check(events, self.store, self.clock()))
+            if made:
+                self.store.apply_all(made)
+                events = [*events, *made]
         self.store.frame_applied()
         sink = self._user_sink
         if sink is None and self._queue is not None:
@@ -425,19 +438,33 @@ class RelayFeed:
             events = self.input.received(msg.subject, msg.headers, msg.data, now)
         except Exception as exc:  # no message can end the stream: counted, and its book rebuilt
             events = self.input._malformed(msg.subject, f"{type(exc).__name__}: {exc}", now)
-        self.store.note_frame(CONN, self.adapter.name, now, None, None)
+        self.store.note_frame(self.conn, self.adapter.name, now, None, None)
         await self._hand_on(events)
 
     # --- the broker ------------------------------------------------------------------------
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"relay-viewer:{self.adapter.name}")
+        self._clock_task = asyncio.create_task(self._alert_clock(), name="relay-viewer:alerts")
+
+    async def _alert_clock(self) -> None:
+        """What time passing makes (an UNSAFE book's alert, a quiet market), twice a second."""
+        while True:
+            await asyncio.sleep(0.5)
+            try:
+                made: list[Event] = list(self.alerts.tick(self.store, self.clock()))
+            except Exception:  # a rule's bug must not end the clock
+                log.exception("alerts failed")
+                continue
+            if made:
+                self.store.apply_all(made)
+                await self._hand_on(made, applied=True)
 
     async def _run(self) -> None:
         venue, shown = self.adapter.name, shown_url(self.url)
         attempt = 0
         while not self._stopping:
-            await self._hand_on([Connecting(venue, self.clock(), CONN, shown, attempt + 1)])
+            await self._hand_on([Connecting(venue, self.clock(), self.conn, shown, attempt + 1)])
             try:
                 self._nc = await _connect(
                     self.url,
@@ -459,18 +486,18 @@ class RelayFeed:
                 if isinstance(exc, NotFoundError):
                     reason = f"no relay has published to {shown} yet (stream {self.stream})"
                 if self.policy.budget is not None and attempt > self.policy.budget:
-                    await self._hand_on([GaveUp(venue, self.clock(), CONN, reason)])
+                    await self._hand_on([GaveUp(venue, self.clock(), self.conn, reason)])
                     return
                 delay = self.policy.delay(attempt, self._rng)
                 await self._hand_on(
-                    [RetryScheduled(venue, self.clock(), CONN, attempt, round(delay, 3), reason)]
+                    [RetryScheduled(venue, self.clock(), self.conn, attempt, round(delay, 3), reason)]
                 )
                 await asyncio.sleep(delay)
                 continue
-            await self._hand_on([Connected(venue, self.clock(), CONN, shown)])
+            await self._hand_on([Connected(venue, self.clock(), self.conn, shown)])
             for channel, products in list(self.channels.items()):
                 await self._read(channel, products)
-            await self._hand_on([Subscribed(venue, self.clock(), CONN, self.subscriptions())])
+            await self._hand_on([Subscribed(venue, self.clock(), self.conn, self.subscriptions())])
             await self._forever()
             return
 
@@ -480,12 +507,14 @@ class RelayFeed:
     async def _disconnected(self) -> None:
         if self._stopping:
             return
-        await self._hand_on([Closed(self.adapter.name, self.clock(), CONN, None, "broker connection lost")])
+        await self._hand_on(
+            [Closed(self.adapter.name, self.clock(), self.conn, None, "broker connection lost")]
+        )
 
     async def _reconnected(self) -> None:
         self._retries = 0
-        await self._hand_on([Connected(self.adapter.name, self.clock(), CONN, shown_url(self.url))])
-        await self._hand_on([Subscribed(self.adapter.name, self.clock(), CONN, self.subscriptions())])
+        await self._hand_on([Connected(self.adapter.name, self.clock(), self.conn, shown_url(self.url))])
+        await self._hand_on([Subscribed(self.adapter.name, self.clock(), self.conn, self.subscriptions())])
 
     async def _error(self, exc: Exception) -> None:
         if self._stopping or self._nc is None or not self._nc.is_reconnecting:
@@ -493,7 +522,7 @@ class RelayFeed:
             return
         self._retries += 1
         await self._hand_on(
-            [RetryScheduled(self.adapter.name, self.clock(), CONN, self._retries, 1.0, _describe(exc))]
+            [RetryScheduled(self.adapter.name, self.clock(), self.conn, self._retries, 1.0, _describe(exc))]
         )
 
     def _kinds(self, channel: str) -> tuple[str, ...]:
@@ -570,6 +599,10 @@ class RelayFeed:
     async def stop(self) -> None:
         self._stopping = True
         self._stopped.set()
+        if self._clock_task is not None:
+            self._clock_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._clock_task
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -629,7 +662,7 @@ class RelayFeed:
                 await self._unread(subject(self.adapter.name, product, kind, self.root))
                 if kind == "book" and product is not None:
                     self.input.waiting.pop(product, None)
-                    await self._hand_on([BookDropped(self.adapter.name, self.clock(), CONN, product)])
+                    await self._hand_on([BookDropped(self.adapter.name, self.clock(), self.conn, product)])
         left = [p for p in have if p not in gone]
         if left and products:
             self.channels[spec.name] = left
@@ -643,10 +676,11 @@ class RelayFeed:
         raise ConfigError("this feed is read from a relay: replay its history with tickerterm replay")
 
     def add_alert(self, text: str) -> None:
-        raise ConfigError("alerts are not checked on a relay's feed yet")
+        """A rule from now on (the dashboard's ``a``); ConfigError when it is not one."""
+        self.alerts.add(text, self.adapter.normalize_product)
 
     def alert_rules(self) -> list[tuple[str, bool]]:
-        return []
+        return [(r.text, r.armed) for r in self.alerts.rules]
 
 
 class RelayReplay:
