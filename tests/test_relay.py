@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import subprocess
 import sys
@@ -367,6 +368,46 @@ async def test_several_venues_through_one_relay_with_the_consolidated_book() -> 
         await relay.stop()
 
 
+async def test_raw_frames_are_published_as_they_came_with_secrets_removed() -> None:
+    import nats
+
+    url = await nats_or_skip()
+    async with a_stream(url) as (root, stream):
+        relay = Relay(url, root=root, stream=stream, snapshot_every=0.5, history=120)
+        frames: list[bytes] = []
+        async with open_feed(
+            "coinbase", ["BTC-USD"], ["level2"], sim=True, sim_options=SIM, collect=False, sink=relay.sink
+        ) as feed:
+            await relay.start(feed.store)
+            relay.tap(feed)
+            nc = await nats.connect(url)
+            got: list[Any] = []
+
+            async def take(msg: Any) -> None:
+                got.append(msg)
+
+            sub = await nc.subscribe(f"{root}.coinbase.raw", cb=take)
+            await until(lambda: len(got) >= 20)
+            await sub.unsubscribe()
+            await nc.close()
+            # a frame that echoes a secret of the venue's key: the broker never sees the secret
+            tap = feed.connections["market"].journal
+            assert tap is not None
+            feed.adapter.credentials = None
+            from tickerterm.core.safe import Redactor
+
+            tap.redact = Redactor(["s3cr3t-api-key-0123456789"])  # type: ignore[attr-defined]
+            tap.record("coinbase", "coinbase", 1.0, "frame", None, b'{"echo":"s3cr3t-api-key-0123456789"}')
+            frames = [o.body for o in relay.queue if o.subject.endswith(".raw")]
+        await relay.stop()
+    first = got[0]
+    assert first.headers["Tt-Conn"] == "coinbase" and int(first.headers["Tt-Seq"]) >= 1
+    assert json.loads(first.data)["channel"] in ("l2_data", "subscriptions", "heartbeats")
+    seqs = [int(m.headers["Tt-Seq"]) for m in got]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # every frame, in order
+    assert all(b"s3cr3t" not in f for f in frames) and any(b'"echo":"***"' in f for f in frames)
+
+
 def _messages(relay: Relay) -> list[tuple[str, dict[str, str], bytes]]:
     out = [(o.subject, dict(o.headers), o.body) for o in relay.queue]
     relay.queue.clear()
@@ -519,8 +560,6 @@ async def test_the_relay_command_and_a_headless_viewer_from_the_command_line() -
             )  # fmt: skip
             out, err = await asyncio.wait_for(view.communicate(), 30)
             assert view.returncode == 0, err.decode()
-            import json
-
             records = [json.loads(x) for x in out.decode().splitlines()]
             kinds = {r["type"] for r in records}
             assert {"connected", "book", "trade"} <= kinds, kinds

@@ -371,6 +371,11 @@ def relay_parser() -> argparse.ArgumentParser:
         help="messages kept while the broker is away (past it the oldest are dropped, and counted; "
         "default 200000)",
     )
+    p.add_argument(
+        "--raw",
+        action="store_true",
+        help="also publish the venue's frames as they came (<stream>.<venue>.raw; secrets removed)",
+    )
     return p
 
 
@@ -1070,6 +1075,8 @@ async def run_relay(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
     policy = RetryPolicy(budget=None if ns.retries < 0 else ns.retries)
     async with _open(ns, plan, policy, sink=sink, collect=False) as feed:
         await relay.start(feed.store)
+        if ns.raw:
+            relay.tap(feed)
         venues = plan.get("venues") or {ns.venue: plan}
         what = "; ".join(
             f"{name} {','.join(v['products'])} ({', '.join(v['channels'])})" for name, v in venues.items()

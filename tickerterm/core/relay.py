@@ -175,8 +175,8 @@ class RelayInput:
     def received(
         self, subject_name: str, headers: dict[str, str] | None, body: bytes, now: float
     ) -> list[Event]:
-        if subject_name.endswith(".book_at"):
-            return []  # where the last snapshot is, for viewers that start: no event
+        if subject_name.endswith((".book_at", ".raw")):
+            return []  # where the last snapshot is, for screens that start; the venue's frames (--raw)
         headers = headers or {}
         try:
             seq = int(headers.get("Tt-Seq", ""))

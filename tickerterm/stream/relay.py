@@ -44,6 +44,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError
 
 from tickerterm.core.alerts import Alerts, parse_rule
+from tickerterm.core.boundary import secrets_of
 from tickerterm.core.errors import ConfigError
 from tickerterm.core.events import (
     BalanceUpdate,
@@ -61,6 +62,7 @@ from tickerterm.core.events import (
     Subscribed,
 )
 from tickerterm.core.relay import ROOT, STREAM, RelayInput, encode, subject, subject_of, token
+from tickerterm.core.safe import Redactor
 from tickerterm.core.store import Store
 from tickerterm.stream.feed import next_event
 from tickerterm.stream.policy import RetryPolicy
@@ -143,6 +145,29 @@ class _Out:
     """For a book snapshot: the subject its pointer goes to once the broker has said its sequence."""
 
 
+class _RawTap:
+    """A connection's journal that publishes its frames (``Relay.tap``)."""
+
+    def __init__(self, relay: Relay, redact: Redactor) -> None:
+        self.relay, self.redact = relay, redact
+
+    def record(
+        self,
+        conn: str,
+        venue: str,
+        now: float,
+        kind: str,
+        arg: str | None = None,
+        body: bytes | str | None = None,
+    ) -> None:
+        if kind != "frame" or body is None:
+            return
+        if self.redact:  # a venue that echoes a key: the broker never gets it
+            text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+            body = self.redact(text)
+        self.relay.put_raw(venue, conn, now, body)
+
+
 class Relay:
     """Publishes what its feed's ``sink`` is given (see the module docstring)."""
 
@@ -208,6 +233,32 @@ class Relay:
             self.dropped += 1
         at = name.rsplit(".", 1)[0] + ".book_at" if pointer else None
         self.queue.append(_Out(name, headers, body, at))
+        self._wake.set()
+
+    def tap(self, feed: Any) -> None:
+        """Publish the raw frames of ``feed``'s connections too (``--raw``: ``<root>.<venue>.raw``),
+        each venue's secrets removed first; frames that came before this call are not."""
+        feeds = getattr(feed, "feeds", None) or {feed.adapter.name: feed}
+        for one in feeds.values():
+            redact = Redactor(secrets_of(one.adapter.credentials))
+            for conn in one.connections.values():
+                conn.journal = _RawTap(self, redact)
+
+    def put_raw(self, venue: str, conn: str, now: float, body: bytes | str) -> None:
+        name = f"{self.root}.{token(venue)}.raw"  # three tokens: no screen's consumer takes it
+        seq = self._seq[name] = self._seq.get(name, 0) + 1
+        data = body.encode() if isinstance(body, str) else body
+        headers = {
+            "Tt-Type": "raw",
+            "Tt-Seq": str(seq),
+            "Tt-Epoch": self.epoch,
+            "Tt-Conn": conn,
+            "Tt-Time": f"{now:.6f}",
+        }
+        if len(self.queue) >= self.buffer:
+            self.queue.popleft()
+            self.dropped += 1
+        self.queue.append(_Out(name, headers, data))
         self._wake.set()
 
     def snapshot(self, store: Store, now: float) -> None:
