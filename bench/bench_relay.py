@@ -58,20 +58,17 @@ async def viewers_only(n: int, root: str, stream: str, seconds: float, warmup: f
     events = counts["events"]
     for f in feeds:
         await f.stop()
-    latencies.sort()
-    k = len(latencies)
-    print(
-        json.dumps(
-            {
-                "events_per_s": events / seconds,
-                "p50": latencies[k // 2] if k else None,
-                "p99": latencies[int(k * 0.99)] if k else None,
-            }
-        )
-    )
+    print(json.dumps({"events_per_s": events / seconds, "latencies": latencies}))
 
 
-async def one_run(viewers: int, seconds: float, blast: int, warmup: float) -> dict[str, Any]:
+def rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+
+async def one_run(
+    viewers: int, seconds: float, blast: int, warmup: float, separate: bool = False
+) -> dict[str, Any]:
     proc, url = start_sim(0 if blast else 400, blast=blast)
     root, stream = stream_names(f"bench{random.getrandbits(24):06x}")
     relay = Relay(NATS, root=root, stream=stream, history=120, max_bytes=2**30)
@@ -86,18 +83,30 @@ async def one_run(viewers: int, seconds: float, blast: int, warmup: float) -> di
     try:
         async with feed:
             await relay.start(feed.store)
-            watchers = await asyncio.create_subprocess_exec(
-                PY, __file__, "--viewers-only", str(viewers), root, stream, str(seconds), str(warmup),
-                stdout=asyncio.subprocess.PIPE,
-            )  # fmt: skip
+            groups = [1] * viewers if separate else [viewers]  # viewers per process
+            watchers = []
+            for n in groups:
+                args = [__file__, "--viewers-only", str(n), root, stream, str(seconds), str(warmup)]
+                watchers.append(
+                    await asyncio.create_subprocess_exec(PY, *args, stdout=asyncio.subprocess.PIPE)
+                )
             await asyncio.sleep(warmup)
             frames0, published0, t0 = counts["frames"], relay.published, time.perf_counter()
-            await asyncio.sleep(seconds)
+            rss: list[float] = [rss_mib()]
+            for _ in range(max(1, int(seconds / 5))):
+                await asyncio.sleep(seconds / max(1, int(seconds / 5)))
+                rss.append(rss_mib())
             elapsed = time.perf_counter() - t0
             frames, published = counts["frames"] - frames0, relay.published - published0
             backlog = len(relay.queue)
-            out, _ = await watchers.communicate()
-            seen = json.loads(out.decode().strip().splitlines()[-1])
+            latencies: list[float] = []
+            events = 0.0
+            for w in watchers:
+                out, _ = await w.communicate()
+                seen = json.loads(out.decode().strip().splitlines()[-1])
+                latencies += seen["latencies"]
+                events += seen["events_per_s"]
+            latencies.sort()
         await relay.stop()
     finally:
         proc.terminate()
@@ -113,9 +122,11 @@ async def one_run(viewers: int, seconds: float, blast: int, warmup: float) -> di
         "frames_in_per_s": frames / elapsed,
         "messages_out_per_s": published / elapsed,
         "backlog_at_end": backlog,
-        "viewer_events_per_s": seen["events_per_s"],
-        "p50_ms": seen["p50"],
-        "p99_ms": seen["p99"],
+        "viewer_events_per_s": events,
+        "p50_ms": latencies[len(latencies) // 2] if latencies else None,
+        "p99_ms": latencies[int(len(latencies) * 0.99)] if latencies else None,
+        "rss_mib": rss,
+        "processes": len(groups),
     }
 
 
@@ -128,6 +139,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--viewers", type=int, nargs="+", default=[1, 5, 20])
     ap.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring (viewers caught up)")
+    ap.add_argument("--separate", action="store_true", help="each viewer in a process of its own")
     ap.add_argument(
         "--blast",
         type=int,
@@ -135,13 +147,20 @@ def main() -> None:
         help="the simulator's blast cycle; 0: its live market at 400 steps/s",
     )
     args = ap.parse_args()
-    results = [asyncio.run(one_run(n, args.seconds, args.blast, args.warmup)) for n in args.viewers]
+    results = [
+        asyncio.run(one_run(n, args.seconds, args.blast, args.warmup, args.separate)) for n in args.viewers
+    ]
     rows = []
     for r in results:
         n = r["viewers"]
         rows += [
             (f"{n} viewer(s): venue frames in / s", f"{r['frames_in_per_s']:,.0f}"),
             (f"{n} viewer(s): broker messages out / s", f"{r['messages_out_per_s']:,.0f}"),
+            (f"{n} viewer(s): viewer processes", f"{r['processes']}"),
+            (
+                f"{n} viewer(s): relay process RSS over the run",
+                " → ".join(f"{x:.1f}" for x in r["rss_mib"]) + " MiB",
+            ),
             (f"{n} viewer(s): relay backlog at the end", f"{r['backlog_at_end']:,}"),
             (
                 f"{n} viewer(s): events into the viewers' stores / s (all viewers)",
@@ -153,7 +172,7 @@ def main() -> None:
             ),
         ]
     write_results(
-        "relay" if args.blast else "relay-market",
+        ("relay" if args.blast else "relay-market") + ("-separate" if args.separate else ""),
         rows,
         {"runs": results, "median_out": statistics.median(r["messages_out_per_s"] for r in results)},
     )
