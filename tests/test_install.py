@@ -240,7 +240,7 @@ def test_the_installed_command_relays_and_a_screen_reads_it(installed: Path, tmp
         assert relay.stderr.readline().startswith("tickerterm: relaying coinbase BTC-USD")
         viewer = [cmd, "--from", url, "--stream", name, "--products", "BTC-USD"]
         out = subprocess.run(
-            [*viewer, "--headless", "--max-events", "20"],
+            [*viewer, "--headless", "--duration", "4"],
             capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60,
         )  # fmt: skip
         assert out.returncode == 0, out.stderr
@@ -259,6 +259,7 @@ def test_the_installed_command_relays_and_a_screen_reads_it(installed: Path, tmp
     finally:
         relay.terminate()
         relay.wait(10)
+        relay.stderr.close()  # type: ignore[union-attr]
         forget = (
             "import asyncio, nats\n"
             "async def m(url, name):\n"

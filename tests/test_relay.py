@@ -603,8 +603,12 @@ async def test_the_dashboard_on_a_relay_shows_its_books_and_health_and_t_stops_t
                 await until_shown(pilot, ready, timeout=20)
                 await in_step(relay, one)
                 assert_same_books(feed.store, app.store)
-                health = app.query_one("#health").plain()  # type: ignore[attr-defined]
-                assert "relay" in health and "coinbase" in health
+
+                def health() -> str:
+                    return str(app.query_one("#health").plain())  # type: ignore[attr-defined]
+
+                # the broker connection and the relay's venue connection, as the relay reports it
+                await until_shown(pilot, lambda: "relay SUBSCRIBED" in health() and "coinbase" in health())
                 trade = subject("coinbase", "BTC-USD", "trade", root)
                 assert trade in one._subs
                 await pilot.press("t")  # this screen stops reading trades; the relay goes on publishing

@@ -217,7 +217,7 @@ class Relay:
                 continue
             if isinstance(ev, STATE_EVENTS):
                 self._health[ev.conn] = ev
-            self._put(ev)
+            self._put(ev, pointer=type(ev) is BookSnapshot)  # a late joiner can start from it at once
 
     def _put(self, ev: Event, *, restate: bool = False, pointer: bool = False) -> None:
         name = subject_of(ev, self.root)
