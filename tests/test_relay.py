@@ -304,6 +304,18 @@ async def test_the_relays_history_replays_to_the_same_books_and_seeks() -> None:
             await asyncio.wait_for(seeking.wait_finished(), 30)
             assert seeking.position >= seeking.end - 0.5
         assert_same_books(feed.store, seeking.store)
+        # G / --before-gap: a minute before the history's last gap, close or stale feed (the venue
+        # connection's close when the relay's feed ended), as a file replay does
+        before = RelayReplay(
+            url, venue_class("coinbase")(), PRODUCTS, root=root, stream=stream, speed=0.0, before_gap=True
+        )
+        async with before:
+            trouble = await before._last_trouble()
+            assert trouble is not None and before.last - 1.0 <= trouble <= before.last
+            assert before.start == before.first  # a minute before it is before the history began
+            await before.control("before_gap")
+            await asyncio.wait_for(before.wait_finished(), 30)
+        assert_same_books(feed.store, before.store)
 
 
 async def test_a_viewer_with_no_broker_says_why_from_the_first_retry() -> None:

@@ -1176,12 +1176,19 @@ def _relay_replay(ns: argparse.Namespace, speed: float, **options: Any) -> Any:
     products = [adapter.normalize_product(p) for p in (ns.products or adapter.default_products)]
     start = _moment(ns.start, "--from") if ns.start else None
     end = _moment(ns.end, "--to") if ns.end else None
-    if ns.before_gap:
-        raise ConfigError("--before-gap is for recordings; with nats:// give --from")
     if start is not None and end is not None and not start < end:
         raise ConfigError("--from must come before --to")
     return RelayReplay(
-        ns.file, adapter, products, root=root, stream=stream, speed=speed, start=start, end=end, **options
+        ns.file,
+        adapter,
+        products,
+        root=root,
+        stream=stream,
+        speed=speed,
+        start=start,
+        end=end,
+        before_gap=bool(ns.before_gap),
+        **options,
     )
 
 

@@ -758,10 +758,13 @@ class RelayReplay:
         end: float | None = None,
         lookback: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        before_gap: bool = False,
     ) -> None:
         self.url = broker_url(url)
         self.adapter = adapter
         self.venue = adapter.name
+        self.before_gap = before_gap
+        """Start a minute before the last gap, close or stale feed in the history (``--before-gap``)."""
         self.products = [adapter.normalize_product(p) for p in products]
         self.root, self.stream = root, stream
         self.store = store or Store()
@@ -809,6 +812,12 @@ class RelayReplay:
             raise ConfigError(f"cannot read history at {shown_url(self.url)}: {_describe(exc)}") from None
         assert first.time is not None and last.time is not None
         self.first, self.last = first.time.timestamp(), last.time.timestamp()
+        if self.before_gap:
+            trouble = await self._last_trouble()
+            if trouble is None:
+                await self._close()
+                raise ConfigError("--before-gap: the relay's history has no gap, close or stale feed")
+            self.start = max(self.first, trouble - 60.0)
         self.start = self.first if self.start is None else max(self.first, self.start)
         self.end = self.last if self.end is None else min(self.last, self.end)
         if not self.start < self.end:
@@ -879,11 +888,31 @@ class RelayReplay:
         elif action == "seek":
             self._restart = min(max(float(args["timestamp"]), self.first), self.last)
             self._resume.set()
+        elif action == "before_gap":  # what happened before the disconnect: a minute before the last one
+            trouble = await self._last_trouble()
+            if trouble is None:
+                raise ConfigError("this history has no gap, close or stale feed")
+            self._restart = max(self.first, trouble - 60.0)
+            self._resume.set()
         elif action == "stop":
             self._stopped = True
             self._resume.set()
         else:
             raise ConfigError(f"this replay has no control {action!r}")
+
+    async def _last_trouble(self) -> float | None:
+        """When the history's last gap, close or stale feed was published (the relay's and the venue's)."""
+        assert self._nc is not None
+        js = self._nc.jetstream()
+        times: list[float] = []
+        for kind in ("gap", "closed", "stale"):
+            try:
+                msg = await js.get_last_msg(self.stream, subject(self.venue, None, kind, self.root))
+            except NotFoundError:
+                continue
+            if msg.time is not None:
+                times.append(msg.time.timestamp())
+        return max(times) if times else None
 
     async def _run(self) -> None:
         try:
