@@ -27,6 +27,7 @@ from tickerterm.core.errors import ConfigError
 from tickerterm.core.events import Event, ReplayState
 from tickerterm.core.ndjson import event_of
 from tickerterm.core.store import Store
+from tickerterm.stream.playback import Playback
 from tickerterm.stream.worker import Sink, take_events, take_frame
 from tickerterm.venues import venue_class
 from tickerterm.venues.session import ReplayPlan, Session, Subscriptions, Wanted
@@ -94,8 +95,8 @@ class FileReplay:
         self.first, self.last = span_of(self._db)
         self.start = self.first if start is None else start
         self.end = self.last if end is None else end
-        self.speed = speed
-        """Recorded seconds per second of replay; 0 = as fast as it goes."""
+        self.playback = Playback(speed, clock)
+        """Pause, resume, speed, seek, stop; the pacing by recorded time (shared with the relay's replay)."""
         self.store = store or Store()
         self.sink = sink
         self.clock = clock
@@ -104,12 +105,6 @@ class FileReplay:
         )
         self._pending: deque[Event] = deque()
         self._task: asyncio.Task[None] | None = None
-        self._resume = asyncio.Event()
-        self._resume.set()
-        self._restart: float | None = None
-        self._restart_clock = False
-        """The speed changed: pace from the next row on."""
-        self._stopped = False
         self.position = self.start
         """The recorded time replayed so far."""
         self.replay = ReplayPlan(self.venue, [], self.start, self.end, speed)
@@ -126,9 +121,13 @@ class FileReplay:
     async def start_replay(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"replay:{self.path}")
 
+    @property
+    def speed(self) -> float:
+        """Recorded seconds per second of replay; 0 = as fast as it goes."""
+        return self.playback.speed
+
     async def stop(self) -> None:
-        self._stopped = True
-        self._resume.set()
+        self.playback.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -156,30 +155,15 @@ class FileReplay:
     async def control(self, action: str, **args: Any) -> None:
         """``pause``, ``resume``, ``stop``, ``seek`` (``timestamp``: recorded UNIX seconds), ``speed``,
         ``before_gap`` (a minute before the recording's last gap, close or stale feed)."""
-        if action == "pause":
-            self._resume.clear()
-            await self._state("paused")
-        elif action == "resume":
-            self._resume.set()
-            await self._state("resumed")
-        elif action == "speed":
-            self.speed = max(0.0, float(args["speed"]))
-            self._restart_clock = True
-            await self._state("resumed" if self._resume.is_set() else "paused")
-        elif action == "seek":
-            self._restart = min(max(float(args["timestamp"]), self.first), self.last)
-            self._resume.set()
-        elif action == "before_gap":  # what happened before the disconnect: a minute before the last one
+        if action == "before_gap":  # what happened before the disconnect: a minute before the last one
             trouble = last_trouble(self._db)
             if trouble is None:
                 raise ConfigError("this recording has no gap, close or stale feed")
-            self._restart = max(self.first, trouble - 60.0)
-            self._resume.set()
-        elif action == "stop":
-            self._stopped = True
-            self._resume.set()
-        else:
-            raise ConfigError(f"unknown replay control {action!r}")
+            self.playback.seek(trouble - 60.0, self.first, self.last)
+            return
+        state = self.playback.control(action, args, self.first, self.last)
+        if state is not None:
+            await self._state(state)
 
     def __aiter__(self) -> FileReplay:
         return self
@@ -200,12 +184,12 @@ class FileReplay:
         try:
             await self._state("started")
             at = self.start
-            while not self._stopped:
+            while not self.playback.stopped:
                 seek = await self._play(at)
                 if seek is None:
                     break
                 at = seek  # a seek: the state is rebuilt from the start, silently, up to there
-            await self._state("stopped" if self._stopped else "completed")
+            await self._state("stopped" if self.playback.stopped else "completed")
         finally:
             if self._queue is not None:
                 with contextlib.suppress(asyncio.QueueFull):
@@ -216,31 +200,20 @@ class FileReplay:
         self.store.reset()
         self.store.apply(self._replay_state(self._last_state))  # the header keeps saying REPLAY
         sessions: dict[str, Session] = {}
-        wall0: float | None = None
-        rec0 = at
+        playback = self.playback
+        playback.begin()
         for row in self._rows():
             _seq, conn, venue, now, kind, arg, body = row
             if now > self.end:
                 break
-            if self._stopped:
+            if playback.stopped:
                 return None
-            if self._restart is not None:
-                seek, self._restart = self._restart, None
+            seek = playback.take_seek()
+            if seek is not None:
                 return seek
             live = now >= at
-            if live and self.speed > 0:
-                if wall0 is None or self._restart_clock:
-                    self._restart_clock = False
-                    wall0, rec0 = self.clock(), now
-                await self._resume.wait()
-                delay = (now - rec0) / self.speed - (self.clock() - wall0)
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                if not self._resume.is_set():  # paused while waiting: the clock starts again after
-                    await self._resume.wait()
-                    wall0, rec0 = self.clock(), now
-            elif live:
-                await self._resume.wait()
+            if live:
+                await playback.pace(now)
             events = self._feed(sessions, conn, venue, now, kind, arg, body)
             self.position = now
             if live and events:

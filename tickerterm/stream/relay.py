@@ -65,6 +65,7 @@ from tickerterm.core.relay import ROOT, STREAM, RelayInput, encode, subject, sub
 from tickerterm.core.safe import Redactor
 from tickerterm.core.store import Store
 from tickerterm.stream.feed import next_event
+from tickerterm.stream.playback import Playback
 from tickerterm.stream.policy import RetryPolicy
 from tickerterm.venues.base import VenueAdapter
 
@@ -769,7 +770,7 @@ class RelayReplay:
         self.root, self.stream = root, stream
         self.store = store or Store()
         self.sink = sink
-        self.speed = speed
+        self.playback = Playback(speed, clock)
         self.lookback = lookback
         self.clock = clock
         self.first = self.last = 0.0
@@ -781,11 +782,6 @@ class RelayReplay:
         self._pending: deque[Event] = deque()
         self._ended = False
         self._task: asyncio.Task[None] | None = None
-        self._resume = asyncio.Event()
-        self._resume.set()
-        self._restart: float | None = None
-        self._restart_clock = False
-        self._stopped = False
         self._state_name = "started"
         self._nc: NATS | None = None
 
@@ -840,9 +836,12 @@ class RelayReplay:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+    @property
+    def speed(self) -> float:
+        return self.playback.speed
+
     async def stop(self) -> None:
-        self._stopped = True
-        self._resume.set()
+        self.playback.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -875,30 +874,15 @@ class RelayReplay:
 
     async def control(self, action: str, **args: Any) -> None:
         """``pause``, ``resume``, ``stop``, ``seek`` (``timestamp``), ``speed`` (as a file replay)."""
-        if action == "pause":
-            self._resume.clear()
-            await self._say("paused")
-        elif action == "resume":
-            self._resume.set()
-            await self._say("resumed")
-        elif action == "speed":
-            self.speed = max(0.0, float(args["speed"]))
-            self._restart_clock = True
-            await self._say("resumed" if self._resume.is_set() else "paused")
-        elif action == "seek":
-            self._restart = min(max(float(args["timestamp"]), self.first), self.last)
-            self._resume.set()
-        elif action == "before_gap":  # what happened before the disconnect: a minute before the last one
+        if action == "before_gap":  # what happened before the disconnect: a minute before the last one
             trouble = await self._last_trouble()
             if trouble is None:
                 raise ConfigError("this history has no gap, close or stale feed")
-            self._restart = max(self.first, trouble - 60.0)
-            self._resume.set()
-        elif action == "stop":
-            self._stopped = True
-            self._resume.set()
-        else:
-            raise ConfigError(f"this replay has no control {action!r}")
+            self.playback.seek(trouble - 60.0, self.first, self.last)
+            return
+        state = self.playback.control(action, args, self.first, self.last)
+        if state is not None:
+            await self._say(state)
 
     async def _last_trouble(self) -> float | None:
         """When the history's last gap, close or stale feed was published (the relay's and the venue's)."""
@@ -919,12 +903,12 @@ class RelayReplay:
             await self._say("started")
             at = self.start
             assert at is not None
-            while not self._stopped:
+            while not self.playback.stopped:
                 seek = await self._play(at)
                 if seek is None:
                     break
                 at = seek
-            await self._say("stopped" if self._stopped else "completed")
+            await self._say("stopped" if self.playback.stopped else "completed")
         finally:
             if self._queue is not None:
                 with contextlib.suppress(asyncio.QueueFull):
@@ -942,8 +926,8 @@ class RelayReplay:
         config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=since)
         everything = f"{self.root}.{token(self.venue)}.>"
         sub = await js.pull_subscribe(everything, stream=self.stream, config=config)
-        wall0: float | None = None
-        rec0 = at
+        playback = self.playback
+        playback.begin()
         try:
             while True:
                 try:
@@ -951,10 +935,10 @@ class RelayReplay:
                 except TimeoutError:
                     return None  # the end of the history
                 for msg in batch:
-                    if self._stopped:
+                    if playback.stopped:
                         return None
-                    if self._restart is not None:
-                        seek, self._restart = self._restart, None
+                    seek = playback.take_seek()
+                    if seek is not None:
                         return seek
                     assert msg.metadata.timestamp is not None
                     now = msg.metadata.timestamp.timestamp()
@@ -963,19 +947,8 @@ class RelayReplay:
                     events = got.received(msg.subject, msg.headers, msg.data, now)
                     events = [e for e in events if getattr(e, "product", None) in (None, *wanted)]
                     live = now >= at
-                    if live and self.speed > 0:
-                        if wall0 is None or self._restart_clock:
-                            self._restart_clock = False
-                            wall0, rec0 = self.clock(), now
-                        await self._resume.wait()
-                        delay = (now - rec0) / self.speed - (self.clock() - wall0)
-                        if delay > 0:
-                            await asyncio.sleep(delay)
-                        if not self._resume.is_set():
-                            await self._resume.wait()
-                            wall0, rec0 = self.clock(), now
-                    elif live:
-                        await self._resume.wait()
+                    if live:
+                        await playback.pace(now)
                     self.store.apply_all(events)
                     self.position = now
                     if live and events:
