@@ -13,21 +13,19 @@ stop) the venue-side replay of 0xArchive takes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import sqlite3
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
 
 from tickerterm.core.errors import ConfigError
-from tickerterm.core.events import Event, ReplayState
+from tickerterm.core.events import Event
 from tickerterm.core.ndjson import event_of
 from tickerterm.core.store import Store
-from tickerterm.stream.playback import Playback
+from tickerterm.stream.playback import Replaying
 from tickerterm.stream.worker import Sink, take_events, take_frame
 from tickerterm.venues import venue_class
 from tickerterm.venues.session import ReplayPlan, Session, Subscriptions, Wanted
@@ -71,7 +69,7 @@ def last_trouble(db: sqlite3.Connection) -> float | None:
     return None if row is None or row[0] is None else float(row[0])
 
 
-class FileReplay:
+class FileReplay(Replaying):
     """A recording as a feed (see the module docstring)."""
 
     def __init__(
@@ -95,21 +93,9 @@ class FileReplay:
         self.first, self.last = span_of(self._db)
         self.start = self.first if start is None else start
         self.end = self.last if end is None else end
-        self.playback = Playback(speed, clock)
-        """Pause, resume, speed, seek, stop; the pacing by recorded time (shared with the relay's replay)."""
-        self.store = store or Store()
-        self.sink = sink
-        self.clock = clock
-        self._queue: asyncio.Queue[list[Event] | None] | None = (
-            asyncio.Queue(maxsize=10_000) if collect and sink is None else None
-        )
-        self._pending: deque[Event] = deque()
-        self._task: asyncio.Task[None] | None = None
+        self._replaying(store, sink, collect, speed, clock)
         self.position = self.start
-        """The recorded time replayed so far."""
         self.replay = ReplayPlan(self.venue, [], self.start, self.end, speed)
-
-    # --- as a feed -------------------------------------------------------------------------
 
     async def __aenter__(self) -> FileReplay:
         await self.start_replay()
@@ -119,89 +105,20 @@ class FileReplay:
         await self.stop()
 
     async def start_replay(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"replay:{self.path}")
-
-    @property
-    def speed(self) -> float:
-        """Recorded seconds per second of replay; 0 = as fast as it goes."""
-        return self.playback.speed
+        self._start_task(f"replay:{self.path}")
 
     async def stop(self) -> None:
-        self.playback.stop()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._stop_task()
         self._db.close()
 
-    @property
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
-
-    async def wait_finished(self) -> None:
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(self._task)
-
-    def subscriptions(self) -> dict[str, list[str]]:
-        return {}
-
-    async def subscribe(self, channel: str, products: list[str] | None = None) -> None:
-        raise ConfigError("a replay plays what was recorded: its channels cannot change")
-
-    async def unsubscribe(self, channel: str, products: list[str] | None = None) -> None:
-        raise ConfigError("a replay plays what was recorded: its channels cannot change")
-
-    async def control(self, action: str, **args: Any) -> None:
-        """``pause``, ``resume``, ``stop``, ``seek`` (``timestamp``: recorded UNIX seconds), ``speed``,
-        ``before_gap`` (a minute before the recording's last gap, close or stale feed)."""
-        if action == "before_gap":  # what happened before the disconnect: a minute before the last one
-            trouble = last_trouble(self._db)
-            if trouble is None:
-                raise ConfigError("this recording has no gap, close or stale feed")
-            self.playback.seek(trouble - 60.0, self.first, self.last)
-            return
-        state = self.playback.control(action, args, self.first, self.last)
-        if state is not None:
-            await self._state(state)
-
-    def __aiter__(self) -> FileReplay:
-        return self
-
-    async def __anext__(self) -> Event:
-        while not self._pending:
-            if self._queue is None:
-                raise RuntimeError("this replay was made with collect=False")
-            batch = await self._queue.get()
-            if batch is None:
-                raise StopAsyncIteration
-            self._pending.extend(batch)
-        return self._pending.popleft()
-
-    # --- the replay ------------------------------------------------------------------------
-
-    async def _run(self) -> None:
-        try:
-            await self._state("started")
-            at = self.start
-            while not self.playback.stopped:
-                seek = await self._play(at)
-                if seek is None:
-                    break
-                at = seek  # a seek: the state is rebuilt from the start, silently, up to there
-            await self._state("stopped" if self.playback.stopped else "completed")
-        finally:
-            if self._queue is not None:
-                with contextlib.suppress(asyncio.QueueFull):
-                    self._queue.put_nowait(None)
+    async def _last_trouble(self) -> float | None:
+        return last_trouble(self._db)
 
     async def _play(self, at: float) -> float | None:
         """Play from the recording's start, silent before ``at``; returns where to seek to (None: done)."""
-        self.store.reset()
-        self.store.apply(self._replay_state(self._last_state))  # the header keeps saying REPLAY
+        self._rebuilding()
         sessions: dict[str, Session] = {}
         playback = self.playback
-        playback.begin()
         for row in self._rows():
             _seq, conn, venue, now, kind, arg, body = row
             if now > self.end:
@@ -309,33 +226,3 @@ class FileReplay:
         )
         session.offline = True  # answers come from the recording; nothing is sent or signed
         return session
-
-    _last_state = "started"
-
-    async def _state(self, state: str) -> None:
-        self._last_state = state
-        ev = self._replay_state(state)
-        self.store.apply(ev)
-        await self._hand_on([ev])
-
-    def _replay_state(self, state: str) -> ReplayState:
-        return ReplayState(
-            self.venue,
-            time.time(),
-            "replay",
-            state,
-            ",".join(self.products),
-            self.position,
-            self.start,
-            self.end,
-            self.speed,
-        )
-
-    async def _hand_on(self, events: list[Event]) -> None:
-        self.store.replay_progress(self.position)
-        if self.sink is not None:
-            result = self.sink(events)
-            if result is not None:
-                await result
-        elif self._queue is not None:
-            await self._queue.put(events)

@@ -57,7 +57,6 @@ from tickerterm.core.events import (
     GaveUp,
     Heartbeat,
     OrderUpdate,
-    ReplayState,
     RetryScheduled,
     Subscribed,
 )
@@ -65,7 +64,7 @@ from tickerterm.core.relay import ROOT, STREAM, RelayInput, encode, subject, sub
 from tickerterm.core.safe import Redactor
 from tickerterm.core.store import Store
 from tickerterm.stream.feed import next_event
-from tickerterm.stream.playback import Playback
+from tickerterm.stream.playback import Replaying
 from tickerterm.stream.policy import RetryPolicy
 from tickerterm.venues.base import VenueAdapter
 
@@ -735,7 +734,7 @@ class RelayFeed:
         return [(r.text, r.armed) for r in self.alerts.rules]
 
 
-class RelayReplay:
+class RelayReplay(Replaying):
     """A relay's history in JetStream played back as a feed (``tickerterm replay nats://…``), with the
     controls of a file replay: pause, resume, speed, seek, stop.
 
@@ -768,21 +767,11 @@ class RelayReplay:
         """Start a minute before the last gap, close or stale feed in the history (``--before-gap``)."""
         self.products = [adapter.normalize_product(p) for p in products]
         self.root, self.stream = root, stream
-        self.store = store or Store()
-        self.sink = sink
-        self.playback = Playback(speed, clock)
+        self._replaying(store, sink, collect, speed, clock)
         self.lookback = lookback
-        self.clock = clock
         self.first = self.last = 0.0
-        self.start, self.end = start, end
-        self.position = 0.0
-        self._queue: asyncio.Queue[list[Event] | None] | None = (
-            asyncio.Queue(maxsize=10_000) if collect and sink is None else None
-        )
-        self._pending: deque[Event] = deque()
-        self._ended = False
-        self._task: asyncio.Task[None] | None = None
-        self._state_name = "started"
+        self._asked = (start, end)
+        self.start = self.end = 0.0
         self._nc: NATS | None = None
 
     async def open(self) -> None:
@@ -808,14 +797,15 @@ class RelayReplay:
             raise ConfigError(f"cannot read history at {shown_url(self.url)}: {_describe(exc)}") from None
         assert first.time is not None and last.time is not None
         self.first, self.last = first.time.timestamp(), last.time.timestamp()
+        start, end = self._asked
         if self.before_gap:
             trouble = await self._last_trouble()
             if trouble is None:
                 await self._close()
                 raise ConfigError("--before-gap: the relay's history has no gap, close or stale feed")
-            self.start = max(self.first, trouble - 60.0)
-        self.start = self.first if self.start is None else max(self.first, self.start)
-        self.end = self.last if self.end is None else min(self.last, self.end)
+            start = trouble - 60.0
+        self.start = self.first if start is None else max(self.first, start)
+        self.end = self.last if end is None else min(self.last, end)
         if not self.start < self.end:
             await self._close()
             raise ConfigError("the window asked for holds none of the relay's history")
@@ -830,59 +820,15 @@ class RelayReplay:
     async def __aenter__(self) -> RelayReplay:
         if self._nc is None:
             await self.open()
-        self._task = asyncio.create_task(self._run(), name="relay-replay")
+        self._start_task("relay-replay")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    @property
-    def speed(self) -> float:
-        return self.playback.speed
-
     async def stop(self) -> None:
-        self.playback.stop()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._stop_task()
         await self._close()
-
-    @property
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
-
-    async def wait_finished(self) -> None:
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(self._task)
-
-    def __aiter__(self) -> RelayReplay:
-        return self
-
-    async def __anext__(self) -> Event:
-        return await next_event(self)
-
-    def subscriptions(self) -> dict[str, list[str]]:
-        return {}
-
-    async def subscribe(self, channel: str, products: Sequence[str] | None = None) -> None:
-        raise ConfigError("a replay plays what was published: its channels cannot change")
-
-    async def unsubscribe(self, channel: str, products: Sequence[str] | None = None) -> None:
-        raise ConfigError("a replay plays what was published: its channels cannot change")
-
-    async def control(self, action: str, **args: Any) -> None:
-        """``pause``, ``resume``, ``stop``, ``seek`` (``timestamp``), ``speed`` (as a file replay)."""
-        if action == "before_gap":  # what happened before the disconnect: a minute before the last one
-            trouble = await self._last_trouble()
-            if trouble is None:
-                raise ConfigError("this history has no gap, close or stale feed")
-            self.playback.seek(trouble - 60.0, self.first, self.last)
-            return
-        state = self.playback.control(action, args, self.first, self.last)
-        if state is not None:
-            await self._say(state)
 
     async def _last_trouble(self) -> float | None:
         """When the history's last gap, close or stale feed was published (the relay's and the venue's)."""
@@ -898,27 +844,10 @@ class RelayReplay:
                 times.append(msg.time.timestamp())
         return max(times) if times else None
 
-    async def _run(self) -> None:
-        try:
-            await self._say("started")
-            at = self.start
-            assert at is not None
-            while not self.playback.stopped:
-                seek = await self._play(at)
-                if seek is None:
-                    break
-                at = seek
-            await self._say("stopped" if self.playback.stopped else "completed")
-        finally:
-            if self._queue is not None:
-                with contextlib.suppress(asyncio.QueueFull):
-                    self._queue.put_nowait(None)
-
     async def _play(self, at: float) -> float | None:
         """Play from ``lookback`` before ``at``, silently up to ``at``; returns where to seek (None: done)."""
-        assert self._nc is not None and self.end is not None
-        self.store.reset()
-        self.store.apply(self._state(self._state_name))
+        assert self._nc is not None
+        self._rebuilding()
         got = RelayInput(self.venue, CONN, list(self.products))
         wanted = set(self.products)
         js = self._nc.jetstream()
@@ -927,7 +856,6 @@ class RelayReplay:
         everything = f"{self.root}.{token(self.venue)}.>"
         sub = await js.pull_subscribe(everything, stream=self.stream, config=config)
         playback = self.playback
-        playback.begin()
         try:
             while True:
                 try:
@@ -957,31 +885,3 @@ class RelayReplay:
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
-
-    def _state(self, state: str) -> Event:
-        return ReplayState(
-            self.venue,
-            time.time(),
-            "replay",
-            state,
-            ",".join(self.products),
-            self.position,
-            self.start,
-            self.end,
-            self.speed,
-        )
-
-    async def _say(self, state: str) -> None:
-        self._state_name = state
-        ev = self._state(state)
-        self.store.apply(ev)
-        await self._hand_on([ev])
-
-    async def _hand_on(self, events: list[Event]) -> None:
-        self.store.replay_progress(self.position)
-        if self.sink is not None:
-            result = self.sink(events)
-            if result is not None:
-                await result
-        elif self._queue is not None:
-            await self._queue.put(events)
