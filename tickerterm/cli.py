@@ -1215,7 +1215,6 @@ def run_replay(ns: argparse.Namespace) -> int:
     speed = ns.speed if ns.speed is not None else (0.0 if ns.headless else 1.0)
     if ns.headless:
         return asyncio.run(_replay_headless(ns, speed, start, end))
-    from tickerterm.ui.app import TickertermApp
 
     venue = str(meta.get("venue", ""))
     adapter = venue_class(venue)()
@@ -1223,22 +1222,13 @@ def run_replay(ns: argparse.Namespace) -> int:
     for name in meta.get("channels", []):
         with contextlib.suppress(ConfigError):
             channels.setdefault(adapter.channel(name).kind, adapter.channel(name).name)
-    app = TickertermApp(
+    return _replay_dashboard(
+        ns,
         lambda store: FileReplay(ns.file, store=store, collect=False, speed=speed, start=start, end=end),
-        venue=venue,
-        products=list(meta.get("products", [])),
-        channels=channels,
-        fps=ns.fps,
-        light=ns.light,
-        theme=_theme(ns),
-        replay=True,
-        intervals=adapter.candle_intervals,
-        palette=ns.palette,
-        keys=_keys(ns, TickertermApp.binding_ids()),
-        remember_theme=lambda name: remember("theme", name),
+        adapter,
+        list(meta.get("products", [])),
+        channels,
     )
-    app.run()
-    return app.return_code or 0
 
 
 async def _replay_headless(
@@ -1291,19 +1281,28 @@ def _run_relay_replay(ns: argparse.Namespace) -> int:
     speed = ns.speed if ns.speed is not None else (0.0 if ns.headless else 1.0)
     if ns.headless:
         return asyncio.run(_replay_headless(ns, speed, None, None))
-    from tickerterm.ui.app import TickertermApp
-
     first = _relay_replay(ns, speed)
     asyncio.run(_probe(first))  # no history to play: one line and exit 2, before the screen is taken
     adapter = first.adapter
-    channels = {"ticker": "ticker", "book": "level2", "trades": "market_trades"}
-    channels = {
-        kind: spec.name for spec in adapter.channels.values() for kind in (spec.kind,) if kind in channels
-    }
-    app = TickertermApp(
+    return _replay_dashboard(
+        ns,
         lambda store: _relay_replay(ns, speed, store=store, collect=False),
+        adapter,
+        first.products,
+        _panel_channels(adapter, list(adapter.default_channels)),
+    )
+
+
+def _replay_dashboard(
+    ns: argparse.Namespace, opener: Callable[[Store], Any], adapter: Any, products: list[str], channels: Any
+) -> int:
+    """The dashboard on a replay (a recording's, or a relay's history): the replay keys drive it."""
+    from tickerterm.ui.app import TickertermApp
+
+    app = TickertermApp(
+        opener,
         venue=adapter.name,
-        products=first.products,
+        products=products,
         channels=channels,
         fps=ns.fps,
         light=ns.light,
