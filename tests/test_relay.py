@@ -103,6 +103,24 @@ class Proxy:
             await self.cut()
 
 
+@contextlib.asynccontextmanager
+async def relayed(
+    url: str,
+    root: str,
+    stream: str,
+    products: list[str] = PRODUCTS,
+    channels: list[str] = CHANNELS,
+    **sim: Any,
+) -> AsyncIterator[tuple[Relay, Any]]:
+    """A relay (snapshots every 0.5 s) publishing a Coinbase simulator's feed: (the relay, the feed)."""
+    relay = Relay(url, root=root, stream=stream, snapshot_every=0.5, history=120)
+    async with open_feed(
+        "coinbase", products, channels, sim=True, sim_options={**SIM, **sim}, collect=False, sink=relay.sink
+    ) as feed:
+        await relay.start(feed.store)
+        yield relay, feed
+
+
 def book_subject(relay: Relay, product: str) -> str:
     return subject("coinbase", product, "book", relay.root)
 
@@ -161,11 +179,7 @@ def viewer(url: str, root: str, stream: str, **options: Any) -> RelayFeed:
 async def test_two_viewers_and_a_late_joiner_show_exactly_the_relays_books() -> None:
     url = await nats_or_skip()
     async with a_stream(url) as (root, stream):
-        relay = Relay(url, root=root, stream=stream, snapshot_every=0.5, history=120)
-        async with open_feed(
-            "coinbase", PRODUCTS, CHANNELS, sim=True, sim_options=SIM, collect=False, sink=relay.sink
-        ) as feed:
-            await relay.start(feed.store)
+        async with relayed(url, root, stream) as (relay, feed):
             first = viewer(url, root, stream)
             async with first:
                 await asyncio.sleep(1.5)  # the relay has published snapshots and deltas before this one joins
@@ -197,11 +211,7 @@ async def test_the_viewers_broker_connection_cut_mid_stream_is_shown_and_the_boo
     proxy = Proxy(url)
     await proxy.start()
     async with a_stream(url) as (root, stream):
-        relay = Relay(url, root=root, stream=stream, snapshot_every=0.5, history=120)
-        async with open_feed(
-            "coinbase", PRODUCTS, CHANNELS, sim=True, sim_options=SIM, collect=False, sink=relay.sink
-        ) as feed:
-            await relay.start(feed.store)
+        async with relayed(url, root, stream) as (relay, feed):
             seen: list[Event] = []
             one = viewer(proxy.url, root, stream, sink=seen.extend)
             async with one:
@@ -385,12 +395,8 @@ async def test_raw_frames_are_published_as_they_came_with_secrets_removed() -> N
 
     url = await nats_or_skip()
     async with a_stream(url) as (root, stream):
-        relay = Relay(url, root=root, stream=stream, snapshot_every=0.5, history=120)
         frames: list[bytes] = []
-        async with open_feed(
-            "coinbase", ["BTC-USD"], ["level2"], sim=True, sim_options=SIM, collect=False, sink=relay.sink
-        ) as feed:
-            await relay.start(feed.store)
+        async with relayed(url, root, stream, ["BTC-USD"], ["level2"]) as (relay, feed):
             relay.tap(feed)
             nc = await nats.connect(url)
             got: list[Any] = []
@@ -590,11 +596,7 @@ async def test_the_dashboard_on_a_relay_shows_its_books_and_health_and_t_stops_t
 
     url = await nats_or_skip()
     async with a_stream(url) as (root, stream):
-        relay = Relay(url, root=root, stream=stream, snapshot_every=0.5, history=120)
-        async with open_feed(
-            "coinbase", PRODUCTS, CHANNELS, sim=True, sim_options=SIM, collect=False, sink=relay.sink
-        ) as feed:
-            await relay.start(feed.store)
+        async with relayed(url, root, stream) as (relay, feed):
             panels = {"ticker": "ticker", "book": "level2", "trades": "market_trades"}
             app = TickertermApp(
                 lambda store: viewer(url, root, stream, store=store),
