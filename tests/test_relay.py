@@ -426,6 +426,22 @@ async def test_raw_frames_are_published_as_they_came_with_secrets_removed() -> N
     assert all(b"s3cr3t" not in f for f in frames) and any(b'"echo":"***"' in f for f in frames)
 
 
+async def test_a_message_the_broker_would_refuse_is_counted_not_retried_for_ever() -> None:
+    url = await nats_or_skip()
+    rng = random.Random(5)
+    levels = [
+        (f"{rng.randrange(10**9)}.{rng.randrange(10**8):08d}", f"{rng.random():.8f}") for _ in range(90_000)
+    ]
+    huge = BookSnapshot("coinbase", 1.0, "BTC-USD", None, levels, [])
+    async with a_stream(url) as (root, stream):
+        relay = Relay(url, root=root, stream=stream, history=120)
+        relay.sink([huge, Trade("coinbase", 1.0, "BTC-USD", None, "1", "100", "1", "buy")])
+        await relay.start(Store())
+        await until(lambda: not relay.queue)
+        assert relay.too_large == 1 and relay.published == 1  # the trade went; the snapshot is counted
+        await relay.stop()
+
+
 def _messages(relay: Relay) -> list[tuple[str, dict[str, str], bytes]]:
     out = [(o.subject, dict(o.headers), o.body) for o in relay.queue]
     relay.queue.clear()

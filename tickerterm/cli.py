@@ -1090,7 +1090,10 @@ async def run_relay(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
                 w.cancel()
         stopped = not feed.running
     await relay.stop()
-    _say(f"relay: published {relay.published}, dropped {relay.dropped} while the broker was away")
+    said = f"relay: published {relay.published}, dropped {relay.dropped} while the broker was away"
+    if relay.too_large:
+        said += f", {relay.too_large} too large for the broker"
+    _say(said)
     if stopped and gave_up:
         return _gave_up((ev.conn, ev.reason, ev.bad_input) for ev in gave_up)
     return 0

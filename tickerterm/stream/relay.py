@@ -195,7 +195,8 @@ class Relay:
         self.dropped = 0
         """Messages dropped from the full buffer while the broker was away (the viewers see the gaps)."""
         self.too_large = 0
-        """Book snapshots larger than the broker takes (not published; the viewers keep the deltas)."""
+        """Messages larger than the broker takes (its max_payload): not published, and counted; the screens
+        see the gap in that subject's numbers."""
         self.connected = False
         self.last_failure = ""
         """Why the broker could not be reached, while it cannot."""
@@ -359,11 +360,13 @@ class Relay:
                 if not self.connected:
                     await self._online.wait()
                 out = queue[0]
+                if len(out.body) > nc.max_payload:  # the broker would refuse it for ever: counted, and
+                    self.too_large += 1  # the screens see the gap in its subject (a book waits for the next)
+                    queue.popleft()
+                    continue
                 try:
                     if out.pointer is None:
                         await nc.publish(out.subject, out.body, headers=out.headers)
-                    elif len(out.body) > nc.max_payload:
-                        self.too_large += 1
                     else:
                         ack = await js.publish(out.subject, out.body, headers=out.headers, timeout=5)
                         where = {"seq": ack.seq, "book_seq": int(out.headers["Tt-Seq"]), "epoch": self.epoch}
