@@ -250,6 +250,16 @@ def test_a_replay_takes_the_users_palette_theme_and_keys(tmp_path: Path, monkeyp
     assert ns.fps == 30.0  # its own option wins
 
 
+def test_no_ansi_and_the_other_flags_on_the_command_line_win_over_the_file(tmp_path: Path) -> None:
+    write(tmp_path / "tickerterm" / "config.toml", "ansi = true\nlow-bandwidth = true\nshow-rate = true\n")
+    env = {"XDG_CONFIG_HOME": str(tmp_path)}
+    said = run(["config", "--no-ansi", "--no-low-bandwidth", "--no-show-rate"], env).stdout.splitlines()
+    for name in ("ansi", "low-bandwidth", "show-rate"):
+        assert any(line.startswith(name) and "false" in line and "command line" in line for line in said)
+    kept = run(["config"], env).stdout.splitlines()
+    assert any(line.startswith("ansi") and "true" in line and "config.toml:1" in line for line in kept)
+
+
 def test_dark_on_the_command_line_wins_over_light_in_the_file(tmp_path: Path) -> None:
     write(tmp_path / "tickerterm" / "config.toml", "light = true\n")
     env = {"XDG_CONFIG_HOME": str(tmp_path)}

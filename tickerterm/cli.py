@@ -298,18 +298,21 @@ def feed_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="PATH", help="the config file (default: see settings below)")
     p.add_argument(
         "--ansi",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=False,
         help="use the terminal's own 16-colour palette and background (fewest bytes over SSH)",
     )
     p.add_argument(
         "--low-bandwidth",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=False,
         help="for slow SSH links: the terminal's own colours, the ladder twice a second, tickers and tape "
         "once, the chart every 5 s (about a quarter of the bytes)",
     )
     p.add_argument(
         "--show-rate",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=False,
         help="show in the header how many bytes a second the dashboard writes to the terminal",
     )
     p.add_argument(
