@@ -379,12 +379,13 @@ def test_headless_replay_on_the_simulator() -> None:
             "--speed",
             "300",
         ),
-        *("--headless", "--duration", "5"),
+        "--headless",  # no --duration: the run ends when the replay has completed
+        timeout=30,
     )
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     states = [line["state"] for line in lines if line["type"] == "replay"]
-    assert states[0] == "started" and states[-1] == "completed"
+    assert states[0] == "started" and states[-1] == "completed" and lines[-1]["type"] == "replay"
     books = [line for line in lines if line["type"] == "book"]
     assert books and all(line["product"] == "BTC" and line["snapshot"] for line in books)
     started = next(line for line in lines if line["type"] == "replay")

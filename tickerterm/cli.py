@@ -37,7 +37,7 @@ from tickerterm.config import (
 from tickerterm.core.alerts import parse_rule
 from tickerterm.core.consolidated import parse_same_quote
 from tickerterm.core.errors import ConfigError, TickertermError
-from tickerterm.core.events import Event, GaveUp
+from tickerterm.core.events import Event, GaveUp, ReplayState
 from tickerterm.core.ndjson import dumps
 from tickerterm.core.safe import InertFormatter, inert
 from tickerterm.core.store import Store
@@ -1118,6 +1118,8 @@ def _gave_up(ended: Iterable[tuple[str, str, bool]]) -> int:
 async def run_feed(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
     out = sys.stdout
     done = asyncio.Event()
+    ended = asyncio.Event()
+    replaying = plan.get("replay") is not None
     state = {"count": 0, "broken": False}
     gave_up: list[GaveUp] = []
     store_ref: list[Store] = []
@@ -1130,6 +1132,8 @@ async def run_feed(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
             if type(ev) is GaveUp:
                 gave_up.append(ev)
             line = dumps(ev, store, heartbeats=ns.heartbeats)
+            if type(ev) is ReplayState and ev.state in ("completed", "stopped") and replaying:
+                ended.set()  # a replay's end is the end of a headless run (after its line is printed)
             if line is None:
                 continue
             try:
@@ -1156,7 +1160,11 @@ async def run_feed(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
     opened = _open(ns, plan, policy, sink=sink)
     async with opened as feed:
         store_ref.append(feed.store)
-        waiters = [asyncio.ensure_future(done.wait()), asyncio.ensure_future(feed.wait_finished())]
+        waiters = [
+            asyncio.ensure_future(done.wait()),
+            asyncio.ensure_future(ended.wait()),
+            asyncio.ensure_future(feed.wait_finished()),
+        ]
         try:
             await asyncio.wait(waiters, timeout=ns.duration, return_when=asyncio.FIRST_COMPLETED)
         finally:
