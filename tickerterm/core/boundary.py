@@ -48,15 +48,26 @@ class Boundary:
         """``events`` without unsolicited market data, their venue text bounded and scrubbed (in place)."""
         out = events
         accepts = self.accepts
+        asked, wanted = "", False  # runs of one product's events (a trade batch) ask once
+        redact = self.redact
         for i, ev in enumerate(events):
             cls = type(ev)
-            if cls in _PER_PRODUCT and not accepts(ev.product):  # type: ignore[attr-defined]
-                if out is events:
-                    out = events[:i]
-                self.dropped += 1
-                continue
+            if cls in _PER_PRODUCT:
+                product = ev.product  # type: ignore[attr-defined]
+                if product != asked or not asked:
+                    asked, wanted = product, accepts(product)
+                if not wanted:
+                    if out is events:
+                        out = events[:i]
+                    self.dropped += 1
+                    continue
             if cls is Trade:  # the hot path: its only free text is the id
-                ev.trade_id = self.text(ev.trade_id, ID_LIMIT)  # type: ignore[attr-defined]
+                trade_id = ev.trade_id  # type: ignore[attr-defined]
+                if redact:
+                    trade_id = redact(trade_id)
+                if len(trade_id) > ID_LIMIT:
+                    trade_id = clip(trade_id, ID_LIMIT)
+                ev.trade_id = trade_id  # type: ignore[attr-defined]
             elif cls not in _CHECKED:
                 self.scrub(ev)
             if out is not events:

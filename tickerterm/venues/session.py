@@ -52,6 +52,7 @@ from tickerterm.core.events import (
     Event,
     Gap,
     Malformed,
+    Trade,
     VenueError,
 )
 
@@ -571,6 +572,9 @@ class Session:
             ev = events[i]
             i += 1
             cls = type(ev)
+            if cls is Trade:  # the most numerous (a batch restates hundreds): nothing to act on
+                out.append(ev)
+                continue
             if cls is BookUpdate:
                 product = ev.product  # type: ignore[attr-defined]
                 if product not in books:
