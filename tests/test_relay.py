@@ -516,6 +516,7 @@ def test_a_restarted_relay_and_two_relays_on_one_stream_never_leave_a_wrong_book
         (lambda b: b.replace(b'"100.5"', b'"NaN"'), "not plain decimal text"),
         (lambda b: b[:-5], "truncated"),
         (lambda b: b.replace(b'"coinbase"', b'"bitzoom"'), "an event of 'bitzoom'"),
+        (lambda b: b.replace(b'"BTC-USD"', b'"ETH-USD"'), "for coinbase.ETH-USD.book on this subject"),
     ],
 )
 def test_a_bad_relay_message_is_counted_and_its_book_rebuilt(change_body: Any, why: str) -> None:

@@ -188,6 +188,12 @@ class RelayInput:
             return self._malformed(
                 subject_name, f"an event of {ev.venue[:40]!r} on {self.venue}'s subject", now
             )
+        product = getattr(ev, "product", None)
+        where = [token(ev.venue), token(product) if product else CONNECTION, kind_of(ev)]
+        if subject_name.split(".")[-3:] != where:  # its numbers are another subject's: not to be trusted
+            return self._malformed(
+                subject_name, f"a {ev.type} for {'.'.join(where)[:80]} on this subject", now
+            )
         if headers.get("Tt-Restate") and subject_name in self.subjects:
             return []  # a connection's state said again for late joiners: this viewer has it already
         last = self.subjects.get(subject_name)
