@@ -442,6 +442,14 @@ async def test_a_message_the_broker_would_refuse_is_counted_not_retried_for_ever
         await relay.stop()
 
 
+async def test_the_library_refuses_venue_options_with_a_relay_source() -> None:
+    from tickerterm.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="source= reads a relay: sim, record cannot apply"):
+        async with open_feed("coinbase", PRODUCTS, sim=True, record="x.db", source="nats://127.0.0.1:1"):
+            pass
+
+
 def _messages(relay: Relay) -> list[tuple[str, dict[str, str], bytes]]:
     out = [(o.subject, dict(o.headers), o.body) for o in relay.queue]
     relay.queue.clear()

@@ -65,6 +65,21 @@ async def open_feed(
     cls = venue_class(venue)
     rules = [parse_rule(text) for text in alerts]  # bad rules are bad input, before anything starts
     if source is not None:
+        given: dict[str, object] = {
+            "sim": sim,
+            "url": url,
+            "user_url": user_url,
+            "key_file": key_file,
+            "sandbox": sandbox,
+            "rest_url": rest_url,
+            "replay": replay,
+            "record": record,
+            "alert_exec": alert_exec,
+            "bars": bars,
+        }
+        clash = [name for name, value in given.items() if value]
+        if clash:  # the relay holds the venue connection: these would be silently ignored
+            raise ConfigError(f"source= reads a relay: {', '.join(clash)} cannot apply")
         async with _relay_feed(
             source, relay, cls(), products, channels, policy, collect, sink, store, alerts
         ) as viewer:
