@@ -23,9 +23,10 @@ from bench_e2e import start_sim
 from common import PY, write_results
 
 from tickerterm.core.events import BookUpdate, Event
+from tickerterm.core.relay import stream_names
 from tickerterm.core.store import Store
 from tickerterm.stream.feed import Feed
-from tickerterm.stream.relay import Relay, RelayFeed, stream_names
+from tickerterm.stream.relay import Relay, RelayFeed
 from tickerterm.venues.coinbase import CoinbaseAdvancedTrade
 
 NATS = "nats://127.0.0.1:4222"

@@ -33,9 +33,9 @@ from tickerterm.core.events import (
     VenueError,
     change,
 )
-from tickerterm.core.relay import RelayInput, subject
+from tickerterm.core.relay import RelayInput, stream_names, subject
 from tickerterm.core.store import Store
-from tickerterm.stream.relay import Relay, RelayFeed, RelayReplay, stream_names
+from tickerterm.stream.relay import Relay, RelayFeed, RelayReplay
 from tickerterm.venues import venue_class
 
 PRODUCTS = ["BTC-USD", "ETH-USD"]

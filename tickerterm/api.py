@@ -245,7 +245,8 @@ async def _relay_feed(
     conn: str = "relay",
 ) -> AsyncIterator[Any]:
     """A started ``RelayFeed`` (``tickerterm.stream.relay``; nats-py loads only when it is asked for)."""
-    from tickerterm.stream.relay import RelayFeed, stream_names
+    from tickerterm.core.relay import stream_names
+    from tickerterm.stream.relay import RelayFeed
 
     root, stream = stream_names(relay)
     viewer = RelayFeed(

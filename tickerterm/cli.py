@@ -39,6 +39,7 @@ from tickerterm.core.consolidated import parse_same_quote
 from tickerterm.core.errors import ConfigError, TickertermError
 from tickerterm.core.events import Event, GaveUp, ReplayState
 from tickerterm.core.ndjson import dumps
+from tickerterm.core.relay import broker_url, stream_names
 from tickerterm.core.safe import InertFormatter, inert
 from tickerterm.core.store import Store
 from tickerterm.record.sqlite import DEFAULT_MAX_BYTES, parse_limits
@@ -730,8 +731,6 @@ def _plan(ns: argparse.Namespace) -> dict[str, Any]:
 
 def _check_relay_options(ns: argparse.Namespace, venues: list[str]) -> None:
     """``--from`` (a viewer) and ``relay --to``: what they cannot be combined with, in one line each."""
-    from tickerterm.stream.relay import broker_url, stream_names
-
     stream_names(ns.stream)  # a name the broker takes
     to = getattr(ns, "to", None)
     if to is not None:
@@ -1047,7 +1046,8 @@ def run_dashboard(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
 async def run_relay(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
     """``tickerterm relay``: the feed's events published to the broker until SIGTERM, Ctrl-C or
     ``--duration``; every connection giving up ends it as it ends a headless feed."""
-    from tickerterm.stream.relay import Relay, shown_url, stream_names
+    from tickerterm.core.relay import shown_url
+    from tickerterm.stream.relay import Relay
 
     root, stream = stream_names(ns.stream)
     size, age = ns.keep
@@ -1182,7 +1182,7 @@ async def run_feed(ns: argparse.Namespace, plan: dict[str, Any]) -> int:
 
 def _relay_replay(ns: argparse.Namespace, speed: float, **options: Any) -> Any:
     """The relay history ``ns`` names (``tickerterm replay nats://…``), not yet opened."""
-    from tickerterm.stream.relay import RelayReplay, broker_url, stream_names
+    from tickerterm.stream.relay import RelayReplay
 
     broker_url(ns.file)
     root, stream = stream_names(ns.stream)

@@ -27,10 +27,12 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 
 from tickerterm.core.boundary import Boundary
+from tickerterm.core.errors import ConfigError
 from tickerterm.core.events import (
     BookDropped,
     BookResynced,
@@ -276,3 +278,29 @@ class RelayInput:
                 self.waiting[product] = why
                 out.append(BookUnsafe(self.venue, now, self.conn, product, why))
         return out
+
+
+def broker_url(text: str) -> str:
+    """``text`` if it is a NATS URL (``nats://host:port``); ConfigError in one line otherwise."""
+    parts = urlsplit(text)
+    if parts.scheme not in ("nats", "tls") or not parts.hostname:
+        raise ConfigError(f"{text!r} is not a NATS URL (nats://host:4222)")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ConfigError(f"{text!r}: the port is not a number") from None
+    return text
+
+
+def stream_names(name: str) -> tuple[str, str]:
+    """The subject root and the JetStream stream name for a relay called ``name`` (``--stream``)."""
+    if not name or len(name) > 32 or not all(c.isascii() and (c.isalnum() or c in "_-") for c in name):
+        raise ConfigError(f"--stream {name[:40]!r}: letters, digits, - and _ only (at most 32)")
+    return name, name.upper()
+
+
+def shown_url(url: str) -> str:
+    """The URL without any user or password in it (for the screen and the log)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}"

@@ -32,7 +32,6 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import nats
 from nats.aio.client import Client as NATS
@@ -60,7 +59,17 @@ from tickerterm.core.events import (
     RetryScheduled,
     Subscribed,
 )
-from tickerterm.core.relay import ROOT, STREAM, RelayInput, encode, subject, subject_of, token
+from tickerterm.core.relay import (
+    ROOT,
+    STREAM,
+    RelayInput,
+    broker_url,
+    encode,
+    shown_url,
+    subject,
+    subject_of,
+    token,
+)
 from tickerterm.core.safe import Redactor
 from tickerterm.core.store import Store
 from tickerterm.stream.feed import next_event
@@ -79,32 +88,6 @@ STATE_EVENTS = (Connecting, Connected, Subscribed, Closed, RetryScheduled, GaveU
 KINDS = {"book": ("book",), "trades": ("trade",), "ticker": ("ticker",), "candles": ("candle",)}
 """The subjects (kinds) a channel of each kind reads; other channels (status...) read their event type."""
 Sink = Callable[[list[Event]], Awaitable[None] | None]
-
-
-def broker_url(text: str) -> str:
-    """``text`` if it is a NATS URL (``nats://host:port``); ConfigError in one line otherwise."""
-    parts = urlsplit(text)
-    if parts.scheme not in ("nats", "tls") or not parts.hostname:
-        raise ConfigError(f"{text!r} is not a NATS URL (nats://host:4222)")
-    try:
-        parts.port  # noqa: B018 - raises on a port that is not a number
-    except ValueError:
-        raise ConfigError(f"{text!r}: the port is not a number") from None
-    return text
-
-
-def stream_names(name: str) -> tuple[str, str]:
-    """The subject root and the JetStream stream name for a relay called ``name`` (``--stream``)."""
-    if not name or len(name) > 32 or not all(c.isascii() and (c.isalnum() or c in "_-") for c in name):
-        raise ConfigError(f"--stream {name[:40]!r}: letters, digits, - and _ only (at most 32)")
-    return name, name.upper()
-
-
-def shown_url(url: str) -> str:
-    """The URL without any user or password in it (for the screen and the log)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}"
 
 
 def _describe(exc: BaseException) -> str:
