@@ -13,7 +13,7 @@ def test_headless_layers_import_without_textual() -> None:
         "import tickerterm.sim, tickerterm.api, tickerterm.cli\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'plotext', 'rich'))\n"
         "assert not bad, bad\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'nats')\n"  # nats-py: 70 ms, for a relay only
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'nats')\n"  # nats-py: 70 ms, relays only
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
