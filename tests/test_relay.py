@@ -442,6 +442,28 @@ async def test_a_message_the_broker_would_refuse_is_counted_not_retried_for_ever
         await relay.stop()
 
 
+async def test_a_failure_starting_the_consumers_is_said_and_retried_not_silent(monkeypatch: Any) -> None:
+    url = await nats_or_skip()
+    async with a_stream(url) as (root, stream), relayed(url, root, stream) as (relay, feed):
+        seen: list[Event] = []
+        one = viewer(url, root, stream, sink=seen.extend)
+        real, calls = one._read, []
+
+        async def flaky(channel: str, products: list[str]) -> None:
+            calls.append(channel)
+            if len(calls) == 1:
+                raise TimeoutError("consumer create timed out")
+            await real(channel, products)
+
+        monkeypatch.setattr(one, "_read", flaky)
+        async with one:
+            await in_step(relay, one)
+            assert_same_books(feed.store, one.store)
+        retries = [e for e in seen if type(e).__name__ == "RetryScheduled"]
+        assert any("consumer create timed out" in r.reason for r in retries)  # type: ignore[attr-defined]
+        await relay.stop()
+
+
 async def test_the_library_refuses_venue_options_with_a_relay_source() -> None:
     from tickerterm.core.errors import ConfigError
 

@@ -513,7 +513,12 @@ class RelayFeed:
                 )
                 self._js = self._nc.jetstream()
                 await self._js.stream_info(self.stream)
-            except Exception as exc:
+                await self._hand_on([Connected(venue, self.clock(), self.conn, shown)])
+                for channel, products in list(self.channels.items()):
+                    await self._read(channel, products)
+            except Exception as exc:  # no failure ends this screen's stream silently: said, and retried
+                for name in list(self._subs):
+                    await self._unread(name)
                 if self._nc is not None:
                     with contextlib.suppress(Exception):
                         await self._nc.close()
@@ -531,9 +536,6 @@ class RelayFeed:
                 )
                 await asyncio.sleep(delay)
                 continue
-            await self._hand_on([Connected(venue, self.clock(), self.conn, shown)])
-            for channel, products in list(self.channels.items()):
-                await self._read(channel, products)
             await self._hand_on([Subscribed(venue, self.clock(), self.conn, self.subscriptions())])
             await self._forever()
             return
