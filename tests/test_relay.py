@@ -464,6 +464,29 @@ async def test_a_failure_starting_the_consumers_is_said_and_retried_not_silent(m
         await relay.stop()
 
 
+async def test_an_unexpected_publishing_failure_drops_one_message_and_the_relay_goes_on() -> None:
+    url = await nats_or_skip()
+    async with a_stream(url) as (root, stream):
+        relay = Relay(url, root=root, stream=stream, history=120)
+        await relay.start(Store())
+        await until(lambda: relay.connected)
+        assert relay._nc is not None
+        real = relay._nc.publish
+        failed: list[str] = []
+
+        async def once_broken(subject_name: str, *args: Any, **kwargs: Any) -> None:
+            if not failed:
+                failed.append(subject_name)
+                raise ValueError("a bug in a client library")
+            await real(subject_name, *args, **kwargs)
+
+        relay._nc.publish = once_broken  # type: ignore[method-assign]
+        relay.sink([Trade("coinbase", 1.0, "BTC-USD", None, str(i), "100", "1", "buy") for i in range(3)])
+        await until(lambda: not relay.queue)
+        assert (relay.dropped, relay.published) == (1, 2) and failed == [f"{root}.coinbase.BTC-USD.trade"]
+        await relay.stop()
+
+
 async def test_the_library_refuses_venue_options_with_a_relay_source() -> None:
     from tickerterm.core.errors import ConfigError
 

@@ -358,6 +358,12 @@ class Relay:
                     log.info("relay: publish held back: %s", _describe(exc))
                     await asyncio.sleep(0.2)
                     continue
+                except Exception:  # publishing must not end silently: said, the message counted as lost
+                    log.exception("relay: a message could not be published: dropped")
+                    self.dropped += 1
+                    if queue and queue[0] is out:
+                        queue.popleft()
+                    continue
                 if queue and queue[0] is out:
                     queue.popleft()
                     self.published += 1
@@ -366,7 +372,10 @@ class Relay:
         while True:
             await asyncio.sleep(self.snapshot_every)
             if self.store is not None:
-                self.snapshot(self.store, self.clock())
+                try:
+                    self.snapshot(self.store, self.clock())
+                except Exception:  # the next interval tries again; the log says why
+                    log.exception("relay: the books' snapshot failed")
 
     async def stop(self) -> None:
         """Send what waits (for a moment, if the broker is there), then close."""
