@@ -600,6 +600,25 @@ def test_relayed_venue_text_is_scrubbed_and_account_data_never_published() -> No
     assert isinstance(trade, Trade) and len(trade.trade_id) <= 128
 
 
+def test_an_unchanged_book_is_not_published_whole_again_until_it_must_be() -> None:
+    relay = Relay("nats://127.0.0.1:1", root="t", stream="T", history=120)
+    store = Store()
+    store.apply(BookSnapshot("coinbase", 1.0, "BTC-USD", None, [("100", "1")], [("101", "1")]))
+
+    def snapshots() -> int:
+        return sum(o.subject == "t.coinbase.BTC-USD.book" for o in relay.queue)
+
+    relay.snapshot(store, 100.0)
+    relay.snapshot(store, 105.0)  # a quiet market: nothing changed
+    assert snapshots() == 1
+    store.apply(BookUpdate("coinbase", 2.0, "BTC-USD", None, [change("bid", "100", "2")]))
+    relay.snapshot(store, 110.0)
+    assert snapshots() == 2
+    relay.snapshot(store, 110.0 + 59.0)
+    relay.snapshot(store, 110.0 + 60.0)  # unchanged, but its last snapshot must stay in the history
+    assert snapshots() == 3
+
+
 def test_the_relays_memory_is_bounded_while_the_broker_is_away() -> None:
     relay = Relay("nats://127.0.0.1:1", root="t", stream="T", buffer=1000)
     for i in range(30_000):

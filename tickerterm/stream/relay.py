@@ -186,6 +186,11 @@ class Relay:
         self._stopping = False
         self._seq: dict[str, int] = {}
         self._health: dict[str, Event] = {}
+        self._snapped: dict[tuple[str, str], tuple[int, float]] = {}
+        """Each book's version and time at its last snapshot."""
+        self.restate_every = min(60.0, history / 2)
+        """An unchanged book is published whole again this often (its last snapshot must stay in the
+        history for screens that start later)."""
         self._wake = asyncio.Event()
         self._online = asyncio.Event()
         self._nc: NATS | None = None
@@ -247,10 +252,16 @@ class Relay:
 
     def snapshot(self, store: Store, now: float) -> None:
         """Each trusted book whole (a late joiner starts from it) and each connection's last state."""
-        for (venue, product), book in list(store.books.items()):
-            if book.state == "ok" and len(book):
-                bids, asks = list(book.bids.values()), list(book.asks.values())
-                self._put(BookSnapshot(venue, now, product, book.exch_ts, bids, asks), pointer=True)
+        for key, book in list(store.books.items()):
+            if book.state != "ok" or not len(book):
+                continue
+            said = self._snapped.get(key)
+            if said is not None and said[0] == book.version and now - said[1] < self.restate_every:
+                continue  # unchanged since its last snapshot (a quiet market): no need to say it again yet
+            self._snapped[key] = (book.version, now)
+            venue, product = key
+            bids, asks = list(book.bids.values()), list(book.asks.values())
+            self._put(BookSnapshot(venue, now, product, book.exch_ts, bids, asks), pointer=True)
         for ev in list(self._health.values()):
             self._put(ev, restate=True)
 
