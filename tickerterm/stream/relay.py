@@ -217,11 +217,15 @@ class Relay:
             headers["Tt-Encoding"] = "zlib"
         if restate:
             headers["Tt-Restate"] = "1"
+        at = name.rsplit(".", 1)[0] + ".book_at" if pointer else None
+        self._enqueue(_Out(name, headers, body, at))
+
+    def _enqueue(self, out: _Out) -> None:
+        """Into the buffer for the broker; a full buffer (the broker away) drops its oldest, counted."""
         if len(self.queue) >= self.buffer:
             self.queue.popleft()
             self.dropped += 1
-        at = name.rsplit(".", 1)[0] + ".book_at" if pointer else None
-        self.queue.append(_Out(name, headers, body, at))
+        self.queue.append(out)
         self._wake.set()
 
     def tap(self, feed: Any) -> None:
@@ -244,11 +248,7 @@ class Relay:
             "Tt-Conn": conn,
             "Tt-Time": f"{now:.6f}",
         }
-        if len(self.queue) >= self.buffer:
-            self.queue.popleft()
-            self.dropped += 1
-        self.queue.append(_Out(name, headers, data))
-        self._wake.set()
+        self._enqueue(_Out(name, headers, data))
 
     def snapshot(self, store: Store, now: float) -> None:
         """Each trusted book whole (a late joiner starts from it) and each connection's last state."""
