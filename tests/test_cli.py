@@ -336,7 +336,7 @@ def test_standalone_bitzoom_simulator_user_data_and_no_token_leaks(tmp_path: Pat
                 str(key_file),
             ),
             *("--channels", "user,depth@100ms,aggTrade", "--products", "BTC-USDT", "--headless"),
-            *("--max-events", "200", "-vv"),  # the account's first order comes ~2 s in, after ~50 lines
+            *("--max-events", "100", "-vv"),  # the account's first order comes ~2 s in, after ~50 lines
         )
         assert result.returncode == 0, result.stderr
         lines = [json.loads(line) for line in result.stdout.splitlines()]
