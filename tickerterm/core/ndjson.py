@@ -89,13 +89,19 @@ def _types() -> dict[str, type[Event]]:
 _BY_TYPE: dict[str, type[Event]] = {}
 
 
+def event_class(name: str) -> type[Event] | None:
+    """The event class whose records are of type ``name`` (never the base class), or None."""
+    if not _BY_TYPE:
+        _BY_TYPE.update(_types())
+    cls = _BY_TYPE.get(name)
+    return None if cls is Event else cls
+
+
 def event_of(rec: dict[str, Any]) -> Event:
     """The event an NDJSON record was written from (a recording keeps the worker's own events so:
     connecting, connected, closed, retry, gave_up, stale). ValueError for a record of no known type."""
-    if not _BY_TYPE:
-        _BY_TYPE.update(_types())
-    cls = _BY_TYPE.get(str(rec.get("type")))
-    if cls is None or cls is Event:
+    cls = event_class(str(rec.get("type")))
+    if cls is None:
         raise ValueError(f"no event type {rec.get('type')!r}")
     args: dict[str, Any] = {}
     for f in fields(cls):

@@ -50,6 +50,7 @@ from tickerterm.core.events import (
     change,
     value_of,
 )
+from tickerterm.core.ndjson import event_class
 
 ROOT = "tickerterm"
 STREAM = "TICKERTERM"
@@ -68,7 +69,6 @@ _DECIMALS: dict[type, tuple[str, ...]] = {
 }
 _encode = msgspec.json.Encoder().encode
 _decoders: dict[type, msgspec.json.Decoder[Any]] = {}
-_types: dict[str, type[Event]] = {}
 
 
 def token(text: str) -> str:
@@ -99,20 +99,9 @@ def encode(event: Event) -> tuple[bytes, bool]:
     return body, False
 
 
-def event_type(name: str) -> type[Event] | None:
-    if not _types:
-        pending: list[type[Event]] = [Event]
-        while pending:
-            cls = pending.pop()
-            pending.extend(cls.__subclasses__())
-            if "type" in cls.__dict__ and cls is not Event:
-                _types[cls.type] = cls
-    return _types.get(name)
-
-
 def decode(type_name: str, body: bytes, compressed: bool, boundary: Boundary) -> Event:
     """The event a relay message carries, checked as venue input is; ValueError says what is wrong."""
-    cls = event_type(type_name)
+    cls = event_class(type_name)
     if cls is None:
         raise ValueError(f"no event type {type_name[:40]!r}")
     if compressed:
