@@ -82,6 +82,8 @@ def test_version_from_the_wheel(installed: Path) -> None:
         [str(installed / "tickerterm"), "--version"], capture_output=True, text=True, cwd="/"
     )
     assert result.returncode == 0 and result.stdout.startswith("tickerterm 0.")
+    # pip built the hot path's C extension (this machine has a compiler, as CI's has)
+    assert result.stdout.strip().endswith(", hot path in C"), result.stdout
 
 
 def test_the_installed_dashboard_starts_and_shows_live_prices(installed: Path, tmp_path: Path) -> None:
@@ -269,3 +271,45 @@ def test_the_installed_command_relays_and_a_screen_reads_it(installed: Path, tmp
             f"asyncio.run(m({url!r}, {name.upper()!r}))"
         )
         subprocess.run([str(installed / "python"), "-c", forget], capture_output=True, timeout=30)
+
+
+def test_a_wheel_built_without_a_c_compiler_runs_the_pure_path(installed: Path, tmp_path: Path) -> None:
+    """Where no C compiler is found the build goes on without the extension and the same command runs its
+    pure-Python loops. (Last in this file: it reinstalls the wheel in the module's venv.)"""
+    source = tmp_path / "src"
+    # the fresh clone's files: not the first wheel's build directory, whose compiled module would be reused
+    shutil.copytree(installed.parent.parent / "src", source, ignore=shutil.ignore_patterns("build", "*.so"))
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(tmp_path / "dist"), str(source)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CC": "/bin/false"},  # the compiler fails as a missing one would
+    )
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = (tmp_path / "dist").glob("tickerterm-*.whl")
+    subprocess.run(
+        [
+            str(installed / "python"),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--force-reinstall",
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    version = subprocess.run(
+        [str(installed / "tickerterm"), "--version"], capture_output=True, text=True, cwd="/", env=env
+    )
+    assert "hot path in pure Python (the C extension was not built at install" in version.stdout
+    run = subprocess.run(
+        [str(installed / "tickerterm"), "--sim", "--headless", "--duration", "1.5", "--products", "BTC-USD"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    books = [json.loads(x) for x in run.stdout.splitlines() if '"type":"book"' in x]
+    assert len(books) > 1 and all(b["state"] == "ok" and float(b["bid"]) < float(b["ask"]) for b in books)

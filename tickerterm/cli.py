@@ -38,6 +38,7 @@ from tickerterm.core.alerts import parse_rule
 from tickerterm.core.consolidated import parse_same_quote
 from tickerterm.core.errors import ConfigError, TickertermError
 from tickerterm.core.events import Event, GaveUp, ReplayState
+from tickerterm.core.native import implementation
 from tickerterm.core.ndjson import dumps
 from tickerterm.core.relay import broker_url, stream_names
 from tickerterm.core.safe import InertFormatter, inert
@@ -193,7 +194,7 @@ def feed_parser() -> argparse.ArgumentParser:
         epilog=FEED_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--version", action="version", version=f"tickerterm {__version__}")
+    p.add_argument("--version", action="version", version=f"tickerterm {__version__}, {implementation()}")
     p.add_argument(
         "--venue",
         default="coinbase",

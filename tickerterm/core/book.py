@@ -15,11 +15,12 @@ a quarter of the book's time on a 2,000-level book, bench/README.md.)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from heapq import heapify, heappop, heappush, nlargest, nsmallest
 from typing import Literal
 
+from tickerterm.core import native
 from tickerterm.core.events import BookSide, Change, Level
 
 BookState = Literal["empty", "ok", "unsafe", "resyncing"]
@@ -93,27 +94,14 @@ class OrderBook:
         """Set one level to an absolute size; a numerically-zero size removes it."""
         self.apply_changes([(side, price, size, float(price), float(size))])
 
-    def apply_changes(self, changes: Iterable[Change]) -> None:
+    def apply_changes(self, changes: Sequence[Change]) -> None:
         """Apply level changes (one venue message) with the values the adapter already converted."""
         bids, asks, bid_heap, ask_heap = self.bids, self.asks, self._bid_heap, self._ask_heap
-        bid_held, ask_held = self._bid_held, self._ask_held
-        cap = self.max_levels
-        for side, price, size, key, value in changes:
-            if side == "bid":
-                levels, heap, held, sort_key = bids, bid_heap, bid_held, -key
-            else:
-                levels, heap, held, sort_key = asks, ask_heap, ask_held, key
-            if value == 0.0:
-                levels.pop(key, None)  # its heap entry goes when it comes to the top, or at a rebuild
-            else:
-                if key not in levels:
-                    if len(levels) >= cap:  # past any real book: not kept, and said so
-                        self.overflow = True
-                        continue
-                    if key not in held:  # a price that went and came back is in the heap already
-                        held.add(key)
-                        heappush(heap, sort_key)
-                levels[key] = (price, size)
+        # the per-change loop: native.apply_levels (in C where it was built, else its Python twin)
+        if native.apply_levels(
+            changes, bids, asks, bid_heap, ask_heap, self._bid_held, self._ask_held, self.max_levels
+        ):
+            self.overflow = True
         if len(bid_heap) > 2 * len(bids) + 64:
             self._rebuild("bid")
         if len(ask_heap) > 2 * len(asks) + 64:

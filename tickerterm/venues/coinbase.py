@@ -19,6 +19,7 @@ from typing import Annotated, Any, ClassVar
 
 import msgspec
 
+from tickerterm.core import native
 from tickerterm.core.clock import parse_rfc3339
 from tickerterm.core.errors import FrameError
 from tickerterm.core.events import (
@@ -29,7 +30,6 @@ from tickerterm.core.events import (
     BookSnapshot,
     BookUpdate,
     Candle,
-    Change,
     Event,
     Gap,
     Heartbeat,
@@ -287,16 +287,9 @@ class CoinbaseParser(Parser):
                 if ev.type != "update":
                     self._l2([msgspec.to_builtins(ev)], exch_ts, recv_ts, out)
                     continue
-                changes: list[Change] = []
-                add = changes.append
-                for u in ev.updates:
-                    price, size = u.price_level, u.new_quantity
-                    if price.strip(DIGITS) or size.strip(DIGITS):  # lengths: checked by the decoder
-                        raise ValueError(f"not plain decimal text: {price[:20]!r} / {size[:20]!r}")
-                    p, q = float(price), float(size)
-                    if not (p < _INF and q < _INF):
-                        raise ValueError(f"not a finite number: {price[:20]!r} / {size[:20]!r}")
-                    add((sides[u.side], price, size, p, q))
+                changes = native.level_changes(
+                    ev.updates, sides, "side", "price_level", "new_quantity", MAX_DIGITS
+                )
                 out.append(BookUpdate(venue, recv_ts, ev.product_id, exch_ts, changes))
         except (KeyError, TypeError, ValueError) as exc:
             raise FrameError(f"l2_data: {type(exc).__name__} {exc}") from None

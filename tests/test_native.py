@@ -1,0 +1,190 @@
+"""The hot path's C loops (tickerterm/core/_native.c) and their Python twins (tickerterm/core/native.py)
+agree on every input: the same changes, values and exceptions from venue text, good or hostile, and the
+same levels, heaps and overflow from applying them. Where the extension is not built these tests skip
+(one line); under CI it must be built, so the fast path is what CI tests."""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tickerterm.core import native
+from tickerterm.core.book import OrderBook
+from tickerterm.core.events import MAX_DIGITS
+
+try:
+    from tickerterm.core import _native  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - CI builds it (test below)
+    _native = None
+
+needs_c = pytest.mark.skipif(_native is None, reason="the C extension is not built (pure Python path only)")
+SIDES = {"bid": "bid", "offer": "ask"}
+
+
+@dataclass
+class Level:
+    side: Any
+    price_level: Any
+    new_quantity: Any
+
+
+def test_ci_builds_and_uses_the_c_extension() -> None:
+    if os.environ.get("CI") != "true":
+        pytest.skip("only CI insists on the C extension (a machine without a compiler runs the pure path)")
+    assert native.why_pure == "", native.implementation()
+    assert native.level_changes is _native.changes and native.apply_levels is _native.apply_levels
+
+
+def run(fn: Any, items: list[Level], max_len: int = MAX_DIGITS) -> tuple[str, Any]:
+    try:
+        out = fn(items, SIDES, "side", "price_level", "new_quantity", max_len)
+    except (ValueError, TypeError, KeyError) as exc:
+        return type(exc).__name__, str(exc)
+    # floats compared by their bits: 0.1 and a near miss of it must not pass as equal
+    return "ok", [(s, p, q, struct.pack("<d", a), struct.pack("<d", b)) for s, p, q, a, b in out]
+
+
+decimal_text = st.one_of(
+    st.from_regex(r"\A[0-9]{1,30}(\.[0-9]{0,30})?\Z"),
+    st.from_regex(r"\A\.[0-9]{1,30}\Z"),
+    st.decimals(min_value=0, max_value=10**12, allow_nan=False, places=8).map(lambda d: format(d, "f")),
+    st.integers(0, 2**64).map(str),
+)
+hostile_text = st.one_of(
+    st.sampled_from(
+        [
+            "",
+            ".",
+            "..",
+            "1.2.3",
+            "1e5",
+            "1E5",
+            " 1",
+            "1 ",
+            "+1",
+            "-1",
+            "1_0",
+            "inf",
+            "nan",
+            "0x10",
+            "١٢",
+            "１",
+        ]
+    ),
+    st.text(max_size=8),
+    st.from_regex(r"\A[0-9.]{0,80}\Z"),
+    st.sampled_from([None, 1, 1.5, b"1"]),
+)
+
+
+@needs_c
+@settings(max_examples=400)
+@given(
+    st.lists(
+        st.builds(
+            Level,
+            st.sampled_from(["bid", "offer", "bid", "offer", "ask", 7]),
+            st.one_of(decimal_text, decimal_text, hostile_text),
+            st.one_of(decimal_text, decimal_text, hostile_text),
+        ),
+        max_size=6,
+    )
+)
+def test_level_changes_agree_with_the_python_twin_on_any_text(items: list[Level]) -> None:
+    assert run(_native.changes, items) == run(native.level_changes_py, items)
+
+
+@needs_c
+@settings(max_examples=300)
+@given(st.lists(decimal_text, min_size=1, max_size=8))
+def test_every_decimal_converts_to_exactly_what_float_gives(texts: list[str]) -> None:
+    texts = [t for t in texts if len(t) <= MAX_DIGITS]
+    kind, out = run(_native.changes, [Level("bid", t, t) for t in texts])
+    assert kind == "ok"
+    assert [a for _, _, _, a, _ in out] == [struct.pack("<d", float(t)) for t in texts]
+
+
+@needs_c
+def test_conversion_edges_are_exact_and_bad_text_is_refused_with_one_reason() -> None:
+    edges = [
+        "0", "0.0", "00.000", "9007199254740993", "9007199254740992", "0.1", "0.3", "123456789012345678",
+        "1234567890123456789", "0.0000000000000000000001", "0.00000000000000000000001", "1" * 64, "5.", ".5",
+        "0.000000000000000000000000000000123456789", "179769313486231570000000000000000000000000000000",
+    ]  # fmt: skip
+    kind, out = run(_native.changes, [Level("bid", t, "1") for t in edges])
+    assert kind == "ok"
+    assert [a for _, _, _, a, _ in out] == [struct.pack("<d", float(t)) for t in edges]
+    for bad, reason in [
+        ("1.2.3", "ValueError"), (".", "ValueError"), ("", "ValueError"), ("1" * 65, "ValueError"),
+        ("١", "ValueError"), (None, "TypeError"),
+    ]:  # fmt: skip
+        assert run(_native.changes, [Level("bid", bad, "1")])[0] == reason
+        assert run(_native.changes, [Level("bid", bad, "1")]) == run(
+            native.level_changes_py, [Level("bid", bad, "1")]
+        )
+    assert run(_native.changes, [Level("middle", "1", "1")]) == ("KeyError", "'middle'")
+    long = "9" * 40
+    assert run(_native.changes, [Level("bid", long + "x", "1")]) == (
+        "ValueError",
+        f"not plain decimal text: {long[:20]!r} / '1'",
+    )
+
+
+a_change = st.tuples(
+    st.sampled_from(["bid", "ask"]), st.integers(1, 40), st.sampled_from(["0", "0.00", "1", "2.5", "0.001"])
+).map(lambda c: (c[0], f"{c[1] / 4}", c[2], c[1] / 4, float(c[2])))
+
+
+@needs_c
+@settings(max_examples=300)
+@given(st.lists(st.lists(a_change, max_size=60), min_size=1, max_size=4), st.integers(1, 30))
+def test_applying_levels_leaves_the_same_book_heaps_and_overflow(frames: list[Any], cap: int) -> None:
+    results = []
+    for loop in (_native.apply_levels, native.apply_levels_py):
+        state: tuple[Any, ...] = ({}, {}, [], [], set(), set())
+        flags = [loop(changes, *state, cap) for changes in frames]
+        results.append((state, flags))
+    # the levels, each heap in the very same order, the held sets, and when a level was not kept
+    assert results[0] == results[1]
+
+
+def test_the_book_on_the_path_in_use_equals_the_python_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The OrderBook calls whichever loop runs; switching it mid-book changes nothing."""
+    changes = [
+        [("bid", "100", "1", 100.0, 1.0), ("ask", "101", "2", 101.0, 2.0), ("bid", "99.5", "3", 99.5, 3.0)],
+        [("bid", "100", "0", 100.0, 0.0), ("ask", "100.5", "1", 100.5, 1.0), ("ask", "101", "0", 101.0, 0.0)],
+    ]
+    shown = []
+    for loop in (native.apply_levels, native.apply_levels_py):
+        monkeypatch.setattr(native, "apply_levels", loop)
+        book = OrderBook("v", "P", max_levels=3)
+        book.apply_snapshot([("98", "1")], [("102", "1")])
+        for frame in changes:
+            book.apply_changes(frame)
+        shown.append((book.top(5), book.best_bid, book.best_ask, book.overflow))
+    assert (
+        shown[0]
+        == shown[1]
+        == (
+            ([("99.5", "3"), ("98", "1")], [("100.5", "1"), ("102", "1")]),
+            ("99.5", "3"),
+            ("100.5", "1"),
+            False,
+        )
+    )
+
+
+def test_pure_path_is_forced_by_the_environment() -> None:
+    import subprocess
+    import sys
+
+    code = "from tickerterm.core import native; print(native.implementation())"
+    env = {**os.environ, "TICKERTERM_PURE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "hot path in pure Python (TICKERTERM_PURE is set)"

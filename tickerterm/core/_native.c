@@ -1,0 +1,402 @@
+/* The two per-update loops of the hot path, in C: a venue's level changes checked and converted, and a
+ * book's levels set from them. Each has a pure-Python twin that does the same (tickerterm/core/native.py
+ * says which one runs); tests/test_native.py checks they agree on every input, bad ones included.
+ *
+ * Why C here and nowhere else: per book update the pure path makes some fifteen C-API calls from
+ * bytecode (attributes, str.strip twice, float() twice, a tuple, dict and set operations, a heap push);
+ * the interpreter's dispatch around them costs more than the calls. Measured in bench/README.md.
+ *
+ * Everything here handles untrusted text: lengths are checked before anything is read, only ASCII digits
+ * and one point are taken, and every failure raises (ValueError/TypeError/KeyError), never guesses.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+
+#define API 1 /* tickerterm/core/native.py takes this module only at this version */
+
+static PyObject *str_bid; /* "bid" */
+
+/* Plain decimal text: 1..max_len ASCII digits with at most one point and at least one digit. */
+static int
+plain_decimal(PyObject *text, Py_ssize_t max_len, const char **buf, Py_ssize_t *len)
+{
+    if (!PyUnicode_Check(text)) {
+        PyErr_Format(PyExc_TypeError, "expected a decimal string, got %.50s", Py_TYPE(text)->tp_name);
+        return -1;
+    }
+    if (!PyUnicode_IS_ASCII(text)) {
+        return 0;
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    if (n == 0 || n > max_len) {
+        return 0;
+    }
+    const char *s = (const char *)PyUnicode_DATA(text);
+    int points = 0, digits = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c >= '0' && c <= '9') {
+            digits++;
+        }
+        else if (c == '.') {
+            points++;
+        }
+        else {
+            return 0;
+        }
+    }
+    if (points > 1 || digits == 0) {
+        return 0;
+    }
+    *buf = s;
+    *len = n;
+    return 1;
+}
+
+static PyObject *
+head(PyObject *text)
+{
+    if (PyUnicode_Check(text) && PyUnicode_GET_LENGTH(text) > 20) {
+        return PyUnicode_Substring(text, 0, 20);
+    }
+    Py_INCREF(text);
+    return text;
+}
+
+static void
+not_plain(PyObject *price, PyObject *size)
+{
+    PyObject *p = head(price);
+    PyObject *q = p ? head(size) : NULL;
+    if (q) {
+        PyErr_Format(PyExc_ValueError, "not plain decimal text: %R / %R", p, q);
+    }
+    Py_XDECREF(p);
+    Py_XDECREF(q);
+}
+
+static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                               1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* The float of text already known to be plain decimal: the same correctly rounded value as float().
+ * Prices and sizes are short, so most take the exact fast path: when the digits make an integer m below
+ * 2**53 and there are f <= 22 digits after the point, m and 10**f are both exact doubles and one IEEE
+ * division rounds m / 10**f correctly (Clinger's fast path). Anything else goes to CPython's own
+ * correctly rounded conversion, the one float() uses (about 200 ns on long text). */
+static PyObject *
+to_float(const char *s, Py_ssize_t n)
+{
+    unsigned long long m = 0;
+    int fraction = -1, digits = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '.') {
+            fraction = 0;
+            continue;
+        }
+        if (m == 0 && c == '0') { /* leading zeros add nothing */
+            if (fraction >= 0) fraction++;
+            continue;
+        }
+        if (++digits > 18) { /* past what m holds exactly */
+            goto slow;
+        }
+        m = m * 10 + (unsigned long long)(c - '0');
+        if (fraction >= 0) fraction++;
+    }
+    if (fraction < 0) fraction = 0;
+    if (m < (1ULL << 53) && fraction <= 22) {
+        return PyFloat_FromDouble((double)m / POW10[fraction]);
+    }
+slow:;
+    char *end = NULL;
+    double v = PyOS_string_to_double(s, &end, NULL);
+    if (v == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (end != s + n || !isfinite(v)) {
+        PyErr_SetString(PyExc_ValueError, "not a finite number");
+        return NULL;
+    }
+    return PyFloat_FromDouble(v);
+}
+
+PyDoc_STRVAR(changes_doc,
+"changes(items, sides, side_attr, price_attr, size_attr, max_len, /) -> list\n\n"
+"One (side, price, size, price value, size value) tuple per item, in order: the side is\n"
+"sides[item.<side_attr>] (KeyError if it is not there), price and size are the item's text as it\n"
+"came, checked to be plain decimal text of at most max_len characters (ValueError otherwise).");
+
+static PyObject *
+changes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "changes() takes 6 arguments");
+        return NULL;
+    }
+    PyObject *sides = args[1], *side_attr = args[2], *price_attr = args[3], *size_attr = args[4];
+    if (!PyDict_Check(sides)) {
+        PyErr_SetString(PyExc_TypeError, "sides must be a dict");
+        return NULL;
+    }
+    Py_ssize_t max_len = PyLong_AsSsize_t(args[5]);
+    if (max_len == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(args[0], "items must be a sequence");
+    if (seq == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    PyObject *out = PyList_New(n);
+    if (out == NULL) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = items[i];
+        PyObject *side = NULL, *price = NULL, *size = NULL, *p = NULL, *q = NULL, *change = NULL;
+        PyObject *name;
+        const char *pb, *qb;
+        Py_ssize_t pn, qn;
+        int ok;
+
+        side = PyObject_GetAttr(item, side_attr);
+        if (side == NULL) goto fail;
+        name = PyDict_GetItemWithError(sides, side); /* borrowed */
+        if (name == NULL) {
+            if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, side);
+            goto fail;
+        }
+        price = PyObject_GetAttr(item, price_attr);
+        if (price == NULL) goto fail;
+        size = PyObject_GetAttr(item, size_attr);
+        if (size == NULL) goto fail;
+        if (!PyUnicode_Check(price) || !PyUnicode_Check(size)) {
+            PyErr_Format(PyExc_TypeError, "expected a decimal string, got %.50s",
+                         Py_TYPE(PyUnicode_Check(price) ? size : price)->tp_name);
+            goto fail;
+        }
+        ok = plain_decimal(price, max_len, &pb, &pn);
+        if (ok == 1) ok = plain_decimal(size, max_len, &qb, &qn);
+        if (ok < 0) goto fail;
+        if (ok == 0) {
+            not_plain(price, size);
+            goto fail;
+        }
+        p = to_float(pb, pn);
+        if (p == NULL) goto fail;
+        q = to_float(qb, qn);
+        if (q == NULL) goto fail;
+        change = PyTuple_New(5);
+        if (change == NULL) goto fail;
+        Py_INCREF(name);
+        PyTuple_SET_ITEM(change, 0, name);
+        PyTuple_SET_ITEM(change, 1, price); /* the tuple takes these references */
+        PyTuple_SET_ITEM(change, 2, size);
+        PyTuple_SET_ITEM(change, 3, p);
+        PyTuple_SET_ITEM(change, 4, q);
+        PyList_SET_ITEM(out, i, change);
+        Py_DECREF(side);
+        continue;
+    fail:
+        Py_XDECREF(side);
+        Py_XDECREF(price);
+        Py_XDECREF(size);
+        Py_XDECREF(p);
+        Py_XDECREF(q);
+        Py_DECREF(out);
+        Py_DECREF(seq);
+        return NULL;
+    }
+    Py_DECREF(seq);
+    return out;
+}
+
+/* a < b for heap entries (floats in practice; anything else is compared as Python does) */
+static int
+less(PyObject *a, PyObject *b)
+{
+    if (PyFloat_CheckExact(a) && PyFloat_CheckExact(b)) {
+        return PyFloat_AS_DOUBLE(a) < PyFloat_AS_DOUBLE(b);
+    }
+    return PyObject_RichCompareBool(a, b, Py_LT);
+}
+
+/* heapq.heappush(heap, item): the same order of entries as heapq's own sift. */
+static int
+heap_push(PyObject *heap, PyObject *item)
+{
+    if (PyList_Append(heap, item) < 0) {
+        return -1;
+    }
+    Py_ssize_t pos = PyList_GET_SIZE(heap) - 1;
+    while (pos > 0) {
+        Py_ssize_t parent_pos = (pos - 1) >> 1;
+        PyObject *parent = PyList_GET_ITEM(heap, parent_pos);
+        int lt = less(item, parent);
+        if (lt < 0) {
+            return -1;
+        }
+        if (PyList_GET_SIZE(heap) <= pos) { /* a comparison changed the list under us */
+            PyErr_SetString(PyExc_RuntimeError, "heap changed size during a push");
+            return -1;
+        }
+        if (!lt) {
+            break;
+        }
+        /* move the parent down and the item up: the list keeps the same references */
+        PyList_SET_ITEM(heap, pos, parent);
+        PyList_SET_ITEM(heap, parent_pos, item);
+        pos = parent_pos;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(apply_levels_doc,
+"apply_levels(changes, bids, asks, bid_heap, ask_heap, bid_held, ask_held, cap, /) -> bool\n\n"
+"OrderBook.apply_changes' loop: each (side, price, size, key, value) sets or removes a level; a new\n"
+"price goes on its side's heap once (negated for bids). True when a new level was not kept because its\n"
+"side already held cap levels.");
+
+static PyObject *
+apply_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "apply_levels() takes 8 arguments");
+        return NULL;
+    }
+    PyObject *bids = args[1], *asks = args[2], *bid_heap = args[3], *ask_heap = args[4];
+    PyObject *bid_held = args[5], *ask_held = args[6];
+    if (!PyDict_Check(bids) || !PyDict_Check(asks) || !PyList_Check(bid_heap) || !PyList_Check(ask_heap) ||
+        !PyAnySet_Check(bid_held) || !PyAnySet_Check(ask_held)) {
+        PyErr_SetString(PyExc_TypeError, "apply_levels(): dicts, lists and sets expected");
+        return NULL;
+    }
+    Py_ssize_t cap = PyLong_AsSsize_t(args[7]);
+    if (cap == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(args[0], "changes must be a sequence");
+    if (seq == NULL) {
+        return NULL;
+    }
+    int overflow = 0;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *c = PySequence_Fast(PySequence_Fast_GET_ITEM(seq, i), "a change must be a sequence");
+        if (c == NULL) goto fail;
+        if (PySequence_Fast_GET_SIZE(c) != 5) {
+            PyErr_SetString(PyExc_ValueError, "a change has five items");
+            Py_DECREF(c);
+            goto fail;
+        }
+        PyObject **f = PySequence_Fast_ITEMS(c);
+        PyObject *side = f[0], *key = f[3], *value = f[4];
+        int is_bid = side == str_bid;
+        if (!is_bid) {
+            is_bid = PyObject_RichCompareBool(side, str_bid, Py_EQ);
+            if (is_bid < 0) {
+                Py_DECREF(c);
+                goto fail;
+            }
+        }
+        PyObject *levels = is_bid ? bids : asks;
+        int zero;
+        if (PyFloat_CheckExact(value)) {
+            zero = PyFloat_AS_DOUBLE(value) == 0.0;
+        }
+        else {
+            PyObject *z = PyFloat_FromDouble(0.0);
+            zero = z ? PyObject_RichCompareBool(value, z, Py_EQ) : -1;
+            Py_XDECREF(z);
+        }
+        if (zero < 0) {
+            Py_DECREF(c);
+            goto fail;
+        }
+        if (zero) { /* its heap entry goes when it comes to the top, or at a rebuild */
+            if (PyDict_DelItem(levels, key) < 0) {
+                if (!PyErr_ExceptionMatches(PyExc_KeyError)) {
+                    Py_DECREF(c);
+                    goto fail;
+                }
+                PyErr_Clear();
+            }
+            Py_DECREF(c);
+            continue;
+        }
+        int has = PyDict_Contains(levels, key);
+        if (has < 0) {
+            Py_DECREF(c);
+            goto fail;
+        }
+        if (!has) {
+            if (PyDict_GET_SIZE(levels) >= cap) { /* past any real book: not kept, and said so */
+                overflow = 1;
+                Py_DECREF(c);
+                continue;
+            }
+            PyObject *held = is_bid ? bid_held : ask_held;
+            int in_heap = PySet_Contains(held, key);
+            if (in_heap < 0) {
+                Py_DECREF(c);
+                goto fail;
+            }
+            if (!in_heap) { /* a price that went and came back is in the heap already */
+                PyObject *sort_key = is_bid ? PyNumber_Negative(key) : (Py_INCREF(key), key);
+                if (sort_key == NULL || PySet_Add(held, key) < 0 ||
+                    heap_push(is_bid ? bid_heap : ask_heap, sort_key) < 0) {
+                    Py_XDECREF(sort_key);
+                    Py_DECREF(c);
+                    goto fail;
+                }
+                Py_DECREF(sort_key);
+            }
+        }
+        PyObject *level = PyTuple_Pack(2, f[1], f[2]);
+        if (level == NULL || PyDict_SetItem(levels, key, level) < 0) {
+            Py_XDECREF(level);
+            Py_DECREF(c);
+            goto fail;
+        }
+        Py_DECREF(level);
+        Py_DECREF(c);
+    }
+    Py_DECREF(seq);
+    return PyBool_FromLong(overflow);
+fail:
+    Py_DECREF(seq);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"changes", (PyCFunction)(void (*)(void))changes, METH_FASTCALL, changes_doc},
+    {"apply_levels", (PyCFunction)(void (*)(void))apply_levels, METH_FASTCALL, apply_levels_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "tickerterm.core._native",
+    "The hot path's per-update loops in C (see tickerterm/core/native.py).", -1, methods,
+};
+
+PyMODINIT_FUNC
+PyInit__native(void)
+{
+    str_bid = PyUnicode_InternFromString("bid");
+    if (str_bid == NULL) {
+        return NULL;
+    }
+    PyObject *m = PyModule_Create(&module_def);
+    if (m == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddIntConstant(m, "API", API) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,122 @@
+"""The hot path's two per-update loops, and which implementation of them runs.
+
+``level_changes`` (a venue's level changes checked and converted) and ``apply_levels`` (a book's levels
+set from them) each exist twice: in C (``tickerterm/core/_native.c``, built at install where a C
+compiler is found) and here in Python, which gives the same results more slowly
+(``tests/test_native.py`` checks that they agree, bad input included). The C loops exist because per
+update the Python ones make some fifteen C-API calls from bytecode, and the interpreter's dispatch around
+them cost more than the calls (bench/README.md). ``TICKERTERM_PURE=1`` in the environment forces the
+Python path; ``tickerterm --version`` says which one runs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from heapq import heappush
+from operator import attrgetter
+from typing import Any
+
+from tickerterm.core.events import DIGITS, MAX_DIGITS, Change
+
+API = 1
+"""The extension's interface version this code expects; a build of another is not used."""
+
+_INF = float("inf")
+
+
+def level_changes_py(
+    items: Sequence[Any],
+    sides: dict[str, Any],
+    side_attr: str,
+    price_attr: str,
+    size_attr: str,
+    max_len: int = MAX_DIGITS,
+) -> list[Change]:
+    """One ``Change`` per item, in order: the side is ``sides[item.<side_attr>]`` (KeyError if absent),
+    price and size the item's text as it came, checked to be plain decimal text (ASCII digits, at most
+    one point, at least one digit, at most ``max_len`` characters; ValueError otherwise, TypeError for
+    anything but a string)."""
+    get = attrgetter(side_attr, price_attr, size_attr)
+    out: list[Change] = []
+    add = out.append
+    for item in items:
+        side, price, size = get(item)
+        name = sides[side]
+        for value in (price, size):
+            if type(value) is not str:
+                raise TypeError(f"expected a decimal string, got {type(value).__name__}")
+        if price.strip(DIGITS) or size.strip(DIGITS) or len(price) > max_len or len(size) > max_len:
+            raise ValueError(f"not plain decimal text: {price[:20]!r} / {size[:20]!r}")
+        try:
+            p, q = float(price), float(size)
+        except ValueError:  # "", ".", "1.2.3"
+            raise ValueError(f"not plain decimal text: {price[:20]!r} / {size[:20]!r}") from None
+        if not (p < _INF and q < _INF):  # not reachable within max_len digits; kept as the C loop has it
+            raise ValueError("not a finite number")
+        add((name, price, size, p, q))
+    return out
+
+
+def apply_levels_py(
+    changes: Sequence[Change],
+    bids: dict[float, tuple[str, str]],
+    asks: dict[float, tuple[str, str]],
+    bid_heap: list[float],
+    ask_heap: list[float],
+    bid_held: set[float],
+    ask_held: set[float],
+    cap: int,
+) -> bool:
+    """``OrderBook.apply_changes``' loop: each change sets a level to an absolute size, or removes it when
+    the size is zero; a new price goes on its side's heap once (negated for bids: the best on top). True
+    when a new level was not kept because its side already held ``cap`` levels."""
+    overflow = False
+    for side, price, size, key, value in changes:
+        if side == "bid":
+            levels, heap, held, sort_key = bids, bid_heap, bid_held, -key
+        else:
+            levels, heap, held, sort_key = asks, ask_heap, ask_held, key
+        if value == 0.0:
+            levels.pop(key, None)  # its heap entry goes when it comes to the top, or at a rebuild
+        else:
+            if key not in levels:
+                if len(levels) >= cap:  # past any real book: not kept, and said so
+                    overflow = True
+                    continue
+                if key not in held:  # a price that went and came back is in the heap already
+                    held.add(key)
+                    heappush(heap, sort_key)
+            levels[key] = (price, size)
+    return overflow
+
+
+level_changes = level_changes_py
+apply_levels = apply_levels_py
+why_pure = "not loaded yet"
+"""Why the Python loops run ('' when the C ones do)."""
+
+
+def _load() -> None:
+    global level_changes, apply_levels, why_pure
+    if os.environ.get("TICKERTERM_PURE", "") not in ("", "0"):
+        why_pure = "TICKERTERM_PURE is set"
+        return
+    try:
+        from tickerterm.core import _native  # type: ignore[attr-defined]
+    except ImportError:
+        why_pure = "the C extension was not built at install: no C compiler?"
+        return
+    if getattr(_native, "API", None) != API:
+        why_pure = f"the C extension is another build (API {getattr(_native, 'API', None)}, expected {API})"
+        return
+    level_changes, apply_levels = _native.changes, _native.apply_levels
+    why_pure = ""
+
+
+_load()
+
+
+def implementation() -> str:
+    """Which hot path runs, for ``tickerterm --version``."""
+    return "hot path in C" if not why_pure else f"hot path in pure Python ({why_pure})"
