@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass
+from decimal import Decimal, localcontext
 from typing import Any
 
 import pytest
@@ -188,3 +189,40 @@ def test_pure_path_is_forced_by_the_environment() -> None:
     env = {**os.environ, "TICKERTERM_PURE": "1"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "hot path in pure Python (TICKERTERM_PURE is set)"
+
+
+@needs_c
+@settings(max_examples=300)
+@given(st.lists(st.one_of(decimal_text, decimal_text, hostile_text), max_size=5))
+def test_values_are_what_float_gives_or_the_same_error(texts: list[Any]) -> None:
+    items = [Level("bid", t, "1") for t in texts]
+
+    def outcome(fn: Any) -> tuple[str, Any]:
+        try:
+            return "ok", [struct.pack("<d", v) for v in fn(items, "price_level")]
+        except (ValueError, TypeError) as exc:
+            return type(exc).__name__, str(exc)
+
+    assert outcome(_native.values) == outcome(native.values_py)
+
+
+@needs_c
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.one_of(decimal_text, st.sampled_from(["0", "0.00", "5.", ".5", "0.10", "1" * 30])), max_size=40
+    )
+)
+def test_an_exact_sum_of_sizes_is_the_same_decimal_with_or_without_c(texts: list[str]) -> None:
+    texts = [t for t in texts if len(t) <= MAX_DIGITS]
+    fast = native.decimal_sum(texts)
+    assert _native.decimal_parts(texts) is not None or any(
+        len(t.replace(".", "").lstrip("0")) > 18 for t in texts
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(native, "decimal_parts", native.decimal_parts_py)
+        slow = native.decimal_sum(texts)
+    assert str(fast) == str(slow)  # the same digits and the same places
+    with localcontext() as ctx:
+        ctx.prec = 400
+        assert fast == sum(map(Decimal, texts), Decimal(0))

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
+from tickerterm.core.candles import CandleSeries
 from tickerterm.core.events import (
     BookSnapshot,
     Candle,
@@ -67,6 +70,44 @@ def test_a_frames_trades_applied_together_equal_them_applied_one_by_one() -> Non
         ]
     assert (run.tape_version, run.candles_version) == (one.tape_version, one.candles_version) > (0, 0)
     assert run.book("cb", "BTC-USD").state == "ok"
+
+
+a_trade = st.builds(
+    lambda ts, price, size, late: Trade(
+        "cb", 1714564900.0 + ts, "BTC-USD", None if late else 1714564800.0 + ts, "", price, size, "buy"
+    ),
+    st.sampled_from([0.0, 0.5, 1.0, 59.0, 59.999, 60.0, 61.0, 125.0]),
+    st.sampled_from(["100", "100.0", "100.50", "100.5", "99.99", "101", "0.001"]),
+    st.sampled_from(["0.1", "0.10", "2", "0.00000001", "123456789.123456789123"]),
+    st.sampled_from([False] * 7 + [True]),  # most trades have a venue time
+)  # fmt: skip
+
+
+def at(ts: float, price: str) -> Trade:
+    return Trade("cb", 1714564900.0 + ts, "BTC-USD", 1714564800.0 + ts, "", price, "1", "buy")
+
+
+@settings(max_examples=300)
+@given(st.lists(st.lists(a_trade, max_size=12), max_size=6))
+@example([[at(5, "100")], [at(9, "100"), at(9, "101"), at(1, "99"), at(1, "98"), at(4, "101.0")]])
+def test_a_batch_of_trades_makes_the_bars_that_one_trade_at_a_time_makes(batches: list[list[Trade]]) -> None:
+    """``CandleSeries.add_trades`` (a batch at once when it falls in the last bar) against ``add_trade``
+    for each: equal prices spelled two ways, equal and out-of-order times, minute edges, trades without
+    a venue time. The first trade at the highest price is the high, the last at the latest time the
+    close."""
+    one, batched = CandleSeries(60, 10), CandleSeries(60, 10)
+    for batch in batches:
+        for t in batch:
+            one.add_trade(t.exch_ts if t.exch_ts is not None else t.recv_ts, t.price, t.size)
+        batched.add_trades(batch)
+
+    def shown(series: CandleSeries) -> list[tuple[object, ...]]:
+        return [
+            (b.start, b.open, b.high, b.low, b.close, b.volume_text, b.trades, b.open_ts, b.close_ts)
+            for b in series.bars
+        ]
+
+    assert shown(batched) == shown(one) and batched.version == one.version
 
 
 def test_candles_from_trades_per_interval_exact_volume() -> None:

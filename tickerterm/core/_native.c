@@ -1,5 +1,5 @@
-/* The two per-update loops of the hot path, in C: a venue's level changes checked and converted, and a
- * book's levels set from them. Each has a pure-Python twin that does the same (tickerterm/core/native.py
+/* The per-update loops of the hot path, in C: a venue's level changes checked and converted, a book's
+ * levels set from them, a batch of trades' prices and sizes checked. Each has a pure-Python twin that does the same (tickerterm/core/native.py
  * says which one runs); tests/test_native.py checks they agree on every input, bad ones included.
  *
  * Why C here and nowhere else: per book update the pure path makes some fifteen C-API calls from
@@ -13,7 +13,7 @@
 #include <Python.h>
 #include <math.h>
 
-#define API 1 /* tickerterm/core/native.py takes this module only at this version */
+#define API 3 /* tickerterm/core/native.py takes this module only at this version */
 
 static PyObject *str_bid; /* "bid" */
 
@@ -215,6 +215,172 @@ changes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return out;
 }
 
+PyDoc_STRVAR(check_amounts_doc,
+"check_amounts(items, price_attr, size_attr, max_len, /) -> None\n\n"
+"Each item's price and size checked to be plain decimal text of at most max_len characters, as\n"
+"changes() checks them (TypeError/ValueError otherwise); nothing is converted or kept.");
+
+static PyObject *
+check_amounts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "check_amounts() takes 4 arguments");
+        return NULL;
+    }
+    PyObject *price_attr = args[1], *size_attr = args[2];
+    Py_ssize_t max_len = PyLong_AsSsize_t(args[3]);
+    if (max_len == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(args[0], "items must be a sequence");
+    if (seq == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const char *b;
+        Py_ssize_t len;
+        int ok = -1;
+        PyObject *price = PyObject_GetAttr(items[i], price_attr);
+        PyObject *size = price ? PyObject_GetAttr(items[i], size_attr) : NULL;
+        if (size != NULL) {
+            if (!PyUnicode_Check(price) || !PyUnicode_Check(size)) {
+                PyErr_Format(PyExc_TypeError, "expected a decimal string, got %.50s",
+                             Py_TYPE(PyUnicode_Check(price) ? size : price)->tp_name);
+            }
+            else {
+                ok = plain_decimal(price, max_len, &b, &len);
+                if (ok == 1) ok = plain_decimal(size, max_len, &b, &len);
+                if (ok == 0) {
+                    not_plain(price, size);
+                    ok = -1;
+                }
+            }
+        }
+        Py_XDECREF(price);
+        Py_XDECREF(size);
+        if (ok < 0) {
+            Py_DECREF(seq);
+            return NULL;
+        }
+    }
+    Py_DECREF(seq);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(values_doc,
+"values(items, attr, /) -> list\n\n"
+"float(item.<attr>) for each item, in order: plain decimal text by the exact fast conversion, anything\n"
+"else by float() itself (so the same value, or the same exception, as float() gives).");
+
+static PyObject *
+values(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "values() takes 2 arguments");
+        return NULL;
+    }
+    PyObject *attr = args[1];
+    PyObject *seq = PySequence_Fast(args[0], "items must be a sequence");
+    if (seq == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    PyObject *out = PyList_New(n);
+    if (out == NULL) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const char *b;
+        Py_ssize_t len;
+        PyObject *v = NULL;
+        PyObject *text = PyObject_GetAttr(items[i], attr);
+        if (text != NULL) {
+            int ok = PyUnicode_Check(text) ? plain_decimal(text, 64, &b, &len) : 0;
+            v = ok == 1 ? to_float(b, len) : ok == 0 ? PyNumber_Float(text) : NULL;
+            Py_DECREF(text);
+        }
+        if (v == NULL) {
+            Py_DECREF(out);
+            Py_DECREF(seq);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i, v);
+    }
+    Py_DECREF(seq);
+    return out;
+}
+
+PyDoc_STRVAR(decimal_parts_doc,
+"decimal_parts(texts, /) -> list | None\n\n"
+"The exact sum of plain decimal texts as [(f, hi, lo), ...]: for each count f of digits after the\n"
+"point, the sum of those texts' digits as an integer, (hi << 64) | lo. None when a text is not plain\n"
+"decimal text of at most 18 significant digits and 64 characters (the caller sums it another way).");
+
+static PyObject *
+decimal_parts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 1) {
+        PyErr_SetString(PyExc_TypeError, "decimal_parts() takes 1 argument");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(args[0], "texts must be a sequence");
+    if (seq == NULL) {
+        return NULL;
+    }
+    unsigned __int128 acc[65] = {0};
+    char seen[65] = {0}; /* a sum of zeros keeps its places: 0.00 + 0.0 is 0.00 */
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const char *s;
+        Py_ssize_t len;
+        if (!PyUnicode_Check(items[i]) || plain_decimal(items[i], 64, &s, &len) != 1) {
+            Py_DECREF(seq);
+            Py_RETURN_NONE;
+        }
+        unsigned long long m = 0;
+        int fraction = -1, digits = 0;
+        for (Py_ssize_t j = 0; j < len; j++) {
+            char c = s[j];
+            if (c == '.') {
+                fraction = 0;
+                continue;
+            }
+            if (fraction >= 0) fraction++;
+            if (m == 0 && c == '0') continue;
+            if (++digits > 18) {
+                Py_DECREF(seq);
+                Py_RETURN_NONE;
+            }
+            m = m * 10 + (unsigned long long)(c - '0');
+        }
+        if (fraction < 0) fraction = 0;
+        acc[fraction] += m; /* each m < 2**60: no list is long enough to overflow 128 bits */
+        seen[fraction] = 1;
+    }
+    Py_DECREF(seq);
+    PyObject *out = PyList_New(0);
+    if (out == NULL) {
+        return NULL;
+    }
+    for (int f = 0; f <= 64; f++) {
+        if (!seen[f]) continue;
+        PyObject *part = Py_BuildValue("(iKK)", f, (unsigned long long)(acc[f] >> 64),
+                                       (unsigned long long)acc[f]);
+        if (part == NULL || PyList_Append(out, part) < 0) {
+            Py_XDECREF(part);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(part);
+    }
+    return out;
+}
+
 /* a < b for heap entries (floats in practice; anything else is compared as Python does) */
 static int
 less(PyObject *a, PyObject *b)
@@ -375,6 +541,9 @@ fail:
 static PyMethodDef methods[] = {
     {"changes", (PyCFunction)(void (*)(void))changes, METH_FASTCALL, changes_doc},
     {"apply_levels", (PyCFunction)(void (*)(void))apply_levels, METH_FASTCALL, apply_levels_doc},
+    {"check_amounts", (PyCFunction)(void (*)(void))check_amounts, METH_FASTCALL, check_amounts_doc},
+    {"values", (PyCFunction)(void (*)(void))values, METH_FASTCALL, values_doc},
+    {"decimal_parts", (PyCFunction)(void (*)(void))decimal_parts, METH_FASTCALL, decimal_parts_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -6,11 +6,22 @@ Prices stay the venue's strings; volume is summed with ``Decimal`` so it stays e
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
+from operator import attrgetter
+from typing import TYPE_CHECKING
+
+from tickerterm.core import native
+
+if TYPE_CHECKING:
+    from tickerterm.core.events import Trade
 
 INTERVALS: dict[str, int] = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600}
 """The intervals the store aggregates from trades, by display name."""
 
+
+_exch_ts = attrgetter("exch_ts")
+_size = attrgetter("size")
 
 PENDING = 256
 """Trade sizes a bar holds before it sums them (summing on read is cheaper, but must stay bounded)."""
@@ -67,7 +78,7 @@ class Bar:
         self._pending.clear()
 
     def _fold(self) -> None:
-        self._volume += sum(map(Decimal, self._pending))
+        self._volume += native.decimal_sum(self._pending)  # exact; in C where it was built
         self._pending.clear()
 
     @property
@@ -126,6 +137,74 @@ class CandleSeries:
                 bar._fold()
             bar.trades += 1
         self.version += 1
+
+    def add_trades(self, trades: Sequence[Trade]) -> None:
+        """``add_trade`` for each trade in order (at its venue time, else its receive time). A batch that
+        falls wholly in the bar the last trade went to (nearly every one) is added at once, with the
+        result of adding its trades one by one: the first trade at the highest price sets the high, the
+        last at the latest time the close."""
+        bar = self._last
+        if bar is not None and len(trades) > 1:
+            times = list(map(_exch_ts, trades))
+            if None not in times:
+                first, last = min(times), max(times)
+                interval, start = self.interval, bar.start
+                if int(first // interval) * interval == start == int(last // interval) * interval:
+                    self._into(bar, trades, times)
+                    return
+        self._one_by_one(trades)
+
+    def _into(self, bar: Bar, trades: Sequence[Trade], times: list[float]) -> None:
+        prices = native.values(trades, "price")
+        high, low = max(prices), min(prices)
+        if high > bar.high_v:
+            bar.high, bar.high_v = trades[prices.index(high)].price, high
+        if low < bar.low_v:
+            bar.low, bar.low_v = trades[prices.index(low)].price, low
+        first, last = min(times), max(times)
+        if first < bar.open_ts:
+            bar.open, bar.open_ts = trades[times.index(first)].price, first
+        if last >= bar.close_ts:
+            bar.close, bar.close_ts = trades[len(times) - 1 - times[::-1].index(last)].price, last
+        pending = bar._pending
+        pending.extend(map(_size, trades))
+        if len(pending) >= PENDING:  # nobody read the volume (headless): fold, so memory stays flat
+            bar._fold()
+        bar.trades += len(trades)
+        self.version += len(trades)
+
+    def _one_by_one(self, trades: Iterable[Trade]) -> None:
+        """``add_trade`` for each trade, the common case written inline: the trade falls in the bar the
+        last one went to."""
+        interval = self.interval
+        bar = self._last
+        price_text = ""
+        value = 0.0
+        for t in trades:
+            ts = t.exch_ts
+            if ts is None:
+                ts = t.recv_ts
+            price = t.price
+            if bar is None or bar.start != int(ts // interval) * interval:
+                self.add_trade(ts, price, t.size)  # another bar: found, made or refused there
+                bar = self._last
+                continue
+            if price != price_text:  # a batch's trades often share a price: convert it once
+                price_text, value = price, float(price)
+            if value > bar.high_v:
+                bar.high, bar.high_v = price, value
+            if value < bar.low_v:
+                bar.low, bar.low_v = price, value
+            if ts < bar.open_ts:
+                bar.open, bar.open_ts = price, ts
+            if ts >= bar.close_ts:
+                bar.close, bar.close_ts = price, ts
+            pending = bar._pending
+            pending.append(t.size)
+            if len(pending) >= PENDING:
+                bar._fold()
+            bar.trades += 1
+            self.version += 1
 
     def put(self, start: int, open_: str, high: str, low: str, close: str, volume: str) -> None:
         """Set a whole bar as the venue reports it (the venue's bar replaces ours)."""

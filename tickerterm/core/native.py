@@ -1,25 +1,27 @@
-"""The hot path's two per-update loops, and which implementation of them runs.
+"""The hot path's per-update loops, and which implementation of them runs.
 
-``level_changes`` (a venue's level changes checked and converted) and ``apply_levels`` (a book's levels
-set from them) each exist twice: in C (``tickerterm/core/_native.c``, built at install where a C
-compiler is found) and here in Python, which gives the same results more slowly
-(``tests/test_native.py`` checks that they agree, bad input included). The C loops exist because per
-update the Python ones make some fifteen C-API calls from bytecode, and the interpreter's dispatch around
-them cost more than the calls (bench/README.md). ``TICKERTERM_PURE=1`` in the environment forces the
-Python path; ``tickerterm --version`` says which one runs.
+``level_changes`` (a venue's level changes checked and converted), ``apply_levels`` (a book's levels
+set from them) and ``check_amounts`` (a batch of trades' prices and sizes checked) each exist twice: in
+C (``tickerterm/core/_native.c``, built at install where a C compiler is found) and here in Python,
+which gives the same results more slowly (``tests/test_native.py`` checks that they agree, bad input
+included). The C loops exist because per update the Python ones make some fifteen C-API calls from
+bytecode, and the interpreter's dispatch around them cost more than the calls (bench/README.md).
+``TICKERTERM_PURE=1`` in the environment forces the Python path; ``tickerterm --version`` says which
+one runs.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from decimal import Decimal, localcontext
 from heapq import heappush
 from operator import attrgetter
 from typing import Any
 
 from tickerterm.core.events import DIGITS, MAX_DIGITS, Change
 
-API = 1
+API = 3
 """The extension's interface version this code expects; a build of another is not used."""
 
 _INF = float("inf")
@@ -58,6 +60,33 @@ def level_changes_py(
     return out
 
 
+def check_amounts_py(
+    items: Sequence[Any], price_attr: str, size_attr: str, max_len: int = MAX_DIGITS
+) -> None:
+    """Each item's price and size checked as ``level_changes_py`` checks them; nothing kept."""
+    get = attrgetter(price_attr, size_attr)
+    for item in items:
+        price, size = get(item)
+        for value in (price, size):
+            if type(value) is not str:
+                raise TypeError(f"expected a decimal string, got {type(value).__name__}")
+        if (
+            price.strip(DIGITS)
+            or size.strip(DIGITS)
+            or len(price) > max_len
+            or len(size) > max_len
+            or not _plain(price)
+            or not _plain(size)
+        ):
+            raise ValueError(f"not plain decimal text: {price[:20]!r} / {size[:20]!r}")
+
+
+def _plain(text: str) -> bool:
+    """Text of ASCII digits and points only (checked before) is plain decimal text: a digit, one point
+    at most."""
+    return text.count(".") <= 1 and len(text) > text.count(".")
+
+
 def apply_levels_py(
     changes: Sequence[Change],
     bids: dict[float, tuple[str, str]],
@@ -91,14 +120,44 @@ def apply_levels_py(
     return overflow
 
 
+def values_py(items: Sequence[Any], attr: str) -> list[float]:
+    """``float(item.<attr>)`` for each item, in order."""
+    return list(map(float, map(attrgetter(attr), items)))
+
+
+def decimal_parts_py(texts: Sequence[str]) -> None:
+    """The C loop sums plain decimal texts as integers per count of places; without it ``decimal_sum``
+    sums ``Decimal`` values (the same result)."""
+    return None
+
+
+def decimal_sum(texts: Sequence[str]) -> Decimal:
+    """The exact sum of decimal texts (a bar's trade sizes): every digit kept, the places of the text
+    with the most (``"0.5"`` + ``"0.50"`` is ``1.00``), as ``sum(map(Decimal, texts))`` gives where the
+    context's precision does not round."""
+    parts = decimal_parts(texts)
+    if parts is None:
+        with localcontext() as ctx:
+            ctx.prec = 4 * 64 + 20  # no rounding: texts have at most 64 digits, lists far fewer than 10**20
+            return sum(map(Decimal, texts), Decimal(0))
+    if not parts:
+        return Decimal(0)
+    places = max(f for f, _, _ in parts)
+    total = sum(((hi << 64) | lo) * 10 ** (places - f) for f, hi, lo in parts)
+    return Decimal(f"{total}E-{places}")
+
+
 level_changes = level_changes_py
 apply_levels = apply_levels_py
+check_amounts = check_amounts_py
+values = values_py
+decimal_parts: Callable[[Sequence[str]], list[tuple[int, int, int]] | None] = decimal_parts_py
 why_pure = "not loaded yet"
 """Why the Python loops run ('' when the C ones do)."""
 
 
 def _load() -> None:
-    global level_changes, apply_levels, why_pure
+    global level_changes, apply_levels, check_amounts, values, decimal_parts, why_pure
     if os.environ.get("TICKERTERM_PURE", "") not in ("", "0"):
         why_pure = "TICKERTERM_PURE is set"
         return
@@ -110,7 +169,8 @@ def _load() -> None:
     if getattr(_native, "API", None) != API:
         why_pure = f"the C extension is another build (API {getattr(_native, 'API', None)}, expected {API})"
         return
-    level_changes, apply_levels = _native.changes, _native.apply_levels
+    level_changes, apply_levels, check_amounts = _native.changes, _native.apply_levels, _native.check_amounts
+    values, decimal_parts = _native.values, _native.decimal_parts
     why_pure = ""
 
 

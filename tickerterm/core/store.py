@@ -320,26 +320,27 @@ class Store:
     def _trades(self, trades: list[Trade]) -> None:
         """Trades in the order they came: each on its product's tape and the whole tape, and in its
         one-minute bar; a trade id seen lately is a restatement (the snapshot after a resubscribe) and
-        is skipped. Runs of one product's trades (a venue's batch) look their product up once."""
-        all_tape, seen_trades, limit = self.tape, self._seen_trades, 2 * self.tape_len
-        last: Key | None = None
-        added = 0
+        is skipped. A frame's trades of one product (a venue's batch) go onto their tape and into their
+        bars together, each product looked up once per run of its trades."""
+        seen_trades, limit = self._seen_trades, 2 * self.tape_len
+        venue = product = ""
+        kept: list[Trade] = []
+        batches: dict[Key, list[Trade]] = {}
+        batch = kept
+        recent: set[str] = set()
+        older: set[str] = set()
         for ev in trades:
-            key = (ev.venue, ev.product)
-            if key != last:
-                last = key
+            if ev.product != product or ev.venue != venue:
+                venue, product = ev.venue, ev.product
+                key = (venue, product)
+                found = batches.get(key)
+                if found is None:
+                    found = batches[key] = []
+                batch = found
                 seen = seen_trades.get(key)
                 if seen is None:
                     seen = seen_trades[key] = (set(), set())
                 recent, older = seen
-                found = self.tapes.get(key)
-                if found is None:
-                    found = self.tapes[key] = deque(maxlen=self.tape_len)
-                tape = found
-                minute = self.candles.get(key)
-                if minute is None:
-                    minute = self.candles[key] = CandleSeries(60, MINUTE_BARS)
-                add_bar = minute.add_trade
             trade_id = ev.trade_id
             if trade_id:
                 if trade_id in recent or trade_id in older:
@@ -347,15 +348,24 @@ class Store:
                 recent.add(trade_id)
                 if len(recent) >= limit:  # keep the last 2-4 tape lengths of ids
                     older, recent = recent, set()
-                    seen_trades[key] = (recent, older)
-            tape.append(ev)
-            all_tape.append(ev)
-            exch_ts = ev.exch_ts
-            add_bar(exch_ts if exch_ts is not None else ev.recv_ts, ev.price, ev.size)
-            added += 1
-        if added:
-            self.tape_version += added
-            self.candles_version += added
+                    seen_trades[(venue, product)] = (recent, older)
+            batch.append(ev)
+            kept.append(ev)
+        if not kept:
+            return
+        self.tape.extend(kept)
+        for key, batch in batches.items():
+            if batch:
+                tape = self.tapes.get(key)
+                if tape is None:
+                    tape = self.tapes[key] = deque(maxlen=self.tape_len)
+                tape.extend(batch)
+                minute = self.candles.get(key)
+                if minute is None:
+                    minute = self.candles[key] = CandleSeries(60, MINUTE_BARS)
+                minute.add_trades(batch)
+        self.tape_version += len(kept)
+        self.candles_version += len(kept)
 
     def _candle(self, ev: Candle) -> None:
         if ev.source == "trades":

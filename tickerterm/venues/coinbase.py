@@ -23,7 +23,6 @@ from tickerterm.core import native
 from tickerterm.core.clock import parse_rfc3339
 from tickerterm.core.errors import FrameError
 from tickerterm.core.events import (
-    DIGITS,
     MAX_DIGITS,
     BalanceUpdate,
     BookSide,
@@ -312,11 +311,8 @@ class CoinbaseParser(Parser):
         add = out.append
         try:
             for ev in frame.events:
+                native.check_amounts(ev.trades, "price", "size", MAX_DIGITS)  # plain decimal text
                 for t in ev.trades:
-                    price, size = t.price, t.size
-                    if price.strip(DIGITS) or size.strip(DIGITS):  # lengths: checked by the decoder
-                        raise ValueError(f"not plain decimal text: {price[:20]!r} / {size[:20]!r}")
-                    float(price), float(size)  # "1.2.3" (at most 64 digits: never infinite)
                     when = t.time
                     if when != last_when:  # a batch's trades share their time text
                         t_ts = times.get(when) if when is not None else None
@@ -334,8 +330,8 @@ class CoinbaseParser(Parser):
                             t.product_id,
                             t_ts if t_ts is not None else exch_ts,
                             trade_id if type(trade_id) is str else str(trade_id),
-                            price,
-                            size,
+                            t.price,
+                            t.size,
                             aggressor[t.side],
                         )
                     )
