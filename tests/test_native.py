@@ -42,10 +42,10 @@ def test_ci_builds_and_uses_the_c_extension() -> None:
     assert native.level_changes is _native.changes and native.apply_levels is _native.apply_levels
 
 
-def run(fn: Any, items: list[Level], max_len: int = MAX_DIGITS) -> tuple[str, Any]:
+def run(fn: Any, items: list[Any], max_len: int = MAX_DIGITS) -> tuple[str, Any]:
     try:
         out = fn(items, SIDES, "side", "price_level", "new_quantity", max_len)
-    except (ValueError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
         return type(exc).__name__, str(exc)
     # floats compared by their bits: 0.1 and a near miss of it must not pass as equal
     return "ok", [(s, p, q, struct.pack("<d", a), struct.pack("<d", b)) for s, p, q, a, b in out]
@@ -226,3 +226,46 @@ def test_an_exact_sum_of_sizes_is_the_same_decimal_with_or_without_c(texts: list
     with localcontext() as ctx:
         ctx.prec = 400
         assert fast == sum(map(Decimal, texts), Decimal(0))
+
+
+@dataclass(slots=True)
+class Slotted:
+    side: Any
+    price_level: Any
+    new_quantity: Any
+
+
+class Shown(Slotted):
+    """A subclass whose price is a property: read through it, never from the slot underneath."""
+
+    @property  # type: ignore[misc]
+    def price_level(self) -> str:
+        return "7"
+
+
+@needs_c
+def test_fields_are_read_from_slots_as_getattr_reads_them() -> None:
+    """The C loops read a slotted type's fields at their offsets: msgspec structs, slotted dataclasses, a
+    list mixing types, a subclass that overrides a field, a field never set."""
+    import msgspec
+
+    class Struct(msgspec.Struct):
+        side: str
+        price_level: str
+        new_quantity: str
+
+    lists: list[list[Any]] = [
+        [Struct("bid", "1.5", "2"), Struct("offer", "3", "0")],
+        [Slotted("bid", "1", "1"), Level("offer", "2", "2"), Struct("bid", "3", "3")],
+        [Level("offer", "2", "2"), Slotted("bid", "1", "1")],
+    ]
+    for items in lists:
+        assert run(_native.changes, items) == run(native.level_changes_py, items)
+    shown = Shown.__new__(Shown)
+    object.__setattr__(shown, "side", "bid")
+    object.__setattr__(shown, "new_quantity", "1")
+    items = [Slotted("bid", "1", "1"), shown]
+    assert run(_native.changes, items) == run(native.level_changes_py, items)
+    assert run(_native.changes, items)[1][1][1] == "7"
+    unset = Slotted.__new__(Slotted)
+    assert run(_native.changes, [Slotted("bid", "1", "1"), unset])[0] == "AttributeError"

@@ -12,10 +12,56 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+#include <structmember.h>
 
 #define API 3 /* tickerterm/core/native.py takes this module only at this version */
 
 static PyObject *str_bid; /* "bid" */
+
+/* Reading a field of many objects of one type (msgspec structs, slotted dataclasses): where the type's
+ * attribute is a plain slot (a member descriptor holding an object, and the type's attribute lookup is
+ * the generic one), the slot is read at its offset, as the descriptor itself would read it; any other
+ * object or type goes through getattr. */
+typedef struct {
+    PyTypeObject *type; /* NULL: use getattr */
+    Py_ssize_t offset;
+} Field;
+
+static void
+field_init(Field *f, PyTypeObject *type, PyObject *name)
+{
+    f->type = NULL;
+    if (type->tp_getattro != PyObject_GenericGetAttr) {
+        return;
+    }
+    PyObject *descr = PyObject_GetAttr((PyObject *)type, name);
+    if (descr == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    if (Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+        if (member->type == T_OBJECT_EX && !(member->flags & READ_RESTRICTED)) {
+            f->type = type;
+            f->offset = member->offset;
+        }
+    }
+    Py_DECREF(descr);
+}
+
+/* item.<name>, a new reference (NULL with an exception set) */
+static inline PyObject *
+field_get(Field *f, PyObject *item, PyObject *name)
+{
+    if (Py_TYPE(item) == f->type) {
+        PyObject *value = *(PyObject **)((char *)item + f->offset);
+        if (value != NULL) {
+            Py_INCREF(value);
+            return value;
+        }
+    }
+    return PyObject_GetAttr(item, name); /* and the AttributeError of an unset slot */
+}
 
 /* Plain decimal text: 1..max_len ASCII digits with at most one point and at least one digit. */
 static int
@@ -155,6 +201,12 @@ changes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(seq);
         return NULL;
     }
+    Field side_f = {NULL, 0}, price_f = {NULL, 0}, size_f = {NULL, 0};
+    if (n) {
+        field_init(&side_f, Py_TYPE(items[0]), side_attr);
+        field_init(&price_f, Py_TYPE(items[0]), price_attr);
+        field_init(&size_f, Py_TYPE(items[0]), size_attr);
+    }
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *item = items[i];
         PyObject *side = NULL, *price = NULL, *size = NULL, *p = NULL, *q = NULL, *change = NULL;
@@ -163,16 +215,16 @@ changes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_ssize_t pn, qn;
         int ok;
 
-        side = PyObject_GetAttr(item, side_attr);
+        side = field_get(&side_f, item, side_attr);
         if (side == NULL) goto fail;
         name = PyDict_GetItemWithError(sides, side); /* borrowed */
         if (name == NULL) {
             if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, side);
             goto fail;
         }
-        price = PyObject_GetAttr(item, price_attr);
+        price = field_get(&price_f, item, price_attr);
         if (price == NULL) goto fail;
-        size = PyObject_GetAttr(item, size_attr);
+        size = field_get(&size_f, item, size_attr);
         if (size == NULL) goto fail;
         if (!PyUnicode_Check(price) || !PyUnicode_Check(size)) {
             PyErr_Format(PyExc_TypeError, "expected a decimal string, got %.50s",
@@ -238,12 +290,17 @@ check_amounts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject **items = PySequence_Fast_ITEMS(seq);
+    Field price_f = {NULL, 0}, size_f = {NULL, 0};
+    if (n) {
+        field_init(&price_f, Py_TYPE(items[0]), price_attr);
+        field_init(&size_f, Py_TYPE(items[0]), size_attr);
+    }
     for (Py_ssize_t i = 0; i < n; i++) {
         const char *b;
         Py_ssize_t len;
         int ok = -1;
-        PyObject *price = PyObject_GetAttr(items[i], price_attr);
-        PyObject *size = price ? PyObject_GetAttr(items[i], size_attr) : NULL;
+        PyObject *price = field_get(&price_f, items[i], price_attr);
+        PyObject *size = price ? field_get(&size_f, items[i], size_attr) : NULL;
         if (size != NULL) {
             if (!PyUnicode_Check(price) || !PyUnicode_Check(size)) {
                 PyErr_Format(PyExc_TypeError, "expected a decimal string, got %.50s",
@@ -293,11 +350,15 @@ values(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(seq);
         return NULL;
     }
+    Field attr_f = {NULL, 0};
+    if (n) {
+        field_init(&attr_f, Py_TYPE(items[0]), attr);
+    }
     for (Py_ssize_t i = 0; i < n; i++) {
         const char *b;
         Py_ssize_t len;
         PyObject *v = NULL;
-        PyObject *text = PyObject_GetAttr(items[i], attr);
+        PyObject *text = field_get(&attr_f, items[i], attr);
         if (text != NULL) {
             int ok = PyUnicode_Check(text) ? plain_decimal(text, 64, &b, &len) : 0;
             v = ok == 1 ? to_float(b, len) : ok == 0 ? PyNumber_Float(text) : NULL;
@@ -494,17 +555,36 @@ apply_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             Py_DECREF(c);
             continue;
         }
-        int has = PyDict_Contains(levels, key);
-        if (has < 0) {
+        PyObject *level = PyTuple_New(2);
+        if (level == NULL) {
             Py_DECREF(c);
             goto fail;
         }
-        if (!has) {
-            if (PyDict_GET_SIZE(levels) >= cap) { /* past any real book: not kept, and said so */
+        Py_INCREF(f[1]);
+        Py_INCREF(f[2]);
+        PyTuple_SET_ITEM(level, 0, f[1]);
+        PyTuple_SET_ITEM(level, 1, f[2]);
+        int has;
+        if (PyDict_GET_SIZE(levels) >= cap) { /* full: only a level it has may change */
+            has = PyDict_Contains(levels, key);
+            if (has == 0) { /* past any real book: not kept, and said so */
                 overflow = 1;
+                Py_DECREF(level);
                 Py_DECREF(c);
                 continue;
             }
+        }
+        else { /* one lookup for a new level (a third of all updates): it goes in as it is found absent */
+            PyObject *found = PyDict_SetDefault(levels, key, level); /* borrowed */
+            has = found == NULL ? -1 : found != level;
+        }
+        if (has < 0 || (has == 1 && PyDict_SetItem(levels, key, level) < 0)) {
+            Py_DECREF(level);
+            Py_DECREF(c);
+            goto fail;
+        }
+        Py_DECREF(level);
+        if (!has) {
             PyObject *held = is_bid ? bid_held : ask_held;
             int in_heap = PySet_Contains(held, key);
             if (in_heap < 0) {
@@ -522,13 +602,6 @@ apply_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 Py_DECREF(sort_key);
             }
         }
-        PyObject *level = PyTuple_Pack(2, f[1], f[2]);
-        if (level == NULL || PyDict_SetItem(levels, key, level) < 0) {
-            Py_XDECREF(level);
-            Py_DECREF(c);
-            goto fail;
-        }
-        Py_DECREF(level);
         Py_DECREF(c);
     }
     Py_DECREF(seq);
