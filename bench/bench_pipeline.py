@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from typing import Any
 import msgspec
 from common import median_of, recorded_frames, recorded_path, write_results
 
+from tickerterm.core import native
 from tickerterm.core.store import Store
 from tickerterm.tuning import tune_gc
 from tickerterm.venues.coinbase import CoinbaseAdvancedTrade
@@ -117,17 +119,31 @@ def top20_read(frames: list[bytes], reads: int = 2000) -> float:
     return (time.perf_counter() - start) / reads
 
 
-def cryptofeed_pipeline(path: Path, runs: int, python: str | None) -> tuple[float, str] | None:
+def cryptofeed_pipeline(path: Path, python: str | None) -> tuple[float, str] | None:
     """cryptofeed's Coinbase handler on the same frames, in an interpreter that has it (this one, or
-    ``--cryptofeed-python``): median seconds and its version, or None when there is none."""
+    ``--cryptofeed-python``): seconds of its second pass over them (the first warms it, as our runs are
+    warm) and its version, or None when there is none."""
     exe = python or sys.executable
     probe = subprocess.run([exe, "-c", "import cryptofeed"], capture_output=True)
     if probe.returncode != 0:
         return None
     runner = Path(__file__).with_name("cryptofeed_runner.py")
-    out = subprocess.run([exe, str(runner), str(path), str(runs)], capture_output=True, text=True, check=True)
+    out = subprocess.run([exe, str(runner), str(path), "2"], capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    return statistics.median(result["seconds"]), str(result["version"])
+    return result["seconds"][-1], str(result["version"])
+
+
+def pure_pipeline(n: int) -> float:
+    """The same pipeline on the pure-Python path (``TICKERTERM_PURE=1``: the C loops not loaded), in a
+    process of its own: seconds of its second pass."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--frames", str(n), "--one-pass"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "TICKERTERM_PURE": "1"},
+    )
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -137,23 +153,48 @@ def main() -> None:
     ap.add_argument(
         "--cryptofeed-python", help="an interpreter with cryptofeed installed (bench/run --cryptofeed)"
     )
+    ap.add_argument("--one-pass", action="store_true", help=argparse.SUPPRESS)  # pure_pipeline's child
     args = ap.parse_args()
     tune_gc()  # as the command line runs (tickerterm/tuning.py)
     frames = recorded_frames(args.frames)
+    if args.one_pass:
+        tickerterm_pipeline(frames)
+        print(tickerterm_pipeline(frames))
+        return
     updates = count_updates(frames)
     kinds: dict[str, int] = {}
     for raw in frames:
         ch = json.loads(raw).get("channel", "?")
         kinds[ch] = kinds.get(ch, 0) + 1
-    seconds, runs = median_of(args.runs, lambda: tickerterm_pipeline(frames))
+    # the machine's speed drifts by tens of percent within minutes: each ratio is taken from runs made
+    # back to back (ours, the pure path's, cryptofeed's), and the median of those ratios is reported
+    tickerterm_pipeline(frames)  # warm
+    ours: list[float] = []
+    pure: list[float] = []
+    theirs: list[float] = []
+    version = ""
+    for _ in range(args.runs):
+        ours.append(tickerterm_pipeline(frames))
+        pure.append(pure_pipeline(args.frames))
+        cf = cryptofeed_pipeline(recorded_path(args.frames), args.cryptofeed_python)
+        if cf is not None:
+            theirs.append(cf[0])
+            version = cf[1]
+    seconds = statistics.median(ours)
     conn_seconds = median_of(args.runs, lambda: connection_pipeline(frames))[0]
     floor = median_of(args.runs, lambda: floor_loop(frames))[0]
     top = median_of(args.runs, lambda: top20_read(frames))[0]
     rows = [
         ("frames", f"{len(frames):,} ({', '.join(f'{k} {v:,}' for k, v in sorted(kinds.items()))})"),
         ("L2 updates in them", f"{updates:,}"),
+        ("hot path", native.implementation()),
         (f"tickerterm msgs/s (median of {args.runs})", f"{len(frames) / seconds:,.0f}"),
         ("tickerterm L2 updates/s", f"{updates / seconds:,.0f}"),
+        ("pure-Python path (TICKERTERM_PURE=1) msgs/s", f"{len(frames) / statistics.median(pure):,.0f}"),
+        (
+            "ratio C / pure-Python path (paired runs)",
+            f"{statistics.median(p / o for p, o in zip(pure, ours, strict=True)):.2f}x",
+        ),
         ("with the session (Connection.receive, no socket): msgs/s", f"{len(frames) / conn_seconds:,.0f}"),
         ("with the session: L2 updates/s", f"{updates / conn_seconds:,.0f}"),
         ("floor: typed decode + dict set per update, nothing else (L2 updates/s)", f"{updates / floor:,.0f}"),
@@ -163,21 +204,33 @@ def main() -> None:
     extra: dict[str, Any] = {
         "frames": len(frames),
         "updates": updates,
-        "seconds": runs,
+        "seconds": ours,
+        "pure_seconds": pure,
         "connection_s": conn_seconds,
         "floor_s": floor,
         "top20_s": top,
     }
-    cf = cryptofeed_pipeline(recorded_path(args.frames), args.runs, args.cryptofeed_python)
-    if cf is not None:
-        cf_seconds, version = cf
+    if theirs:
+        ratios = [t / o for t, o in zip(theirs, ours, strict=True)]
+        cf_seconds = statistics.median(theirs)
         rows.append(
             (f"cryptofeed {version} msgs/s (same run, same frames)", f"{len(frames) / cf_seconds:,.0f}")
         )
         rows.append((f"cryptofeed {version} L2 updates/s", f"{updates / cf_seconds:,.0f}"))
-        rows.append(("ratio tickerterm / cryptofeed", f"{cf_seconds / seconds:.2f}x"))
+        rows.append(
+            (
+                "ratio tickerterm / cryptofeed (median of paired runs; lowest, highest)",
+                f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}x, {max(ratios):.2f}x)",
+            )
+        )
+        rows.append(
+            (
+                "ratio pure-Python path / cryptofeed",
+                f"{statistics.median(t / p for t, p in zip(theirs, pure, strict=True)):.2f}x",
+            )
+        )
         rows.append(("ratio floor / cryptofeed", f"{cf_seconds / floor:.2f}x"))
-        extra["cryptofeed_s"] = cf_seconds
+        extra["cryptofeed_s"] = theirs
         extra["cryptofeed_version"] = version
     else:
         rows.append(("cryptofeed", "not available (bash bench/run --cryptofeed installs it in its own venv)"))

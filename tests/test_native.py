@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal, localcontext
 from typing import Any
 
@@ -269,3 +270,51 @@ def test_fields_are_read_from_slots_as_getattr_reads_them() -> None:
     assert run(_native.changes, items)[1][1][1] == "7"
     unset = Slotted.__new__(Slotted)
     assert run(_native.changes, [Slotted("bid", "1", "1"), unset])[0] == "AttributeError"
+
+
+def _iso(text: str) -> float | None:
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+@needs_c
+@settings(max_examples=500)
+@given(
+    st.datetimes(
+        min_value=__import__("datetime").datetime(1, 1, 2),
+        max_value=__import__("datetime").datetime(9999, 12, 30),
+    ),
+    st.integers(0, 9),
+    st.integers(0, 999_999_999),
+)
+def test_a_utc_time_reads_as_fromisoformat_reads_it(moment: Any, places: int, fraction: int) -> None:
+    text = f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}"
+    if places:
+        text += "." + str(fraction).zfill(9)[:places]
+    text += "Z"
+    fast = _native.rfc3339(text)
+    if not 1685 < moment.year < 2255:  # microseconds past what a double holds exactly: the slow way
+        assert fast is None or fast == _iso(text)
+        return
+    assert fast is not None and struct.pack("<d", fast) == struct.pack("<d", _iso(text))  # type: ignore[arg-type]
+
+
+@needs_c
+def test_times_the_fast_path_does_not_take_are_left_to_fromisoformat() -> None:
+    """Nothing is guessed: a time the C reader does not take whole gives None, and the caller asks Python
+    (which refuses the impossible dates itself)."""
+    from tickerterm.core.clock import parse_rfc3339
+
+    for text in [
+        "2023-02-29T00:00:00Z", "2024-02-30T00:00:00Z", "2024-13-01T00:00:00Z", "2024-01-01T24:00:00Z",
+        "2024-01-01T00:60:00Z", "2024-01-01T00:00:60Z", "2024-01-01T00:00:00.Z",
+        "2024-01-01T00:00:00.1234567890Z", "2024-01-01T00:00:00z", "2024-01-01 00:00:00Z",
+        "2024-01-01T00:00:00+00:00", "2024-01-01T00:00:00.5+02:00", "0000-01-01T00:00:00Z",
+        "2024-01-01T00:00:0xZ", "２０２４-01-01T00:00:00Z", "2024-1-01T00:00:00Z", "",
+    ]:  # fmt: skip
+        assert _native.rfc3339(text) is None, text
+        assert parse_rfc3339(text) == _iso(text), text
+    assert _native.rfc3339("2024-02-29T23:59:59.999999999Z") == _iso("2024-02-29T23:59:59.999999Z")
+    assert parse_rfc3339("2024-01-01T00:00:00.5+02:00") == 1704060000.5  # offsets: the slow way, same value

@@ -1,5 +1,6 @@
 /* The per-update loops of the hot path, in C: a venue's level changes checked and converted, a book's
- * levels set from them, a batch of trades' prices and sizes checked. Each has a pure-Python twin that does the same (tickerterm/core/native.py
+ * levels set from them, a batch of trades' prices and sizes checked, their prices' values, their sizes
+ * summed exactly, a frame's UTC time read. Each has a pure-Python twin that does the same (tickerterm/core/native.py
  * says which one runs); tests/test_native.py checks they agree on every input, bad ones included.
  *
  * Why C here and nowhere else: per book update the pure path makes some fifteen C-API calls from
@@ -14,7 +15,7 @@
 #include <math.h>
 #include <structmember.h>
 
-#define API 3 /* tickerterm/core/native.py takes this module only at this version */
+#define API 4 /* tickerterm/core/native.py takes this module only at this version */
 
 static PyObject *str_bid; /* "bid" */
 
@@ -442,6 +443,85 @@ decimal_parts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return out;
 }
 
+static int
+digits_at(const char *s, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return 0;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return 1;
+}
+
+/* days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil) */
+static long long
+days_from_civil(int y, int m, int d)
+{
+    y -= m <= 2;
+    long long era = (y >= 0 ? y : y - 399) / 400;
+    int yoe = y - (int)(era * 400);
+    int doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+PyDoc_STRVAR(rfc3339_doc,
+"rfc3339(text, /) -> float | None\n\n"
+"UNIX seconds of a UTC time written YYYY-MM-DDTHH:MM:SS[.fraction]Z (1 to 9 digits of fraction,\n"
+"microseconds kept, the rest cut), the value datetime.fromisoformat(text).timestamp() gives; None for\n"
+"any other text, or a year outside 1685-2255 (the caller parses it the slow way).");
+
+static PyObject *
+rfc3339(PyObject *module, PyObject *text)
+{
+    if (!PyUnicode_Check(text) || !PyUnicode_IS_ASCII(text)) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    const char *s = (const char *)PyUnicode_DATA(text);
+    int year, month, day, hour, minute, second, micro = 0;
+    if (n < 20 || n > 30 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' ||
+        s[n - 1] != 'Z' || !digits_at(s, 4, &year) || !digits_at(s + 5, 2, &month) ||
+        !digits_at(s + 8, 2, &day) || !digits_at(s + 11, 2, &hour) || !digits_at(s + 14, 2, &minute) ||
+        !digits_at(s + 17, 2, &second)) {
+        Py_RETURN_NONE;
+    }
+    if (n > 20) { /* a fraction: a point, 1 to 9 digits */
+        Py_ssize_t places = n - 21;
+        if (s[19] != '.' || places < 1 || places > 9) {
+            Py_RETURN_NONE;
+        }
+        for (Py_ssize_t i = 0; i < 6; i++) {
+            int d = 0;
+            if (i < places) {
+                char c = s[20 + i];
+                if (c < '0' || c > '9') Py_RETURN_NONE;
+                d = c - '0';
+            }
+            micro = micro * 10 + d;
+        }
+        for (Py_ssize_t i = 6; i < places; i++) {
+            if (s[20 + i] < '0' || s[20 + i] > '9') Py_RETURN_NONE;
+        }
+    }
+    static const int month_days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    if (year < 1 || month < 1 || month > 12 || day < 1 ||
+        day > month_days[month - 1] + (month == 2 && leap) || hour > 23 || minute > 59 || second > 59) {
+        Py_RETURN_NONE; /* fromisoformat refuses it, and says why */
+    }
+    long long seconds = days_from_civil(year, month, day) * 86400LL + hour * 3600 + minute * 60 + second;
+    /* as timedelta.total_seconds(): whole microseconds over 10**6 in one correctly rounded division,
+     * which a double gives only while the count is exact in it (years 1685 to 2255) */
+    long long total = seconds * 1000000LL + micro;
+    if (total >= (1LL << 53) || total <= -(1LL << 53)) {
+        Py_RETURN_NONE;
+    }
+    return PyFloat_FromDouble((double)total / 1e6);
+}
+
 /* a < b for heap entries (floats in practice; anything else is compared as Python does) */
 static int
 less(PyObject *a, PyObject *b)
@@ -616,6 +696,7 @@ static PyMethodDef methods[] = {
     {"apply_levels", (PyCFunction)(void (*)(void))apply_levels, METH_FASTCALL, apply_levels_doc},
     {"check_amounts", (PyCFunction)(void (*)(void))check_amounts, METH_FASTCALL, check_amounts_doc},
     {"values", (PyCFunction)(void (*)(void))values, METH_FASTCALL, values_doc},
+    {"rfc3339", (PyCFunction)rfc3339, METH_O, rfc3339_doc},
     {"decimal_parts", (PyCFunction)(void (*)(void))decimal_parts, METH_FASTCALL, decimal_parts_doc},
     {NULL, NULL, 0, NULL},
 };

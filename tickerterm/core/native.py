@@ -1,7 +1,8 @@
 """The hot path's per-update loops, and which implementation of them runs.
 
 ``level_changes`` (a venue's level changes checked and converted), ``apply_levels`` (a book's levels
-set from them) and ``check_amounts`` (a batch of trades' prices and sizes checked) each exist twice: in
+set from them), ``check_amounts`` (a batch of trades' prices and sizes checked), ``values`` (their
+prices' values), ``decimal_sum`` (sizes summed exactly) and ``rfc3339`` (a frame's time) each exist twice: in
 C (``tickerterm/core/_native.c``, built at install where a C compiler is found) and here in Python,
 which gives the same results more slowly (``tests/test_native.py`` checks that they agree, bad input
 included). The C loops exist because per update the Python ones make some fifteen C-API calls from
@@ -21,7 +22,7 @@ from typing import Any
 
 from tickerterm.core.events import DIGITS, MAX_DIGITS, Change
 
-API = 3
+API = 4
 """The extension's interface version this code expects; a build of another is not used."""
 
 _INF = float("inf")
@@ -147,17 +148,24 @@ def decimal_sum(texts: Sequence[str]) -> Decimal:
     return Decimal(f"{total}E-{places}")
 
 
+def rfc3339_py(text: str) -> float | None:
+    """The C fast path reads the common UTC form itself; without it every time goes to
+    ``datetime.fromisoformat`` (``core.clock.parse_rfc3339``), which gives the same value."""
+    return None
+
+
 level_changes = level_changes_py
 apply_levels = apply_levels_py
 check_amounts = check_amounts_py
 values = values_py
+rfc3339: Callable[[str], float | None] = rfc3339_py
 decimal_parts: Callable[[Sequence[str]], list[tuple[int, int, int]] | None] = decimal_parts_py
 why_pure = "not loaded yet"
 """Why the Python loops run ('' when the C ones do)."""
 
 
 def _load() -> None:
-    global level_changes, apply_levels, check_amounts, values, decimal_parts, why_pure
+    global level_changes, apply_levels, check_amounts, values, decimal_parts, rfc3339, why_pure
     if os.environ.get("TICKERTERM_PURE", "") not in ("", "0"):
         why_pure = "TICKERTERM_PURE is set"
         return
@@ -170,7 +178,7 @@ def _load() -> None:
         why_pure = f"the C extension is another build (API {getattr(_native, 'API', None)}, expected {API})"
         return
     level_changes, apply_levels, check_amounts = _native.changes, _native.apply_levels, _native.check_amounts
-    values, decimal_parts = _native.values, _native.decimal_parts
+    values, decimal_parts, rfc3339 = _native.values, _native.decimal_parts, _native.rfc3339
     why_pure = ""
 
 
