@@ -119,31 +119,44 @@ def top20_read(frames: list[bytes], reads: int = 2000) -> float:
     return (time.perf_counter() - start) / reads
 
 
-def cryptofeed_pipeline(path: Path, python: str | None) -> tuple[float, str] | None:
+class Passes:
+    """A process that runs one pass over the frames per request and answers its seconds: cryptofeed's
+    handler (in its own interpreter), or our pipeline on the pure-Python path (``TICKERTERM_PURE=1``).
+    Kept running, so its passes interleave with ours one by one."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, bufsize=1
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
+        self.version = self.stdout.readline().strip()
+
+    def run(self) -> float:
+        self.stdin.write("\n")
+        self.stdin.flush()
+        return float(self.stdout.readline())
+
+    def close(self) -> None:
+        self.stdin.close()
+        self.proc.wait(30)
+
+
+def cryptofeed_passes(path: Path, python: str | None) -> Passes | None:
     """cryptofeed's Coinbase handler on the same frames, in an interpreter that has it (this one, or
-    ``--cryptofeed-python``): seconds of its second pass over them (the first warms it, as our runs are
-    warm) and its version, or None when there is none."""
+    ``--cryptofeed-python``); None when there is none."""
     exe = python or sys.executable
     probe = subprocess.run([exe, "-c", "import cryptofeed"], capture_output=True)
     if probe.returncode != 0:
         return None
-    runner = Path(__file__).with_name("cryptofeed_runner.py")
-    out = subprocess.run([exe, str(runner), str(path), "2"], capture_output=True, text=True, check=True)
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    return result["seconds"][-1], str(result["version"])
+    return Passes([exe, str(Path(__file__).with_name("cryptofeed_runner.py")), str(path), "serve"])
 
 
-def pure_pipeline(n: int) -> float:
-    """The same pipeline on the pure-Python path (``TICKERTERM_PURE=1``: the C loops not loaded), in a
-    process of its own: seconds of its second pass."""
-    out = subprocess.run(
-        [sys.executable, __file__, "--frames", str(n), "--one-pass"],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "TICKERTERM_PURE": "1"},
-    )
-    return float(out.stdout.strip().splitlines()[-1])
+def serve(frames: list[bytes]) -> None:
+    """``--serve``: our pipeline's passes on request (the parent runs this with ``TICKERTERM_PURE=1``)."""
+    print(native.implementation(), flush=True)
+    for _ in sys.stdin:
+        print(tickerterm_pipeline(frames), flush=True)
 
 
 def main() -> None:
@@ -153,33 +166,43 @@ def main() -> None:
     ap.add_argument(
         "--cryptofeed-python", help="an interpreter with cryptofeed installed (bench/run --cryptofeed)"
     )
-    ap.add_argument("--one-pass", action="store_true", help=argparse.SUPPRESS)  # pure_pipeline's child
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # the pure-Python child
     args = ap.parse_args()
     tune_gc()  # as the command line runs (tickerterm/tuning.py)
     frames = recorded_frames(args.frames)
-    if args.one_pass:
-        tickerterm_pipeline(frames)
-        print(tickerterm_pipeline(frames))
+    if args.serve:
+        serve(frames)
         return
     updates = count_updates(frames)
     kinds: dict[str, int] = {}
     for raw in frames:
         ch = json.loads(raw).get("channel", "?")
         kinds[ch] = kinds.get(ch, 0) + 1
-    # the machine's speed drifts by tens of percent within minutes: each ratio is taken from runs made
-    # back to back (ours, the pure path's, cryptofeed's), and the median of those ratios is reported
-    tickerterm_pipeline(frames)  # warm
+    # The machine's speed drifts by tens of percent within seconds (a shared VM): our pass, the
+    # pure-Python path's and cryptofeed's run one after the other, each in a process kept running, and
+    # each ratio is taken from one such round; the median of the rounds is reported.
+    pure = Passes(
+        [sys.executable, __file__, "--frames", str(args.frames), "--serve"],
+        env={**os.environ, "TICKERTERM_PURE": "1"},
+    )
+    cf = cryptofeed_passes(recorded_path(args.frames), args.cryptofeed_python)
     ours: list[float] = []
-    pure: list[float] = []
+    pure_s: list[float] = []
     theirs: list[float] = []
-    version = ""
+    tickerterm_pipeline(frames)  # each warm before the first round, as a running feed is
+    pure.run()
+    if cf is not None:
+        cf.run()
     for _ in range(args.runs):
         ours.append(tickerterm_pipeline(frames))
-        pure.append(pure_pipeline(args.frames))
-        cf = cryptofeed_pipeline(recorded_path(args.frames), args.cryptofeed_python)
+        pure_s.append(pure.run())
         if cf is not None:
-            theirs.append(cf[0])
-            version = cf[1]
+            theirs.append(cf.run())
+    pure.close()
+    version = ""
+    if cf is not None:
+        version = cf.version
+        cf.close()
     seconds = statistics.median(ours)
     conn_seconds = median_of(args.runs, lambda: connection_pipeline(frames))[0]
     floor = median_of(args.runs, lambda: floor_loop(frames))[0]
@@ -190,10 +213,10 @@ def main() -> None:
         ("hot path", native.implementation()),
         (f"tickerterm msgs/s (median of {args.runs})", f"{len(frames) / seconds:,.0f}"),
         ("tickerterm L2 updates/s", f"{updates / seconds:,.0f}"),
-        ("pure-Python path (TICKERTERM_PURE=1) msgs/s", f"{len(frames) / statistics.median(pure):,.0f}"),
+        ("pure-Python path (TICKERTERM_PURE=1) msgs/s", f"{len(frames) / statistics.median(pure_s):,.0f}"),
         (
             "ratio C / pure-Python path (paired runs)",
-            f"{statistics.median(p / o for p, o in zip(pure, ours, strict=True)):.2f}x",
+            f"{statistics.median(p / o for p, o in zip(pure_s, ours, strict=True)):.2f}x",
         ),
         ("with the session (Connection.receive, no socket): msgs/s", f"{len(frames) / conn_seconds:,.0f}"),
         ("with the session: L2 updates/s", f"{updates / conn_seconds:,.0f}"),
@@ -205,7 +228,7 @@ def main() -> None:
         "frames": len(frames),
         "updates": updates,
         "seconds": ours,
-        "pure_seconds": pure,
+        "pure_seconds": pure_s,
         "connection_s": conn_seconds,
         "floor_s": floor,
         "top20_s": top,
@@ -219,14 +242,14 @@ def main() -> None:
         rows.append((f"cryptofeed {version} L2 updates/s", f"{updates / cf_seconds:,.0f}"))
         rows.append(
             (
-                "ratio tickerterm / cryptofeed (median of paired runs; lowest, highest)",
+                "ratio tickerterm / cryptofeed (median of rounds; lowest, highest)",
                 f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}x, {max(ratios):.2f}x)",
             )
         )
         rows.append(
             (
                 "ratio pure-Python path / cryptofeed",
-                f"{statistics.median(t / p for t, p in zip(theirs, pure, strict=True)):.2f}x",
+                f"{statistics.median(t / p for t, p in zip(theirs, pure_s, strict=True)):.2f}x",
             )
         )
         rows.append(("ratio floor / cryptofeed", f"{cf_seconds / floor:.2f}x"))

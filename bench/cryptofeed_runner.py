@@ -3,7 +3,9 @@
 Runs in whatever interpreter has cryptofeed (its pins are not ours, so `bench/run --cryptofeed`
 keeps it in its own venv, bench/.venv-cryptofeed). Offline: the symbol table that cryptofeed would
 fetch over REST when the feed is built is filled in by hand. Prints one JSON line:
-``{"seconds": [...], "version": ...}``, the handler's time per run over every frame.
+``{"seconds": [...], "version": ...}``, the handler's time per run over every frame. With ``serve`` as
+the run count it prints its version, then runs one pass per line read from stdin and prints its seconds
+(the pipeline benchmark interleaves these passes with its own).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ PRODUCTS = ["BTC-USD", "ETH-USD", "SOL-USD"]
 
 
 def main() -> None:
-    path, runs = Path(sys.argv[1]), int(sys.argv[2])
+    path, runs = Path(sys.argv[1]), sys.argv[2]
 
     from cryptofeed.defines import COINBASE  # type: ignore[import-not-found]
     from cryptofeed.exchanges.coinbase import Coinbase  # type: ignore[import-not-found]
@@ -39,7 +41,12 @@ def main() -> None:
             await handler(raw, None, 0.0)
         return time.perf_counter() - start
 
-    seconds = [asyncio.run(one()) for _ in range(runs)]
+    if runs == "serve":
+        print(version("cryptofeed"), flush=True)
+        for _ in sys.stdin:
+            print(asyncio.run(one()), flush=True)
+        return
+    seconds = [asyncio.run(one()) for _ in range(int(runs))]
     print(json.dumps({"seconds": seconds, "version": version("cryptofeed")}))
 
 

@@ -318,3 +318,40 @@ def test_times_the_fast_path_does_not_take_are_left_to_fromisoformat() -> None:
         assert parse_rfc3339(text) == _iso(text), text
     assert _native.rfc3339("2024-02-29T23:59:59.999999999Z") == _iso("2024-02-29T23:59:59.999999Z")
     assert parse_rfc3339("2024-01-01T00:00:00.5+02:00") == 1704060000.5  # offsets: the slow way, same value
+
+
+@needs_c
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["a", "b"]),
+                st.sampled_from(["X-USD", "Y-USD"]),
+                st.sampled_from(["", "1", "2", "3", "4", "5", "6", "7"]),
+            ),
+            max_size=25,
+        ),
+        max_size=5,
+    ),
+    st.integers(1, 6),
+)
+def test_restated_trades_are_left_out_as_the_python_twin_leaves_them(frames: list[Any], limit: int) -> None:
+    from tickerterm.core.events import Trade
+
+    results = []
+    for loop in (_native.fresh_trades, native.fresh_trades_py):
+        seen: dict[Any, Any] = {}
+        out = []
+        for frame in frames:
+            trades = [Trade(v, 1.0, p, None, i, "1", "1", "buy") for v, p, i in frame]
+            kept, batches = loop(trades, seen, limit)
+            out.append(
+                (
+                    [(t.venue, t.product, t.trade_id) for t in kept],
+                    {k: [t.trade_id for t in b] for k, b in batches.items()},
+                    list(batches),
+                )
+            )
+        results.append((out, seen))
+    assert results[0] == results[1]

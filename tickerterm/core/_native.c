@@ -15,7 +15,7 @@
 #include <math.h>
 #include <structmember.h>
 
-#define API 4 /* tickerterm/core/native.py takes this module only at this version */
+#define API 5 /* tickerterm/core/native.py takes this module only at this version */
 
 static PyObject *str_bid; /* "bid" */
 
@@ -251,6 +251,9 @@ changes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyTuple_SET_ITEM(change, 2, size);
         PyTuple_SET_ITEM(change, 3, p);
         PyTuple_SET_ITEM(change, 4, q);
+        if (PyUnicode_CheckExact(name) && PyUnicode_CheckExact(price) && PyUnicode_CheckExact(size)) {
+            PyObject_GC_UnTrack(change); /* strings and floats only: no cycle can go through it */
+        }
         PyList_SET_ITEM(out, i, change);
         Py_DECREF(side);
         continue;
@@ -522,6 +525,141 @@ rfc3339(PyObject *module, PyObject *text)
     return PyFloat_FromDouble((double)total / 1e6);
 }
 
+static PyObject *str_venue, *str_product, *str_trade_id;
+
+PyDoc_STRVAR(fresh_trades_doc,
+"fresh_trades(trades, seen, limit, /) -> (kept, batches)\n\n"
+"Store._trades' loop: the trades whose id was not seen lately (an empty id is always new), in order,\n"
+"and the same grouped by (venue, product) in order of first appearance. seen maps (venue, product) to\n"
+"(recent, older) sets of ids; a new id goes into recent, and when recent holds limit ids, older takes\n"
+"them and recent starts empty.");
+
+static PyObject *
+fresh_trades(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "fresh_trades() takes 3 arguments");
+        return NULL;
+    }
+    PyObject *seen = args[1];
+    if (!PyDict_Check(seen)) {
+        PyErr_SetString(PyExc_TypeError, "seen must be a dict");
+        return NULL;
+    }
+    Py_ssize_t limit = PyLong_AsSsize_t(args[2]);
+    if (limit == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(args[0], "trades must be a sequence");
+    if (seq == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    PyObject *kept = PyList_New(0), *batches = PyDict_New();
+    PyObject *venue = NULL, *product = NULL; /* the run's, owned */
+    PyObject *batch = NULL, *recent = NULL, *older = NULL; /* borrowed from batches / seen */
+    Field venue_f = {NULL, 0}, product_f = {NULL, 0}, id_f = {NULL, 0};
+    if (kept == NULL || batches == NULL) goto fail;
+    if (n) {
+        field_init(&venue_f, Py_TYPE(items[0]), str_venue);
+        field_init(&product_f, Py_TYPE(items[0]), str_product);
+        field_init(&id_f, Py_TYPE(items[0]), str_trade_id);
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *ev = items[i];
+        PyObject *v = field_get(&venue_f, ev, str_venue);
+        PyObject *p = v ? field_get(&product_f, ev, str_product) : NULL;
+        if (p == NULL) {
+            Py_XDECREF(v);
+            goto fail;
+        }
+        int same = product != NULL && (p == product || PyObject_RichCompareBool(p, product, Py_EQ) == 1) &&
+                   (v == venue || PyObject_RichCompareBool(v, venue, Py_EQ) == 1);
+        if (PyErr_Occurred()) {
+            Py_DECREF(v);
+            Py_DECREF(p);
+            goto fail;
+        }
+        if (!same) {
+            Py_XSETREF(venue, v);
+            Py_XSETREF(product, p);
+            PyObject *key = PyTuple_Pack(2, venue, product);
+            if (key == NULL) goto fail;
+            batch = PyDict_GetItemWithError(batches, key);
+            if (batch == NULL) {
+                batch = PyErr_Occurred() ? NULL : PyList_New(0);
+                if (batch == NULL || PyDict_SetItem(batches, key, batch) < 0) {
+                    Py_XDECREF(batch);
+                    Py_DECREF(key);
+                    goto fail;
+                }
+                Py_DECREF(batch); /* the dict holds it */
+            }
+            PyObject *pair = PyDict_GetItemWithError(seen, key);
+            if (pair == NULL) {
+                if (PyErr_Occurred()) {
+                    Py_DECREF(key);
+                    goto fail;
+                }
+                pair = Py_BuildValue("(NN)", PySet_New(NULL), PySet_New(NULL));
+                if (pair == NULL || PyDict_SetItem(seen, key, pair) < 0) {
+                    Py_XDECREF(pair);
+                    Py_DECREF(key);
+                    goto fail;
+                }
+                Py_DECREF(pair);
+            }
+            Py_DECREF(key);
+            if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyAnySet_Check(PyTuple_GET_ITEM(pair, 0)) ||
+                !PyAnySet_Check(PyTuple_GET_ITEM(pair, 1))) {
+                PyErr_SetString(PyExc_TypeError, "seen holds (recent, older) pairs of sets");
+                goto fail;
+            }
+            recent = PyTuple_GET_ITEM(pair, 0);
+            older = PyTuple_GET_ITEM(pair, 1);
+        }
+        else {
+            Py_DECREF(v);
+            Py_DECREF(p);
+        }
+        PyObject *trade_id = field_get(&id_f, ev, str_trade_id);
+        if (trade_id == NULL) goto fail;
+        int has_id = PyObject_IsTrue(trade_id);
+        if (has_id > 0) {
+            int dup = PySet_Contains(recent, trade_id);
+            if (dup == 0) dup = PySet_Contains(older, trade_id);
+            if (dup == 0) dup = PySet_Add(recent, trade_id);
+            if (dup == 0 && PySet_GET_SIZE(recent) >= limit) { /* keep the last 2-4 tape lengths of ids */
+                PyObject *done = PySet_Clear(older) < 0 ? NULL : PyObject_CallMethod(older, "update", "(O)", recent);
+                if (done == NULL || PySet_Clear(recent) < 0) {
+                    dup = -1;
+                }
+                Py_XDECREF(done);
+            }
+            Py_DECREF(trade_id);
+            if (dup < 0) goto fail;
+            if (dup) continue;
+        }
+        else {
+            Py_DECREF(trade_id);
+            if (has_id < 0) goto fail;
+        }
+        if (PyList_Append(batch, ev) < 0 || PyList_Append(kept, ev) < 0) goto fail;
+    }
+    Py_XDECREF(venue);
+    Py_XDECREF(product);
+    Py_DECREF(seq);
+    return Py_BuildValue("(NN)", kept, batches);
+fail:
+    Py_XDECREF(venue);
+    Py_XDECREF(product);
+    Py_XDECREF(kept);
+    Py_XDECREF(batches);
+    Py_DECREF(seq);
+    return NULL;
+}
+
 /* a < b for heap entries (floats in practice; anything else is compared as Python does) */
 static int
 less(PyObject *a, PyObject *b)
@@ -644,6 +782,11 @@ apply_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_INCREF(f[2]);
         PyTuple_SET_ITEM(level, 0, f[1]);
         PyTuple_SET_ITEM(level, 1, f[2]);
+        if (PyUnicode_CheckExact(f[1]) && PyUnicode_CheckExact(f[2])) {
+            /* two strings: no cycle can go through it, and a dict of such levels is left untracked too,
+             * so the collector never walks the book */
+            PyObject_GC_UnTrack(level);
+        }
         int has;
         if (PyDict_GET_SIZE(levels) >= cap) { /* full: only a level it has may change */
             has = PyDict_Contains(levels, key);
@@ -697,6 +840,7 @@ static PyMethodDef methods[] = {
     {"check_amounts", (PyCFunction)(void (*)(void))check_amounts, METH_FASTCALL, check_amounts_doc},
     {"values", (PyCFunction)(void (*)(void))values, METH_FASTCALL, values_doc},
     {"rfc3339", (PyCFunction)rfc3339, METH_O, rfc3339_doc},
+    {"fresh_trades", (PyCFunction)(void (*)(void))fresh_trades, METH_FASTCALL, fresh_trades_doc},
     {"decimal_parts", (PyCFunction)(void (*)(void))decimal_parts, METH_FASTCALL, decimal_parts_doc},
     {NULL, NULL, 0, NULL},
 };
@@ -710,7 +854,10 @@ PyMODINIT_FUNC
 PyInit__native(void)
 {
     str_bid = PyUnicode_InternFromString("bid");
-    if (str_bid == NULL) {
+    str_venue = PyUnicode_InternFromString("venue");
+    str_product = PyUnicode_InternFromString("product");
+    str_trade_id = PyUnicode_InternFromString("trade_id");
+    if (str_bid == NULL || str_venue == NULL || str_product == NULL || str_trade_id == NULL) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&module_def);

@@ -2,7 +2,8 @@
 
 ``level_changes`` (a venue's level changes checked and converted), ``apply_levels`` (a book's levels
 set from them), ``check_amounts`` (a batch of trades' prices and sizes checked), ``values`` (their
-prices' values), ``decimal_sum`` (sizes summed exactly) and ``rfc3339`` (a frame's time) each exist twice: in
+prices' values), ``decimal_sum`` (sizes summed exactly), ``rfc3339`` (a frame's time) and ``fresh_trades``
+(restated trades left out) each exist twice: in
 C (``tickerterm/core/_native.c``, built at install where a C compiler is found) and here in Python,
 which gives the same results more slowly (``tests/test_native.py`` checks that they agree, bad input
 included). The C loops exist because per update the Python ones make some fifteen C-API calls from
@@ -20,9 +21,9 @@ from heapq import heappush
 from operator import attrgetter
 from typing import Any
 
-from tickerterm.core.events import DIGITS, MAX_DIGITS, Change
+from tickerterm.core.events import DIGITS, MAX_DIGITS, Change, Trade
 
-API = 4
+API = 5
 """The extension's interface version this code expects; a build of another is not used."""
 
 _INF = float("inf")
@@ -154,18 +155,58 @@ def rfc3339_py(text: str) -> float | None:
     return None
 
 
+def fresh_trades_py(
+    trades: Sequence[Trade], seen: dict[tuple[str, str], tuple[set[str], set[str]]], limit: int
+) -> tuple[list[Trade], dict[tuple[str, str], list[Trade]]]:
+    """``Store._trades``' loop: the trades whose id was not seen lately (an empty id is always new), in
+    order, and the same grouped by ``(venue, product)`` in order of first appearance. ``seen`` maps a
+    product to its ``(recent, older)`` ids; a new id goes into ``recent``, and when it holds ``limit``
+    ids, ``older`` takes them and ``recent`` starts empty."""
+    venue = product = ""
+    kept: list[Trade] = []
+    batches: dict[tuple[str, str], list[Trade]] = {}
+    batch = kept
+    recent: set[str] = set()
+    older: set[str] = set()
+    for ev in trades:
+        if ev.product != product or ev.venue != venue:
+            venue, product = ev.venue, ev.product
+            key = (venue, product)
+            found = batches.get(key)
+            if found is None:
+                found = batches[key] = []
+            batch = found
+            pair = seen.get(key)
+            if pair is None:
+                pair = seen[key] = (set(), set())
+            recent, older = pair
+        trade_id = ev.trade_id
+        if trade_id:
+            if trade_id in recent or trade_id in older:
+                continue
+            recent.add(trade_id)
+            if len(recent) >= limit:
+                older.clear()  # in place, as the C loop does: the pair stays the same objects
+                older.update(recent)
+                recent.clear()
+        batch.append(ev)
+        kept.append(ev)
+    return kept, batches
+
+
 level_changes = level_changes_py
 apply_levels = apply_levels_py
 check_amounts = check_amounts_py
 values = values_py
 rfc3339: Callable[[str], float | None] = rfc3339_py
+fresh_trades = fresh_trades_py
 decimal_parts: Callable[[Sequence[str]], list[tuple[int, int, int]] | None] = decimal_parts_py
 why_pure = "not loaded yet"
 """Why the Python loops run ('' when the C ones do)."""
 
 
 def _load() -> None:
-    global level_changes, apply_levels, check_amounts, values, decimal_parts, rfc3339, why_pure
+    global level_changes, apply_levels, check_amounts, values, decimal_parts, rfc3339, fresh_trades, why_pure
     if os.environ.get("TICKERTERM_PURE", "") not in ("", "0"):
         why_pure = "TICKERTERM_PURE is set"
         return
@@ -179,6 +220,7 @@ def _load() -> None:
         return
     level_changes, apply_levels, check_amounts = _native.changes, _native.apply_levels, _native.check_amounts
     values, decimal_parts, rfc3339 = _native.values, _native.decimal_parts, _native.rfc3339
+    fresh_trades = _native.fresh_trades
     why_pure = ""
 
 

@@ -12,6 +12,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import replace
 
+from tickerterm.core import native
 from tickerterm.core.book import MAX_LEVELS, OrderBook
 from tickerterm.core.candles import CandleSeries
 from tickerterm.core.events import (
@@ -327,37 +328,9 @@ class Store:
     def _trades(self, trades: list[Trade]) -> None:
         """Trades in the order they came: each on its product's tape and the whole tape, and in its
         one-minute bar; a trade id seen lately is a restatement (the snapshot after a resubscribe) and
-        is skipped. A frame's trades of one product (a venue's batch) go onto their tape and into their
-        bars together, each product looked up once per run of its trades."""
-        seen_trades, limit = self._seen_trades, 2 * self.tape_len
-        venue = product = ""
-        kept: list[Trade] = []
-        batches: dict[Key, list[Trade]] = {}
-        batch = kept
-        recent: set[str] = set()
-        older: set[str] = set()
-        for ev in trades:
-            if ev.product != product or ev.venue != venue:
-                venue, product = ev.venue, ev.product
-                key = (venue, product)
-                found = batches.get(key)
-                if found is None:
-                    found = batches[key] = []
-                batch = found
-                seen = seen_trades.get(key)
-                if seen is None:
-                    seen = seen_trades[key] = (set(), set())
-                recent, older = seen
-            trade_id = ev.trade_id
-            if trade_id:
-                if trade_id in recent or trade_id in older:
-                    continue
-                recent.add(trade_id)
-                if len(recent) >= limit:  # keep the last 2-4 tape lengths of ids
-                    older, recent = recent, set()
-                    seen_trades[(venue, product)] = (recent, older)
-            batch.append(ev)
-            kept.append(ev)
+        is skipped (``native.fresh_trades``; the ids remembered are the last 2-4 tape lengths). A frame's
+        trades of one product (a venue's batch) go onto their tape and into their bars together."""
+        kept, batches = native.fresh_trades(trades, self._seen_trades, 2 * self.tape_len)
         if not kept:
             return
         self.tape.extend(kept)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
@@ -73,19 +73,19 @@ _Decimal = Annotated[str, msgspec.Meta(max_length=MAX_DIGITS)]
 """Decimal text of bounded length, checked in C while decoding (the characters are checked after)."""
 
 
-class _L2Level(msgspec.Struct):
-    side: str
+class _L2Level(msgspec.Struct, gc=False):  # strings only: never in a cycle, so never tracked
+    side: Literal["bid", "offer"]  # decoded to the literal itself: no string made per update
     price_level: _Decimal
     new_quantity: _Decimal
 
 
-class _L2Event(msgspec.Struct):
-    type: str
+class _L2Event(msgspec.Struct, gc=False):  # its list of updates holds untracked structs only
+    type: Literal["snapshot", "update"]
     product_id: str
     updates: list[_L2Level]
 
 
-class _L2Frame(msgspec.Struct):
+class _L2Frame(msgspec.Struct, gc=False):
     events: list[_L2Event]
     sequence_num: int | None = None
     timestamp: str | None = None
@@ -97,20 +97,20 @@ instead of becoming dicts. A frame it rejects goes through the generic path, whi
 _L2_PREFIX = b'{"channel":"l2_data",'
 
 
-class _Trade(msgspec.Struct):
+class _Trade(msgspec.Struct, gc=False):
     trade_id: str | int
     product_id: str
     price: _Decimal
     size: _Decimal
-    side: str
+    side: Literal["BUY", "SELL"]
     time: str | None = None
 
 
-class _TradeEvent(msgspec.Struct):
+class _TradeEvent(msgspec.Struct, gc=False):
     trades: list[_Trade]
 
 
-class _TradeFrame(msgspec.Struct):
+class _TradeFrame(msgspec.Struct, gc=False):
     events: list[_TradeEvent]
     sequence_num: int | None = None
     timestamp: str | None = None
