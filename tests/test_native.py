@@ -355,3 +355,48 @@ def test_restated_trades_are_left_out_as_the_python_twin_leaves_them(frames: lis
             )
         results.append((out, seen))
     assert results[0] == results[1]
+
+
+@needs_c
+def test_the_c_loops_keep_no_reference_they_do_not_return_even_when_they_raise() -> None:
+    """Every reference taken is given back, on success and on each way out with an error: the
+    objects handed in have the same reference counts after 500 calls as before."""
+    import sys
+
+    from tickerterm.core.events import Trade
+
+    price, size, bad, side = (
+        "".join(["1", ".5"]),
+        "".join(["2", "0"]),
+        "".join(["1.", "2.3"]),
+        "".join(["bi", "d"]),
+    )
+    good = [Slotted(side, price, size), Level(side, price, size)]
+    refused = [Slotted(side, price, size), Slotted(side, bad, size)]
+    no_side = [Slotted("".join(["mid", "dle"]), price, size)]
+    trades = [Trade("v", 1.0, "P", None, "".join(["i", "d"]), price, size, "buy") for _ in range(3)]
+    watched = [price, size, bad, side, *good, *refused, *trades]
+
+    def once() -> None:
+        _native.changes(good, {side: side}, "side", "price_level", "new_quantity", 64)
+        for items in (refused, no_side, [*good, Slotted.__new__(Slotted)]):
+            with pytest.raises((ValueError, KeyError, AttributeError)):
+                _native.changes(items, {side: side}, "side", "price_level", "new_quantity", 64)
+        _native.check_amounts(good, "price_level", "new_quantity", 64)
+        with pytest.raises(ValueError):
+            _native.check_amounts(refused, "price_level", "new_quantity", 64)
+        _native.values(good, "price_level")
+        with pytest.raises(ValueError):
+            _native.values(refused, "price_level")
+        _native.decimal_parts([price, size])
+        _native.decimal_parts([price, bad])
+        _native.rfc3339("2024-05-01T12:00:00.5Z")
+        levels: tuple[Any, ...] = ({}, {}, [], [], set(), set())
+        _native.apply_levels([("bid", price, size, 1.5, 20.0), ("ask", price, "0", 1.5, 0.0)], *levels, 10)
+        _native.fresh_trades(trades, {}, 2)
+
+    once()  # caches warmed (interned names, method lookups)
+    before = [sys.getrefcount(x) for x in watched]
+    for _ in range(500):
+        once()
+    assert [sys.getrefcount(x) for x in watched] == before
