@@ -400,3 +400,22 @@ def test_the_c_loops_keep_no_reference_they_do_not_return_even_when_they_raise()
     for _ in range(500):
         once()
     assert [sys.getrefcount(x) for x in watched] == before
+
+
+@needs_c
+def test_a_heap_changed_by_a_comparison_is_an_error_not_a_crash() -> None:
+    """The books' heaps hold floats; were anything else in one, and its comparison changed the heap, the
+    push stops with an error instead of touching an entry that is gone."""
+    heap: list[Any] = []
+
+    class Meddler(float):
+        def __lt__(self, other: object) -> bool:
+            heap.clear()
+            return True
+
+    heap.extend([Meddler(1.0), Meddler(2.0), Meddler(3.0)])
+    with pytest.raises(RuntimeError, match="heap changed"):
+        _native.apply_levels([("ask", "0.5", "1", Meddler(0.5), 1.0)], {}, {}, [], heap, set(), set(), 10)
+    ordinary: list[Any] = [1, 3, 2]  # ints: compared as Python compares them
+    _native.apply_levels([("ask", "0.5", "1", 0.5, 1.0)], {}, {}, [], ordinary, set(), set(), 10)
+    assert ordinary == [0.5, 1, 2, 3]

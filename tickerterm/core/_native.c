@@ -1,7 +1,8 @@
 /* The per-update loops of the hot path, in C: a venue's level changes checked and converted, a book's
  * levels set from them, a batch of trades' prices and sizes checked, their prices' values, their sizes
- * summed exactly, a frame's UTC time read. Each has a pure-Python twin that does the same (tickerterm/core/native.py
- * says which one runs); tests/test_native.py checks they agree on every input, bad ones included.
+ * summed exactly, a frame's UTC time read, restated trades left out. Each has a pure-Python twin that
+ * does the same (tickerterm/core/native.py says which one runs); tests/test_native.py checks they agree
+ * on every input, bad ones included, and that every reference taken is given back.
  *
  * Why C here and nowhere else: per book update the pure path makes some fifteen C-API calls from
  * bytecode (attributes, str.strip twice, float() twice, a tuple, dict and set operations, a heap push);
@@ -211,18 +212,19 @@ changes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *item = items[i];
         PyObject *side = NULL, *price = NULL, *size = NULL, *p = NULL, *q = NULL, *change = NULL;
-        PyObject *name;
+        PyObject *name = NULL;
         const char *pb, *qb;
         Py_ssize_t pn, qn;
         int ok;
 
         side = field_get(&side_f, item, side_attr);
         if (side == NULL) goto fail;
-        name = PyDict_GetItemWithError(sides, side); /* borrowed */
+        name = PyDict_GetItemWithError(sides, side);
         if (name == NULL) {
             if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, side);
             goto fail;
         }
+        Py_INCREF(name); /* owned from here: reading the fields below may run Python code */
         price = field_get(&price_f, item, price_attr);
         if (price == NULL) goto fail;
         size = field_get(&size_f, item, size_attr);
@@ -245,9 +247,8 @@ changes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (q == NULL) goto fail;
         change = PyTuple_New(5);
         if (change == NULL) goto fail;
-        Py_INCREF(name);
-        PyTuple_SET_ITEM(change, 0, name);
-        PyTuple_SET_ITEM(change, 1, price); /* the tuple takes these references */
+        PyTuple_SET_ITEM(change, 0, name); /* the tuple takes these references */
+        PyTuple_SET_ITEM(change, 1, price);
         PyTuple_SET_ITEM(change, 2, size);
         PyTuple_SET_ITEM(change, 3, p);
         PyTuple_SET_ITEM(change, 4, q);
@@ -259,6 +260,7 @@ changes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         continue;
     fail:
         Py_XDECREF(side);
+        Py_XDECREF(name);
         Py_XDECREF(price);
         Py_XDECREF(size);
         Py_XDECREF(p);
@@ -660,17 +662,9 @@ fail:
     return NULL;
 }
 
-/* a < b for heap entries (floats in practice; anything else is compared as Python does) */
-static int
-less(PyObject *a, PyObject *b)
-{
-    if (PyFloat_CheckExact(a) && PyFloat_CheckExact(b)) {
-        return PyFloat_AS_DOUBLE(a) < PyFloat_AS_DOUBLE(b);
-    }
-    return PyObject_RichCompareBool(a, b, Py_LT);
-}
-
-/* heapq.heappush(heap, item): the same order of entries as heapq's own sift. */
+/* heapq.heappush(heap, item): the same order of entries as heapq's own sift. The heaps hold floats,
+ * compared here directly; anything else is compared as Python does, and a comparison that changed the
+ * heap under us is an error, never a use of an entry that is gone. */
 static int
 heap_push(PyObject *heap, PyObject *item)
 {
@@ -681,13 +675,23 @@ heap_push(PyObject *heap, PyObject *item)
     while (pos > 0) {
         Py_ssize_t parent_pos = (pos - 1) >> 1;
         PyObject *parent = PyList_GET_ITEM(heap, parent_pos);
-        int lt = less(item, parent);
-        if (lt < 0) {
-            return -1;
+        int lt;
+        if (PyFloat_CheckExact(item) && PyFloat_CheckExact(parent)) {
+            lt = PyFloat_AS_DOUBLE(item) < PyFloat_AS_DOUBLE(parent);
         }
-        if (PyList_GET_SIZE(heap) <= pos) { /* a comparison changed the list under us */
-            PyErr_SetString(PyExc_RuntimeError, "heap changed size during a push");
-            return -1;
+        else {
+            Py_INCREF(parent);
+            lt = PyObject_RichCompareBool(item, parent, Py_LT);
+            int moved = PyList_GET_SIZE(heap) <= pos || PyList_GET_ITEM(heap, pos) != item ||
+                        PyList_GET_ITEM(heap, parent_pos) != parent;
+            Py_DECREF(parent);
+            if (lt < 0) {
+                return -1;
+            }
+            if (moved) {
+                PyErr_SetString(PyExc_RuntimeError, "heap changed during a push");
+                return -1;
+            }
         }
         if (!lt) {
             break;
