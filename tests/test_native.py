@@ -375,7 +375,8 @@ def test_the_c_loops_keep_no_reference_they_do_not_return_even_when_they_raise()
     refused = [Slotted(side, price, size), Slotted(side, bad, size)]
     no_side = [Slotted("".join(["mid", "dle"]), price, size)]
     trades = [Trade("v", 1.0, "P", None, "".join(["i", "d"]), price, size, "buy") for _ in range(3)]
-    watched = [price, size, bad, side, *good, *refused, *trades]
+    gone, live = float(price) + 6, float(size) + 0.5  # 7.5 and 20.5, objects of their own
+    watched = [price, size, bad, side, *good, *refused, *trades, gone, live]
 
     def once() -> None:
         _native.changes(good, {side: side}, "side", "price_level", "new_quantity", 64)
@@ -394,6 +395,10 @@ def test_the_c_loops_keep_no_reference_they_do_not_return_even_when_they_raise()
         levels: tuple[Any, ...] = ({}, {}, [], [], set(), set())
         _native.apply_levels([("bid", price, size, 1.5, 20.0), ("ask", price, "0", 1.5, 0.0)], *levels, 10)
         _native.fresh_trades(trades, {}, 2)
+        _native.best_key([gone, live], {live: (price, size)}, {gone, live}, False)
+        _native.best_key([-gone, -live], {live: (price, size)}, {gone, live}, True)
+        with pytest.raises(TypeError):
+            _native.best_key([gone, live, price], {}, set(), False)
 
     once()  # caches warmed (interned names, method lookups)
     before = [sys.getrefcount(x) for x in watched]
@@ -419,3 +424,32 @@ def test_a_heap_changed_by_a_comparison_is_an_error_not_a_crash() -> None:
     ordinary: list[Any] = [1, 3, 2]  # ints: compared as Python compares them
     _native.apply_levels([("ask", "0.5", "1", 0.5, 1.0)], {}, {}, [], ordinary, set(), set(), 10)
     assert ordinary == [0.5, 1, 2, 3]
+
+
+@needs_c
+@settings(max_examples=300)
+@given(st.lists(st.lists(a_change, max_size=40), min_size=1, max_size=4), st.booleans())
+def test_the_best_price_pops_gone_levels_as_heappop_pops_them(frames: list[Any], bids: bool) -> None:
+    """After any changes, the best bid or ask: the same key, and the same heap left in the same order, as
+    heapq's own pops leave it (gone prices at the top are popped on the way)."""
+    state: tuple[Any, ...] = ({}, {}, [], [], set(), set())
+    for changes in frames:
+        native.apply_levels_py(changes, *state, 1000)
+        levels, heap, held = (state[0], state[2], state[4]) if bids else (state[1], state[3], state[5])
+        results = []
+        for loop in (_native.best_key, native.best_key_py):
+            h, s = list(heap), set(held)
+            results.append((loop(h, levels, s, bids), h, s))
+        assert results[0] == results[1]
+        best = results[1][0]
+        assert best == (max(levels) if bids else min(levels)) if levels else best is None
+
+
+@needs_c
+def test_a_heap_of_anything_but_floats_is_refused_by_the_c_best_price() -> None:
+    with pytest.raises(TypeError, match="floats only"):
+        _native.best_key([1, 2], {}, set(), False)
+    heap: list[Any] = [1.0, 2.0, "3", 4.0]
+    with pytest.raises(TypeError, match="floats only"):
+        _native.best_key(heap, {}, set(), False)
+    assert sorted(map(str, heap)) == ["2.0", "3", "4.0"]  # the gone top popped; each other entry once

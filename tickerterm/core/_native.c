@@ -1,6 +1,6 @@
 /* The per-update loops of the hot path, in C: a venue's level changes checked and converted, a book's
  * levels set from them, a batch of trades' prices and sizes checked, their prices' values, their sizes
- * summed exactly, a frame's UTC time read, restated trades left out. Each has a pure-Python twin that
+ * summed exactly, a frame's UTC time read, restated trades left out, a book side's best price. Each has a pure-Python twin that
  * does the same (tickerterm/core/native.py says which one runs); tests/test_native.py checks they agree
  * on every input, bad ones included, and that every reference taken is given back.
  *
@@ -16,7 +16,7 @@
 #include <math.h>
 #include <structmember.h>
 
-#define API 5 /* tickerterm/core/native.py takes this module only at this version */
+#define API 6 /* tickerterm/core/native.py takes this module only at this version */
 
 static PyObject *str_bid; /* "bid" */
 
@@ -704,6 +704,109 @@ heap_push(PyObject *heap, PyObject *item)
     return 0;
 }
 
+/* heapq.heappop's sift: the entry at pos moved down to a leaf along its smaller children, then up to
+ * its place (the same order of entries as heapq leaves). Books' heaps hold floats; another entry stops
+ * it with TypeError, every entry still in the list once. */
+static int
+heap_sift_floats(PyObject *heap, Py_ssize_t pos)
+{
+    Py_ssize_t end = PyList_GET_SIZE(heap), start = pos;
+    PyObject *item = PyList_GET_ITEM(heap, pos);
+    if (!PyFloat_CheckExact(item)) goto not_float;
+    double v = PyFloat_AS_DOUBLE(item);
+    Py_ssize_t child = 2 * pos + 1;
+    while (child < end) {
+        Py_ssize_t right = child + 1;
+        PyObject *c = PyList_GET_ITEM(heap, child);
+        PyObject *r = right < end ? PyList_GET_ITEM(heap, right) : NULL;
+        if (!PyFloat_CheckExact(c) || (r != NULL && !PyFloat_CheckExact(r))) {
+            PyList_SET_ITEM(heap, pos, item);
+            goto not_float;
+        }
+        if (r != NULL && !(PyFloat_AS_DOUBLE(c) < PyFloat_AS_DOUBLE(r))) {
+            child = right;
+            c = r;
+        }
+        PyList_SET_ITEM(heap, pos, c);
+        pos = child;
+        child = 2 * pos + 1;
+    }
+    while (pos > start) { /* then up, as heapq's _siftdown(heap, start, pos) */
+        Py_ssize_t parent = (pos - 1) >> 1;
+        PyObject *p = PyList_GET_ITEM(heap, parent);
+        if (!(v < PyFloat_AS_DOUBLE(p))) break; /* p was checked on the way down */
+        PyList_SET_ITEM(heap, pos, p);
+        pos = parent;
+    }
+    PyList_SET_ITEM(heap, pos, item);
+    return 0;
+not_float:
+    PyErr_SetString(PyExc_TypeError, "a book's heap holds floats only");
+    return -1;
+}
+
+PyDoc_STRVAR(best_key_doc,
+"best_key(heap, levels, held, negated, /) -> float | None\n\n"
+"A book side's best price: the heap's top that is still a level (its value negated back for bids),\n"
+"the tops that are gone popped first (and dropped from held), as heapq.heappop pops them. None when\n"
+"the side is empty.");
+
+static PyObject *
+best_key(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyList_Check(args[0]) || !PyDict_Check(args[1]) || !PyAnySet_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "best_key(heap: list, levels: dict, held: set, negated: bool)");
+        return NULL;
+    }
+    PyObject *heap = args[0], *levels = args[1], *held = args[2];
+    int negated = PyObject_IsTrue(args[3]);
+    if (negated < 0) {
+        return NULL;
+    }
+    while (PyList_GET_SIZE(heap)) {
+        PyObject *top = PyList_GET_ITEM(heap, 0);
+        if (!PyFloat_CheckExact(top)) {
+            PyErr_SetString(PyExc_TypeError, "a book's heap holds floats only");
+            return NULL;
+        }
+        PyObject *key = negated ? PyFloat_FromDouble(-PyFloat_AS_DOUBLE(top)) : (Py_INCREF(top), top);
+        if (key == NULL) return NULL;
+        int live = PyDict_Contains(levels, key);
+        if (live != 0) {
+            if (live < 0) {
+                Py_DECREF(key);
+                return NULL;
+            }
+            return key;
+        }
+        /* a level that has gone: pop it as heapq.heappop does (the last entry to the top, sifted) */
+        Py_ssize_t last = PyList_GET_SIZE(heap) - 1;
+        PyObject *moved = PyList_GET_ITEM(heap, last);
+        Py_INCREF(moved);
+        if (PyList_SetSlice(heap, last, last + 1, NULL) < 0) {
+            Py_DECREF(moved);
+            Py_DECREF(key);
+            return NULL;
+        }
+        if (last > 0) {
+            PyObject *old = PyList_GET_ITEM(heap, 0);
+            PyList_SET_ITEM(heap, 0, moved); /* takes our reference to moved */
+            Py_DECREF(old);
+            if (heap_sift_floats(heap, 0) < 0) {
+                Py_DECREF(key);
+                return NULL;
+            }
+        }
+        else {
+            Py_DECREF(moved); /* it was the top itself */
+        }
+        int gone = PySet_Discard(held, key);
+        Py_DECREF(key);
+        if (gone < 0) return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(apply_levels_doc,
 "apply_levels(changes, bids, asks, bid_heap, ask_heap, bid_held, ask_held, cap, /) -> bool\n\n"
 "OrderBook.apply_changes' loop: each (side, price, size, key, value) sets or removes a level; a new\n"
@@ -845,6 +948,7 @@ static PyMethodDef methods[] = {
     {"values", (PyCFunction)(void (*)(void))values, METH_FASTCALL, values_doc},
     {"rfc3339", (PyCFunction)rfc3339, METH_O, rfc3339_doc},
     {"fresh_trades", (PyCFunction)(void (*)(void))fresh_trades, METH_FASTCALL, fresh_trades_doc},
+    {"best_key", (PyCFunction)(void (*)(void))best_key, METH_FASTCALL, best_key_doc},
     {"decimal_parts", (PyCFunction)(void (*)(void))decimal_parts, METH_FASTCALL, decimal_parts_doc},
     {NULL, NULL, 0, NULL},
 };

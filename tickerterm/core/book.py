@@ -148,24 +148,10 @@ class OrderBook:
     # --- reading ---------------------------------------------------------------------------
 
     def _best_bid_key(self) -> float | None:
-        heap, bids = self._bid_heap, self.bids
-        while heap:
-            key = -heap[0]
-            if key in bids:
-                return key
-            heappop(heap)  # a level that has gone
-            self._bid_held.discard(key)
-        return None
+        return native.best_key(self._bid_heap, self.bids, self._bid_held, True)
 
     def _best_ask_key(self) -> float | None:
-        heap, asks = self._ask_heap, self.asks
-        while heap:
-            key = heap[0]
-            if key in asks:
-                return key
-            heappop(heap)
-            self._ask_held.discard(key)
-        return None
+        return native.best_key(self._ask_heap, self.asks, self._ask_held, False)
 
     @property
     def best_bid(self) -> Level | None:

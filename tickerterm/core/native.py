@@ -2,8 +2,8 @@
 
 ``level_changes`` (a venue's level changes checked and converted), ``apply_levels`` (a book's levels
 set from them), ``check_amounts`` (a batch of trades' prices and sizes checked), ``values`` (their
-prices' values), ``decimal_sum`` (sizes summed exactly), ``rfc3339`` (a frame's time) and ``fresh_trades``
-(restated trades left out) each exist twice: in
+prices' values), ``decimal_sum`` (sizes summed exactly), ``rfc3339`` (a frame's time), ``fresh_trades``
+(restated trades left out) and ``best_key`` (a side's best price) each exist twice: in
 C (``tickerterm/core/_native.c``, built at install where a C compiler is found) and here in Python,
 which gives the same results more slowly (``tests/test_native.py`` checks that they agree, bad input
 included). The C loops exist because per update the Python ones make some fifteen C-API calls from
@@ -17,13 +17,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from decimal import Decimal, localcontext
-from heapq import heappush
+from heapq import heappop, heappush
 from operator import attrgetter
 from typing import Any
 
 from tickerterm.core.events import DIGITS, MAX_DIGITS, Change, Trade
 
-API = 5
+API = 6
 """The extension's interface version this code expects; a build of another is not used."""
 
 _INF = float("inf")
@@ -194,19 +194,33 @@ def fresh_trades_py(
     return kept, batches
 
 
+def best_key_py(heap: list[float], levels: dict[float, Any], held: set[float], negated: bool) -> float | None:
+    """A book side's best price: the heap's top that is still a level (negated back for bids), the tops
+    that are gone popped first (and dropped from ``held``). None when the side is empty."""
+    while heap:
+        key = -heap[0] if negated else heap[0]
+        if key in levels:
+            return key
+        heappop(heap)  # a level that has gone
+        held.discard(key)
+    return None
+
+
 level_changes = level_changes_py
 apply_levels = apply_levels_py
 check_amounts = check_amounts_py
 values = values_py
 rfc3339: Callable[[str], float | None] = rfc3339_py
 fresh_trades = fresh_trades_py
+best_key = best_key_py
 decimal_parts: Callable[[Sequence[str]], list[tuple[int, int, int]] | None] = decimal_parts_py
 why_pure = "not loaded yet"
 """Why the Python loops run ('' when the C ones do)."""
 
 
 def _load() -> None:
-    global level_changes, apply_levels, check_amounts, values, decimal_parts, rfc3339, fresh_trades, why_pure
+    global level_changes, apply_levels, check_amounts, values, decimal_parts, rfc3339, fresh_trades, best_key
+    global why_pure
     if os.environ.get("TICKERTERM_PURE", "") not in ("", "0"):
         why_pure = "TICKERTERM_PURE is set"
         return
@@ -220,7 +234,7 @@ def _load() -> None:
         return
     level_changes, apply_levels, check_amounts = _native.changes, _native.apply_levels, _native.check_amounts
     values, decimal_parts, rfc3339 = _native.values, _native.decimal_parts, _native.rfc3339
-    fresh_trades = _native.fresh_trades
+    fresh_trades, best_key = _native.fresh_trades, _native.best_key
     why_pure = ""
 
 
