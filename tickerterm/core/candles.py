@@ -174,37 +174,9 @@ class CandleSeries:
         self.version += len(trades)
 
     def _one_by_one(self, trades: Iterable[Trade]) -> None:
-        """``add_trade`` for each trade, the common case written inline: the trade falls in the bar the
-        last one went to."""
-        interval = self.interval
-        bar = self._last
-        price_text = ""
-        value = 0.0
         for t in trades:
-            ts = t.exch_ts
-            if ts is None:
-                ts = t.recv_ts
-            price = t.price
-            if bar is None or bar.start != int(ts // interval) * interval:
-                self.add_trade(ts, price, t.size)  # another bar: found, made or refused there
-                bar = self._last
-                continue
-            if price != price_text:  # a batch's trades often share a price: convert it once
-                price_text, value = price, float(price)
-            if value > bar.high_v:
-                bar.high, bar.high_v = price, value
-            if value < bar.low_v:
-                bar.low, bar.low_v = price, value
-            if ts < bar.open_ts:
-                bar.open, bar.open_ts = price, ts
-            if ts >= bar.close_ts:
-                bar.close, bar.close_ts = price, ts
-            pending = bar._pending
-            pending.append(t.size)
-            if len(pending) >= PENDING:
-                bar._fold()
-            bar.trades += 1
-            self.version += 1
+            exch_ts = t.exch_ts
+            self.add_trade(exch_ts if exch_ts is not None else t.recv_ts, t.price, t.size)
 
     def put(self, start: int, open_: str, high: str, low: str, close: str, volume: str) -> None:
         """Set a whole bar as the venue reports it (the venue's bar replaces ours)."""
