@@ -65,6 +65,34 @@ field_get(Field *f, PyObject *item, PyObject *name)
     return PyObject_GetAttr(item, name); /* and the AttributeError of an unset slot */
 }
 
+/* The common start of the loops below: the argument count, a size argument, the first argument as a
+ * list or tuple (its items and count; the caller releases the sequence). */
+static int
+arity(const char *name, Py_ssize_t nargs, Py_ssize_t want)
+{
+    if (nargs == want) return 1;
+    PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments", name, want);
+    return 0;
+}
+
+static int
+size_arg(PyObject *obj, Py_ssize_t *out)
+{
+    *out = PyLong_AsSsize_t(obj);
+    return !(*out == -1 && PyErr_Occurred());
+}
+
+static PyObject *
+fast_items(PyObject *obj, const char *what, Py_ssize_t *n, PyObject ***items)
+{
+    PyObject *seq = PySequence_Fast(obj, what);
+    if (seq != NULL) {
+        *n = PySequence_Fast_GET_SIZE(seq);
+        *items = PySequence_Fast_ITEMS(seq);
+    }
+    return seq;
+}
+
 /* Plain decimal text: 1..max_len ASCII digits with at most one point and at least one digit. */
 static int
 plain_decimal(PyObject *text, Py_ssize_t max_len, const char **buf, Py_ssize_t *len)
@@ -179,25 +207,18 @@ PyDoc_STRVAR(changes_doc,
 static PyObject *
 changes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 6) {
-        PyErr_SetString(PyExc_TypeError, "changes() takes 6 arguments");
-        return NULL;
-    }
+    if (!arity("changes", nargs, 6)) return NULL;
     PyObject *sides = args[1], *side_attr = args[2], *price_attr = args[3], *size_attr = args[4];
     if (!PyDict_Check(sides)) {
         PyErr_SetString(PyExc_TypeError, "sides must be a dict");
         return NULL;
     }
-    Py_ssize_t max_len = PyLong_AsSsize_t(args[5]);
-    if (max_len == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    PyObject *seq = PySequence_Fast(args[0], "items must be a sequence");
-    if (seq == NULL) {
-        return NULL;
-    }
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    PyObject **items = PySequence_Fast_ITEMS(seq);
+    Py_ssize_t max_len;
+    if (!size_arg(args[5], &max_len)) return NULL;
+    Py_ssize_t n;
+    PyObject **items;
+    PyObject *seq = fast_items(args[0], "items must be a sequence", &n, &items);
+    if (seq == NULL) return NULL;
     PyObject *out = PyList_New(n);
     if (out == NULL) {
         Py_DECREF(seq);
@@ -281,21 +302,14 @@ PyDoc_STRVAR(check_amounts_doc,
 static PyObject *
 check_amounts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "check_amounts() takes 4 arguments");
-        return NULL;
-    }
+    if (!arity("check_amounts", nargs, 4)) return NULL;
     PyObject *price_attr = args[1], *size_attr = args[2];
-    Py_ssize_t max_len = PyLong_AsSsize_t(args[3]);
-    if (max_len == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    PyObject *seq = PySequence_Fast(args[0], "items must be a sequence");
-    if (seq == NULL) {
-        return NULL;
-    }
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    PyObject **items = PySequence_Fast_ITEMS(seq);
+    Py_ssize_t max_len;
+    if (!size_arg(args[3], &max_len)) return NULL;
+    Py_ssize_t n;
+    PyObject **items;
+    PyObject *seq = fast_items(args[0], "items must be a sequence", &n, &items);
+    if (seq == NULL) return NULL;
     Field price_f = {NULL, 0}, size_f = {NULL, 0};
     if (n) {
         field_init(&price_f, Py_TYPE(items[0]), price_attr);
@@ -340,17 +354,12 @@ PyDoc_STRVAR(values_doc,
 static PyObject *
 values(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "values() takes 2 arguments");
-        return NULL;
-    }
+    if (!arity("values", nargs, 2)) return NULL;
     PyObject *attr = args[1];
-    PyObject *seq = PySequence_Fast(args[0], "items must be a sequence");
-    if (seq == NULL) {
-        return NULL;
-    }
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    PyObject **items = PySequence_Fast_ITEMS(seq);
+    Py_ssize_t n;
+    PyObject **items;
+    PyObject *seq = fast_items(args[0], "items must be a sequence", &n, &items);
+    if (seq == NULL) return NULL;
     PyObject *out = PyList_New(n);
     if (out == NULL) {
         Py_DECREF(seq);
@@ -390,18 +399,13 @@ PyDoc_STRVAR(decimal_parts_doc,
 static PyObject *
 decimal_parts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 1) {
-        PyErr_SetString(PyExc_TypeError, "decimal_parts() takes 1 argument");
-        return NULL;
-    }
-    PyObject *seq = PySequence_Fast(args[0], "texts must be a sequence");
-    if (seq == NULL) {
-        return NULL;
-    }
+    if (!arity("decimal_parts", nargs, 1)) return NULL;
+    Py_ssize_t n;
+    PyObject **items;
+    PyObject *seq = fast_items(args[0], "texts must be a sequence", &n, &items);
+    if (seq == NULL) return NULL;
     unsigned __int128 acc[65] = {0};
     char seen[65] = {0}; /* a sum of zeros keeps its places: 0.00 + 0.0 is 0.00 */
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    PyObject **items = PySequence_Fast_ITEMS(seq);
     for (Py_ssize_t i = 0; i < n; i++) {
         const char *s;
         Py_ssize_t len;
@@ -539,25 +543,18 @@ PyDoc_STRVAR(fresh_trades_doc,
 static PyObject *
 fresh_trades(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "fresh_trades() takes 3 arguments");
-        return NULL;
-    }
+    if (!arity("fresh_trades", nargs, 3)) return NULL;
     PyObject *seen = args[1];
     if (!PyDict_Check(seen)) {
         PyErr_SetString(PyExc_TypeError, "seen must be a dict");
         return NULL;
     }
-    Py_ssize_t limit = PyLong_AsSsize_t(args[2]);
-    if (limit == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    PyObject *seq = PySequence_Fast(args[0], "trades must be a sequence");
-    if (seq == NULL) {
-        return NULL;
-    }
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    PyObject **items = PySequence_Fast_ITEMS(seq);
+    Py_ssize_t limit;
+    if (!size_arg(args[2], &limit)) return NULL;
+    Py_ssize_t n;
+    PyObject **items;
+    PyObject *seq = fast_items(args[0], "trades must be a sequence", &n, &items);
+    if (seq == NULL) return NULL;
     PyObject *kept = PyList_New(0), *batches = PyDict_New();
     PyObject *venue = NULL, *product = NULL; /* the run's, owned */
     PyObject *batch = NULL, *recent = NULL, *older = NULL; /* borrowed from batches / seen */
@@ -816,10 +813,7 @@ PyDoc_STRVAR(apply_levels_doc,
 static PyObject *
 apply_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 8) {
-        PyErr_SetString(PyExc_TypeError, "apply_levels() takes 8 arguments");
-        return NULL;
-    }
+    if (!arity("apply_levels", nargs, 8)) return NULL;
     PyObject *bids = args[1], *asks = args[2], *bid_heap = args[3], *ask_heap = args[4];
     PyObject *bid_held = args[5], *ask_held = args[6];
     if (!PyDict_Check(bids) || !PyDict_Check(asks) || !PyList_Check(bid_heap) || !PyList_Check(ask_heap) ||
@@ -827,18 +821,15 @@ apply_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "apply_levels(): dicts, lists and sets expected");
         return NULL;
     }
-    Py_ssize_t cap = PyLong_AsSsize_t(args[7]);
-    if (cap == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    PyObject *seq = PySequence_Fast(args[0], "changes must be a sequence");
-    if (seq == NULL) {
-        return NULL;
-    }
+    Py_ssize_t cap;
+    if (!size_arg(args[7], &cap)) return NULL;
+    Py_ssize_t n;
+    PyObject **items;
+    PyObject *seq = fast_items(args[0], "changes must be a sequence", &n, &items);
+    if (seq == NULL) return NULL;
     int overflow = 0;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *c = PySequence_Fast(PySequence_Fast_GET_ITEM(seq, i), "a change must be a sequence");
+        PyObject *c = PySequence_Fast(items[i], "a change must be a sequence");
         if (c == NULL) goto fail;
         if (PySequence_Fast_GET_SIZE(c) != 5) {
             PyErr_SetString(PyExc_ValueError, "a change has five items");
