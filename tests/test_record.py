@@ -361,6 +361,46 @@ def test_a_book_that_changes_then_goes_quiet_gets_its_last_top_written() -> None
     assert len([1 for table, _ in rows if table == "top_of_book"]) == 2
 
 
+def test_a_top_that_stands_still_is_looked_at_once_per_window_and_its_change_is_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Frames deep in a book leave its top alone: the rows builder reads the top once per ``TOP_EVERY``
+    (it had read it on every frame once the first window passed), and the change that comes later is
+    written at the next look, with that frame's time and the top as it then stands."""
+    from tickerterm.core import native
+    from tickerterm.core.events import BookSnapshot, BookUpdate, change
+    from tickerterm.core.store import Store
+    from tickerterm.record.rows import TOP_EVERY, Rows
+
+    rows: list[tuple[str, tuple[Any, ...]]] = []
+    builder = Rows(lambda table, row: rows.append((table, row)))
+    store = Store()
+    looks = 0
+    best_key = native.best_key
+
+    def counted(*args: Any) -> Any:
+        nonlocal looks
+        looks += 1
+        return best_key(*args)
+
+    def apply(ev: Event) -> None:
+        store.apply(ev)
+        builder.add([ev], store)
+
+    apply(BookSnapshot("coinbase", 100.0, "BTC-USD", None, [("10", "1"), ("5", "1")], [("11", "2")]))
+    monkeypatch.setattr(native, "best_key", counted)
+    frames = 200
+    for i in range(frames):  # 2 s of frames 10 ms apart, all at a level far from the top
+        apply(BookUpdate("coinbase", 100.01 + i * 0.01, "BTC-USD", None, [change("bid", "5", str(i + 2))]))
+    assert looks <= 2 * (2.0 / TOP_EVERY + 1)  # two sides a look, a look a window: not one a frame
+    assert len([1 for table, _ in rows if table == "top_of_book"]) == 1
+    apply(BookUpdate("coinbase", 102.02, "BTC-USD", None, [change("bid", "10.5", "3")]))
+    apply(BookUpdate("coinbase", 102.5, "BTC-USD", None, [change("bid", "5", "9")]))
+    tops = [row for table, row in rows if table == "top_of_book"]
+    assert [(t[2], *t[3:7]) for t in tops][-1][1:] == ("10.5", "3", "11", "2")
+    assert 102.02 <= tops[-1][2] <= 102.5
+
+
 async def test_the_feed_flushes_the_recorders_waiting_rows(tmp_path: Path) -> None:
     """The feed calls ``flush`` on its recorder while recording (the quiet book's last top lands)."""
     calls: list[float] = []

@@ -166,9 +166,11 @@ class Rows:
                 self._top_row(key, book, at, last)
 
     def _top_row(self, key: tuple[str, str], book: OrderBook, now: float, last: Any) -> None:
+        """A row when the top changed since the last look; the look's time is kept either way, so a book
+        whose top stands still is looked at once per ``TOP_EVERY``, not on every frame."""
         bid, ask, state = book.best_bid, book.best_ask, book.state
+        self._top[key] = (now, bid, ask, state)
         if last is None or (bid, ask, state) != last[1:]:
-            self._top[key] = (now, bid, ask, state)
             b = bid or (None, None)
             a = ask or (None, None)
             self._put("top_of_book", (key[0], key[1], now, b[0], b[1], a[0], a[1], state))
