@@ -67,7 +67,7 @@ def test_bars_from_trades_do_not_enter_the_venues_candles() -> None:
 def test_headless_bars_add_up_to_the_trades_printed() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "tickerterm", "--sim", "--headless", "--products", "BTC-USD,ETH-USD",
-         "--channels", "market_trades", "--bars", "2s", "--duration", "7", "--rate", "300"],
+         "--channels", "market_trades", "--bars", "1s", "--duration", "3.5", "--rate", "300"],
         capture_output=True, text=True, timeout=60, env={**os.environ},
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
@@ -78,10 +78,10 @@ def test_headless_bars_add_up_to_the_trades_printed() -> None:
     volume: dict[tuple[str, int], Decimal] = defaultdict(Decimal)
     notional: dict[tuple[str, int], Decimal] = defaultdict(Decimal)
     for t in trades:
-        key = (t["product"], int(t.get("exch_ts", t["recv_ts"]) // 2) * 2)
+        key = (t["product"], int(t.get("exch_ts", t["recv_ts"])))
         volume[key] += Decimal(t["size"])
         notional[key] += Decimal(t["size"]) * Decimal(t["price"])
     for bar in bars:
         key = (bar["product"], bar["start"])
-        assert bar["interval"] == 2 and Decimal(bar["volume"]) == volume[key]
+        assert bar["interval"] == 1 and Decimal(bar["volume"]) == volume[key]
         assert abs(Decimal(bar["vwap"]) - notional[key] / volume[key]) < Decimal("1e-8")
