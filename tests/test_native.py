@@ -215,7 +215,7 @@ def test_values_are_what_float_gives_or_the_same_error(texts: list[Any]) -> None
     )
 )
 def test_an_exact_sum_of_sizes_is_the_same_decimal_with_or_without_c(texts: list[str]) -> None:
-    texts = [t for t in texts if len(t) <= MAX_DIGITS]
+    texts = [t for t in texts if len(t) <= MAX_DIGITS] + ["999999999999999999"] * 20  # past 2**64: a carry
     fast = native.decimal_sum(texts)
     assert _native.decimal_parts(texts) is not None or any(
         len(t.replace(".", "").lstrip("0")) > 18 for t in texts

@@ -404,7 +404,8 @@ decimal_parts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject **items;
     PyObject *seq = fast_items(args[0], "texts must be a sequence", &n, &items);
     if (seq == NULL) return NULL;
-    unsigned __int128 acc[65] = {0};
+    /* per count of places, a 128-bit sum as two 64-bit halves (portable C: no __int128 on MSVC) */
+    unsigned long long hi[65] = {0}, lo[65] = {0};
     char seen[65] = {0}; /* a sum of zeros keeps its places: 0.00 + 0.0 is 0.00 */
     for (Py_ssize_t i = 0; i < n; i++) {
         const char *s;
@@ -430,7 +431,8 @@ decimal_parts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             m = m * 10 + (unsigned long long)(c - '0');
         }
         if (fraction < 0) fraction = 0;
-        acc[fraction] += m; /* each m < 2**60: no list is long enough to overflow 128 bits */
+        lo[fraction] += m; /* each m < 2**60: no list is long enough to overflow 128 bits */
+        if (lo[fraction] < m) hi[fraction]++;
         seen[fraction] = 1;
     }
     Py_DECREF(seq);
@@ -440,8 +442,7 @@ decimal_parts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     for (int f = 0; f <= 64; f++) {
         if (!seen[f]) continue;
-        PyObject *part = Py_BuildValue("(iKK)", f, (unsigned long long)(acc[f] >> 64),
-                                       (unsigned long long)acc[f]);
+        PyObject *part = Py_BuildValue("(iKK)", f, hi[f], lo[f]);
         if (part == NULL || PyList_Append(out, part) < 0) {
             Py_XDECREF(part);
             Py_DECREF(out);
