@@ -160,8 +160,10 @@ static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1
  * 2**53 and there are f <= 22 digits after the point, m and 10**f are both exact doubles and one IEEE
  * division rounds m / 10**f correctly (Clinger's fast path). Anything else goes to CPython's own
  * correctly rounded conversion, the one float() uses (about 200 ns on long text). */
-static PyObject *
-to_float(const char *s, Py_ssize_t n)
+/* The digits of plain decimal text as an integer m (leading zeros dropped) and the count of digits after
+ * the point; 0 when there are more than 18 significant digits (past what m holds exactly). */
+static int
+digits_of(const char *s, Py_ssize_t n, unsigned long long *m_out, int *fraction_out)
 {
     unsigned long long m = 0;
     int fraction = -1, digits = 0;
@@ -171,21 +173,24 @@ to_float(const char *s, Py_ssize_t n)
             fraction = 0;
             continue;
         }
-        if (m == 0 && c == '0') { /* leading zeros add nothing */
-            if (fraction >= 0) fraction++;
-            continue;
-        }
-        if (++digits > 18) { /* past what m holds exactly */
-            goto slow;
-        }
-        m = m * 10 + (unsigned long long)(c - '0');
         if (fraction >= 0) fraction++;
+        if (m == 0 && c == '0') continue; /* leading zeros add nothing */
+        if (++digits > 18) return 0;
+        m = m * 10 + (unsigned long long)(c - '0');
     }
-    if (fraction < 0) fraction = 0;
-    if (m < (1ULL << 53) && fraction <= 22) {
+    *m_out = m;
+    *fraction_out = fraction < 0 ? 0 : fraction;
+    return 1;
+}
+
+static PyObject *
+to_float(const char *s, Py_ssize_t n)
+{
+    unsigned long long m;
+    int fraction;
+    if (digits_of(s, n, &m, &fraction) && m < (1ULL << 53) && fraction <= 22) {
         return PyFloat_FromDouble((double)m / POW10[fraction]);
     }
-slow:;
     char *end = NULL;
     double v = PyOS_string_to_double(s, &end, NULL);
     if (v == -1.0 && PyErr_Occurred()) {
@@ -414,23 +419,12 @@ decimal_parts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             Py_DECREF(seq);
             Py_RETURN_NONE;
         }
-        unsigned long long m = 0;
-        int fraction = -1, digits = 0;
-        for (Py_ssize_t j = 0; j < len; j++) {
-            char c = s[j];
-            if (c == '.') {
-                fraction = 0;
-                continue;
-            }
-            if (fraction >= 0) fraction++;
-            if (m == 0 && c == '0') continue;
-            if (++digits > 18) {
-                Py_DECREF(seq);
-                Py_RETURN_NONE;
-            }
-            m = m * 10 + (unsigned long long)(c - '0');
+        unsigned long long m;
+        int fraction;
+        if (!digits_of(s, len, &m, &fraction)) {
+            Py_DECREF(seq);
+            Py_RETURN_NONE;
         }
-        if (fraction < 0) fraction = 0;
         lo[fraction] += m; /* each m < 2**60: no list is long enough to overflow 128 bits */
         if (lo[fraction] < m) hi[fraction]++;
         seen[fraction] = 1;

@@ -47,15 +47,8 @@ def level_changes_py(
     for item in items:
         side, price, size = get(item)
         name = sides[side]
-        for value in (price, size):
-            if type(value) is not str:
-                raise TypeError(f"expected a decimal string, got {type(value).__name__}")
-        if price.strip(DIGITS) or size.strip(DIGITS) or len(price) > max_len or len(size) > max_len:
-            raise ValueError(f"not plain decimal text: {price[:20]!r} / {size[:20]!r}")
-        try:
-            p, q = float(price), float(size)
-        except ValueError:  # "", ".", "1.2.3"
-            raise ValueError(f"not plain decimal text: {price[:20]!r} / {size[:20]!r}") from None
+        _check(price, size, max_len)
+        p, q = float(price), float(size)
         if not (p < _INF and q < _INF):  # not reachable within max_len digits; kept as the C loop has it
             raise ValueError("not a finite number")
         add((name, price, size, p, q))
@@ -68,25 +61,19 @@ def check_amounts_py(
     """Each item's price and size checked as ``level_changes_py`` checks them; nothing kept."""
     get = attrgetter(price_attr, size_attr)
     for item in items:
-        price, size = get(item)
-        for value in (price, size):
-            if type(value) is not str:
-                raise TypeError(f"expected a decimal string, got {type(value).__name__}")
-        if (
-            price.strip(DIGITS)
-            or size.strip(DIGITS)
-            or len(price) > max_len
-            or len(size) > max_len
-            or not _plain(price)
-            or not _plain(size)
-        ):
+        _check(*get(item), max_len)
+
+
+def _check(price: Any, size: Any, max_len: int) -> None:
+    """Both plain decimal text (ASCII digits, at most one point, at least one digit, at most ``max_len``
+    characters): TypeError for anything but a string, ValueError otherwise."""
+    for value in (price, size):
+        if type(value) is not str:
+            raise TypeError(f"expected a decimal string, got {type(value).__name__}")
+    for text in (price, size):
+        points = text.count(".")
+        if text.strip(DIGITS) or len(text) > max_len or points > 1 or len(text) == points:
             raise ValueError(f"not plain decimal text: {price[:20]!r} / {size[:20]!r}")
-
-
-def _plain(text: str) -> bool:
-    """Text of ASCII digits and points only (checked before) is plain decimal text: a digit, one point
-    at most."""
-    return text.count(".") <= 1 and len(text) > text.count(".")
 
 
 def apply_levels_py(
