@@ -150,18 +150,17 @@ class CandleSeries:
                 first, last = min(times), max(times)
                 interval, start = self.interval, bar.start
                 if int(first // interval) * interval == start == int(last // interval) * interval:
-                    self._into(bar, trades, times)
+                    self._into(bar, trades, times, first, last)
                     return
         self._one_by_one(trades)
 
-    def _into(self, bar: Bar, trades: Sequence[Trade], times: list[float]) -> None:
+    def _into(self, bar: Bar, trades: Sequence[Trade], times: list[float], first: float, last: float) -> None:
         prices = native.values(trades, "price")
         high, low = max(prices), min(prices)
         if high > bar.high_v:
             bar.high, bar.high_v = trades[prices.index(high)].price, high
         if low < bar.low_v:
             bar.low, bar.low_v = trades[prices.index(low)].price, low
-        first, last = min(times), max(times)
         if first < bar.open_ts:
             bar.open, bar.open_ts = trades[times.index(first)].price, first
         if last >= bar.close_ts:

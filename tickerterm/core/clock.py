@@ -33,7 +33,7 @@ def parse_rfc3339(text: str) -> float | None:
     form (UTC, ``Z``, up to 9 digits of fraction) is read by ``native.rfc3339`` (in C where it was built:
     one per frame), with the same value.
     """
-    fast = native.rfc3339(text) if type(text) is str else None
+    fast = native.rfc3339(text)
     if fast is not None:
         return fast
     try:

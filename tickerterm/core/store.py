@@ -249,7 +249,7 @@ class Store:
             handler(self, event)
 
     def apply_all(self, events: list[Event]) -> None:
-        handlers, books = _HANDLERS, self.books
+        handlers = _HANDLERS
         trades: list[Trade] = []  # a frame's trades go in together (``_trades``), in their place
         for event in events:
             cls = type(event)
@@ -259,13 +259,6 @@ class Store:
             if trades:
                 self._trades(trades)
                 trades = []
-            if cls is BookUpdate:  # ``_book_update`` written inline for a book that has its snapshot
-                book = books.get((event.venue, event.product))  # type: ignore[attr-defined]
-                if book is not None and book.state != "empty":
-                    book.apply_changes(event.changes)  # type: ignore[attr-defined]
-                    book.exch_ts = event.exch_ts  # type: ignore[attr-defined]
-                    self.books_version += 1
-                    continue
             handler = handlers.get(cls)
             if handler is not None:
                 handler(self, event)
