@@ -26,6 +26,7 @@ from tickerterm.core.safe import inert, is_inert, strip_unsafe
 from tickerterm.core.store import Store
 from tickerterm.sim import simulator_class
 from tickerterm.sim.faults import Faults
+from tickerterm.stream import worker
 from tickerterm.stream.feed import Feed
 from tickerterm.stream.worker import Connection
 from tickerterm.venues import venue_class
@@ -97,21 +98,21 @@ async def record(venue: str) -> list[bytes]:
     cls = venue_class(venue)
     got: list[bytes] = []
     enough = asyncio.Event()
-    original = Connection.receive
+    original = worker.through
 
-    def recording(self: Connection, raw: bytes | str, now: float) -> Any:
+    def recording(session: Any, store: Any, raw: bytes | str, now: float) -> Any:
         if len(got) < FRAMES:
             got.append(raw if isinstance(raw, bytes) else raw.encode())
         else:
             enough.set()
-        return original(self, raw, now)
+        return original(session, store, raw, now)
 
     options: dict[str, Any] = dict(rate=400.0, depth=40, seed=7, timing=FAST, faults=Faults())
     async with simulator_class(venue)(**options) as sim:
         urls = {n: sim.http_url if n == "rest" else sim.url for n in cls.endpoints}
         adapter = cls(urls=urls, credentials=sim.client_credentials())
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(Connection, "receive", recording)
+            mp.setattr(worker, "through", recording)
             async with Feed(adapter, products, channels, policy=fast_policy(), collect=False):
                 await asyncio.wait_for(enough.wait(), 20)
     return got

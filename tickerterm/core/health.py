@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 CLOSE_MEANINGS: dict[int, str] = {
@@ -95,17 +96,21 @@ class ConnectionHealth:
             self.state_since = now
 
     def note_message(self, now: float, exch_ts: float | None) -> None:
-        """Count one received frame (called by the stream worker per frame)."""
-        self.messages += 1
+        """Count one received frame."""
+        self.note_messages(now, 1, () if exch_ts is None else (exch_ts,))
+
+    def note_messages(self, now: float, count: int, exch_times: Iterable[float]) -> None:
+        """Count ``count`` frames received together at ``now`` (one socket read), ``exch_times`` the
+        venue's times of those that had one (each a latency sample)."""
+        self.messages += count
         self.last_msg_at = now
         sec = int(now)
         rate = self._rate
         if rate and rate[-1][0] == sec:
-            rate[-1] = (sec, rate[-1][1] + 1)
+            rate[-1] = (sec, rate[-1][1] + count)
         else:
-            rate.append((sec, 1))
-        if exch_ts is not None:
-            self.latencies_ms.append((now, (now - exch_ts) * 1000.0))
+            rate.append((sec, count))
+        self.latencies_ms.extend([(now, (now - t) * 1000.0) for t in exch_times])
 
     def rate(self, now: float, window: int = 5) -> float:
         """Messages per second over the last ``window`` whole seconds."""

@@ -282,6 +282,11 @@ class Store:
         if replayed_at is not None:
             self.replay_progress(replayed_at)
 
+    def note_frames(self, conn: str, venue: str, now: float, count: int, exch_times: list[float]) -> None:
+        """``count`` frames received together on ``conn`` (one socket read; ``exch_times``: the venue's
+        times of those that had one)."""
+        self.connection(conn, venue).note_messages(now, count, exch_times)
+
     def note_ignored(self, conn: str, venue: str, unknown: int, out_of_order: int, unsolicited: int) -> None:
         """What a connection's venue sent that was ignored, counted (shown in the health panel)."""
         h = self.connection(conn, venue)

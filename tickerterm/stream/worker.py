@@ -44,6 +44,7 @@ from tickerterm.core.health import close_meaning
 from tickerterm.core.ndjson import record
 from tickerterm.core.store import Store
 from tickerterm.stream.policy import RateLimiter, RetryPolicy
+from tickerterm.stream.wire import FastConnection
 from tickerterm.venues.base import VenueAdapter, redact_url
 from tickerterm.venues.session import (
     Close,
@@ -60,7 +61,7 @@ from tickerterm.venues.session import (
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["Connection", "Journal", "ReplayPlan", "Sink", "take_events", "take_frame"]
+__all__ = ["Connection", "Journal", "ReplayPlan", "Sink", "take_events", "take_frame", "through"]
 
 log = logging.getLogger(__name__)
 _wire_log = logging.getLogger("tickerterm.stream.wire")
@@ -88,19 +89,26 @@ class Journal(Protocol):
 
 
 def take_frame(session: Session, store: Store, raw: bytes | str, now: float) -> list[Event]:
-    """One frame through its session into the store: the events to hand on (the worker's per-frame path,
-    and a recording's replay of it)."""
-    out = session.received(raw, now)
+    """One frame through its session into the store: the events to hand on (a recording's replay of
+    the worker's path, and tests)."""
+    out = through(session, store, raw, now)
     conn, venue = session.conn, session.venue
     store.note_frame(conn, venue, now, session.exch_ts, session.replayed_at)
+    store.note_ignored(conn, venue, *session.ignored())
+    store.frame_applied()
+    return out
+
+
+def through(session: Session, store: Store, raw: bytes | str, now: float) -> list[Event]:
+    """One frame through its session into the store, its books checked: the events to hand on. What
+    only counts frames is left to the caller (``take_frame``, or the worker once per socket read)."""
+    out = session.received(raw, now)
     if out:
         store.apply_all(out)
         checked = session.applied(now)
         if checked:
             store.apply_all(checked)
             out += checked
-    store.note_ignored(conn, venue, *session.ignored())
-    store.frame_applied()
     return out
 
 
@@ -178,7 +186,7 @@ class Connection:
         self.health = store.connection(self.conn_id, adapter.name)
         self.stale_after = self.policy.stale_after or adapter.stale_after
         self._limiter = RateLimiter(adapter.outbound_per_second, adapter.outbound_burst)
-        self._ws: ClientConnection | None = None
+        self._ws: FastConnection | None = None
         self._stopping = False
         self._wake = asyncio.Event()
         self._end: _End | None = None
@@ -350,10 +358,12 @@ class Connection:
                             close_timeout=2,
                             user_agent_header="tickerterm",
                             logger=_wire_log,
+                            create_connection=FastConnection,
                         )
                     )
                     try:
                         ws = await self._connecting
+                        assert isinstance(ws, FastConnection)
                     finally:
                         self._connecting = None
                     opened = time.monotonic()
@@ -437,7 +447,7 @@ class Connection:
                 if isinstance(action, Fetch):
                     events += await self._fetch_now(session, action)
 
-    async def _session(self, session: Session, ws: ClientConnection) -> _End:
+    async def _session(self, session: Session, ws: FastConnection) -> _End:
         adapter = self.adapter
         self._ws = ws
         self._end = None
@@ -460,23 +470,11 @@ class Connection:
             self._journal("opened", now=now)
             await self._handle(session, session.opened(now))
             while self._end is None:
-                raw = await ws.recv(decode=False)
-                self._last_rx = time.monotonic()
-                out = self.receive(raw, self.clock())
-                if out:
-                    await self._emit(out, applied=True)
-                if session.has_actions:
-                    await self._perform(session)
+                await self._read(session, await ws.recv_batch())  # every frame of a socket read
             await ws.close(1000, "client closing")
             end = self._end
         except ConnectionClosed as exc:
-            if self._end is not None:
-                end = self._end
-            else:
-                rcvd = exc.rcvd
-                code = rcvd.code if rcvd is not None else 1006
-                reason = session.boundary.text(rcvd.reason if rcvd is not None else "")
-                end = _End(code, reason or close_meaning(code))
+            end = self._end if self._end is not None else _closed(exc, ws, session)
         finally:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -499,6 +497,38 @@ class Connection:
         if self.journal is not None:
             self.journal.record(self.conn_id, self.adapter.name, now, "frame", None, raw)
         return take_frame(self.session, self.store, raw, now)
+
+    async def _read(self, session: Session, raws: list[bytes]) -> None:
+        """The frames of one socket read, in order, each through the session into the store and its
+        events handed on before the next (a sink sees the store as that frame left it); what only
+        counts frames is done once for the read. Stops at a close the session asked for."""
+        self._last_rx = time.monotonic()
+        now = self.clock()
+        store, journal, sink = self.store, self.journal, self.sink
+        conn, venue = self.conn_id, self.adapter.name
+        times: list[float] = []
+        count = 0
+        for raw in raws:
+            if journal is not None:
+                journal.record(conn, venue, now, "frame", None, raw)
+            out = through(session, store, raw, now)
+            count += 1
+            exch = session.exch_ts
+            if exch is not None:
+                times.append(exch)
+            elif session.replayed_at is not None:
+                store.replay_progress(session.replayed_at)
+            if out and sink is not None:
+                result = sink(out)
+                if result is not None:
+                    await result
+            if session.has_actions:
+                await self._perform(session)
+                if self._end is not None:
+                    break
+        store.note_frames(conn, venue, now, count, times)
+        store.note_ignored(conn, venue, *session.ignored())
+        store.frame_applied()
 
     async def _handle(self, session: Session, events: list[Event]) -> None:
         """Events from the session outside the frame path: applied, checked, handed on; then its actions."""
@@ -583,7 +613,7 @@ class Connection:
                 if ws is not None:
                     ws.transport.abort()
 
-    async def _tick(self, session: Session, ws: ClientConnection) -> None:
+    async def _tick(self, session: Session, ws: FastConnection) -> None:
         """The clock: the session's timers, and the staleness watchdog (no frame at all for longer than
         the venue's heartbeat allows: the connection is dead, whatever TCP says)."""
         check = min(1.0, self.stale_after / 4)
@@ -624,6 +654,24 @@ class Connection:
             result = self.sink(events)
             if result is not None:
                 await result
+
+
+def _closed(exc: ConnectionClosed, ws: FastConnection, session: Session) -> _End:
+    """How a connection that closed under the reader ended: the venue's close frame, or ours when we
+    failed it (the venue broke the protocol: the reason says how), or neither (1006)."""
+    wire = ws.wire_error
+    if wire is not None:
+        return _End(wire.code, session.boundary.text(f"{close_meaning(wire.code)}: {wire.reason}"))
+    rcvd, sent = exc.rcvd, exc.sent
+    if rcvd is not None:
+        reason = session.boundary.text(rcvd.reason)
+        return _End(rcvd.code, reason or close_meaning(rcvd.code))
+    if sent is not None and sent.code != 1000:  # we failed it (websockets found the protocol broken)
+        reason = session.boundary.text(sent.reason)
+        return _End(
+            sent.code, f"{close_meaning(sent.code)}: {reason}" if reason else close_meaning(sent.code)
+        )
+    return _End(1006, close_meaning(1006))
 
 
 def _is_loopback(url: str) -> bool:
