@@ -108,7 +108,7 @@ class FrameReader:
                 break
             if opcode >= 8:
                 self.controls.append(bytes(view[pos:end]))
-            elif b0 & 0xF0 == 0x80 and opcode and self._parts is None:  # a whole plain message
+            elif (b0 == 0x81 or b0 == 0x82) and self._parts is None:  # a whole plain message
                 out.append(bytes(view[head:end]))
             else:
                 message = self._fragment(b0, opcode, bytes(view[head:end]))
@@ -239,6 +239,14 @@ class FastConnection(ClientConnection):
             self.protocol.fail(broken.code, broken.reason[:120])
             self.send_data()
             self.transport.close()
+        elif self.protocol.state is not OPEN:
+            # the venue's close frame was answered; it should now close the socket: at most
+            # ``close_timeout`` later it is closed from here (websockets leaves a reader waiting)
+            self.loop.call_later(self.close_timeout or 0.0, self._give_up_closing)
+
+    def _give_up_closing(self) -> None:
+        if not self.connection_lost_waiter.done():
+            self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -250,6 +258,11 @@ class FastConnection(ClientConnection):
             waiter.set_result(None)
 
     # --- the reader's side ------------------------------------------------------------------
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes of whole messages waiting for ``recv_batch``."""
+        return self._ready_bytes
 
     async def recv_batch(self) -> list[bytes]:
         """Every message received so far (at least one: waits for it); ConnectionClosed once the

@@ -24,6 +24,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
@@ -463,7 +464,7 @@ class Connection:
             self.health.last_close_code,
         )
         self._last_rx = time.monotonic()
-        ticker = asyncio.create_task(self._guarded(self._tick(session, ws), "the clock"))
+        ticker = asyncio.create_task(self._guarded(partial(self._tick, session, ws), "the clock"))
         end: _End
         try:
             now = self.clock()
@@ -545,7 +546,9 @@ class Connection:
             if isinstance(action, Send):
                 await self._send(action.frames)
             elif isinstance(action, Fetch):
-                task = asyncio.create_task(self._guarded(self._fetch(session, action), "a REST fetch"))
+                task = asyncio.create_task(
+                    self._guarded(partial(self._fetch, session, action), "a REST fetch")
+                )
                 self._fetches.add(task)
                 task.add_done_callback(self._fetches.discard)
             elif isinstance(action, Close) and self._end is None:
@@ -598,11 +601,12 @@ class Connection:
                 chunks.append(chunk)
         return response.status_code, b"".join(chunks)
 
-    async def _guarded(self, work: Awaitable[None], what: str) -> None:
+    async def _guarded(self, work: Callable[[], Awaitable[None]], what: str) -> None:
         """A task beside the socket reader (the clock, a REST fetch): whatever it raises ends the
-        connection with the reason, so it reconnects and rebuilds, never goes on half-working silently."""
+        connection with the reason, so it reconnects and rebuilds, never goes on half-working silently.
+        ``work`` is made here, so a task cancelled before it starts leaves no coroutine unawaited."""
         try:
-            await work
+            await work()
         except Exception as exc:
             log.info("%s: %s failed: %r", self.conn_id, what, exc)
             log.debug("%s: the error", self.conn_id, exc_info=True)
