@@ -156,6 +156,40 @@ def test_applying_levels_leaves_the_same_book_heaps_and_overflow(frames: list[An
     assert results[0] == results[1]
 
 
+@settings(max_examples=300)
+@given(st.lists(st.lists(a_change, max_size=12), min_size=1, max_size=12))
+def test_a_crossing_is_found_after_the_frame_that_made_it(frames: list[Any]) -> None:
+    """The crossed-book check runs only after a frame that set a level at or through the other side's
+    top: whatever the frames, it never misses a crossing the full check would find."""
+    loops = [native.apply_levels_py] + ([_native.apply_levels] if _native is not None else [])
+    in_use = native.apply_levels
+    try:
+        for loop in loops:
+            native.apply_levels = loop
+            book = OrderBook("v", "P")
+            book.apply_snapshot([("5", "1")], [("5.25", "1")])
+            for changes in frames:
+                book.apply_changes(changes)
+                truly = bool(book.bids and book.asks and max(book.bids) >= min(book.asks))
+                reason = book.problem()
+                assert (reason is not None) == truly, (loop, reason, book.bids, book.asks)
+                if reason is not None:  # the session rebuilds it: a fresh snapshot that is not crossed
+                    bids = [v for k, v in book.bids.items() if k < 5]
+                    asks = [v for k, v in book.asks.items() if k > 5]
+                    book.apply_snapshot(bids, asks)
+    finally:
+        native.apply_levels = in_use
+
+
+@needs_c
+def test_a_level_away_from_the_other_side_needs_no_crossed_check() -> None:
+    for loop in (_native.apply_levels, native.apply_levels_py):
+        state: tuple[Any, ...] = ({}, {}, [-9.0], [10.0], {9.0}, {10.0})
+        assert loop([("bid", "9.5", "1", 9.5, 1.0), ("ask", "9.75", "1", 9.75, 1.0)], *state, 100) == 0
+        assert loop([("bid", "9.75", "1", 9.75, 1.0)], *state, 100) == native.REACHED  # the ask at 9.75
+        assert loop([("ask", "9.75", "0", 9.75, 0.0)], *state, 100) == 0  # a level that goes never
+
+
 def test_the_book_on_the_path_in_use_equals_the_python_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """The OrderBook calls whichever loop runs; switching it mid-book changes nothing."""
     changes = [

@@ -16,7 +16,7 @@
 #include <math.h>
 #include <structmember.h>
 
-#define API 6 /* tickerterm/core/native.py takes this module only at this version */
+#define API 7 /* tickerterm/core/native.py takes this module only at this version */
 
 static PyObject *str_bid; /* "bid" */
 
@@ -743,18 +743,12 @@ PyDoc_STRVAR(best_key_doc,
 "the tops that are gone popped first (and dropped from held), as heapq.heappop pops them. None when\n"
 "the side is empty.");
 
+/* A side's best price: the heap's top that is still a level (negated back for bids), the gone tops
+ * popped first as heapq.heappop pops them (and dropped from held). A new reference: the key, or None
+ * when the side is empty; NULL on error. */
 static PyObject *
-best_key(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+live_top(PyObject *heap, PyObject *levels, PyObject *held, int negated)
 {
-    if (nargs != 4 || !PyList_Check(args[0]) || !PyDict_Check(args[1]) || !PyAnySet_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "best_key(heap: list, levels: dict, held: set, negated: bool)");
-        return NULL;
-    }
-    PyObject *heap = args[0], *levels = args[1], *held = args[2];
-    int negated = PyObject_IsTrue(args[3]);
-    if (negated < 0) {
-        return NULL;
-    }
     while (PyList_GET_SIZE(heap)) {
         PyObject *top = PyList_GET_ITEM(heap, 0);
         if (!PyFloat_CheckExact(top)) {
@@ -799,11 +793,26 @@ best_key(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+static PyObject *
+best_key(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyList_Check(args[0]) || !PyDict_Check(args[1]) || !PyAnySet_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "best_key(heap: list, levels: dict, held: set, negated: bool)");
+        return NULL;
+    }
+    int negated = PyObject_IsTrue(args[3]);
+    if (negated < 0) {
+        return NULL;
+    }
+    return live_top(args[0], args[1], args[2], negated);
+}
+
 PyDoc_STRVAR(apply_levels_doc,
-"apply_levels(changes, bids, asks, bid_heap, ask_heap, bid_held, ask_held, cap, /) -> bool\n\n"
+"apply_levels(changes, bids, asks, bid_heap, ask_heap, bid_held, ask_held, cap, /) -> int\n\n"
 "OrderBook.apply_changes' loop: each (side, price, size, key, value) sets or removes a level; a new\n"
-"price goes on its side's heap once (negated for bids). True when a new level was not kept because its\n"
-"side already held cap levels.");
+"price goes on its side's heap once (negated for bids). Bit 1 of the result: a new level was not kept\n"
+"because its side already held cap levels; bit 2: a level was set at or through the other side's best\n"
+"price (its gone tops popped to find it, as best_key pops them), so the book may have crossed.");
 
 static PyObject *
 apply_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -822,7 +831,7 @@ apply_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject **items;
     PyObject *seq = fast_items(args[0], "changes must be a sequence", &n, &items);
     if (seq == NULL) return NULL;
-    int overflow = 0;
+    int overflow = 0, reach = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *c = PySequence_Fast(items[i], "a change must be a sequence");
         if (c == NULL) goto fail;
@@ -880,26 +889,50 @@ apply_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
              * so the collector never walks the book */
             PyObject_GC_UnTrack(level);
         }
-        int has;
-        if (PyDict_GET_SIZE(levels) >= cap) { /* full: only a level it has may change */
-            has = PyDict_Contains(levels, key);
-            if (has == 0) { /* past any real book: not kept, and said so */
-                overflow = 1;
+        Py_ssize_t before = PyDict_GET_SIZE(levels);
+        if (before >= cap) { /* full: only a level it has may change */
+            int has = PyDict_Contains(levels, key);
+            if (has <= 0) {
                 Py_DECREF(level);
                 Py_DECREF(c);
+                if (has < 0) goto fail;
+                overflow = 1; /* past any real book: not kept, and said so */
                 continue;
             }
         }
-        else { /* one lookup for a new level (a third of all updates): it goes in as it is found absent */
-            PyObject *found = PyDict_SetDefault(levels, key, level); /* borrowed */
-            has = found == NULL ? -1 : found != level;
-        }
-        if (has < 0 || (has == 1 && PyDict_SetItem(levels, key, level) < 0)) {
+        /* one lookup whether the level is new or not: the dict's size says which */
+        if (PyDict_SetItem(levels, key, level) < 0) {
             Py_DECREF(level);
             Py_DECREF(c);
             goto fail;
         }
         Py_DECREF(level);
+        int has = PyDict_GET_SIZE(levels) == before;
+        if (!reach) { /* set at or through the other side's best: the book may have crossed */
+            PyObject *other = is_bid ? ask_heap : bid_heap;
+            if (PyList_GET_SIZE(other) > 0) {
+                PyObject *top = PyList_GET_ITEM(other, 0);
+                if (PyFloat_CheckExact(top) && PyFloat_CheckExact(key)) {
+                    double k = PyFloat_AS_DOUBLE(key), t = PyFloat_AS_DOUBLE(top);
+                    if (is_bid ? k >= t : k <= -t) { /* at or through the top: is that top still a level? */
+                        PyObject *best = live_top(other, is_bid ? asks : bids, is_bid ? ask_held : bid_held,
+                                                  !is_bid);
+                        if (best == NULL) {
+                            Py_DECREF(c);
+                            goto fail;
+                        }
+                        if (best != Py_None) {
+                            double b = PyFloat_AS_DOUBLE(best);
+                            reach = is_bid ? k >= b : k <= b;
+                        }
+                        Py_DECREF(best);
+                    }
+                }
+                else {
+                    reach = 1; /* not our floats: assume the worst, the full check decides */
+                }
+            }
+        }
         if (!has) {
             PyObject *held = is_bid ? bid_held : ask_held;
             int in_heap = PySet_Contains(held, key);
@@ -921,7 +954,7 @@ apply_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(c);
     }
     Py_DECREF(seq);
-    return PyBool_FromLong(overflow);
+    return PyLong_FromLong(overflow | (reach << 1));
 fail:
     Py_DECREF(seq);
     return NULL;

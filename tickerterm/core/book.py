@@ -4,7 +4,9 @@ Levels are keyed by the float value of the price (two spellings of one number, `
 ``"1.5"``, are one level), and each keeps the price and size strings exactly as the venue sent them,
 so nothing shown is a float artefact.
 
-The best level is read after every frame (the crossed-book check), the top N only when a screen draws.
+The crossed-book check runs after every frame that set a level at or through the other side's top (the
+C loop says so as it sets them: a level that goes cannot cross a book), the top N only when a screen
+draws.
 So each side keeps a heap of its prices beside the dict: a new level is one push, a level that goes
 costs nothing until it reaches the top (then one pop), a size change touches the dict alone. The heap
 holds each price once (a set says which), live or gone; it is rebuilt from the dict when it holds
@@ -47,6 +49,7 @@ class OrderBook:
         "product",
         "reason",
         "state",
+        "suspect",
         "updates",
         "venue",
         "version",
@@ -67,6 +70,8 @@ class OrderBook:
         self._bid_held: set[float] = set()  # the prices each heap holds (live or gone), each once
         self._ask_held: set[float] = set()
         self.state: BookState = "empty"
+        self.suspect = True
+        """The book may have crossed since ``problem`` last found it not crossed."""
         self.reason = ""
         self.version = 0
         self.updates = 0
@@ -86,6 +91,7 @@ class OrderBook:
         self._rebuild("bid")
         self._rebuild("ask")
         self.state = "ok"
+        self.suspect = True
         self.reason = ""
         self.early = False
         self.version += 1
@@ -98,10 +104,14 @@ class OrderBook:
         """Apply level changes (one venue message) with the values the adapter already converted."""
         bids, asks, bid_heap, ask_heap = self.bids, self.asks, self._bid_heap, self._ask_heap
         # the per-change loop: native.apply_levels (in C where it was built, else its Python twin)
-        if native.apply_levels(
+        flags = native.apply_levels(
             changes, bids, asks, bid_heap, ask_heap, self._bid_held, self._ask_held, self.max_levels
-        ):
-            self.overflow = True
+        )
+        if flags:
+            if flags & native.OVERFLOW:
+                self.overflow = True
+            if flags & native.REACHED:
+                self.suspect = True
         if len(bid_heap) > 2 * len(bids) + 64:
             self._rebuild("bid")
         if len(ask_heap) > 2 * len(asks) + 64:
@@ -135,10 +145,12 @@ class OrderBook:
             return None
         if self.overflow:
             return f"more than {self.max_levels} price levels on a side: levels past it were not kept"
-        if self.crossed:
-            bid, ask = self.best_bid, self.best_ask
-            assert bid is not None and ask is not None
-            return f"crossed book: bid {bid[0]} >= ask {ask[0]}"
+        if self.suspect:
+            if self.crossed:
+                bid, ask = self.best_bid, self.best_ask
+                assert bid is not None and ask is not None
+                return f"crossed book: bid {bid[0]} >= ask {ask[0]}"
+            self.suspect = False
         return None
 
     def mark_resyncing(self) -> None:

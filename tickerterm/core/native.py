@@ -23,7 +23,7 @@ from typing import Any
 
 from tickerterm.core.events import DIGITS, MAX_DIGITS, Change, Trade
 
-API = 6
+API = 7
 """The extension's interface version this code expects; a build of another is not used."""
 
 _INF = float("inf")
@@ -85,28 +85,45 @@ def apply_levels_py(
     bid_held: set[float],
     ask_held: set[float],
     cap: int,
-) -> bool:
+) -> int:
     """``OrderBook.apply_changes``' loop: each change sets a level to an absolute size, or removes it when
-    the size is zero; a new price goes on its side's heap once (negated for bids: the best on top). True
-    when a new level was not kept because its side already held ``cap`` levels."""
-    overflow = False
+    the size is zero; a new price goes on its side's heap once (negated for bids: the best on top).
+    Bit 1 of the result (``OVERFLOW``): a new level was not kept because its side already held ``cap``
+    levels. Bit 2 (``REACHED``): a level was set at or through the other side's best price (its gone
+    tops popped to find it, as ``best_key`` pops them), so the book may have crossed; without it a book
+    that was not crossed is still not (a level that goes cannot cross a book)."""
+    overflow = reach = False
     for side, price, size, key, value in changes:
         if side == "bid":
-            levels, heap, held, sort_key = bids, bid_heap, bid_held, -key
+            levels, heap, held, sort_key, other = bids, bid_heap, bid_held, -key, ask_heap
         else:
-            levels, heap, held, sort_key = asks, ask_heap, ask_held, key
+            levels, heap, held, sort_key, other = asks, ask_heap, ask_held, key, bid_heap
         if value == 0.0:
             levels.pop(key, None)  # its heap entry goes when it comes to the top, or at a rebuild
-        else:
-            if key not in levels:
-                if len(levels) >= cap:  # past any real book: not kept, and said so
-                    overflow = True
-                    continue
-                if key not in held:  # a price that went and came back is in the heap already
-                    held.add(key)
-                    heappush(heap, sort_key)
-            levels[key] = (price, size)
-    return overflow
+            continue
+        if key not in levels:
+            if len(levels) >= cap:  # past any real book: not kept, and said so
+                overflow = True
+                continue
+            if key not in held:  # a price that went and came back is in the heap already
+                held.add(key)
+                heappush(heap, sort_key)
+        levels[key] = (price, size)
+        if not reach and other:
+            top = other[0]
+            if type(top) is not float or type(key) is not float:
+                reach = True
+            elif key >= top if side == "bid" else key <= -top:  # at or through the top: still a level?
+                if side == "bid":
+                    best = best_key_py(ask_heap, asks, ask_held, False)
+                else:
+                    best = best_key_py(bid_heap, bids, bid_held, True)
+                reach = best is not None and (key >= best if side == "bid" else key <= best)
+    return overflow | (reach << 1)
+
+
+OVERFLOW = 1
+REACHED = 2
 
 
 def values_py(items: Sequence[Any], attr: str) -> list[float]:
