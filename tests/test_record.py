@@ -13,13 +13,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from tests.conftest import FAST, fast_policy
 from tickerterm.api import open_feed
+from tickerterm.core.errors import ConfigError
 from tickerterm.core.events import Event
 from tickerterm.core.ndjson import dumps
-from tickerterm.record.replay import FileReplay
+from tickerterm.record.replay import MAX_BATCH, FileReplay, unpack_batch
 from tickerterm.record.sqlite import DEFAULT_MAX_BYTES, Recorder, parse_limits, parse_size
 from tickerterm.sim.faults import Faults
 
@@ -190,11 +192,83 @@ def test_the_recording_keeps_no_key_and_stops_at_its_limit(tmp_path: Path) -> No
         Path(str(path) + "-wal").read_bytes() if Path(str(path) + "-wal").exists() else b""
     )
     assert b"SeCrEt-KEY-123" not in data
-    with sqlite3.connect(path) as db:
-        (body,) = db.execute("SELECT body FROM journal LIMIT 1").fetchone()
-    assert b"bad key ***" in body
+    bodies = [entry[5] for entry in journal_entries(path)]  # batch rows are compressed: looked into
+    assert len(bodies) == recorder.rows and all(b"bad key ***" in body for body in bodies)
+    assert not any(b"SeCrEt-KEY-123" in body for body in bodies)
     status = recorder.status(1.0)
     assert (status.state, status.lost, status.limit) == ("full", recorder.lost, 200_000)
+
+
+def journal_entries(path: Path) -> list[tuple[Any, ...]]:
+    """Every journal entry of a recording, batch rows unpacked (and decompressed) as a replay reads them."""
+    decode = msgspec.msgpack.Decoder().decode
+    out: list[tuple[Any, ...]] = []
+    with sqlite3.connect(path) as db:
+        for _seq, conn, venue, at, kind, arg, body in db.execute("SELECT * FROM journal ORDER BY seq"):
+            if kind == "batch":
+                out += [tuple(entry) for entry in decode(unpack_batch(arg, body))]
+            else:
+                out.append((conn, venue, at, kind, arg, body))
+    return out
+
+
+def test_journal_batches_are_compressed_and_replay_as_they_were_written(tmp_path: Path) -> None:
+    path = tmp_path / "r.db"
+    recorder = Recorder(str(path))
+    recorder.start()
+    frames = [json.dumps({"n": n, "levels": [["64000.50", "0.25"]] * 20}).encode() for n in range(3000)]
+    for n, frame in enumerate(frames):
+        recorder.record("c", "coinbase", 1000.0 + n, "frame", None, frame)
+    recorder.close()
+    assert [(e[2], e[3], e[5]) for e in journal_entries(path)] == [
+        (1000.0 + n, "frame", f) for n, f in enumerate(frames)
+    ]
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT arg, length(body) FROM journal WHERE kind = 'batch'").fetchall()
+    assert rows and all(json.loads(arg)["codec"] == "zstd" for arg, _ in rows)
+    assert sum(size for _, size in rows) * 5 < sum(map(len, frames))  # JSON frames shrink 10x and more
+
+
+def test_a_recording_from_before_compression_still_replays(tmp_path: Path) -> None:
+    """Batch rows written plain (no codec in ``arg``) by earlier versions read as before."""
+    path = tmp_path / "old.db"
+    asyncio.run(record_live("coinbase", path, seconds=2.0))
+    want = journal_entries(path)
+    live = kept(asyncio.run(replay_all(path)))
+    with sqlite3.connect(path) as db:
+        for seq, arg, body in db.execute(
+            "SELECT seq, arg, body FROM journal WHERE kind = 'batch'"
+        ).fetchall():
+            meta = json.loads(arg)
+            del meta["codec"]
+            db.execute(
+                "UPDATE journal SET arg = ?, body = ? WHERE seq = ?",
+                (json.dumps(meta), unpack_batch(arg, body), seq),
+            )
+    assert journal_entries(path) == want
+    assert kept(asyncio.run(replay_all(path))) == live
+
+
+def test_a_damaged_journal_batch_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "damaged.db"
+    asyncio.run(record_live("coinbase", path, seconds=2.0))
+    with sqlite3.connect(path) as db:
+        (seq,) = db.execute("SELECT max(seq) FROM journal WHERE kind = 'batch'").fetchone()
+        db.execute("UPDATE journal SET body = ? WHERE seq = ?", (b"\x28\xb5\x2f\xfd" + b"\xff" * 64, seq))
+    result = subprocess.run(
+        [*CMD, "replay", str(path), "--headless"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert "journal batch" in result.stderr
+
+
+def test_a_batch_that_claims_to_inflate_past_the_limit_is_refused_unread() -> None:
+    import zstandard
+
+    bomb = zstandard.ZstdCompressor(level=1).compress(b"\0" * (MAX_BATCH + 1))
+    with pytest.raises(ConfigError, match="claims"):
+        unpack_batch(json.dumps({"codec": "zstd"}), bomb)
 
 
 def test_a_writer_that_falls_behind_counts_what_it_lost(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
+import zstandard
 
 from tickerterm.core.errors import ConfigError
 from tickerterm.core.events import Event
@@ -148,7 +149,11 @@ class FileReplay(Replaying):
                 return
             for row in chunk:
                 if row[4] == "batch":  # entries the writer packed into one row (record/sqlite.py)
-                    for conn, venue, now, kind, arg, body in decode(row[6]):
+                    try:
+                        entries = decode(unpack_batch(row[5], row[6]))
+                    except (msgspec.DecodeError, ValueError, TypeError) as exc:
+                        raise ConfigError(f"a journal batch that does not read ({exc}): damaged") from None
+                    for conn, venue, now, kind, arg, body in entries:
                         yield (row[0], conn, venue, now, kind, arg, body)
                 else:
                     yield row
@@ -226,3 +231,25 @@ class FileReplay(Replaying):
         )
         session.offline = True  # answers come from the recording; nothing is sent or signed
         return session
+
+
+MAX_BATCH = 256 * 2**20
+"""The most a batch row may inflate to (the writer packs at most 8 MiB of frames into one): a file
+that claims more is refused, not allocated."""
+
+
+def unpack_batch(arg: str | None, body: bytes) -> bytes:
+    """A batch row's entries as msgpack: compressed since the recording format's zstd batches (the
+    codec is in ``arg``), plain in files recorded before."""
+    codec = json.loads(arg).get("codec") if arg else None
+    if not codec:
+        return body
+    if codec != "zstd":
+        raise ConfigError(f"a journal batch compressed with {str(codec)[:20]!r}: not known here")
+    try:
+        size = zstandard.frame_content_size(body)
+        if size > MAX_BATCH:
+            raise ConfigError(f"a journal batch that claims {size} bytes: damaged")
+        return zstandard.ZstdDecompressor().decompress(body, max_output_size=MAX_BATCH)
+    except zstandard.ZstdError as exc:
+        raise ConfigError(f"a journal batch that does not decompress ({exc}): damaged") from None
