@@ -209,7 +209,8 @@ class FastConnection(ClientConnection):
 
     def _open(self) -> None:
         inflate = any(isinstance(e, PerMessageDeflate) for e in self.protocol.extensions)
-        size = self.protocol.max_message_size
+        protocol = self.protocol  # the limit given to connect(max_size=...): websockets 16 renamed it
+        size = getattr(protocol, "max_message_size", getattr(protocol, "max_size", None))
         self._reader = FrameReader(size if size is not None else 2**62, inflate)
 
     def _frames(self, reader: FrameReader, data: bytes) -> None:
