@@ -12,9 +12,11 @@ import asyncio
 import base64
 import hashlib
 import json
+import ssl
 import struct
 import zlib
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -25,7 +27,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.frames import Frame, Opcode
 
-from tickerterm.core.events import Closed, RetryScheduled
+from tickerterm.core.events import BookUpdate, Closed, RetryScheduled
 from tickerterm.stream.feed import Feed
 from tickerterm.stream.wire import FastConnection, FrameReader, WireError
 from tickerterm.venues.coinbase import CoinbaseAdvancedTrade
@@ -201,8 +203,9 @@ class RawVenue:
     """A WebSocket server written by hand: it answers the handshake with ``first`` in the same write,
     then runs ``script`` on the socket; what the client sends is read by the script itself."""
 
-    def __init__(self, script: Script, first: bytes = b"") -> None:
-        self.script, self.first = script, first
+    def __init__(self, script: Script, first: bytes = b"", dribble: bool = False) -> None:
+        self.script, self.first, self.dribble = script, first, dribble
+        """``dribble``: the handshake's response goes out a byte a write (every cut a read can make)."""
         self.server: asyncio.Server | None = None
         self.connections = 0
 
@@ -225,10 +228,18 @@ class RawVenue:
                 if line.lower().startswith(b"sec-websocket-key:")
             )
             accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
-            writer.write(
+            response = (
                 b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n" + self.first
+                b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
             )
+            if self.dribble:
+                for i in range(len(response)):
+                    writer.write(response[i : i + 1])
+                    await writer.drain()
+                    await asyncio.sleep(0.001)
+                writer.write(self.first)
+            else:
+                writer.write(response + self.first)
             await writer.drain()
             await self.script(reader, writer, head)
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -237,7 +248,10 @@ class RawVenue:
             writer.close()
 
 
-async def test_frames_in_the_handshake_response_s_write_and_frames_cut_byte_by_byte_arrive_in_order() -> None:
+@pytest.mark.parametrize("dribble", [False, True])
+async def test_frames_in_the_handshake_response_s_write_and_frames_cut_byte_by_byte_arrive_in_order(
+    dribble: bool,
+) -> None:
     texts = [f'{{"n":{n},"pad":"{"x" * (n * 37)}"}}'.encode() for n in range(12)]
     frames = [encode([Frame(Opcode.TEXT, t)]) for t in texts]
 
@@ -251,13 +265,14 @@ async def test_frames_in_the_handshake_response_s_write_and_frames_cut_byte_by_b
         await writer.drain()
         await until_closed(reader)
 
-    async with RawVenue(script, first=b"".join(frames[:3])) as url:
+    async with RawVenue(script, first=b"".join(frames[:3]), dribble=dribble) as url:
         async with connect(url, create_connection=FastConnection, compression=None) as ws:
             assert isinstance(ws, FastConnection)
             got: list[bytes] = []
             async with asyncio.timeout(10):
                 while len(got) < len(texts):
                     got += await ws.recv_batch()
+            assert ws.splits_frames  # not websockets' recv() behind recv_batch
     assert got == texts
 
 
@@ -420,3 +435,91 @@ def test_the_inflater_keeps_its_window_across_messages() -> None:
     # the second came out smaller than on its own: it did refer back
     alone = zlib.compressobj(wbits=-15)
     assert len(wire) < 2 * len(alone.compress(first) + alone.flush(zlib.Z_SYNC_FLUSH))
+
+
+def self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server context for 127.0.0.1 with a certificate made here, and the file a client trusts."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    return context, cert_file
+
+
+async def test_a_tls_venue_streams_through_the_same_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """wss://: asyncio's TLS layer hands the decrypted bytes to the same reader; the book is the venue's."""
+    context, cert_file = self_signed(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))  # the client trusts it as it trusts the system's
+    levels = [("bid", f"{100 - n}.5", "1") for n in range(30)] + [
+        ("offer", f"{101 + n}.5", "2") for n in range(30)
+    ]
+    moves = [("bid", "100.5", "0"), ("bid", "100.25", "3"), ("offer", "101.5", "0.5")]
+
+    async def venue(ws: ServerConnection) -> None:
+        async for raw in ws:
+            if json.loads(raw).get("channel") == "level2":
+                await ws.send(_l2(0, "snapshot", levels))
+                for n, move in enumerate(moves):
+                    await ws.send(_l2(n + 1, "update", [move]))
+        await ws.wait_closed()
+
+    async with serve(venue, "127.0.0.1", 0, ssl=context) as server:
+        port = server.sockets[0].getsockname()[1]
+        url = f"wss://127.0.0.1:{port}"
+        adapter = CoinbaseAdvancedTrade(urls={"market": url, "user": url})
+        async with Feed(adapter, ["BTC-USD"], ["level2"], policy=fast_policy(), seed=1) as feed:
+            await take_until(feed, lambda e: isinstance(e, BookUpdate) and e.changes[0][1] == "101.5")
+            book = feed.store.book("coinbase", "BTC-USD")
+            assert book.state == "ok"
+            assert book.best_bid == ("100.25", "3") and book.best_ask == ("101.5", "0.5")
+            assert len(book.bids) == 30 and len(book.asks) == 30
+
+
+def _l2(seq: int, kind: str, updates: list[tuple[str, str, str]]) -> str:
+    ts = "2024-05-01T12:00:00Z"
+    return json.dumps(
+        {
+            "channel": "l2_data", "client_id": "", "timestamp": ts, "sequence_num": seq,
+            "events": [
+                {
+                    "type": kind, "product_id": "BTC-USD",
+                    "updates": [
+                        {"side": s, "event_time": ts, "price_level": p, "new_quantity": q}
+                        for s, p, q in updates
+                    ],
+                }
+            ],
+        }
+    )  # fmt: skip

@@ -261,6 +261,12 @@ class FastConnection(ClientConnection):
     # --- the reader's side ------------------------------------------------------------------
 
     @property
+    def splits_frames(self) -> bool:
+        """Whether the frame reader took the data frames over (from the end of the handshake's response
+        on; websockets reads them otherwise, one ``recv`` at a time)."""
+        return self._reader is not None
+
+    @property
     def queued_bytes(self) -> int:
         """Bytes of whole messages waiting for ``recv_batch``."""
         return self._ready_bytes
