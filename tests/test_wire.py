@@ -133,6 +133,17 @@ def test_a_fragmented_message_is_refused_as_it_grows_past_the_limit() -> None:
     assert err.value.code == 1009
 
 
+def test_a_compressed_message_that_never_ends_is_refused_as_it_grows() -> None:
+    reader = FrameReader(max_size=10_000, inflate=True)
+    first = raw(0x41, b"\x00" * 1000)  # RSV1, not FIN: a compressed message begins
+    assert reader.feed(first) == []
+    with pytest.raises(WireError) as err:
+        for _ in range(100):
+            reader.feed(raw(0x00, b"\x00" * 1000))  # continuations, none the last
+    assert err.value.code == 1009
+    assert reader.pending <= 11_000
+
+
 def test_a_compressed_message_that_inflates_past_the_limit_is_refused_without_being_held() -> None:
     bomb = encode([Frame(Opcode.BINARY, b"\0" * (50 * 2**20))], deflater())  # 50 MiB of zeros
     assert len(bomb) < 100_000

@@ -206,14 +206,14 @@ class Rows:
 
     def _book(self, ev: BookSnapshot | BookUpdate, store: Store) -> None:
         key = (ev.venue, ev.product)
-        book = store.books.get(key)
-        if book is None:
-            return
         now = ev.recv_ts
         last = self._top.get(key)
         snapped = self._snapped.get(key, 0.0)
         if last is not None and now - last[0] < TOP_EVERY and now - snapped < SNAPSHOT_EVERY:
             self._due[key] = now  # most frames: nothing is due now (``flush`` looks later)
+            return
+        book = store.books.get(key)
+        if book is None:
             return
         state = book.state
         if last is None or now - last[0] >= TOP_EVERY:

@@ -137,7 +137,7 @@ class FrameReader:
             self._size = 0
             self._zipped = bool(b0 & 0x40)
         self._size += len(payload)
-        if not self._zipped and self._size > self.max_size:
+        if self._size > self.max_size:  # compressed too: deflate never makes data much larger
             raise WireError(1009, f"a message of more than {self.max_size} bytes")
         self._parts.append(payload)
         if not b0 & 0x80:
