@@ -24,6 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.frames import Frame, Opcode
 
@@ -391,6 +392,25 @@ async def test_a_frame_past_the_venue_s_limit_closes_with_1009_said_and_reconnec
     closes = [data for opcode, data in sent_back if opcode == Opcode.CLOSE]
     assert closes and struct.unpack("!H", closes[0][:2])[0] == 1009  # the venue was told why
     assert venue.connections >= 2
+
+
+async def test_a_venue_that_floods_pings_and_reads_no_pong_is_closed_not_queued_for() -> None:
+    ping = encode([Frame(Opcode.PING, b"p" * 125)])
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> None:
+        for _ in range(400):  # up to 400 x 500 pings (25 MB of pongs owed), never reading one
+            writer.write(ping * 500)
+            await writer.drain()
+
+    async with RawVenue(script) as url:
+        async with connect(url, create_connection=FastConnection, compression=None, ping_interval=None) as ws:
+            assert isinstance(ws, FastConnection)
+            async with asyncio.timeout(30):
+                with pytest.raises(ConnectionClosed):
+                    while True:
+                        await ws.recv_batch()
+            assert ws.transport.get_write_buffer_size() <= FastConnection.write_cap + 2**16
+    assert ws.wire_error is not None and ws.wire_error.code == 1008
 
 
 async def test_a_masked_frame_from_the_venue_closes_with_1002_said() -> None:

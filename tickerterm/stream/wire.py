@@ -170,6 +170,9 @@ class FastConnection(ClientConnection):
     high_water = 4 * 2**20
     """Bytes of messages waiting for the reader past which the socket is not read (a flood waits in
     the kernel, not in our memory)."""
+    write_cap = 2**20
+    """Bytes waiting to be sent past which the venue is taken not to read what we send (pongs to its
+    own pings, say): the connection fails rather than queueing them without end."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -235,11 +238,17 @@ class FastConnection(ClientConnection):
             controls, reader.controls = reader.controls, []
             for frame in controls:
                 super().data_received(frame)
+            if self.transport.get_write_buffer_size() > self.write_cap and self.wire_error is None:
+                self.wire_error = WireError(1008, "the venue does not read what we send (pongs to its pings)")
         broken = self.wire_error
         if broken is not None:
             self.protocol.fail(broken.code, broken.reason[:120])
             self.send_data()
-            self.transport.close()
+            if self.transport.get_write_buffer_size() > self.write_cap:
+                self.transport.abort()  # what waits to be sent will never be read: not waited for
+            else:  # the close frame goes out first; a venue that does not read it is not waited for long
+                self.transport.close()
+                self.loop.call_later(self.close_timeout or 0.0, self._give_up_closing)
         elif self.protocol.state is not OPEN:
             # the venue's close frame was answered; it should now close the socket: at most
             # ``close_timeout`` later it is closed from here (websockets leaves a reader waiting)
