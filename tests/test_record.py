@@ -22,7 +22,7 @@ from tickerterm.core.errors import ConfigError
 from tickerterm.core.events import Event
 from tickerterm.core.ndjson import dumps
 from tickerterm.record.replay import MAX_BATCH, FileReplay, unpack_batch
-from tickerterm.record.sqlite import DEFAULT_MAX_BYTES, Recorder, parse_limits, parse_size
+from tickerterm.record.sqlite import DEFAULT_MAX_BYTES, PACK_BYTES, Recorder, parse_limits, parse_size
 from tickerterm.sim.faults import Faults
 
 CMD = [sys.executable, "-m", "tickerterm"]
@@ -227,6 +227,22 @@ def test_journal_batches_are_compressed_and_replay_as_they_were_written(tmp_path
         rows = db.execute("SELECT arg, length(body) FROM journal WHERE kind = 'batch'").fetchall()
     assert rows and all(json.loads(arg)["codec"] == "zstd" for arg, _ in rows)
     assert sum(size for _, size in rows) * 5 < sum(map(len, frames))  # JSON frames shrink 10x and more
+
+
+def test_large_frames_are_packed_into_batches_a_replay_can_read(tmp_path: Path) -> None:
+    """A batch holds at most 8 MiB of entries (a replay refuses more than 256 MiB inflated)."""
+    path = tmp_path / "big.db"
+    recorder = Recorder(str(path))
+    recorder.start()
+    frames = [json.dumps({"n": n, "pad": "x" * 2**20}).encode() for n in range(40)]  # 40 MiB
+    for n, frame in enumerate(frames):
+        recorder.record("c", "coinbase", 1000.0 + n, "frame", None, frame)
+    recorder.close()
+    assert [e[5] for e in journal_entries(path)] == frames
+    with sqlite3.connect(path) as db:
+        batches = db.execute("SELECT arg, body FROM journal WHERE kind = 'batch'").fetchall()
+    inflated = [len(unpack_batch(arg, body)) for arg, body in batches]
+    assert len(batches) >= 5 and max(inflated) <= PACK_BYTES, inflated
 
 
 def test_a_recording_from_before_compression_still_replays(tmp_path: Path) -> None:

@@ -128,10 +128,20 @@ class Rows:
 
     def add(self, events: list[Event], store: Store | None) -> None:
         """The rows for ``events``, once they are applied to ``store``."""
+        top, snapped, due = self._top, self._snapped, self._due
         for ev in events:
             cls = type(ev)
             if cls is BookUpdate or cls is BookSnapshot:  # the most frequent first
-                if store is not None:
+                key = (ev.venue, ev.product)  # type: ignore[attr-defined]
+                now = ev.recv_ts
+                last = top.get(key)
+                if (
+                    last is not None
+                    and now - last[0] < TOP_EVERY
+                    and now - snapped.get(key, 0.0) < SNAPSHOT_EVERY
+                ):
+                    due[key] = now  # most frames: nothing is due now (``flush`` looks later)
+                elif store is not None:
                     self._book(ev, store)  # type: ignore[arg-type]
             elif cls is Trade:
                 self._trade(ev, store)  # type: ignore[arg-type]
@@ -205,13 +215,11 @@ class Rows:
             self._minute[key] = minute
 
     def _book(self, ev: BookSnapshot | BookUpdate, store: Store) -> None:
+        """A book frame when a top row or a snapshot row may be due (``add`` passes the others over)."""
         key = (ev.venue, ev.product)
         now = ev.recv_ts
         last = self._top.get(key)
         snapped = self._snapped.get(key, 0.0)
-        if last is not None and now - last[0] < TOP_EVERY and now - snapped < SNAPSHOT_EVERY:
-            self._due[key] = now  # most frames: nothing is due now (``flush`` looks later)
-            return
         book = store.books.get(key)
         if book is None:
             return

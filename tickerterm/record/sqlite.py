@@ -308,20 +308,22 @@ zstd takes 0.1 (zlib at level 1 compressed 3.3x slower for a lower ratio: bench/
 def _packed(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """Consecutive journal rows as ``batch`` rows: ``time`` the first entry's, ``arg`` the last entry's
     time, the count and the codec, ``body`` the entries (msgpack ``[conn, venue, time, kind, arg,
-    body]``) compressed."""
-    out = []
-    start, n = 0, len(rows)
-    while start < n:
-        end, size = start, 0
-        while end < n and end - start < PACK and size < PACK_BYTES:
-            body = rows[end][5]
-            size += len(body) if body is not None else 0
-            end += 1
-        chunk = rows[start:end]
-        arg = json.dumps({"until": chunk[-1][2], "n": len(chunk), "codec": "zstd"})
-        out.append(("", "", chunk[0][2], "batch", arg, _compress(_encode(chunk))))
-        start = end
+    body]``) compressed. A batch over ``PACK_BYTES`` is split in halves (down to one entry)."""
+    out: list[tuple[Any, ...]] = []
+    for i in range(0, len(rows), PACK):
+        _pack(rows[i : i + PACK], out)
     return out
+
+
+def _pack(chunk: list[tuple[Any, ...]], out: list[tuple[Any, ...]]) -> None:
+    body = _encode(chunk)
+    if len(body) > PACK_BYTES and len(chunk) > 1:
+        half = len(chunk) // 2
+        _pack(chunk[:half], out)
+        _pack(chunk[half:], out)
+        return
+    arg = json.dumps({"until": chunk[-1][2], "n": len(chunk), "codec": "zstd"})
+    out.append(("", "", chunk[0][2], "batch", arg, _compress(body)))
 
 
 def _as_bytes(row: tuple[Any, ...]) -> tuple[Any, ...]:
