@@ -30,7 +30,7 @@ from websockets.frames import Frame, Opcode
 
 from tickerterm.core.events import BookUpdate, Closed, RetryScheduled
 from tickerterm.stream.feed import Feed
-from tickerterm.stream.wire import FastConnection, FrameReader, WireError
+from tickerterm.stream.wire import MESSAGE_COST, FastConnection, FrameReader, WireError
 from tickerterm.venues.coinbase import CoinbaseAdvancedTrade
 
 from .conftest import fast_policy, take_until
@@ -411,6 +411,41 @@ async def test_a_venue_that_floods_pings_and_reads_no_pong_is_closed_not_queued_
                         await ws.recv_batch()
             assert ws.transport.get_write_buffer_size() <= FastConnection.write_cap + 2**16
     assert ws.wire_error is not None and ws.wire_error.code == 1008
+
+
+async def test_a_flood_of_empty_frames_neither_freezes_the_loop_nor_piles_up() -> None:
+    """Reads of thousands of tiny frames: the event loop gets a turn every few hundred (the screen and
+    keys stay live), and what waits for the session is bounded by count too, not only by bytes."""
+    empty = encode([Frame(Opcode.TEXT, b"")]) * 10_000  # 20 kB, 10,000 frames
+    lags: list[float] = []
+    queued: list[int] = []
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> None:
+        for _ in range(60):  # 600,000 frames
+            writer.write(empty)
+            await writer.drain()
+        await until_closed(reader)
+
+    async def ticking(feed: Feed) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.01)
+            lags.append(loop.time() - before - 0.01)
+            ws = next(iter(feed.connections.values()))._ws
+            if ws is not None:
+                queued.append(ws.queued_messages)
+
+    async with RawVenue(script) as url, feed_for(url) as feed:
+        clock = asyncio.create_task(ticking(feed))
+        await asyncio.sleep(4.0)
+        clock.cancel()
+        health = next(iter(feed.store.health.values()))
+    assert health.malformed > 50_000, health.malformed  # the frames were taken (each one counted)
+    assert max(lags) < 0.25, max(lags)
+    # past the mark the socket is not read: at most one read more (256 KiB of 2-byte frames) waits
+    most = FastConnection.high_water // MESSAGE_COST + 256 * 1024 // 2
+    assert max(queued) <= most, max(queued)
 
 
 async def test_a_masked_frame_from_the_venue_closes_with_1002_said() -> None:

@@ -27,6 +27,8 @@ from websockets.protocol import OPEN
 
 __all__ = ["FastConnection", "FrameReader", "WireError"]
 
+MESSAGE_COST = 64
+"""What a message held costs beyond its bytes (the bytes object and its place in the list)."""
 _TAIL = b"\x00\x00\xff\xff"
 """The end of a compressed message, left out by its sender (RFC 7692 §7.2.2)."""
 
@@ -169,7 +171,8 @@ class FastConnection(ClientConnection):
 
     high_water = 4 * 2**20
     """Bytes of messages waiting for the reader past which the socket is not read (a flood waits in
-    the kernel, not in our memory)."""
+    the kernel, not in our memory). Each message counts ``MESSAGE_COST`` more than its length: a flood
+    of empty frames is bounded too."""
     write_cap = 2**20
     """Bytes waiting to be sent past which the venue is taken not to read what we send (pongs to its
     own pings, say): the connection fails rather than queueing them without end."""
@@ -228,8 +231,7 @@ class FastConnection(ClientConnection):
             messages = []
         if messages:
             self._ready += messages
-            for m in messages:
-                self._ready_bytes += len(m)
+            self._ready_bytes += sum(map(len, messages)) + MESSAGE_COST * len(messages)
             self._wake()
             if self._ready_bytes > self.high_water and not self._reading_paused:
                 self._reading_paused = True
@@ -276,8 +278,13 @@ class FastConnection(ClientConnection):
         return self._reader is not None
 
     @property
+    def queued_messages(self) -> int:
+        """Whole messages waiting for ``recv_batch``."""
+        return len(self._ready)
+
+    @property
     def queued_bytes(self) -> int:
-        """Bytes of whole messages waiting for ``recv_batch``."""
+        """Bytes of whole messages waiting for ``recv_batch``, ``MESSAGE_COST`` more for each."""
         return self._ready_bytes
 
     async def recv_batch(self) -> list[bytes]:

@@ -124,6 +124,10 @@ def take_events(session: Session, store: Store, events: list[Event], now: float)
     return events
 
 
+YIELD_EVERY = 128
+"""Frames of one socket read taken before the event loop gets a turn (keys, the screen, the clock): a
+read holds ~100 frames of a busy market, and a venue's flood of empty frames thousands."""
+
 PRIVATE_FETCH = "listen-key"
 """Fetches whose answers are credentials (a listen key): never recorded."""
 
@@ -514,6 +518,10 @@ class Connection:
                 journal.record(conn, venue, now, "frame", None, raw)
             out = through(session, store, raw, now)
             count += 1
+            if not count % YIELD_EVERY:  # a read of thousands of tiny frames must not freeze the screen
+                await asyncio.sleep(0)
+                if self._end is not None:
+                    break
             exch = session.exch_ts
             if exch is not None:
                 times.append(exch)
