@@ -117,6 +117,15 @@ def test_any_frames_cut_anywhere_come_out_whole_and_in_order(
     assert reader.pending == 0
 
 
+def test_nothing_after_the_venue_s_close_frame_is_data() -> None:
+    close = encode([Frame(Opcode.CLOSE, struct.pack("!H", 1000))])
+    reader = FrameReader(max_size=2**20)
+    wire = encode([Frame(Opcode.TEXT, b"before")]) + close + encode([Frame(Opcode.TEXT, b"after")])
+    assert reader.feed(wire[:-3]) == [b"before"]
+    assert reader.feed(wire[-3:] + encode([Frame(Opcode.TEXT, b"later")])) == []
+    assert reader.controls == [close] and reader.pending == 0
+
+
 def test_a_frame_longer_than_the_limit_is_refused_from_its_header_before_its_payload_comes() -> None:
     reader = FrameReader(max_size=1000)
     with pytest.raises(WireError) as err:

@@ -46,16 +46,29 @@ class FrameReader:
     """Server-to-client frames split out of a byte stream.
 
     ``feed(data)`` returns the whole messages the bytes completed, in order; the control frames they
-    held (ping, pong, close: each whole, header included) wait in ``controls``. ``max_size`` bounds a
+    held (ping, pong, close: each whole, header included) wait in ``controls``. Nothing after a close
+    frame is read. ``max_size`` bounds a
     message (after inflating, for a compressed one). ``inflate``: the connection negotiated
     permessage-deflate, so a message may come compressed (RSV1 on its first frame)."""
 
-    __slots__ = ("_buf", "_inflater", "_parts", "_size", "_zipped", "controls", "inflate", "max_size")
+    __slots__ = (
+        "_buf",
+        "_inflater",
+        "_parts",
+        "_size",
+        "_zipped",
+        "closed",
+        "controls",
+        "inflate",
+        "max_size",
+    )
 
     def __init__(self, max_size: int, inflate: bool = False) -> None:
         self.max_size = max_size
         self.inflate = inflate
         self.controls: list[bytes] = []
+        self.closed = False
+        """A close frame came: what follows it is not read."""
         self._buf = bytearray()
         self._parts: list[bytes] | None = None
         """The fragments of a message in progress (None: none is)."""
@@ -69,6 +82,8 @@ class FrameReader:
         return len(self._buf) + self._size
 
     def feed(self, data: bytes) -> list[bytes]:
+        if self.closed:
+            return []
         buf = self._buf
         if buf:
             buf += data
@@ -110,6 +125,11 @@ class FrameReader:
                 break
             if opcode >= 8:
                 self.controls.append(bytes(view[pos:end]))
+                if opcode == 8:  # the venue's close: nothing after it is data (RFC 6455 §5.5.1)
+                    self.closed = True
+                    buf.clear()
+                    self._parts, self._size = None, 0
+                    return out
             elif (b0 == 0x81 or b0 == 0x82) and self._parts is None:  # a whole plain message
                 out.append(bytes(view[head:end]))
             else:
