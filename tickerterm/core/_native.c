@@ -93,9 +93,21 @@ fast_items(PyObject *obj, const char *what, Py_ssize_t *n, PyObject ***items)
     return seq;
 }
 
-/* Plain decimal text: 1..max_len ASCII digits with at most one point and at least one digit. */
+/* Plain decimal text, read once: where its characters are, and its digits as an integer m (leading
+ * zeros dropped) with the count of digits after the point, exact when there are at most 18 significant
+ * digits (what m holds). */
+typedef struct {
+    const char *s;
+    Py_ssize_t n;
+    unsigned long long m;
+    int fraction;
+    int exact;
+} Dec;
+
+/* Plain decimal text: 1..max_len ASCII digits with at most one point and at least one digit. 1 and *d
+ * filled when it is; 0 when it is not; -1 (TypeError set) for anything but a string. */
 static int
-plain_decimal(PyObject *text, Py_ssize_t max_len, const char **buf, Py_ssize_t *len)
+plain_decimal(PyObject *text, Py_ssize_t max_len, Dec *d)
 {
     if (!PyUnicode_Check(text)) {
         PyErr_Format(PyExc_TypeError, "expected a decimal string, got %.50s", Py_TYPE(text)->tp_name);
@@ -109,14 +121,19 @@ plain_decimal(PyObject *text, Py_ssize_t max_len, const char **buf, Py_ssize_t *
         return 0;
     }
     const char *s = (const char *)PyUnicode_DATA(text);
-    int points = 0, digits = 0;
+    unsigned long long m = 0;
+    int points = 0, digits = 0, significant = 0, fraction = -1;
     for (Py_ssize_t i = 0; i < n; i++) {
         char c = s[i];
         if (c >= '0' && c <= '9') {
             digits++;
+            if (fraction >= 0) fraction++;
+            if (m == 0 && c == '0') continue; /* leading zeros add nothing */
+            if (++significant <= 18) m = m * 10 + (unsigned long long)(c - '0');
         }
         else if (c == '.') {
             points++;
+            fraction = 0;
         }
         else {
             return 0;
@@ -125,8 +142,11 @@ plain_decimal(PyObject *text, Py_ssize_t max_len, const char **buf, Py_ssize_t *
     if (points > 1 || digits == 0) {
         return 0;
     }
-    *buf = s;
-    *len = n;
+    d->s = s;
+    d->n = n;
+    d->m = m;
+    d->fraction = fraction < 0 ? 0 : fraction;
+    d->exact = significant <= 18;
     return 1;
 }
 
@@ -160,43 +180,18 @@ static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1
  * 2**53 and there are f <= 22 digits after the point, m and 10**f are both exact doubles and one IEEE
  * division rounds m / 10**f correctly (Clinger's fast path). Anything else goes to CPython's own
  * correctly rounded conversion, the one float() uses (about 200 ns on long text). */
-/* The digits of plain decimal text as an integer m (leading zeros dropped) and the count of digits after
- * the point; 0 when there are more than 18 significant digits (past what m holds exactly). */
-static int
-digits_of(const char *s, Py_ssize_t n, unsigned long long *m_out, int *fraction_out)
-{
-    unsigned long long m = 0;
-    int fraction = -1, digits = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c == '.') {
-            fraction = 0;
-            continue;
-        }
-        if (fraction >= 0) fraction++;
-        if (m == 0 && c == '0') continue; /* leading zeros add nothing */
-        if (++digits > 18) return 0;
-        m = m * 10 + (unsigned long long)(c - '0');
-    }
-    *m_out = m;
-    *fraction_out = fraction < 0 ? 0 : fraction;
-    return 1;
-}
-
 static PyObject *
-to_float(const char *s, Py_ssize_t n)
+to_float(const Dec *d)
 {
-    unsigned long long m;
-    int fraction;
-    if (digits_of(s, n, &m, &fraction) && m < (1ULL << 53) && fraction <= 22) {
-        return PyFloat_FromDouble((double)m / POW10[fraction]);
+    if (d->exact && d->m < (1ULL << 53) && d->fraction <= 22) {
+        return PyFloat_FromDouble((double)d->m / POW10[d->fraction]);
     }
     char *end = NULL;
-    double v = PyOS_string_to_double(s, &end, NULL);
+    double v = PyOS_string_to_double(d->s, &end, NULL);
     if (v == -1.0 && PyErr_Occurred()) {
         return NULL;
     }
-    if (end != s + n || !isfinite(v)) {
+    if (end != d->s + d->n || !isfinite(v)) {
         PyErr_SetString(PyExc_ValueError, "not a finite number");
         return NULL;
     }
@@ -239,8 +234,7 @@ changes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyObject *item = items[i];
         PyObject *side = NULL, *price = NULL, *size = NULL, *p = NULL, *q = NULL, *change = NULL;
         PyObject *name = NULL;
-        const char *pb, *qb;
-        Py_ssize_t pn, qn;
+        Dec pd, qd;
         int ok;
 
         side = field_get(&side_f, item, side_attr);
@@ -260,16 +254,16 @@ changes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                          Py_TYPE(PyUnicode_Check(price) ? size : price)->tp_name);
             goto fail;
         }
-        ok = plain_decimal(price, max_len, &pb, &pn);
-        if (ok == 1) ok = plain_decimal(size, max_len, &qb, &qn);
+        ok = plain_decimal(price, max_len, &pd);
+        if (ok == 1) ok = plain_decimal(size, max_len, &qd);
         if (ok < 0) goto fail;
         if (ok == 0) {
             not_plain(price, size);
             goto fail;
         }
-        p = to_float(pb, pn);
+        p = to_float(&pd);
         if (p == NULL) goto fail;
-        q = to_float(qb, qn);
+        q = to_float(&qd);
         if (q == NULL) goto fail;
         change = PyTuple_New(5);
         if (change == NULL) goto fail;
@@ -321,8 +315,7 @@ check_amounts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         field_init(&size_f, Py_TYPE(items[0]), size_attr);
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        const char *b;
-        Py_ssize_t len;
+        Dec d;
         int ok = -1;
         PyObject *price = field_get(&price_f, items[i], price_attr);
         PyObject *size = price ? field_get(&size_f, items[i], size_attr) : NULL;
@@ -332,8 +325,8 @@ check_amounts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                              Py_TYPE(PyUnicode_Check(price) ? size : price)->tp_name);
             }
             else {
-                ok = plain_decimal(price, max_len, &b, &len);
-                if (ok == 1) ok = plain_decimal(size, max_len, &b, &len);
+                ok = plain_decimal(price, max_len, &d);
+                if (ok == 1) ok = plain_decimal(size, max_len, &d);
                 if (ok == 0) {
                     not_plain(price, size);
                     ok = -1;
@@ -375,13 +368,12 @@ values(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         field_init(&attr_f, Py_TYPE(items[0]), attr);
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        const char *b;
-        Py_ssize_t len;
+        Dec d;
         PyObject *v = NULL;
         PyObject *text = field_get(&attr_f, items[i], attr);
         if (text != NULL) {
-            int ok = PyUnicode_Check(text) ? plain_decimal(text, 64, &b, &len) : 0;
-            v = ok == 1 ? to_float(b, len) : ok == 0 ? PyNumber_Float(text) : NULL;
+            int ok = PyUnicode_Check(text) ? plain_decimal(text, 64, &d) : 0;
+            v = ok == 1 ? to_float(&d) : ok == 0 ? PyNumber_Float(text) : NULL;
             Py_DECREF(text);
         }
         if (v == NULL) {
@@ -413,18 +405,13 @@ decimal_parts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     unsigned long long hi[65] = {0}, lo[65] = {0};
     char seen[65] = {0}; /* a sum of zeros keeps its places: 0.00 + 0.0 is 0.00 */
     for (Py_ssize_t i = 0; i < n; i++) {
-        const char *s;
-        Py_ssize_t len;
-        if (!PyUnicode_Check(items[i]) || plain_decimal(items[i], 64, &s, &len) != 1) {
+        Dec d;
+        if (!PyUnicode_Check(items[i]) || plain_decimal(items[i], 64, &d) != 1 || !d.exact) {
             Py_DECREF(seq);
-            Py_RETURN_NONE;
+            Py_RETURN_NONE; /* more than 18 significant digits: the caller sums Decimals */
         }
-        unsigned long long m;
-        int fraction;
-        if (!digits_of(s, len, &m, &fraction)) {
-            Py_DECREF(seq);
-            Py_RETURN_NONE;
-        }
+        unsigned long long m = d.m;
+        int fraction = d.fraction;
         lo[fraction] += m; /* each m < 2**60: no list is long enough to overflow 128 bits */
         if (lo[fraction] < m) hi[fraction]++;
         seen[fraction] = 1;
