@@ -26,7 +26,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
         ["bench_latency.py", "--samples", "3", "--every", "0.05"],
         ["bench_relay.py", "--seconds", "0.5", "--viewers", "1", "--warmup", "0.5"],
         ["bench_transport.py", "--rounds", "1", "--seconds", "0.3", "--warmup", "0.3", "--blast", "300"],
-        ["bench_record.py", "--seconds", "0.5", "--runs", "1"],
+        ["bench_record.py", "--seconds", "0.5", "--runs", "1", "--blast", "300"],
     ],
 )
 def test_benchmark_runs(args: list[str], tmp_path: Path) -> None:
