@@ -451,7 +451,7 @@ async def test_a_flood_of_empty_frames_neither_freezes_the_loop_nor_piles_up() -
         clock.cancel()
         health = next(iter(feed.store.health.values()))
     assert health.malformed > 50_000, health.malformed  # the frames were taken (each one counted)
-    assert max(lags) < 0.25, max(lags)
+    assert max(lags) < 0.5, max(lags)  # 1.4 s a read when the loop got no turn
     # past the mark the socket is not read: at most one read more (256 KiB of 2-byte frames) waits
     most = FastConnection.high_water // MESSAGE_COST + 256 * 1024 // 2
     assert max(queued) <= most, max(queued)
