@@ -28,7 +28,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.frames import Frame, Opcode
 
-from tickerterm.core.events import BookUpdate, Closed, RetryScheduled
+from tickerterm.core.events import BookUpdate, Closed, Event, RetryScheduled
 from tickerterm.stream.feed import Feed
 from tickerterm.stream.wire import MESSAGE_COST, FastConnection, FrameReader, WireError
 from tickerterm.venues.coinbase import CoinbaseAdvancedTrade
@@ -598,3 +598,29 @@ def _l2(seq: int, kind: str, updates: list[tuple[str, str, str]]) -> str:
             ],
         }
     )  # fmt: skip
+
+
+async def test_a_read_stopped_at_a_turn_hands_on_every_frame_it_took() -> None:
+    """The worker gives the event loop a turn every ``YIELD_EVERY`` frames of a read; a connection that
+    ends during that turn stops there, with every frame taken so far counted and its events handed on."""
+    from tests.hostile.fake import VENUES
+    from tickerterm.core.events import Trade
+    from tickerterm.core.store import Store
+    from tickerterm.stream import worker
+
+    handed: list[Event] = []
+    conn = worker.Connection(
+        CoinbaseAdvancedTrade(), "market", Store(), products=["BTC-USD"], sink=handed.extend
+    )
+    conn.subs.add("market_trades", ["BTC-USD"])
+    session = conn.start_session()
+    raws = [json.dumps(VENUES["coinbase"].trade(n)).encode() for n in range(3 * worker.YIELD_EVERY)]
+
+    def end() -> None:
+        conn._end = worker._End(None, "stopped in the turn")
+
+    asyncio.get_running_loop().call_soon(end)  # runs at the read's first turn
+    await conn._read(session, raws)
+    trades = [e for e in handed if isinstance(e, Trade)]
+    assert len(trades) == worker.YIELD_EVERY  # the frame before the turn included
+    assert conn.store.health[conn.conn_id].messages == worker.YIELD_EVERY

@@ -509,7 +509,7 @@ class Connection:
         counts frames is done once for the read. Stops at a close the session asked for."""
         self._last_rx = time.monotonic()
         now = self.clock()
-        store, journal, sink = self.store, self.journal, self.sink
+        store, journal, hand_on = self.store, self.journal, self._hand_on
         conn, venue = self.conn_id, self.adapter.name
         times: list[float] = []
         count = 0
@@ -518,21 +518,21 @@ class Connection:
                 journal.record(conn, venue, now, "frame", None, raw)
             out = through(session, store, raw, now)
             count += 1
-            if not count % YIELD_EVERY:  # a read of thousands of tiny frames must not freeze the screen
-                await asyncio.sleep(0)
-                if self._end is not None:
-                    break
             exch = session.exch_ts
             if exch is not None:
                 times.append(exch)
             elif session.replayed_at is not None:
                 store.replay_progress(session.replayed_at)
-            if out and sink is not None:
-                result = sink(out)
+            if out:
+                result = hand_on(out)
                 if result is not None:
                     await result
             if session.has_actions:
                 await self._perform(session)
+                if self._end is not None:
+                    break
+            if not count % YIELD_EVERY:  # a read of thousands of tiny frames must not freeze the screen
+                await asyncio.sleep(0)
                 if self._end is not None:
                     break
         store.note_frames(conn, venue, now, count, times)
@@ -662,10 +662,13 @@ class Connection:
                 self.store.apply(scrub(ev))
                 if self.journal is not None:
                     self._journal("event", record(ev), now=ev.recv_ts)
-        if self.sink is not None and events:
-            result = self.sink(events)
-            if result is not None:
-                await result
+        result = self._hand_on(events)
+        if result is not None:
+            await result
+
+    def _hand_on(self, events: list[Event]) -> Awaitable[None] | None:
+        """``events`` to the sink; what an async sink returns, to be awaited (None otherwise)."""
+        return self.sink(events) if self.sink is not None and events else None
 
 
 def _closed(exc: ConnectionClosed, ws: FastConnection, session: Session) -> _End:
