@@ -28,6 +28,11 @@ API = 7
 
 _INF = float("inf")
 
+OVERFLOW = 1
+"""``apply_levels``: a new level was not kept (its side held ``cap`` levels)."""
+REACHED = 2
+"""``apply_levels``: a level was set at or through the other side's best price (the book may cross)."""
+
 
 def level_changes_py(
     items: Sequence[Any],
@@ -119,11 +124,7 @@ def apply_levels_py(
                 else:
                     best = best_key_py(bid_heap, bids, bid_held, True)
                 reach = best is not None and (key >= best if side == "bid" else key <= best)
-    return overflow | (reach << 1)
-
-
-OVERFLOW = 1
-REACHED = 2
+    return (OVERFLOW if overflow else 0) | (REACHED if reach else 0)
 
 
 def values_py(items: Sequence[Any], attr: str) -> list[float]:
