@@ -34,6 +34,7 @@ from tickerterm.stream.wire import MESSAGE_COST, FastConnection, FrameReader, Wi
 from tickerterm.venues.coinbase import CoinbaseAdvancedTrade
 
 from .conftest import fast_policy, take_until
+from .test_worker import l2
 
 # --- the reader alone ---------------------------------------------------------------------------
 
@@ -565,9 +566,9 @@ async def test_a_tls_venue_streams_through_the_same_reader(
     async def venue(ws: ServerConnection) -> None:
         async for raw in ws:
             if json.loads(raw).get("channel") == "level2":
-                await ws.send(_l2(0, "snapshot", levels))
+                await ws.send(l2(0, "snapshot", levels))
                 for n, move in enumerate(moves):
-                    await ws.send(_l2(n + 1, "update", [move]))
+                    await ws.send(l2(n + 1, "update", [move]))
         await ws.wait_closed()
 
     async with serve(venue, "127.0.0.1", 0, ssl=context) as server:
@@ -580,24 +581,6 @@ async def test_a_tls_venue_streams_through_the_same_reader(
             assert book.state == "ok"
             assert book.best_bid == ("100.25", "3") and book.best_ask == ("101.5", "0.5")
             assert len(book.bids) == 30 and len(book.asks) == 30
-
-
-def _l2(seq: int, kind: str, updates: list[tuple[str, str, str]]) -> str:
-    ts = "2024-05-01T12:00:00Z"
-    return json.dumps(
-        {
-            "channel": "l2_data", "client_id": "", "timestamp": ts, "sequence_num": seq,
-            "events": [
-                {
-                    "type": kind, "product_id": "BTC-USD",
-                    "updates": [
-                        {"side": s, "event_time": ts, "price_level": p, "new_quantity": q}
-                        for s, p, q in updates
-                    ],
-                }
-            ],
-        }
-    )  # fmt: skip
 
 
 async def test_a_read_stopped_at_a_turn_hands_on_every_frame_it_took() -> None:
