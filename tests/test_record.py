@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sqlite3
 import subprocess
 import sys
@@ -37,7 +38,12 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
 SKIP = ('"type":"recording"', '"type":"replay"')
 
 
-async def record_live(venue: str, path: Path, seconds: float = 2.5) -> list[str]:
+async def record_live(
+    venue: str, path: Path, seconds: float = 2.5, ends: dict[str, Any] | None = None
+) -> list[str]:
+    """``venue``'s simulator with faults, recorded to ``path`` for ``seconds``: the NDJSON lines the live
+    sink printed (``ends``: filled with each book's top and state as the feed stopped)."""
+    ends = {} if ends is None else ends
     products, channels = CASES[venue]
     lines: list[str] = []
     feed_ref: list[Any] = []
@@ -63,6 +69,13 @@ async def record_live(venue: str, path: Path, seconds: float = 2.5) -> list[str]
     ) as feed:
         feed_ref.append(feed)
         await asyncio.sleep(seconds)
+    ends.update(
+        {
+            p: (b.best_bid, b.best_ask, b.state)
+            for (v, p), b in feed_ref[0].store.books.items()
+            if b.state != "empty"
+        }
+    )
     return lines
 
 
@@ -89,7 +102,8 @@ def kept(lines: list[str]) -> list[str]:
 @pytest.mark.parametrize("venue", list(CASES))
 async def test_a_replay_prints_what_the_live_run_printed(venue: str, tmp_path: Path) -> None:
     path = tmp_path / f"{venue}.db"
-    live = kept(await record_live(venue, path))
+    ends: dict[str, Any] = {}
+    live = kept(await record_live(venue, path, ends=ends))
     replayed = kept(await replay_all(path))
     types = [json.loads(line)["type"] for line in live]
     assert "closed" in types and "retry" in types, types  # the fault happened, live
@@ -108,6 +122,15 @@ async def test_a_replay_prints_what_the_live_run_printed(venue: str, tmp_path: P
         assert closes >= 1
         tops = db.execute("SELECT count(*) FROM top_of_book").fetchone()[0]
         assert tops > 0
+        # each book's last top row is the top it had when the recording ended (the last look)
+        assert ends
+        for product, (bid, ask, state) in ends.items():
+            last = db.execute(
+                "SELECT bid, bid_size, ask, ask_size, state FROM top_of_book WHERE product = ? "
+                "ORDER BY time DESC, rowid DESC LIMIT 1",
+                (product,),
+            ).fetchone()
+            assert last == (*(bid or (None, None)), *(ask or (None, None)), state), product
 
 
 def test_replay_from_a_minute_before_the_last_close(tmp_path: Path) -> None:
@@ -421,8 +444,9 @@ async def test_before_the_gap_plays_again_from_a_minute_before_the_last_close(tm
 
 
 def test_a_book_that_changes_then_goes_quiet_gets_its_last_top_written() -> None:
-    """Top-of-book rows are at most one per ``TOP_EVERY``; a change inside the window followed by
-    silence is written by the feed's periodic ``flush``, with the time of the frame that made it."""
+    """Top-of-book rows come from looking at the books (``flush``, every ``FLUSH_EVERY`` s), at most
+    one per ``TOP_EVERY``: a change inside the window followed by silence is written at the next look
+    after it, with the time of the frame that made it; book frames themselves make no rows."""
     from tickerterm.core.events import BookSnapshot, BookUpdate, change
     from tickerterm.core.store import Store
     from tickerterm.record.rows import TOP_EVERY, Rows
@@ -435,32 +459,37 @@ def test_a_book_that_changes_then_goes_quiet_gets_its_last_top_written() -> None
         store.apply(ev)
         builder.add([ev], store)
 
+    def tops() -> list[tuple[Any, ...]]:
+        return [(t[2], *t[3:7]) for table, t in rows if table == "top_of_book"]
+
     apply(BookSnapshot("coinbase", 100.0, "BTC-USD", None, [("10", "1")], [("11", "2")]))
+    assert tops() == []  # the frame makes none
+    builder.flush(store, 100.01)
+    assert tops() == [(100.0, "10", "1", "11", "2")]
     apply(BookUpdate("coinbase", 100.05, "BTC-USD", None, [change("bid", "10.5", "3")]))
-    tops = [row for table, row in rows if table == "top_of_book"]
-    assert [t[3:7] for t in tops] == [("10", "1", "11", "2")]  # inside the window: not yet
-    builder.flush(store, 100.0 + TOP_EVERY / 2)
-    assert len([1 for table, _ in rows if table == "top_of_book"]) == 1  # still inside it
+    builder.flush(store, 100.01 + TOP_EVERY / 2)
+    assert len(tops()) == 1  # inside the window: not yet
     builder.flush(store, 101.0)
-    tops = [row for table, row in rows if table == "top_of_book"]
-    assert [(t[2], *t[3:7]) for t in tops] == [
-        (100.0, "10", "1", "11", "2"),
-        (100.05, "10.5", "3", "11", "2"),
-    ]
-    builder.flush(store, 102.0)  # written once
-    assert len([1 for table, _ in rows if table == "top_of_book"]) == 2
+    assert tops() == [(100.0, "10", "1", "11", "2"), (100.05, "10.5", "3", "11", "2")]
+    builder.flush(store, 101.05)  # written once
+    assert len(tops()) == 2
+    apply(BookUpdate("coinbase", 101.1, "BTC-USD", None, [change("ask", "10.9", "1")]))
+    builder.flush(store, 101.15)
+    assert len(tops()) == 2  # the top was read at 101.0: less than a window ago
+    builder.flush(store, math.inf)  # the recording ends: every change is due
+    assert tops()[-1] == (101.1, "10.5", "3", "10.9", "1")
 
 
 def test_a_top_that_stands_still_is_looked_at_once_per_window_and_its_change_is_written(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Frames deep in a book leave its top alone: the rows builder reads the top once per ``TOP_EVERY``
-    (it had read it on every frame once the first window passed), and the change that comes later is
-    written at the next look, with that frame's time and the top as it then stands."""
+    """Frames deep in a book leave its top alone: the rows builder reads no top on a frame and a top
+    once per ``TOP_EVERY`` at most, writes no row while it stands, and writes the change that comes
+    later at the next look, with that frame's time and the top as it then stands."""
     from tickerterm.core import native
     from tickerterm.core.events import BookSnapshot, BookUpdate, change
     from tickerterm.core.store import Store
-    from tickerterm.record.rows import TOP_EVERY, Rows
+    from tickerterm.record.rows import Rows
 
     rows: list[tuple[str, tuple[Any, ...]]] = []
     builder = Rows(lambda table, row: rows.append((table, row)))
@@ -478,30 +507,78 @@ def test_a_top_that_stands_still_is_looked_at_once_per_window_and_its_change_is_
         builder.add([ev], store)
 
     apply(BookSnapshot("coinbase", 100.0, "BTC-USD", None, [("10", "1"), ("5", "1")], [("11", "2")]))
+    builder.flush(store, 100.0)
     monkeypatch.setattr(native, "best_key", counted)
-    frames = 200
-    for i in range(frames):  # 2 s of frames 10 ms apart, all at a level far from the top
+    for i in range(200):  # 2 s of frames 10 ms apart, all at a level far from the top
         apply(BookUpdate("coinbase", 100.01 + i * 0.01, "BTC-USD", None, [change("bid", "5", str(i + 2))]))
-    assert looks <= 2 * (2.0 / TOP_EVERY + 1)  # two sides a look, a look a window: not one a frame
+    assert looks == 0  # no frame looks at the top
+    for i in range(20):  # the feed's looks, a tenth of a second apart
+        builder.flush(store, 100.1 + i * 0.1)
+    assert looks <= 2 * 11  # two sides a look, a look a window
     assert len([1 for table, _ in rows if table == "top_of_book"]) == 1
     apply(BookUpdate("coinbase", 102.02, "BTC-USD", None, [change("bid", "10.5", "3")]))
-    apply(BookUpdate("coinbase", 102.5, "BTC-USD", None, [change("bid", "5", "9")]))
+    apply(BookUpdate("coinbase", 102.05, "BTC-USD", None, [change("bid", "5", "9")]))
+    builder.flush(store, 102.1)
     tops = [row for table, row in rows if table == "top_of_book"]
-    assert [(t[2], *t[3:7]) for t in tops][-1][1:] == ("10.5", "3", "11", "2")
-    assert 102.02 <= tops[-1][2] <= 102.5
+    assert [(t[2], *t[3:7]) for t in tops][-1] == (102.05, "10.5", "3", "11", "2")
+
+
+def test_the_rows_builder_writes_the_books_of_its_venue_only() -> None:
+    """A store may hold several venues' books (one store, several feeds): each feed's recording writes
+    the rows of its own venue's books."""
+    from tickerterm.core.events import BookSnapshot
+    from tickerterm.core.store import Store
+    from tickerterm.record.rows import Rows
+
+    rows: list[tuple[str, tuple[Any, ...]]] = []
+    builder = Rows(lambda table, row: rows.append((table, row)))
+    store = Store()
+    store.apply(BookSnapshot("coinbase", 100.0, "BTC-USD", None, [("10", "1")], [("11", "2")]))
+    store.apply(BookSnapshot("bitzoom", 100.0, "BTCUSDT", None, [("20", "1")], [("21", "2")]))
+    builder.flush(store, 100.5, "bitzoom")
+    assert {(t[0], t[1]) for table, t in rows if table == "top_of_book"} == {("bitzoom", "BTCUSDT")}
+    assert {(t[0], t[1]) for table, t in rows if table == "book_snapshots"} == {("bitzoom", "BTCUSDT")}
 
 
 async def test_the_feed_flushes_the_recorders_waiting_rows(tmp_path: Path) -> None:
-    """The feed calls ``flush`` on its recorder while recording (the quiet book's last top lands)."""
+    """The feed calls ``flush`` on its recorder while recording (the books' top rows come from it), and
+    once more as it stops."""
     calls: list[float] = []
     async with open_feed(
         "coinbase", ["BTC-USD"], ["ticker"], sim=True, record=str(tmp_path / "r.db")
     ) as feed:
         assert feed.recorder is not None
         real = feed.recorder.flush
-        feed.recorder.flush = lambda store, now: (calls.append(now), real(store, now))  # type: ignore[method-assign]
+        feed.recorder.flush = lambda store, now, venue: (calls.append(now), real(store, now, venue))  # type: ignore[method-assign]
         await asyncio.sleep(1.2)
-    assert len(calls) >= 2
+    assert len(calls) >= 6  # a look every FLUSH_EVERY
+    assert calls[-1] == math.inf  # and the last one as the feed stopped, every change due
+
+
+async def test_a_failing_look_at_the_books_does_not_end_the_recordings_reports(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A rows builder that raises (a bug) is logged once; the recording's status events go on."""
+    seen: list[Any] = []
+
+    def sink(events: list[Event]) -> None:
+        seen.extend(ev for ev in events if type(ev).__name__ == "Recording")
+
+    async with open_feed(
+        "coinbase", ["BTC-USD"], ["ticker"], sim=True, record=str(tmp_path / "r.db"), sink=sink
+    ) as feed:
+        assert feed.recorder is not None
+
+        def broken(store: Any, now: float, venue: Any) -> None:
+            raise RuntimeError("boom")
+
+        feed.recorder.flush = broken  # type: ignore[method-assign]
+        await asyncio.sleep(0.5)
+        before = len(seen)
+        feed.recorder.lost += 1  # a change of counts the next report must say
+        await asyncio.sleep(0.5)
+        assert len(seen) > before
+    assert [r.message for r in caplog.records].count("recording the books' rows failed") == 1
 
 
 async def test_the_library_stream_records_what_it_yields(tmp_path: Path) -> None:

@@ -48,6 +48,7 @@ class OrderBook:
         "overflow",
         "product",
         "reason",
+        "recv_ts",
         "state",
         "suspect",
         "updates",
@@ -76,6 +77,8 @@ class OrderBook:
         self.version = 0
         self.updates = 0
         self.exch_ts: float | None = None
+        self.recv_ts = 0.0
+        """When the last frame that changed it was received (the store sets it with ``exch_ts``)."""
 
     # --- writing ---------------------------------------------------------------------------
 

@@ -298,6 +298,7 @@ class Store:
         book = self.book(ev.venue, ev.product)
         book.apply_snapshot(ev.bids, ev.asks)
         book.exch_ts = ev.exch_ts
+        book.recv_ts = ev.recv_ts
         self.books_version += 1
 
     def _book_update(self, ev: BookUpdate) -> None:
@@ -307,6 +308,7 @@ class Store:
             return
         book.apply_changes(ev.changes)
         book.exch_ts = ev.exch_ts
+        book.recv_ts = ev.recv_ts
         self.books_version += 1
 
     def _ticker(self, ev: Ticker) -> None:
@@ -438,6 +440,7 @@ class Store:
                 book = self.book(ev.venue, ev.product)
                 if book.state != "unsafe" or book.reason != ev.reason:
                     book.mark_unsafe(ev.reason)
+                    book.recv_ts = now
                 self.books_version += 1
             case BookResynced():
                 self.books_version += 1
@@ -456,7 +459,9 @@ class Store:
             case BookDropped():
                 self.drop_book(ev.venue, ev.product)
             case BookResyncing():
-                self.book(ev.venue, ev.product).mark_resyncing()
+                book = self.book(ev.venue, ev.product)
+                book.mark_resyncing()
+                book.recv_ts = now
                 h.resyncs += 1
                 self.books_version += 1
         self.health_version += 1

@@ -176,8 +176,8 @@ class PgRecorder:
     def events(self, events: list[Event], store: Store | None) -> None:
         self._rows.add(events, store)
 
-    def flush(self, store: Store | None, now: float) -> None:
-        self._rows.flush(store, now)
+    def flush(self, store: Store | None, now: float, venue: str | None = None) -> None:
+        self._rows.flush(store, now, venue)
 
     def _put(self, table: str, row: tuple[Any, ...]) -> None:
         if self._closing and self._task is None:

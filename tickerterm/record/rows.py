@@ -111,39 +111,31 @@ Put = Callable[[str, tuple[Any, ...]], None]
 
 class Rows:
     """Turns applied events into rows: trades, tickers, candles (the venue's, and one-minute bars built
-    from trades when they close), top of book (when it changes, at most every ``TOP_EVERY`` s), book
-    snapshots (every ``SNAPSHOT_EVERY`` s), health events.
+    from trades when they close), health events; and, from the books as ``flush`` finds them, top of
+    book (when it changed, at most every ``TOP_EVERY`` s) and book snapshots (every ``SNAPSHOT_EVERY``
+    s).
 
-    A book that changed inside the ``TOP_EVERY`` window and then went quiet still gets its last top
-    written: ``flush`` (called by the feed every half second) writes it with the time of the frame that
-    made it."""
+    Book frames are most frames, and a row is due for few of them: ``add`` passes them over, and
+    ``flush`` (the feed calls it every ``TOP_EVERY`` s) looks at the books whose version moved since
+    its last look. A row's time is that of the last frame that changed the book (``OrderBook.recv_ts``),
+    so a book that changed and then went quiet gets its last top written with the time it was made."""
 
     def __init__(self, put: Put) -> None:
         self._put = put
         self._top: dict[tuple[str, str], tuple[float, Any, Any, str]] = {}
-        self._due: dict[tuple[str, str], float] = {}
-        """Books touched inside their top-of-book window: the last frame's time."""
+        """Per book: when its top was last looked at (the flush's time), and the top it had then."""
+        self._seen: dict[tuple[str, str], int] = {}
+        """Per book: its version at the last look."""
         self._snapped: dict[tuple[str, str], float] = {}
         self._minute: dict[tuple[str, str], int] = {}
 
     def add(self, events: list[Event], store: Store | None) -> None:
-        """The rows for ``events``, once they are applied to ``store``."""
-        top, snapped, due = self._top, self._snapped, self._due
+        """The rows for ``events``, once they are applied to ``store`` (book rows come from ``flush``)."""
         for ev in events:
             cls = type(ev)
-            if cls is BookUpdate or cls is BookSnapshot:  # the most frequent first
-                key = (ev.venue, ev.product)  # type: ignore[attr-defined]
-                now = ev.recv_ts
-                last = top.get(key)
-                if (
-                    last is not None
-                    and now - last[0] < TOP_EVERY
-                    and now - snapped.get(key, 0.0) < SNAPSHOT_EVERY
-                ):
-                    due[key] = now  # most frames: nothing is due now (``flush`` looks later)
-                elif store is not None:
-                    self._book(ev, store)  # type: ignore[arg-type]
-            elif cls is Trade:
+            if cls is BookUpdate or cls is BookSnapshot:  # the most frequent first: ``flush`` does them
+                continue
+            if cls is Trade:
                 self._trade(ev, store)  # type: ignore[arg-type]
             elif cls is Ticker:
                 t: Ticker = ev  # type: ignore[assignment]
@@ -162,28 +154,42 @@ class Rows:
                 product = getattr(ev, "product", None)
                 self._put("health", (ev.venue, ev.conn, ev.recv_ts, cls.type, product, json.dumps(detail)))
 
-    def flush(self, store: Store | None, now: float) -> None:
-        """The last top of books that changed inside their window and have been quiet since."""
-        if not self._due or store is None:
+    def flush(self, store: Store | None, now: float, venue: str | None = None) -> None:
+        """The rows due for the books of ``store`` (of ``venue`` only, when given) at ``now``: a top that
+        changed since the last row, when ``TOP_EVERY`` has passed since the last look; a snapshot of a
+        good book every ``SNAPSHOT_EVERY``. ``now`` infinite: the last look (the recording ends), every
+        change due."""
+        if store is None:
             return
-        for key, at in list(self._due.items()):
-            last = self._top.get(key)
-            if last is not None and now - last[0] < TOP_EVERY:
+        seen, top = self._seen, self._top
+        for key, book in list(store.books.items()):
+            if venue is not None and key[0] != venue:
                 continue
-            del self._due[key]
-            book = store.books.get(key)
-            if book is not None:
-                self._top_row(key, book, at, last)
+            version = book.version
+            if seen.get(key) == version:
+                continue  # nothing changed since the last look
+            last = top.get(key)
+            if last is not None and now - last[0] < TOP_EVERY:
+                continue  # looked at lately: the next flush after the window
+            seen[key] = version
+            self._top_row(key, book, now, last)
+            if book.state == "ok" and book.recv_ts - self._snapped.get(key, 0.0) >= SNAPSHOT_EVERY:
+                self._snapped[key] = book.recv_ts
+                bids, asks = book.top(SNAPSHOT_LEVELS)
+                self._put(
+                    "book_snapshots",
+                    (key[0], key[1], book.recv_ts, book.state, json.dumps(bids), json.dumps(asks)),
+                )
 
     def _top_row(self, key: tuple[str, str], book: OrderBook, now: float, last: Any) -> None:
-        """A row when the top changed since the last look; the look's time is kept either way, so a book
-        whose top stands still is looked at once per ``TOP_EVERY``, not on every frame."""
+        """A row when the top changed since the last look (with the time of the frame that made it); the
+        look's time is kept either way, so a book is looked at once per ``TOP_EVERY`` at most."""
         bid, ask, state = book.best_bid, book.best_ask, book.state
         self._top[key] = (now, bid, ask, state)
         if last is None or (bid, ask, state) != last[1:]:
             b = bid or (None, None)
             a = ask or (None, None)
-            self._put("top_of_book", (key[0], key[1], now, b[0], b[1], a[0], a[1], state))
+            self._put("top_of_book", (key[0], key[1], book.recv_ts, b[0], b[1], a[0], a[1], state))
 
     def _trade(self, t: Trade, store: Store | None) -> None:
         when = t.exch_ts if t.exch_ts is not None else t.recv_ts
@@ -213,25 +219,3 @@ class Rows:
                 self._put("candles", (*row, "trades"))
         if last is None or minute > last:
             self._minute[key] = minute
-
-    def _book(self, ev: BookSnapshot | BookUpdate, store: Store) -> None:
-        """A book frame when a top row or a snapshot row may be due (``add`` passes the others over)."""
-        key = (ev.venue, ev.product)
-        now = ev.recv_ts
-        last = self._top.get(key)
-        snapped = self._snapped.get(key, 0.0)
-        book = store.books.get(key)
-        if book is None:
-            return
-        state = book.state
-        if last is None or now - last[0] >= TOP_EVERY:
-            self._due.pop(key, None)
-            self._top_row(key, book, now, last)
-        else:
-            self._due[key] = now
-        if now - snapped >= SNAPSHOT_EVERY and state == "ok":
-            self._snapped[key] = now
-            bids, asks = book.top(SNAPSHOT_LEVELS)
-            self._put(
-                "book_snapshots", (ev.venue, ev.product, now, state, json.dumps(bids), json.dumps(asks))
-            )

@@ -142,8 +142,7 @@ class Recorder:
         rows = Rows(self._put)
         self.events: Callable[[list[Event], Store | None], None] = rows.add
         """The normalized rows for ``events``, once they are applied to ``store``."""
-        self.flush: Callable[[Store | None, float], None] = rows.flush
-        """Rows that wait for time to pass (``Rows.flush``)."""
+        self._rows = rows
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
 
@@ -216,6 +215,10 @@ class Recorder:
             self.lost += 1
         else:
             self._frames.append((conn, venue, now, kind, arg, body))
+
+    def flush(self, store: Store | None, now: float, venue: str | None = None) -> None:
+        """The rows that come from looking at the books (``Rows.flush``)."""
+        self._rows.flush(store, now, venue)
 
     def _put(self, table: str, row: tuple[Any, ...]) -> None:
         if self.state != "on":

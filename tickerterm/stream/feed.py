@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections import deque
@@ -35,6 +36,9 @@ STOP_TIMEOUT = 2.0
 RECORDING_EVERY = 5.0
 """Seconds between two ``recording`` events for its size and counts (a change of state, a loss or an
 error is said at once)."""
+FLUSH_EVERY = 0.1
+"""Seconds between two looks of the recorder at the store (its top-of-book rows are at most five a
+second per book: a look every tenth of a second keeps them to their window, not to the look's)."""
 
 
 log = logging.getLogger(__name__)
@@ -45,8 +49,9 @@ class Recorder(Journal, Protocol):
 
     def events(self, events: list[Event], store: Store | None) -> None: ...
 
-    def flush(self, store: Store | None, now: float) -> None:
-        """Rows that wait for time to pass (a quiet book's last top of book); called every half second."""
+    def flush(self, store: Store | None, now: float, venue: str | None = None) -> None:
+        """Rows that come from looking at the store rather than at events (the books' tops and
+        snapshots), for ``venue``'s books; called every ``FLUSH_EVERY`` s."""
 
     def status(self, now: float) -> Recording: ...
 
@@ -123,6 +128,8 @@ class Feed:
         self._user_sink = sink
         self.recorder = recorder
         """Keeps every session's journal and the applied events (``--record``), when set."""
+        self._look_failed = False
+        """The recorder's look at the books failed once (logged; not again)."""
         self._recording_task: asyncio.Task[None] | None = None
         self.alerts = alerts
         """Alert rules checked after each frame and twice a second (``tickerterm.core.alerts``)."""
@@ -279,15 +286,16 @@ class Feed:
                 self._run_alert_command(made)
 
     async def _report_recording(self) -> None:
-        """A ``recording`` event when the recording's state or counts changed (its size at most every
-        few seconds), applied to the store (the header shows it) and handed on like any event."""
+        """The recorder's rows from the store (``flush``), every ``FLUSH_EVERY`` s; a ``recording`` event
+        when the recording's state or counts changed (its size at most every few seconds), applied to
+        the store (the header shows it) and handed on like any event."""
         recorder = self.recorder
         assert recorder is not None
         said: tuple[Any, ...] | None = None
         said_at = 0.0
         while True:
             now = self.clock()
-            recorder.flush(self.store, now)
+            self._look(recorder, now)
             status = recorder.status(now)
             status.venue = self.adapter.name
             trouble = (status.state, status.lost, status.error, status.retries)  # said at once
@@ -295,7 +303,17 @@ class Feed:
             if said is None or trouble != said[0] or (counts != said[1] and now - said_at >= RECORDING_EVERY):
                 said, said_at = (trouble, counts), now
                 await self._hand_on([status])
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(FLUSH_EVERY)
+
+    def _look(self, recorder: Recorder, now: float) -> None:
+        """The recorder's rows from this feed's books (``Recorder.flush``); a failure (a bug) is logged
+        once and never ends the recording or the feed."""
+        try:
+            recorder.flush(self.store, now, self.adapter.name)
+        except Exception:
+            if not self._look_failed:
+                log.exception("recording the books' rows failed")
+            self._look_failed = True
 
     async def start_recording(self, recorder: Recorder) -> None:
         """Record from now on (a started recorder): every connection reconnects at once, so the recording
@@ -322,6 +340,7 @@ class Feed:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._recording_task
             self._recording_task = None
+        self._look(recorder, math.inf)  # the books' last changes: all due
         await recorder.aclose()
         status = recorder.status(self.clock())
         status.venue = self.adapter.name
@@ -395,6 +414,7 @@ class Feed:
                 await self.alert_command.aclose()
         recorder = self.recorder
         if recorder is not None:
+            self._look(recorder, math.inf)  # the books' last changes: all due
             await recorder.aclose()  # what is queued is written before it returns
             status = recorder.status(self.clock())
             status.venue = self.adapter.name
