@@ -198,8 +198,11 @@ def test_the_recording_keeps_no_key_and_stops_at_its_limit(tmp_path: Path) -> No
     recorder.start()
     frame = json.dumps({"type": "error", "message": "bad key SeCrEt-KEY-123"}).encode()
     for i in range(100_000):
-        body = frame + b" " * 200  # websockets hands text frames as str: both kinds are scrubbed
-        recorder.record("c", "coinbase", float(i), "frame", None, body if i % 2 else body.decode())
+        body = frame + b" " * 200  # a frame journaled alone (str or bytes) or with its read: all scrubbed
+        if i % 3 == 2:
+            recorder.frames("c", "coinbase", float(i), [body])
+        else:
+            recorder.record("c", "coinbase", float(i), "frame", None, body if i % 3 else body.decode())
         if i % 500 == 0:
             time.sleep(0.01)  # let the writer catch up: this test is about the limit, not the queue
         if recorder.state == "full":
@@ -316,6 +319,15 @@ def test_a_writer_that_falls_behind_counts_what_it_lost(tmp_path: Path) -> None:
     for i in range(50):
         recorder.record("c", "coinbase", float(i), "timer")
     assert recorder.lost == 40 and recorder.status(0.0).behind == 10
+    # a socket read's frames are one item for the writer, and count as the rows they are
+    recorder = Recorder(str(tmp_path / "slow2.db"), queue_rows=10)
+    recorder.record("c", "coinbase", 0.0, "timer")
+    recorder.frames("c", "coinbase", 1.0, [b"1", b"2", b"3", b"4"])
+    assert recorder.lost == 0 and recorder.status(0.0).behind == 5
+    recorder.frames("c", "coinbase", 2.0, [b"5"] * 6)  # no room for all six: none is half kept
+    assert recorder.lost == 6 and recorder.status(0.0).behind == 5
+    recorder.frames("c", "coinbase", 3.0, [b"6"] * 5)
+    assert recorder.lost == 6 and recorder.status(0.0).behind == 10
 
 
 async def test_the_dashboard_replays_a_recording_with_the_replay_keys(tmp_path: Path) -> None:

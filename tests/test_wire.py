@@ -607,3 +607,51 @@ async def test_a_read_stopped_at_a_turn_hands_on_every_frame_it_took() -> None:
     trades = [e for e in handed if isinstance(e, Trade)]
     assert len(trades) == worker.YIELD_EVERY  # the frame before the turn included
     assert conn.store.health[conn.conn_id].messages == worker.YIELD_EVERY
+
+
+async def test_a_reads_frames_are_journaled_in_order_with_what_came_between_them() -> None:
+    """The frames of a read are journaled together (one call for many frames, not one a frame), and
+    before anything that can come between two frames: an awaited sink, an action of the session, the
+    loop's turn. The journal is what a replay plays in order: a timer entry that came at the turn, or
+    an entry written while the sink was awaited, stands between the same frames it stood between live."""
+    from tests.hostile.fake import VENUES
+    from tickerterm.core.store import Store
+    from tickerterm.stream import worker
+
+    entries: list[tuple[str, Any]] = []
+    calls = 0
+
+    class Journal:
+        def record(
+            self, conn: str, venue: str, now: float, kind: str, arg: Any = None, body: Any = None
+        ) -> None:
+            entries.append((kind, body if kind == "frame" else arg))
+
+        def frames(self, conn: str, venue: str, now: float, raws: list[bytes]) -> None:
+            nonlocal calls
+            calls += 1
+            entries.extend(("frame", raw) for raw in raws)
+
+    handed = 0
+
+    async def awaited() -> None:
+        conn._journal("control", "while the sink was awaited")
+
+    def sink(events: list[Event]) -> Any:
+        nonlocal handed
+        handed += 1
+        return awaited() if handed == 5 else None
+
+    conn = worker.Connection(CoinbaseAdvancedTrade(), "market", Store(), products=["BTC-USD"], sink=sink)
+    conn.subs.add("market_trades", ["BTC-USD"])
+    session = conn.start_session()
+    conn.journal = Journal()
+    entries.clear()
+    raws = [json.dumps(VENUES["coinbase"].trade(n)).encode() for n in range(2 * worker.YIELD_EVERY + 10)]
+    asyncio.get_running_loop().call_soon(lambda: conn._journal("timer"))  # runs at the read's first turn
+    await conn._read(session, raws)
+    frames = [body for kind, body in entries if kind == "frame"]
+    assert frames == raws  # every frame once, in order
+    others = {kind: i for i, (kind, _) in enumerate(entries) if kind != "frame"}
+    assert others == {"control": 5, "timer": worker.YIELD_EVERY + 1}
+    assert calls == 4  # after the 5th frame, at each of the two turns, at the end

@@ -173,6 +173,9 @@ class PgRecorder:
     ) -> None:
         """The journal is kept in SQLite recordings only."""
 
+    def frames(self, conn: str, venue: str, now: float, raws: list[bytes]) -> None:
+        """The journal is kept in SQLite recordings only."""
+
     def events(self, events: list[Event], store: Store | None) -> None:
         self._rows.add(events, store)
 

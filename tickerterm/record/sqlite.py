@@ -129,7 +129,13 @@ class Recorder:
         self._redact = Redactor(secrets)
         self._queue_rows = queue_rows
         self._frames: deque[tuple[Any, ...]] = deque()
-        """Journal rows waiting for the writer (the bulk: one per frame)."""
+        """Journal rows waiting for the writer: single rows, and the frames of a socket read as one
+        item (kind ``frames``, ``body`` the list) that the writer makes rows of."""
+        self._given = 0
+        """Journal rows put in ``_frames`` (counted on the event loop only)."""
+        self._taken = 0
+        """Journal rows the writer took from ``_frames`` (counted by the writer only): two counters,
+        so neither thread writes what the other writes."""
         self._pending: deque[tuple[str, tuple[Any, ...]]] = deque()
         """Rows of the other tables waiting for the writer."""
         self._closing = threading.Event()
@@ -192,7 +198,7 @@ class Recorder:
             self.state,
             self.bytes,
             self.rows,
-            len(self._frames) + len(self._pending),
+            self._given - self._taken + len(self._pending),
             self.lost,
             self.max_bytes,
             self.error,
@@ -211,10 +217,20 @@ class Recorder:
     ) -> None:
         """One journal row (the stream worker's ``Journal``): a frame's body as it came (text or bytes),
         turned into bytes by the writer, off the loop's path."""
-        if self.state != "on" or len(self._frames) >= self._queue_rows:
+        if self.state != "on" or self._given - self._taken >= self._queue_rows:
             self.lost += 1
         else:
             self._frames.append((conn, venue, now, kind, arg, body))
+            self._given += 1
+
+    def frames(self, conn: str, venue: str, now: float, raws: list[bytes]) -> None:
+        """Frames of one socket read (``Journal.frames``): one item for the writer, however many."""
+        n = len(raws)
+        if self.state != "on" or self._given - self._taken + n > self._queue_rows:
+            self.lost += n
+        else:
+            self._frames.append((conn, venue, now, "frames", None, raws))
+            self._given += n
 
     def flush(self, store: Store | None, now: float, venue: str | None = None) -> None:
         """The rows that come from looking at the books (``Rows.flush``)."""
@@ -244,7 +260,8 @@ class Recorder:
                     self._closing.wait(WRITE_EVERY)
                     continue
                 batch: dict[str, list[tuple[Any, ...]]] = {}
-                journal = [frames.popleft() for _ in range(min(len(frames), BATCH_ROWS))]
+                journal = _take(frames, BATCH_ROWS)
+                self._taken += len(journal)
                 count = len(journal)
                 for _ in range(min(len(pending), BATCH_ROWS)):
                     table, row = pending.popleft()
@@ -273,14 +290,16 @@ class Recorder:
                     log.warning(
                         "recording %s reached its limit (%d bytes): stopped", self.path, self.max_bytes
                     )
-                if not closing and len(frames) < BATCH_ROWS:
+                if not closing and self._given - self._taken < BATCH_ROWS:
                     self._closing.wait(WRITE_EVERY)  # let rows gather: fewer, larger transactions
         except Exception as exc:  # a full disk, a file removed: said, never raised into the feed
             self.state = "failed"
             self.error = f"{type(exc).__name__}: {exc}"[:300]
             log.warning("recording %s failed: %s", self.path, self.error)
-            self.lost += len(frames) + len(pending)  # what is still waiting is lost, and counted
+            waiting = self._given - self._taken
             frames.clear()
+            self._taken += waiting
+            self.lost += waiting + len(pending)  # what is still waiting is lost, and counted
             pending.clear()
         finally:
             if db is not None:
@@ -327,6 +346,20 @@ def _pack(chunk: list[tuple[Any, ...]], out: list[tuple[Any, ...]]) -> None:
         return
     arg = json.dumps({"until": chunk[-1][2], "n": len(chunk), "codec": "zstd"})
     out.append(("", "", chunk[0][2], "batch", arg, _compress(body)))
+
+
+def _take(items: deque[tuple[Any, ...]], most: int) -> list[tuple[Any, ...]]:
+    """Journal rows from the front of ``items`` until ``most`` are taken (the frames of a read are
+    taken whole: a few more may come)."""
+    out: list[tuple[Any, ...]] = []
+    while items and len(out) < most:
+        item = items.popleft()
+        if item[3] == "frames":
+            conn, venue, now, _kind, _arg, raws = item
+            out += [(conn, venue, now, "frame", None, raw) for raw in raws]
+        else:
+            out.append(item)
+    return out
 
 
 def _as_bytes(row: tuple[Any, ...]) -> tuple[Any, ...]:

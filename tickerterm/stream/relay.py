@@ -150,6 +150,10 @@ class _RawTap:
             body = self.redact(text)
         self.relay.put_raw(venue, conn, now, body)
 
+    def frames(self, conn: str, venue: str, now: float, raws: list[bytes]) -> None:
+        for raw in raws:
+            self.record(conn, venue, now, "frame", None, raw)
+
 
 class Relay:
     """Publishes what its feed's ``sink`` is given (see the module docstring)."""

@@ -88,6 +88,11 @@ class Journal(Protocol):
         body: bytes | str | None = None,
     ) -> None: ...
 
+    def frames(self, conn: str, venue: str, now: float, raws: list[bytes]) -> None:
+        """Frames received together (one socket read, or the part of it taken before the loop's next
+        turn): each as a ``frame`` entry, in order, with the read's time; ``raws`` is not changed
+        after."""
+
 
 def take_frame(session: Session, store: Store, raw: bytes | str, now: float) -> list[Event]:
     """One frame through its session into the store: the events to hand on (a recording's replay of
@@ -509,35 +514,46 @@ class Connection:
         counts frames is done once for the read. Stops at a close the session asked for."""
         self._last_rx = time.monotonic()
         now = self.clock()
-        store, journal, hand_on = self.store, self.journal, self._hand_on
+        store, hand_on = self.store, self._hand_on
         conn, venue = self.conn_id, self.adapter.name
         times: list[float] = []
         count = 0
-        for raw in raws:
-            if journal is not None:
-                journal.record(conn, venue, now, "frame", None, raw)
-            out = through(session, store, raw, now)
-            count += 1
-            exch = session.exch_ts
-            if exch is not None:
-                times.append(exch)
-            elif session.replayed_at is not None:
-                store.replay_progress(session.replayed_at)
-            if out:
-                result = hand_on(out)
-                if result is not None:
-                    await result
-            if session.has_actions:
-                await self._perform(session)
-                if self._end is not None:
-                    break
-            if not count % YIELD_EVERY:  # a read of thousands of tiny frames must not freeze the screen
-                await asyncio.sleep(0)
-                if self._end is not None:
-                    break
+        kept = 0  # frames journaled so far: those taken are journaled before anything can come between
+        try:
+            for raw in raws:
+                count += 1  # first: a frame that raises is journaled too, as it was taken
+                out = through(session, store, raw, now)
+                exch = session.exch_ts
+                if exch is not None:
+                    times.append(exch)
+                elif session.replayed_at is not None:
+                    store.replay_progress(session.replayed_at)
+                if out:
+                    result = hand_on(out)
+                    if result is not None:
+                        kept = self._keep(raws, kept, count, now)
+                        await result
+                if session.has_actions:
+                    kept = self._keep(raws, kept, count, now)
+                    await self._perform(session)
+                    if self._end is not None:
+                        break
+                if not count % YIELD_EVERY:  # thousands of tiny frames in a read must not freeze the screen
+                    kept = self._keep(raws, kept, count, now)
+                    await asyncio.sleep(0)
+                    if self._end is not None:
+                        break
+        finally:
+            self._keep(raws, kept, count, now)
         store.note_frames(conn, venue, now, count, times)
         store.note_ignored(conn, venue, *session.ignored())
         store.frame_applied()
+
+    def _keep(self, raws: list[bytes], kept: int, taken: int, now: float) -> int:
+        """``raws[kept:taken]`` journaled (frames taken and not yet journaled); returns ``taken``."""
+        if self.journal is not None and taken > kept:
+            self.journal.frames(self.conn_id, self.adapter.name, now, raws[kept:taken])
+        return taken
 
     async def _handle(self, session: Session, events: list[Event]) -> None:
         """Events from the session outside the frame path: applied, checked, handed on; then its actions."""
