@@ -8,7 +8,7 @@ trades), top-of-book changes (at most a few a second per product), full book sna
 and health events. The README documents the schema with example queries.
 
 Recording never slows the feed: the event loop only appends rows to bounded queues; a thread takes
-them every 50 ms and writes them in batches (WAL). A writer that falls behind or fails is said, with
+them every 200 ms and writes them in batches (WAL). A writer that falls behind or fails is said, with
 counts (``Recording`` events: ``behind``, ``lost``); at the size limit recording stops and says so.
 Every configured secret is removed from frames and REST bodies before they reach the disk.
 """
@@ -46,9 +46,12 @@ DEFAULT_MAX_BYTES = 2 * 2**30
 """Recording stops at this size (``--record-max``): a long session cannot fill the disk."""
 QUEUE_ROWS = 200_000
 """Rows waiting for the writer at most; past it rows are dropped and counted (``lost``)."""
-WRITE_EVERY = 0.05
+WRITE_EVERY = 0.2
 """The writer takes what is waiting this often: a deque append is all the event loop pays per row
-(``queue.Queue`` took a lock and notified the writer for each, and woke it for a handful of rows)."""
+(``queue.Queue`` took a lock and notified the writer for each, and woke it for a handful of rows).
+Fewer, larger transactions: at blast rate recording cost the feed 19.7% with the writer waking every
+50 ms, 13.5-14.5% every 200 or 500 ms, 16% every second (megabytes more frames waiting); a crash
+loses at most the last 200 ms (bench/README.md)."""
 BATCH_ROWS = 20_000
 
 SCHEMA = """
@@ -250,6 +253,7 @@ class Recorder:
     def _run(self) -> None:
         db: sqlite3.Connection | None = None
         frames, pending = self._frames, self._pending
+        buf = bytearray()
         try:
             db = _connect(self.path)
             while True:
@@ -273,7 +277,7 @@ class Recorder:
                 if self._redact:
                     journal = [self._scrub(row) for row in journal]
                 if len(journal) > 1:
-                    batch["journal"] = _packed(journal)
+                    batch["journal"] = _packed(journal, buf)
                 elif journal:
                     batch["journal"] = [_as_bytes(journal[0])]
                 with db:
@@ -320,32 +324,34 @@ PACK = 1000
 few thousand frames a second beside a busy event loop that is what it cannot keep up with."""
 PACK_BYTES = 8 * 2**20
 """...and at most this many bytes of frames (a batch row is read whole by a replay)."""
-_encode = msgspec.msgpack.Encoder().encode
+_encode_into = msgspec.msgpack.Encoder().encode_into
 _compress = zstandard.ZstdCompressor(level=1).compress
 """Batch rows are compressed (zstd, level 1): frames are JSON that shrinks 10-13x, and at a blast of
 ~40,000 frames a second SQLite writing 80 MB/s took a third of a core beside the feed on two cores;
 zstd takes 0.1 (zlib at level 1 compressed 3.3x slower for a lower ratio: bench/README.md)."""
 
 
-def _packed(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+def _packed(rows: list[tuple[Any, ...]], buf: bytearray) -> list[tuple[Any, ...]]:
     """Consecutive journal rows as ``batch`` rows: ``time`` the first entry's, ``arg`` the last entry's
     time, the count and the codec, ``body`` the entries (msgpack ``[conn, venue, time, kind, arg,
-    body]``) compressed. A batch over ``PACK_BYTES`` is split in halves (down to one entry)."""
+    body]``) compressed. A batch over ``PACK_BYTES`` is split in halves (down to one entry). ``buf``:
+    the writer's own, kept from batch to batch (a new megabytes-long buffer each batch is fresh memory
+    to fault in, with the GIL held: the feed waited for it)."""
     out: list[tuple[Any, ...]] = []
     for i in range(0, len(rows), PACK):
-        _pack(rows[i : i + PACK], out)
+        _pack(rows[i : i + PACK], out, buf)
     return out
 
 
-def _pack(chunk: list[tuple[Any, ...]], out: list[tuple[Any, ...]]) -> None:
-    body = _encode(chunk)
-    if len(body) > PACK_BYTES and len(chunk) > 1:
+def _pack(chunk: list[tuple[Any, ...]], out: list[tuple[Any, ...]], buf: bytearray) -> None:
+    _encode_into(chunk, buf)
+    if len(buf) > PACK_BYTES and len(chunk) > 1:
         half = len(chunk) // 2
-        _pack(chunk[:half], out)
-        _pack(chunk[half:], out)
+        _pack(chunk[:half], out, buf)
+        _pack(chunk[half:], out, buf)
         return
     arg = json.dumps({"until": chunk[-1][2], "n": len(chunk), "codec": "zstd"})
-    out.append(("", "", chunk[0][2], "batch", arg, _compress(body)))
+    out.append(("", "", chunk[0][2], "batch", arg, _compress(buf)))
 
 
 def _take(items: deque[tuple[Any, ...]], most: int) -> list[tuple[Any, ...]]:
