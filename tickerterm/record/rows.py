@@ -116,9 +116,10 @@ class Rows:
     s).
 
     Book frames are most frames, and a row is due for few of them: ``add`` passes them over, and
-    ``flush`` (the feed calls it every ``TOP_EVERY`` s) looks at the books whose version moved since
-    its last look. A row's time is that of the last frame that changed the book (``OrderBook.recv_ts``),
-    so a book that changed and then went quiet gets its last top written with the time it was made."""
+    ``flush`` (the feed calls it ten times a second, ``stream.feed.FLUSH_EVERY``) looks at the books
+    whose version moved since its last look. A row's time is that of the last frame that changed the
+    book (``OrderBook.recv_ts``), so a book that changed and then went quiet gets its last top written
+    with the time it was made."""
 
     def __init__(self, put: Put) -> None:
         self._put = put
