@@ -12,6 +12,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
+def terminal_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """``env`` (default: this process's) for a program drawn on a terminal of the test's making: colour
+    on (no NO_COLOR), TERM xterm-256color, and no COLUMNS / LINES (pytest-xdist's workers set 80x24),
+    which would override the terminal's own size for the program."""
+    drop = ("NO_COLOR", "COLUMNS", "LINES")
+    full = {k: v for k, v in (env if env is not None else os.environ).items() if k not in drop}
+    full["TERM"] = "xterm-256color"
+    return full
+
+
 def spawn(
     command: Sequence[str],
     *,
@@ -24,8 +34,7 @@ def spawn(
     the process and the terminal's non-blocking master side (close it when done)."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-    full = {k: v for k, v in (env if env is not None else os.environ).items() if k != "NO_COLOR"}
-    full["TERM"] = "xterm-256color"
+    full = terminal_env(env)
     proc = subprocess.Popen(
         list(command), stdin=slave, stdout=slave, stderr=slave, env=full, cwd=cwd, start_new_session=True
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pty_support import finish, read_pty, spawn
+from tests.pty_support import finish, read_pty, spawn, terminal_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -161,7 +161,7 @@ def test_the_installed_command_in_tmux_follows_a_config_file(installed: Path, tm
     ).stdout
     assert "watchlist 'majors'" in shown and "config.toml:2" in shown  # fps, from line 2
     session = f"tickerterm-config-{os.getpid()}"
-    env["TERM"] = "xterm-256color"
+    env = terminal_env(env)
     subprocess.run(
         ["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "30", "-c", str(tmp_path),
          f"{installed / 'tickerterm'} --sim"],
@@ -201,7 +201,7 @@ def test_the_installed_command_shows_several_venues_from_a_config_file(
     env["XDG_CONFIG_HOME"] = str(tmp_path)
     cmd = str(installed / "tickerterm")
     out = subprocess.run(
-        [cmd, "--sim", "--headless", "--duration", "3"],
+        [cmd, "--sim", "--headless", "--duration", "6"],  # two simulators to start on a busy machine
         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr

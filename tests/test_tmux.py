@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 import pytest
 
+from tests.pty_support import terminal_env
+
 pytestmark = pytest.mark.skipif(
     shutil.which("tmux") is None, reason="tmux is not installed (apt-get install tmux)"
 )
@@ -40,7 +42,7 @@ def keys(session: str, *names: str) -> None:
 def test_dashboard_in_tmux_at_80x24() -> None:
     session = f"tickerterm-test-{os.getpid()}"
     command = f"{sys.executable} -m tickerterm --sim --products BTC-USD,ETH-USD --rate 100"
-    env = {**os.environ, "TERM": "xterm-256color"}
+    env = terminal_env()
     started = time.monotonic()
     subprocess.run(
         ["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24", command], check=True, env=env
