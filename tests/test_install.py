@@ -98,8 +98,8 @@ def test_the_installed_dashboard_starts_and_shows_live_prices(installed: Path, t
     try:
         screen = read_pty(master, 30, until=b"spread")
         os.write(master, b"q")
+        screen += read_pty(master, 15)  # read while it quits (a terminal nobody reads holds its last writes)
         proc.wait(10)
-        screen += read_pty(master, 1)
     finally:
         finish(proc, master)
     text = screen.decode("utf-8", "replace")
