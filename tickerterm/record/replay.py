@@ -233,6 +233,8 @@ class FileReplay(Replaying):
         return session
 
 
+CODEC = "zstd"
+"""How the writer compresses a journal batch (``arg``'s ``codec``; ``record/sqlite.py`` writes it)."""
 MAX_BATCH = 256 * 2**20
 """The most a batch row may inflate to (the writer packs at most 8 MiB of frames into one): a file
 that claims more is refused, not allocated."""
@@ -244,7 +246,7 @@ def unpack_batch(arg: str | None, body: bytes) -> bytes:
     codec = json.loads(arg).get("codec") if arg else None
     if not codec:
         return body
-    if codec != "zstd":
+    if codec != CODEC:
         raise ConfigError(f"a journal batch compressed with {str(codec)[:20]!r}: not known here")
     try:
         size = zstandard.frame_content_size(body)

@@ -37,6 +37,7 @@ from tickerterm.core.events import (
 )
 from tickerterm.core.safe import Redactor
 from tickerterm.core.store import Store
+from tickerterm.record.replay import CODEC
 from tickerterm.record.rows import Rows, inserts, schema
 
 log = logging.getLogger(__name__)
@@ -350,7 +351,7 @@ def _pack(chunk: list[tuple[Any, ...]], out: list[tuple[Any, ...]], buf: bytearr
         _pack(chunk[:half], out, buf)
         _pack(chunk[half:], out, buf)
         return
-    arg = json.dumps({"until": chunk[-1][2], "n": len(chunk), "codec": "zstd"})
+    arg = json.dumps({"until": chunk[-1][2], "n": len(chunk), "codec": CODEC})
     out.append(("", "", chunk[0][2], "batch", arg, _compress(buf)))
 
 
