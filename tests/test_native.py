@@ -410,7 +410,8 @@ def test_the_c_loops_keep_no_reference_they_do_not_return_even_when_they_raise()
     no_side = [Slotted("".join(["mid", "dle"]), price, size)]
     trades = [Trade("v", 1.0, "P", None, "".join(["i", "d"]), price, size, "buy") for _ in range(3)]
     gone, live = float(price) + 6, float(size) + 0.5  # 7.5 and 20.5, objects of their own
-    watched = [price, size, bad, side, *good, *refused, *trades, gone, live]
+    frames = b"\x81\x02ab\x82\x01c\x89\x00"
+    watched = [price, size, bad, side, *good, *refused, *trades, gone, live, frames]
 
     def once() -> None:
         _native.changes(good, {side: side}, "side", "price_level", "new_quantity", 64)
@@ -433,6 +434,9 @@ def test_the_c_loops_keep_no_reference_they_do_not_return_even_when_they_raise()
         _native.best_key([-gone, -live], {live: (price, size)}, {gone, live}, True)
         with pytest.raises(TypeError):
             _native.best_key([gone, live, price], {}, set(), False)
+        _native.data_frames(frames, 0, 1000, [])
+        with pytest.raises(ValueError):
+            _native.data_frames(frames, -1, 1000, [])
 
     once()  # caches warmed (interned names, method lookups)
     before = [sys.getrefcount(x) for x in watched]
@@ -487,3 +491,80 @@ def test_a_heap_of_anything_but_floats_is_refused_by_the_c_best_price() -> None:
     with pytest.raises(TypeError, match="floats only"):
         _native.best_key(heap, {}, set(), False)
     assert sorted(map(str, heap)) == ["2.0", "3", "4.0"]  # the gone top popped; each other entry once
+
+
+def _ws_frame(b0: int, payload: bytes, masked: bool = False, wide: int = 0) -> bytes:
+    """One server frame: ``wide`` 0 picks the shortest length encoding, 2 or 8 forces that one."""
+    n = len(payload)
+    mask = 0x80 if masked else 0
+    if wide == 8 or n > 0xFFFF:
+        head = bytes([b0, mask | 127]) + n.to_bytes(8, "big")
+    elif wide == 2 or n > 125:
+        head = bytes([b0, mask | 126]) + n.to_bytes(2, "big")
+    else:
+        head = bytes([b0, mask | n])
+    return head + (b"\x00\x00\x00\x00" if masked else b"") + payload
+
+
+ws_frames = st.builds(
+    _ws_frame,
+    st.sampled_from([0x81, 0x82, 0x81, 0x82, 0x01, 0x80, 0x89, 0x8A, 0x88, 0xC1, 0x83]),
+    st.binary(max_size=300),
+    st.sampled_from([False, False, False, True]),
+    st.sampled_from([0, 0, 2, 8]),
+)
+
+
+def split(fn: Any, data: bytes | bytearray, pos: int, limit: int) -> tuple[Any, ...]:
+    out: list[bytes] = []
+    try:
+        end = fn(data, pos, limit, out)
+    except (TypeError, ValueError) as exc:
+        return type(exc).__name__, str(exc), out
+    return "ok", end, out
+
+
+@needs_c
+@settings(max_examples=400)
+@given(
+    st.lists(ws_frames, max_size=8).map(b"".join),
+    st.data(),
+    st.sampled_from([0, 1, 125, 126, 300, 2**62]),
+    st.booleans(),
+)
+def test_a_reads_plain_messages_are_split_out_as_the_python_twin_splits_them(
+    stream: bytes, data: Any, limit: int, as_bytearray: bool
+) -> None:
+    """Any run of frames (plain, control, fragments, masked, too long, each length encoding), cut
+    anywhere and started anywhere: the same messages and the same place to go on from, or the same
+    error."""
+    cut = data.draw(st.integers(0, len(stream)))
+    pos = data.draw(st.integers(0, cut + 2))
+    chunk: bytes | bytearray = bytearray(stream[:cut]) if as_bytearray else stream[:cut]
+    assert split(_native.data_frames, chunk, pos, limit) == split(native.data_frames_py, chunk, pos, limit)
+
+
+@needs_c
+def test_splitting_refuses_what_it_cannot_read_and_stops_where_the_general_reader_must_look() -> None:
+    plain = _ws_frame(0x81, b'{"a":1}') + _ws_frame(0x82, b"x" * 200) + _ws_frame(0x81, b"y" * 70000)
+    for fn in (_native.data_frames, native.data_frames_py):
+        out: list[bytes] = []
+        assert fn(plain, 0, 2**20, out) == len(plain)
+        assert out == [b'{"a":1}', b"x" * 200, b"y" * 70000]
+        ping = _ws_frame(0x89, b"p")
+        out = []
+        assert fn(plain[:9] + ping + plain[9:], 0, 2**20, out) == 9  # the control is the reader's
+        assert out == [b'{"a":1}']
+        out = []
+        assert fn(plain, 0, 100, out) == 9  # past the limit: the reader fails the connection
+        out = []
+        assert fn(plain[:-1], 0, 2**20, out) == 9 + 204  # the last is not whole yet
+        with pytest.raises(TypeError):
+            fn(memoryview(plain), 0, 10, [])
+        with pytest.raises(TypeError):
+            fn(plain, 0, 10, ())
+        with pytest.raises(ValueError):
+            fn(plain, -1, 10, [])
+        with pytest.raises(ValueError):
+            fn(plain, 0, -1, [])
+    assert _native.data_frames(plain, len(plain) + 5, 10, []) == len(plain) + 5

@@ -1,6 +1,7 @@
 /* The per-update loops of the hot path, in C: a venue's level changes checked and converted, a book's
  * levels set from them, a batch of trades' prices and sizes checked, their prices' values, their sizes
- * summed exactly, a frame's UTC time read, restated trades left out, a book side's best price. Each has a pure-Python twin that
+ * summed exactly, a frame's UTC time read, restated trades left out, a book side's best price, the plain
+ * WebSocket messages of a socket read split out. Each has a pure-Python twin that
  * does the same (tickerterm/core/native.py says which one runs); tests/test_native.py checks they agree
  * on every input, bad ones included, and that every reference taken is given back.
  *
@@ -16,7 +17,7 @@
 #include <math.h>
 #include <structmember.h>
 
-#define API 7 /* tickerterm/core/native.py takes this module only at this version */
+#define API 8 /* tickerterm/core/native.py takes this module only at this version */
 
 static PyObject *str_bid; /* "bid" */
 
@@ -947,6 +948,70 @@ fail:
     return NULL;
 }
 
+PyDoc_STRVAR(data_frames_doc,
+"data_frames(data, pos, limit, out, /) -> int\n\n"
+"FrameReader.feed's common case: from ``pos`` on, every whole, unfragmented, unmasked text or binary\n"
+"frame (first byte 0x81 or 0x82) of at most ``limit`` payload bytes, its payload appended to ``out``\n"
+"as bytes. Stops at the first frame that is anything else, or not whole yet, and returns where it\n"
+"starts (the reader's general loop takes it from there: controls, fragments, errors, waiting).");
+
+static PyObject *
+data_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!arity("data_frames", nargs, 4)) return NULL;
+    PyObject *data = args[0], *out = args[3];
+    const unsigned char *s;
+    Py_ssize_t n;
+    if (PyBytes_CheckExact(data)) {
+        s = (const unsigned char *)PyBytes_AS_STRING(data);
+        n = PyBytes_GET_SIZE(data);
+    }
+    else if (PyByteArray_CheckExact(data)) {
+        s = (const unsigned char *)PyByteArray_AS_STRING(data);
+        n = PyByteArray_GET_SIZE(data);
+    }
+    else {
+        PyErr_SetString(PyExc_TypeError, "data_frames(): bytes or bytearray expected");
+        return NULL;
+    }
+    if (!PyList_CheckExact(out)) {
+        PyErr_SetString(PyExc_TypeError, "data_frames(): out must be a list");
+        return NULL;
+    }
+    Py_ssize_t pos, limit;
+    if (!size_arg(args[1], &pos) || !size_arg(args[2], &limit)) return NULL;
+    if (pos < 0 || limit < 0) {
+        PyErr_SetString(PyExc_ValueError, "data_frames(): pos and limit cannot be negative");
+        return NULL;
+    }
+    /* nothing below runs Python code, so a bytearray cannot be resized under us */
+    while (pos <= n - 2) {
+        unsigned char b0 = s[pos], b1 = s[pos + 1];
+        if ((b0 != 0x81 && b0 != 0x82) || (b1 & 0x80)) break;
+        unsigned long long length = b1 & 0x7F;
+        Py_ssize_t head = pos + 2;
+        if (length == 126) {
+            if (n - head < 2) break;
+            length = ((unsigned long long)s[head] << 8) | s[head + 1];
+            head += 2;
+        }
+        else if (length == 127) {
+            if (n - head < 8) break;
+            length = 0;
+            for (int i = 0; i < 8; i++) length = (length << 8) | s[head + i];
+            head += 8;
+        }
+        if (length > (unsigned long long)limit || length > (unsigned long long)(n - head)) break;
+        PyObject *payload = PyBytes_FromStringAndSize((const char *)s + head, (Py_ssize_t)length);
+        if (payload == NULL) return NULL;
+        int failed = PyList_Append(out, payload);
+        Py_DECREF(payload);
+        if (failed < 0) return NULL;
+        pos = head + (Py_ssize_t)length;
+    }
+    return PyLong_FromSsize_t(pos);
+}
+
 static PyMethodDef methods[] = {
     {"changes", (PyCFunction)(void (*)(void))changes, METH_FASTCALL, changes_doc},
     {"apply_levels", (PyCFunction)(void (*)(void))apply_levels, METH_FASTCALL, apply_levels_doc},
@@ -956,6 +1021,7 @@ static PyMethodDef methods[] = {
     {"fresh_trades", (PyCFunction)(void (*)(void))fresh_trades, METH_FASTCALL, fresh_trades_doc},
     {"best_key", (PyCFunction)(void (*)(void))best_key, METH_FASTCALL, best_key_doc},
     {"decimal_parts", (PyCFunction)(void (*)(void))decimal_parts, METH_FASTCALL, decimal_parts_doc},
+    {"data_frames", (PyCFunction)(void (*)(void))data_frames, METH_FASTCALL, data_frames_doc},
     {NULL, NULL, 0, NULL},
 };
 

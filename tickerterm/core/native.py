@@ -3,7 +3,8 @@
 ``level_changes`` (a venue's level changes checked and converted), ``apply_levels`` (a book's levels
 set from them), ``check_amounts`` (a batch of trades' prices and sizes checked), ``values`` (their
 prices' values), ``decimal_sum`` (sizes summed exactly), ``rfc3339`` (a frame's time), ``fresh_trades``
-(restated trades left out) and ``best_key`` (a side's best price) each exist twice: in
+(restated trades left out), ``best_key`` (a side's best price) and ``data_frames`` (a socket read's plain
+WebSocket messages) each exist twice: in
 C (``tickerterm/core/_native.c``, built at install where a C compiler is found) and here in Python,
 which gives the same results more slowly (``tests/test_native.py`` checks that they agree, bad input
 included). The C loops exist because per update the Python ones make some fifteen C-API calls from
@@ -23,7 +24,7 @@ from typing import Any
 
 from tickerterm.core.events import DIGITS, MAX_DIGITS, Change, Trade
 
-API = 7
+API = 8
 """The extension's interface version this code expects; a build of another is not used."""
 
 _INF = float("inf")
@@ -211,6 +212,41 @@ def best_key_py(heap: list[float], levels: dict[float, Any], held: set[float], n
     return None
 
 
+def data_frames_py(data: bytes | bytearray, pos: int, limit: int, out: list[bytes]) -> int:
+    """From ``pos`` on, every whole, unfragmented, unmasked text or binary frame (first byte 0x81 or
+    0x82) of at most ``limit`` payload bytes: its payload appended to ``out``. Stops at the first frame
+    that is anything else, or not whole yet, and returns where it starts (``FrameReader.feed`` takes
+    it from there)."""
+    if type(data) is not bytes and type(data) is not bytearray:
+        raise TypeError("data_frames(): bytes or bytearray expected")
+    if type(out) is not list:
+        raise TypeError("data_frames(): out must be a list")
+    if pos < 0 or limit < 0:
+        raise ValueError("data_frames(): pos and limit cannot be negative")
+    n = len(data)
+    while pos <= n - 2:
+        b0, b1 = data[pos], data[pos + 1]
+        if (b0 != 0x81 and b0 != 0x82) or b1 & 0x80:
+            break
+        length = b1 & 0x7F
+        head = pos + 2
+        if length == 126:
+            if n - head < 2:
+                break
+            length = (data[head] << 8) | data[head + 1]
+            head += 2
+        elif length == 127:
+            if n - head < 8:
+                break
+            length = int.from_bytes(data[head : head + 8], "big")
+            head += 8
+        if length > limit or length > n - head:
+            break
+        out.append(bytes(data[head : head + length]))
+        pos = head + length
+    return pos
+
+
 level_changes = level_changes_py
 apply_levels = apply_levels_py
 check_amounts = check_amounts_py
@@ -219,12 +255,14 @@ rfc3339: Callable[[str], float | None] = rfc3339_py
 fresh_trades = fresh_trades_py
 best_key = best_key_py
 decimal_parts: Callable[[Sequence[str]], list[tuple[int, int, int]] | None] = decimal_parts_py
+data_frames = data_frames_py
 why_pure = "not loaded yet"
 """Why the Python loops run ('' when the C ones do)."""
 
 
 def _load() -> None:
     global level_changes, apply_levels, check_amounts, values, decimal_parts, rfc3339, fresh_trades, best_key
+    global data_frames
     global why_pure
     if os.environ.get("TICKERTERM_PURE", "") not in ("", "0"):
         why_pure = "TICKERTERM_PURE is set"
@@ -239,7 +277,7 @@ def _load() -> None:
         return
     level_changes, apply_levels, check_amounts = _native.changes, _native.apply_levels, _native.check_amounts
     values, decimal_parts, rfc3339 = _native.values, _native.decimal_parts, _native.rfc3339
-    fresh_trades, best_key = _native.fresh_trades, _native.best_key
+    fresh_trades, best_key, data_frames = _native.fresh_trades, _native.best_key, _native.data_frames
     why_pure = ""
 
 

@@ -25,6 +25,8 @@ from websockets.asyncio.client import ClientConnection
 from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.protocol import OPEN
 
+from tickerterm.core.native import data_frames
+
 __all__ = ["FastConnection", "FrameReader", "WireError"]
 
 MESSAGE_COST = 64
@@ -94,7 +96,11 @@ class FrameReader:
         n = len(view)
         pos = 0
         limit = self.max_size
-        while n - pos >= 2:
+        while True:
+            if self._parts is None:  # the common case, a run of whole plain messages (in C where built)
+                pos = data_frames(view, pos, limit, out)
+            if n - pos < 2:
+                break
             b0 = view[pos]
             b1 = view[pos + 1]
             if b1 & 0x80:
