@@ -78,9 +78,10 @@ async def measure(url: str, seconds: float, ui: bool) -> dict[str, Any]:
             await asyncio.sleep(0.2)
             counts["msgs"] = counts["updates"] = 0
             latencies.clear()
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             await asyncio.sleep(seconds)
             counts["elapsed"] = time.perf_counter() - start  # type: ignore[assignment]
+            counts["cpu"] = time.process_time() - cpu  # type: ignore[assignment]
 
     if ui:
         from tickerterm.ui.app import TickertermApp
@@ -108,10 +109,13 @@ async def measure(url: str, seconds: float, ui: bool) -> dict[str, Any]:
         await body()
         renders = 0
     elapsed = counts.pop("elapsed")
+    cpu = counts.pop("cpu")
     latencies.sort()
     n = len(latencies)
     return {
         "msgs_per_s": counts["msgs"] / elapsed,
+        "cpu_us_per_msg": cpu / counts["msgs"] * 1e6 if counts["msgs"] else None,
+        "cpu_share": cpu / elapsed,
         "updates_per_s": counts["updates"] / elapsed,
         "p50_ms": latencies[n // 2] * 1000 if n else None,
         "p99_ms": latencies[int(n * 0.99)] * 1000 if n else None,
@@ -140,11 +144,15 @@ def main() -> None:
             proc.wait()
     med = {
         k: statistics.median(r[k] for r in results)
-        for k in ("msgs_per_s", "updates_per_s", "p50_ms", "p99_ms")
+        for k in ("msgs_per_s", "updates_per_s", "p50_ms", "p99_ms", "cpu_us_per_msg", "cpu_share")
     }
     rows = [
         (f"sustained msgs/s, UI at 10 Hz (median of {args.runs})", f"{med['msgs_per_s']:,.0f}"),
         ("L2 updates/s", f"{med['updates_per_s']:,.0f}"),
+        (
+            "client CPU per message (all its threads; less moved by other tenants than msgs/s)",
+            f"{med['cpu_us_per_msg']:.1f} µs, {med['cpu_share']:.2f} of a core",
+        ),
         ("venue send → store latency p50", f"{med['p50_ms']:.1f} ms"),
         ("venue send → store latency p99", f"{med['p99_ms']:.1f} ms"),
         ("UI render ticks in the window", f"{results[-1]['ui_ticks']}"),

@@ -435,6 +435,9 @@ def test_the_c_loops_keep_no_reference_they_do_not_return_even_when_they_raise()
         with pytest.raises(TypeError):
             _native.best_key([gone, live, price], {}, set(), False)
         _native.data_frames(frames, 0, 1000, [])
+        _native.top_levels([-live, -gone], {live: (price, size)}, 2, True)
+        with pytest.raises(TypeError):
+            _native.top_levels([gone, price], {gone: (price, size)}, 2, False)
         with pytest.raises(ValueError):
             _native.data_frames(frames, -1, 1000, [])
 
@@ -491,6 +494,40 @@ def test_a_heap_of_anything_but_floats_is_refused_by_the_c_best_price() -> None:
     with pytest.raises(TypeError, match="floats only"):
         _native.best_key(heap, {}, set(), False)
     assert sorted(map(str, heap)) == ["2.0", "3", "4.0"]  # the gone top popped; each other entry once
+
+
+@needs_c
+@settings(max_examples=300)
+@given(st.lists(st.lists(a_change, max_size=40), min_size=1, max_size=4), st.booleans(), st.integers(-1, 45))
+def test_a_sides_best_levels_are_read_as_the_python_twin_reads_them(
+    frames: list[Any], bids: bool, n: int
+) -> None:
+    """After any changes (gone prices left in the heap on the way), the best ``n`` levels: the very same
+    level objects best first, and the same count of gone prices walked past, as the Python walk; and
+    they are the side's best ``n`` levels, sorted."""
+    state: tuple[Any, ...] = ({}, {}, [], [], set(), set())
+    for changes in frames:
+        native.apply_levels_py(changes, *state, 1000)
+        levels, heap = (state[0], state[2]) if bids else (state[1], state[3])
+        c_levels, c_gone = _native.top_levels(heap, levels, n, bids)
+        py_levels, py_gone = native.top_levels_py(heap, levels, n, bids)
+        assert c_gone == py_gone
+        assert [id(x) for x in c_levels] == [id(x) for x in py_levels]
+        best = sorted(levels, reverse=bids)[: max(n, 0)]
+        assert c_levels == [levels[k] for k in best]
+
+
+@needs_c
+def test_a_heap_of_anything_but_floats_is_refused_by_the_c_top_levels() -> None:
+    with pytest.raises(TypeError, match="floats only"):
+        _native.top_levels([1.0, "2", 3.0], {}, 5, False)
+    with pytest.raises(TypeError, match="floats only"):
+        _native.top_levels([1], {1.0: ("1", "1")}, 5, False)
+    assert _native.top_levels([1.0, 2.0], {1.0: ("1", "1"), 2.0: ("2", "1")}, 0, False) == ([], 0)
+    deep = [float(i) for i in range(5000)]  # the frontier grows past its first allocation
+    levels = {k: (str(k), "1") for k in deep}
+    assert _native.top_levels(deep, levels, 3000, False) == ([levels[k] for k in deep[:3000]], 0)
+    assert _native.top_levels(deep, {}, 3, False) == ([], 5000)
 
 
 def _ws_frame(b0: int, payload: bytes, masked: bool = False, wide: int = 0) -> bytes:

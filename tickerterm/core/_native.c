@@ -1,6 +1,7 @@
 /* The per-update loops of the hot path, in C: a venue's level changes checked and converted, a book's
  * levels set from them, a batch of trades' prices and sizes checked, their prices' values, their sizes
- * summed exactly, a frame's UTC time read, restated trades left out, a book side's best price, the plain
+ * summed exactly, a frame's UTC time read, restated trades left out, a book side's best price and its top
+ * levels, the plain
  * WebSocket messages of a socket read split out. Each has a pure-Python twin that
  * does the same (tickerterm/core/native.py says which one runs); tests/test_native.py checks they agree
  * on every input, bad ones included, and that every reference taken is given back.
@@ -17,7 +18,7 @@
 #include <math.h>
 #include <structmember.h>
 
-#define API 8 /* tickerterm/core/native.py takes this module only at this version */
+#define API 9 /* tickerterm/core/native.py takes this module only at this version */
 
 static PyObject *str_bid; /* "bid" */
 
@@ -948,6 +949,126 @@ fail:
     return NULL;
 }
 
+PyDoc_STRVAR(top_levels_doc,
+"top_levels(heap, levels, n, negated, /) -> (list, int)\n\n"
+"OrderBook._top's walk: a side's levels best first, read down its heap (a heap's children are never\n"
+"better than their parent, so the next best is always among the children of those taken: O(n log n)\n"
+"however deep the book), ties in the order heapq gives (the lower index first). Stops at n levels;\n"
+"returns them with the count of gone prices walked past on the way. The heap holds floats (negated\n"
+"for bids: ``negated``), anything else is a TypeError.");
+
+static PyObject *
+top_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!arity("top_levels", nargs, 4)) return NULL;
+    PyObject *heap = args[0], *levels = args[1];
+    if (!PyList_Check(heap) || !PyDict_Check(levels)) {
+        PyErr_SetString(PyExc_TypeError, "top_levels(heap: list, levels: dict, n: int, negated: bool)");
+        return NULL;
+    }
+    Py_ssize_t want;
+    if (!size_arg(args[2], &want)) return NULL;
+    int negated = PyObject_IsTrue(args[3]);
+    if (negated < 0) return NULL;
+    PyObject *out = PyList_New(0);
+    if (out == NULL) return NULL;
+    Py_ssize_t gone = 0;
+    /* the frontier: a binary heap of (sort key, index) pairs, ordered as heapq orders the tuples */
+    Py_ssize_t cap = 64, count = 0;
+    double *fk = NULL;
+    Py_ssize_t *fi = NULL;
+    if (want > 0 && PyList_GET_SIZE(heap) > 0) {
+        fk = PyMem_Malloc(cap * sizeof(double));
+        fi = PyMem_Malloc(cap * sizeof(Py_ssize_t));
+        if (fk == NULL || fi == NULL) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        PyObject *top = PyList_GET_ITEM(heap, 0);
+        if (!PyFloat_CheckExact(top)) goto not_float;
+        fk[0] = PyFloat_AS_DOUBLE(top);
+        fi[0] = 0;
+        count = 1;
+    }
+    while (count > 0) {
+        double k = fk[0];
+        Py_ssize_t i = fi[0];
+        /* pop: the last pair to the root, sifted down */
+        count--;
+        if (count > 0) {
+            double lk = fk[count];
+            Py_ssize_t li = fi[count], pos = 0;
+            for (;;) {
+                Py_ssize_t c = 2 * pos + 1;
+                if (c >= count) break;
+                if (c + 1 < count && (fk[c + 1] < fk[c] || (fk[c + 1] == fk[c] && fi[c + 1] < fi[c]))) c++;
+                if (!(fk[c] < lk || (fk[c] == lk && fi[c] < li))) break;
+                fk[pos] = fk[c];
+                fi[pos] = fi[c];
+                pos = c;
+            }
+            fk[pos] = lk;
+            fi[pos] = li;
+        }
+        PyObject *key = PyFloat_FromDouble(negated ? -k : k);
+        if (key == NULL) goto fail;
+        PyObject *level = PyDict_GetItemWithError(levels, key); /* borrowed */
+        Py_DECREF(key);
+        if (level == NULL) {
+            if (PyErr_Occurred()) goto fail;
+            gone++;
+        }
+        else {
+            if (PyList_Append(out, level) < 0) goto fail;
+            if (PyList_GET_SIZE(out) >= want) break;
+        }
+        for (Py_ssize_t c = 2 * i + 1; c <= 2 * i + 2; c++) {
+            if (c >= PyList_GET_SIZE(heap)) break; /* read again: nothing may go past the list's end */
+            PyObject *child = PyList_GET_ITEM(heap, c);
+            if (!PyFloat_CheckExact(child)) goto not_float;
+            if (count == cap) {
+                Py_ssize_t more = cap * 2;
+                double *nk = PyMem_Realloc(fk, more * sizeof(double));
+                if (nk == NULL) {
+                    PyErr_NoMemory();
+                    goto fail;
+                }
+                fk = nk;
+                Py_ssize_t *ni = PyMem_Realloc(fi, more * sizeof(Py_ssize_t));
+                if (ni == NULL) {
+                    PyErr_NoMemory();
+                    goto fail;
+                }
+                fi = ni;
+                cap = more;
+            }
+            /* push: up from the end */
+            double ck = PyFloat_AS_DOUBLE(child);
+            Py_ssize_t pos = count++;
+            while (pos > 0) {
+                Py_ssize_t parent = (pos - 1) >> 1;
+                if (!(ck < fk[parent] || (ck == fk[parent] && c < fi[parent]))) break;
+                fk[pos] = fk[parent];
+                fi[pos] = fi[parent];
+                pos = parent;
+            }
+            fk[pos] = ck;
+            fi[pos] = c;
+        }
+    }
+    PyMem_Free(fk);
+    PyMem_Free(fi);
+    PyObject *result = Py_BuildValue("(Nn)", out, gone);
+    return result;
+not_float:
+    PyErr_SetString(PyExc_TypeError, "a book's heap holds floats only");
+fail:
+    PyMem_Free(fk);
+    PyMem_Free(fi);
+    Py_DECREF(out);
+    return NULL;
+}
+
 PyDoc_STRVAR(data_frames_doc,
 "data_frames(data, pos, limit, out, /) -> int\n\n"
 "FrameReader.feed's common case: from ``pos`` on, every whole, unfragmented, unmasked text or binary\n"
@@ -1022,6 +1143,7 @@ static PyMethodDef methods[] = {
     {"best_key", (PyCFunction)(void (*)(void))best_key, METH_FASTCALL, best_key_doc},
     {"decimal_parts", (PyCFunction)(void (*)(void))decimal_parts, METH_FASTCALL, decimal_parts_doc},
     {"data_frames", (PyCFunction)(void (*)(void))data_frames, METH_FASTCALL, data_frames_doc},
+    {"top_levels", (PyCFunction)(void (*)(void))top_levels, METH_FASTCALL, top_levels_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -189,16 +189,13 @@ class OrderBook:
         return self._top("bid", n), self._top("ask", n)
 
     def _top(self, side: BookSide, n: int) -> list[Level]:
-        out: list[Level] = []
-        gone = 0
-        if n > 0:
-            for level in self._walk(side):
-                if level is None:
-                    gone += 1
-                    continue
-                out.append(level)
-                if len(out) == n:
-                    break
+        # the walk down the heap (``_walk``) in one call: native.top_levels, in C where it was built
+        if side == "bid":
+            self._best_bid_key()  # gone prices above the best popped first, as ``_walk`` does
+            out, gone = native.top_levels(self._bid_heap, self.bids, n, True)
+        else:
+            self._best_ask_key()
+            out, gone = native.top_levels(self._ask_heap, self.asks, n, False)
         if gone > 16 + n:  # gone prices among the best levels: walked past on every read until rebuilt
             self._rebuild(side)
         return out

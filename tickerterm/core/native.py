@@ -3,7 +3,8 @@
 ``level_changes`` (a venue's level changes checked and converted), ``apply_levels`` (a book's levels
 set from them), ``check_amounts`` (a batch of trades' prices and sizes checked), ``values`` (their
 prices' values), ``decimal_sum`` (sizes summed exactly), ``rfc3339`` (a frame's time), ``fresh_trades``
-(restated trades left out), ``best_key`` (a side's best price) and ``data_frames`` (a socket read's plain
+(restated trades left out), ``best_key`` (a side's best price), ``top_levels`` (its best levels) and
+``data_frames`` (a socket read's plain
 WebSocket messages) each exist twice: in
 C (``tickerterm/core/_native.c``, built at install where a C compiler is found) and here in Python,
 which gives the same results more slowly (``tests/test_native.py`` checks that they agree, bad input
@@ -24,7 +25,7 @@ from typing import Any
 
 from tickerterm.core.events import DIGITS, MAX_DIGITS, Change, Trade
 
-API = 8
+API = 9
 """The extension's interface version this code expects; a build of another is not used."""
 
 _INF = float("inf")
@@ -212,6 +213,37 @@ def best_key_py(heap: list[float], levels: dict[float, Any], held: set[float], n
     return None
 
 
+def top_levels_py(
+    heap: list[float], levels: dict[float, Any], n: int, negated: bool
+) -> tuple[list[Any], int]:
+    """A side's levels best first, read down its heap (a heap's children are never better than their
+    parent, so the next best is always among the children of those taken: O(n log n) however deep the
+    book). Stops at ``n`` levels; returns them with the count of gone prices walked past on the way.
+    The heap holds floats, negated for bids (``negated``)."""
+    out: list[Any] = []
+    gone = 0
+    size = len(heap)
+    if n <= 0 or not size:
+        return out, gone
+    sign = -1.0 if negated else 1.0
+    frontier = [(heap[0], 0)]
+    while frontier:
+        sort_key, i = heappop(frontier)
+        level = levels.get(sign * sort_key)
+        if level is None:
+            gone += 1
+        else:
+            out.append(level)
+            if len(out) >= n:
+                break
+        child = 2 * i + 1
+        if child < size:
+            heappush(frontier, (heap[child], child))
+            if child + 1 < size:
+                heappush(frontier, (heap[child + 1], child + 1))
+    return out, gone
+
+
 def data_frames_py(data: bytes | bytearray, pos: int, limit: int, out: list[bytes]) -> int:
     """From ``pos`` on, every whole, unfragmented, unmasked text or binary frame (first byte 0x81 or
     0x82) of at most ``limit`` payload bytes: its payload appended to ``out``. Stops at the first frame
@@ -256,13 +288,14 @@ fresh_trades = fresh_trades_py
 best_key = best_key_py
 decimal_parts: Callable[[Sequence[str]], list[tuple[int, int, int]] | None] = decimal_parts_py
 data_frames = data_frames_py
+top_levels = top_levels_py
 why_pure = "not loaded yet"
 """Why the Python loops run ('' when the C ones do)."""
 
 
 def _load() -> None:
     global level_changes, apply_levels, check_amounts, values, decimal_parts, rfc3339, fresh_trades, best_key
-    global data_frames
+    global data_frames, top_levels
     global why_pure
     if os.environ.get("TICKERTERM_PURE", "") not in ("", "0"):
         why_pure = "TICKERTERM_PURE is set"
@@ -278,6 +311,7 @@ def _load() -> None:
     level_changes, apply_levels, check_amounts = _native.changes, _native.apply_levels, _native.check_amounts
     values, decimal_parts, rfc3339 = _native.values, _native.decimal_parts, _native.rfc3339
     fresh_trades, best_key, data_frames = _native.fresh_trades, _native.best_key, _native.data_frames
+    top_levels = _native.top_levels
     why_pure = ""
 
 
