@@ -5,6 +5,7 @@ same levels, heaps and overflow from applying them. Where the extension is not b
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 from dataclasses import dataclass
@@ -411,7 +412,27 @@ def test_the_c_loops_keep_no_reference_they_do_not_return_even_when_they_raise()
     trades = [Trade("v", 1.0, "P", None, "".join(["i", "d"]), price, size, "buy") for _ in range(3)]
     gone, live = float(price) + 6, float(size) + 0.5  # 7.5 and 20.5, objects of their own
     frames = b"\x81\x02ab\x82\x01c\x89\x00"
-    watched = [price, size, bad, side, *good, *refused, *trades, gone, live, frames]
+    l2 = (
+        b'{"sequence_num":3,"timestamp":"t","events":[{"type":"update","product_id":"P","updates":'
+        b'[{"side":"bid","price_level":"1.5","new_quantity":"2"},{"side":"offer","price_level":"3",'
+        b'"new_quantity":"0"}]}]}'
+    )
+    sides = {"".join(["b", "id"]): side, "".join(["off", "er"]): "".join(["as", "k"])}
+    watched = [
+        price,
+        size,
+        bad,
+        side,
+        *good,
+        *refused,
+        *trades,
+        gone,
+        live,
+        frames,
+        l2,
+        *sides,
+        *sides.values(),
+    ]
 
     def once() -> None:
         _native.changes(good, {side: side}, "side", "price_level", "new_quantity", 64)
@@ -436,6 +457,9 @@ def test_the_c_loops_keep_no_reference_they_do_not_return_even_when_they_raise()
             _native.best_key([gone, live, price], {}, set(), False)
         _native.data_frames(frames, 0, 1000, [])
         _native.top_levels([-live, -gone], {live: (price, size)}, 2, True)
+        _native.level_frame(l2, L2_KEYS, sides, 64)
+        for doubt in (l2[:-1], l2.replace(b"update", b"snapshot"), l2.replace(b'"1.5"', b'"1.5.5"')):
+            assert _native.level_frame(doubt, L2_KEYS, sides, 64) is None
         with pytest.raises(TypeError):
             _native.top_levels([gone, price], {gone: (price, size)}, 2, False)
         with pytest.raises(ValueError):
@@ -605,3 +629,162 @@ def test_splitting_refuses_what_it_cannot_read_and_stops_where_the_general_reade
         with pytest.raises(ValueError):
             fn(plain, 0, -1, [])
     assert _native.data_frames(plain, len(plain) + 5, 10, []) == len(plain) + 5
+
+
+L2_KEYS = (
+    *(b"events", b"sequence_num", b"timestamp"),
+    *(b"type", b"product_id", b"updates", b"update"),
+    *(b"side", b"price_level", b"new_quantity"),
+)
+
+
+def _json(value: Any, draw: Any) -> str:
+    """``value`` as JSON text with whitespace drawn between tokens; an object is a list of pairs (a key
+    may come twice)."""
+    gap = draw(st.sampled_from(["", "", "", " ", "\n", "\t "]))
+    if isinstance(value, _Pairs):
+        inner = ",".join(f"{gap}{_json(k, draw)}{gap}:{_json(v, draw)}" for k, v in value.pairs)
+        return "{" + inner + gap + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(gap + _json(v, draw) for v in value) + gap + "]"
+    if isinstance(value, _Raw):
+        return value.text
+    if isinstance(value, bytes):
+        return json.dumps(value.decode("latin-1"))
+    return json.dumps(value, ensure_ascii=draw(st.booleans()))
+
+
+@dataclass
+class _Pairs:
+    pairs: list[tuple[str, Any]]
+
+
+@dataclass
+class _Raw:
+    text: str  # JSON text as it stands (numbers json.dumps would not write)
+
+
+scalars = st.one_of(
+    st.text(max_size=6),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+    st.none(),
+    st.sampled_from([_Raw("1e5"), _Raw("-0"), _Raw("0.5E-3"), _Raw("NaN"), _Raw("01"), _Raw("1.")]),
+)
+containers = st.sampled_from([[], [1], _Pairs([]), _Pairs([("a", 1)])])
+
+
+def _object(draw: Any, known: dict[str, Any], clean: bool) -> _Pairs:
+    """An object with the ``known`` keys and other scalar ones, in any order; unless ``clean``, now and
+    then a key missing, a key twice, or an object or array as another key's value."""
+    pairs = [(k, v) for k, v in known.items() if clean or draw(st.integers(0, 12))]
+    for _ in range(draw(st.integers(0, 2))):
+        pairs.append((draw(st.sampled_from(["client_id", "event_time", "x"])), draw(scalars)))
+    if not clean and draw(st.integers(0, 8)) == 0:
+        pairs.append((draw(st.sampled_from(["x", "event_time", "side", "type"])), draw(containers)))
+    if not clean and pairs and draw(st.integers(0, 8)) == 0:
+        pairs.append(draw(st.sampled_from(pairs)))  # a key twice
+    return _Pairs(draw(st.permutations(pairs)))
+
+
+@st.composite
+def l2_frames(draw: Any) -> bytes:
+    """Frames of ``l2_data``'s shape: half of them good (the C reader must answer them), the rest with
+    faults anywhere."""
+    clean = draw(st.booleans())
+
+    def pick(good: Any, bad: Any) -> Any:
+        return draw(good if clean else st.one_of(good, good, bad))
+
+    def update() -> _Pairs:
+        side = pick(st.sampled_from(["bid", "offer"]), st.sampled_from(["ask", 1, "Bid"]))
+        price = pick(decimal_text, hostile_text)
+        size = pick(decimal_text, hostile_text)
+        known = {
+            "side": side,
+            "event_time": "2024-05-01T12:00:00Z",
+            "price_level": price,
+            "new_quantity": size,
+        }
+        return _object(draw, known, clean)
+
+    def event() -> _Pairs:
+        kind = pick(st.just("update"), st.sampled_from(["snapshot", "other", 3]))
+        product = pick(st.sampled_from(["BTC-USD", "ETH-USD", ""]), st.sampled_from([5, None]))
+        updates = [update() for _ in range(draw(st.integers(0, 5)))]
+        return _object(draw, {"type": kind, "product_id": product, "updates": updates}, clean)
+
+    seq = pick(st.one_of(st.integers(0, 10**18 - 1), st.none()), st.one_of(st.integers(-5, 2**64), scalars))
+    stamp = pick(st.sampled_from(["2024-05-01T12:00:00.123456Z", None]), st.sampled_from([7, "not a time"]))
+    events = [event() for _ in range(draw(st.integers(0, 3)))]
+    frame = _object(
+        draw, {"channel": "l2_data", "timestamp": stamp, "sequence_num": seq, "events": events}, clean
+    )
+    raw = _json(frame, draw).encode()
+    mutation = 9 if clean else draw(st.integers(0, 5))
+    if raw and mutation == 0:  # a byte changed
+        at = draw(st.integers(0, len(raw) - 1))
+        raw = raw[:at] + bytes([draw(st.sampled_from(b'"\\{}[],:0.- \x01\x7f\x80a'))]) + raw[at + 1 :]
+    elif raw and mutation == 1:  # cut short, or something after it
+        raw = raw[: draw(st.integers(0, len(raw) - 1))] if draw(st.booleans()) else raw + b"x"
+    return raw
+
+
+def _decoder_reads(raw: bytes) -> tuple[Any, ...] | None:
+    """What the general path makes of a frame the C reader answered: msgspec's typed decode of it, each
+    event's updates through the same checks and conversions (the parser's ``_l2_typed``)."""
+    from tickerterm.venues import coinbase
+
+    frame = coinbase._decode_l2(raw)
+    events = [
+        (ev.product_id, native.level_changes_py(ev.updates, SIDES, "side", "price_level", "new_quantity"))
+        for ev in frame.events
+    ]
+    return frame.sequence_num, frame.timestamp, events
+
+
+@needs_c
+@settings(max_examples=1500)
+@given(l2_frames())
+def test_a_level_frame_is_read_straight_from_its_json_as_the_decoder_reads_it(raw: bytes) -> None:
+    """Any frame of that shape, good or broken (keys missing, twice, in any order, other keys, nested
+    values, whitespace, bad numbers and text, a byte changed, cut short): the C reader and its twin give
+    the same answer, and where they answer, it is what msgspec and the checked conversion make of it."""
+    got = _native.level_frame(raw, L2_KEYS, SIDES, MAX_DIGITS)
+    assert got == native.level_frame_py(raw, L2_KEYS, SIDES, MAX_DIGITS)
+    if got is not None:
+        assert got == _decoder_reads(raw)
+        assert [struct.pack("<2d", *c[3:]) for _, cs in got[2] for c in cs] == [
+            struct.pack("<2d", *c[3:]) for _, cs in _decoder_reads(raw)[2] for c in cs
+        ]
+
+
+@needs_c
+def test_the_simulators_level_frames_are_read_straight_and_its_snapshots_by_the_decoder() -> None:
+    frame = (
+        b'{"channel":"l2_data","client_id":"","timestamp":"2024-05-01T12:00:00.5Z","sequence_num":7,'
+        b'"events":[{"type":"update","product_id":"BTC-USD","updates":[{"side":"bid","event_time":'
+        b'"2024-05-01T12:00:00.5Z","price_level":"64000.10","new_quantity":"0.5"},{"side":"offer",'
+        b'"event_time":"2024-05-01T12:00:00.5Z","price_level":"64001","new_quantity":"0"}]}]}'
+    )
+    assert _native.level_frame(frame, L2_KEYS, SIDES, MAX_DIGITS) == (
+        7,
+        "2024-05-01T12:00:00.5Z",
+        [("BTC-USD", [("bid", "64000.10", "0.5", 64000.1, 0.5), ("ask", "64001", "0", 64001.0, 0.0)])],
+    )
+    for doubt in (
+        frame.replace(b'"update"', b'"snapshot"'),  # the decoder's
+        frame.replace(b"64001", b"6400\\u0031"),  # an escape
+        frame.replace(b'"sequence_num":7', b'"sequence_num":-7'),
+        frame.replace(b'"client_id":""', b'"client_id":{}'),
+        frame.replace(b'"0.5"', b'"0.5e1"'),  # not plain: the decoder's path names it
+        frame.replace(b"BTC-USD", "BTC-€".encode()),
+        frame + b"{}",
+    ):
+        assert _native.level_frame(doubt, L2_KEYS, SIDES, MAX_DIGITS) is None
+        assert native.level_frame_py(doubt, L2_KEYS, SIDES, MAX_DIGITS) is None
+    with pytest.raises(TypeError):
+        _native.level_frame(frame.decode(), L2_KEYS, SIDES, MAX_DIGITS)
+    with pytest.raises(TypeError):
+        _native.level_frame(frame, L2_KEYS[:-1], SIDES, MAX_DIGITS)

@@ -16,9 +16,11 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 #include <structmember.h>
 
-#define API 9 /* tickerterm/core/native.py takes this module only at this version */
+#define API 10 /* tickerterm/core/native.py takes this module only at this version */
 
 static PyObject *str_bid; /* "bid" */
 
@@ -109,20 +111,11 @@ typedef struct {
 /* Plain decimal text: 1..max_len ASCII digits with at most one point and at least one digit. 1 and *d
  * filled when it is; 0 when it is not; -1 (TypeError set) for anything but a string. */
 static int
-plain_decimal(PyObject *text, Py_ssize_t max_len, Dec *d)
+plain_bytes(const char *s, Py_ssize_t n, Py_ssize_t max_len, Dec *d)
 {
-    if (!PyUnicode_Check(text)) {
-        PyErr_Format(PyExc_TypeError, "expected a decimal string, got %.50s", Py_TYPE(text)->tp_name);
-        return -1;
-    }
-    if (!PyUnicode_IS_ASCII(text)) {
-        return 0;
-    }
-    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
     if (n == 0 || n > max_len) {
         return 0;
     }
-    const char *s = (const char *)PyUnicode_DATA(text);
     unsigned long long m = 0;
     int points = 0, digits = 0, significant = 0, fraction = -1;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -150,6 +143,21 @@ plain_decimal(PyObject *text, Py_ssize_t max_len, Dec *d)
     d->fraction = fraction < 0 ? 0 : fraction;
     d->exact = significant <= 18;
     return 1;
+}
+
+/* Plain decimal text: 1..max_len ASCII digits with at most one point and at least one digit. 1 and *d
+ * filled when it is; 0 when it is not; -1 (TypeError set) for anything but a string. */
+static int
+plain_decimal(PyObject *text, Py_ssize_t max_len, Dec *d)
+{
+    if (!PyUnicode_Check(text)) {
+        PyErr_Format(PyExc_TypeError, "expected a decimal string, got %.50s", Py_TYPE(text)->tp_name);
+        return -1;
+    }
+    if (!PyUnicode_IS_ASCII(text)) {
+        return 0;
+    }
+    return plain_bytes((const char *)PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text), max_len, d);
 }
 
 static PyObject *
@@ -949,6 +957,412 @@ fail:
     return NULL;
 }
 
+/* --- level_frame: a venue's level-update frame read straight from its JSON text ----------------------
+ *
+ * A strict reader for one shape: an object whose events are objects whose updates are objects of
+ * side, price and size strings (Coinbase Advanced Trade's l2_data). It answers only when it has no
+ * doubt, and None otherwise, for the venue's general decoder (msgspec), which then names any fault:
+ * so whenever it answers, the answer is what that path gives. Doubt is: a byte outside ASCII or a
+ * backslash anywhere, JSON it does not read to the end exactly, a key twice in an object, an
+ * object or array where a known key is not expected, an event of another type, a side not in ``sides``,
+ * a price or size that is not plain decimal text of at most max_len characters. Every read is bounds
+ * checked; the text is only read. */
+
+typedef struct {
+    const unsigned char *s;
+    Py_ssize_t i, n;
+} Scan;
+
+static inline void
+ws(Scan *c)
+{
+    while (c->i < c->n) {
+        unsigned char ch = c->s[c->i];
+        if (ch != ' ' && ch != '\t' && ch != '\n' && ch != '\r') break;
+        c->i++;
+    }
+}
+
+static inline int
+eat(Scan *c, unsigned char ch)
+{
+    ws(c);
+    if (c->i < c->n && c->s[c->i] == ch) {
+        c->i++;
+        return 1;
+    }
+    return 0;
+}
+
+/* Bytes a string of the form read here cannot hold plainly: its end quote, a backslash (an escape: the
+ * decoder's), a control character (not JSON), anything outside ASCII (UTF-8: the decoder's). */
+static unsigned char STOP[256];
+
+static void
+stop_init(void)
+{
+    for (int b = 0; b < 256; b++) STOP[b] = b < 0x20 || b >= 0x80 || b == '"' || b == '\\';
+}
+
+/* a string without escapes: its bytes at [*start, *start + *len) */
+static int
+str_token(Scan *c, Py_ssize_t *start, Py_ssize_t *len)
+{
+    if (!eat(c, '"')) return 0;
+    Py_ssize_t b = c->i, i = b, n = c->n;
+    const unsigned char *s = c->s;
+    /* eight bytes at a time while none of them stops the string (SWAR: a byte below 0x20, at or above
+     * 0x80, or equal to '"' or '\\' sets its word's test), then byte by byte */
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    while (n - i >= 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+        uint64_t stop = ((q - ones) & ~q) | ((b - ones) & ~b) | ((w - ones * 0x20) & ~w) | w;
+        if (stop & highs) break;
+        i += 8;
+    }
+    while (i < n && !STOP[s[i]]) i++;
+    if (i >= n || s[i] != '"') return 0;
+    *start = b;
+    *len = i - b;
+    c->i = i + 1;
+    return 1;
+}
+
+static int
+digits(Scan *c)
+{
+    Py_ssize_t b = c->i;
+    while (c->i < c->n && c->s[c->i] >= '0' && c->s[c->i] <= '9') c->i++;
+    return c->i > b;
+}
+
+/* a JSON number, checked to the grammar and left unread */
+static int
+skip_number(Scan *c)
+{
+    if (c->i < c->n && c->s[c->i] == '-') c->i++;
+    if (c->i < c->n && c->s[c->i] == '0') {
+        c->i++;
+    }
+    else if (!digits(c)) {
+        return 0;
+    }
+    if (c->i < c->n && c->s[c->i] == '.') {
+        c->i++;
+        if (!digits(c)) return 0;
+    }
+    if (c->i < c->n && (c->s[c->i] == 'e' || c->s[c->i] == 'E')) {
+        c->i++;
+        if (c->i < c->n && (c->s[c->i] == '+' || c->s[c->i] == '-')) c->i++;
+        if (!digits(c)) return 0;
+    }
+    return 1;
+}
+
+static int
+literal(Scan *c, const char *word)
+{
+    size_t k = strlen(word);
+    if ((size_t)(c->n - c->i) < k || memcmp(c->s + c->i, word, k) != 0) return 0;
+    c->i += k;
+    return 1;
+}
+
+/* the value of a key not read: a string, a number, true, false or null (anything else is doubt) */
+static int
+skip_scalar(Scan *c)
+{
+    ws(c);
+    if (c->i >= c->n) return 0;
+    unsigned char ch = c->s[c->i];
+    Py_ssize_t a, b;
+    if (ch == '"') return str_token(c, &a, &b);
+    if (ch == '-' || (ch >= '0' && ch <= '9')) return skip_number(c);
+    return literal(c, "true") || literal(c, "false") || literal(c, "null");
+}
+
+static inline int
+key_is(Scan *c, Py_ssize_t start, Py_ssize_t len, PyObject *key)
+{
+    return PyBytes_GET_SIZE(key) == len && memcmp(c->s + start, PyBytes_AS_STRING(key), len) == 0;
+}
+
+/* the next member of an object whose '{' was read (``count`` members so far): 1 with the key's bytes
+ * and the scanner at its value, 0 at the object's end, -1 on doubt */
+static int
+next_key(Scan *c, int *count, Py_ssize_t *start, Py_ssize_t *len)
+{
+    if (eat(c, '}')) return 0;
+    if (*count && !eat(c, ',')) return -1;
+    if (!str_token(c, start, len) || !eat(c, ':')) return -1;
+    (*count)++;
+    return 1;
+}
+
+/* the next item of an array whose '[' was read: 1 with the scanner at it, 0 at the end, -1 on doubt */
+static int
+next_item(Scan *c, int *count)
+{
+    if (eat(c, ']')) return 0;
+    if (*count && !eat(c, ',')) return -1;
+    (*count)++;
+    return 1;
+}
+
+static PyObject *
+ascii_str(Scan *c, Py_ssize_t start, Py_ssize_t len)
+{
+    PyObject *out = PyUnicode_New(len, 127);
+    if (out != NULL) memcpy(PyUnicode_DATA(out), c->s + start, len);
+    return out;
+}
+
+enum { K_EVENTS, K_SEQ, K_TIME, K_TYPE, K_PRODUCT, K_UPDATES, K_UPDATE, K_SIDE, K_PRICE, K_SIZE, K_COUNT };
+
+typedef struct {
+    PyObject *keys[K_COUNT]; /* bytes, borrowed from the spec */
+    const char *side_text[2];
+    Py_ssize_t side_len[2];
+    PyObject *side_name[2]; /* borrowed from ``sides`` */
+    int sides;
+    Py_ssize_t max_len;
+} Spec;
+
+/* One update object: its change tuple in *out. 1 read, 0 doubt, -1 error. */
+static int
+read_update(Scan *c, const Spec *sp, PyObject **out)
+{
+    if (!eat(c, '{')) return 0;
+    int count = 0, r;
+    Py_ssize_t ks, kl, side_at = -1, side_len = 0, price_at = -1, price_len = 0, size_at = -1, size_len = 0;
+    while ((r = next_key(c, &count, &ks, &kl)) == 1) {
+        Py_ssize_t *at, *len;
+        if (key_is(c, ks, kl, sp->keys[K_SIDE])) {
+            at = &side_at, len = &side_len;
+        }
+        else if (key_is(c, ks, kl, sp->keys[K_PRICE])) {
+            at = &price_at, len = &price_len;
+        }
+        else if (key_is(c, ks, kl, sp->keys[K_SIZE])) {
+            at = &size_at, len = &size_len;
+        }
+        else {
+            if (!skip_scalar(c)) return 0;
+            continue;
+        }
+        if (*at >= 0 || !str_token(c, at, len)) return 0; /* twice, or not a string */
+    }
+    if (r < 0 || side_at < 0 || price_at < 0 || size_at < 0) return 0;
+    PyObject *name = NULL;
+    for (int k = 0; k < sp->sides; k++) {
+        if (sp->side_len[k] == side_len && memcmp(sp->side_text[k], c->s + side_at, side_len) == 0) {
+            name = sp->side_name[k];
+        }
+    }
+    Dec pd, qd;
+    if (name == NULL || !plain_bytes((const char *)c->s + price_at, price_len, sp->max_len, &pd) ||
+        !plain_bytes((const char *)c->s + size_at, size_len, sp->max_len, &qd)) {
+        return 0;
+    }
+    PyObject *change = PyTuple_New(5);
+    if (change == NULL) return -1;
+    Py_INCREF(name);
+    PyTuple_SET_ITEM(change, 0, name);
+    PyObject *items[4] = {ascii_str(c, price_at, price_len), ascii_str(c, size_at, size_len), to_float(&pd),
+                          to_float(&qd)};
+    for (int k = 0; k < 4; k++) {
+        PyTuple_SET_ITEM(change, k + 1, items[k]); /* the tuple takes them; NULLs too, checked below */
+    }
+    if (!items[0] || !items[1] || !items[2] || !items[3]) {
+        Py_DECREF(change);
+        return -1;
+    }
+    if (PyUnicode_CheckExact(name)) {
+        PyObject_GC_UnTrack(change); /* strings and floats only: no cycle can go through it */
+    }
+    *out = change;
+    return 1;
+}
+
+/* One event object: (product, changes) in *out. 1 read, 0 doubt, -1 error. */
+static int
+read_event(Scan *c, const Spec *sp, PyObject **out)
+{
+    if (!eat(c, '{')) return 0;
+    int count = 0, r, typed = 0, status = 0;
+    Py_ssize_t ks, kl, a, b;
+    PyObject *product = NULL, *changes = NULL;
+    while ((r = next_key(c, &count, &ks, &kl)) == 1) {
+        if (key_is(c, ks, kl, sp->keys[K_TYPE])) {
+            if (typed || !str_token(c, &a, &b) || !key_is(c, a, b, sp->keys[K_UPDATE])) goto done;
+            typed = 1;
+        }
+        else if (key_is(c, ks, kl, sp->keys[K_PRODUCT])) {
+            if (product != NULL || !str_token(c, &a, &b)) goto done;
+            product = ascii_str(c, a, b);
+            if (product == NULL) {
+                status = -1;
+                goto done;
+            }
+        }
+        else if (key_is(c, ks, kl, sp->keys[K_UPDATES])) {
+            if (changes != NULL || !eat(c, '[')) goto done;
+            changes = PyList_New(0);
+            if (changes == NULL) {
+                status = -1;
+                goto done;
+            }
+            int items = 0, more;
+            while ((more = next_item(c, &items)) == 1) {
+                PyObject *change = NULL;
+                int got = read_update(c, sp, &change);
+                if (got <= 0) {
+                    status = got;
+                    goto done;
+                }
+                int failed = PyList_Append(changes, change);
+                Py_DECREF(change);
+                if (failed < 0) {
+                    status = -1;
+                    goto done;
+                }
+            }
+            if (more < 0) goto done;
+        }
+        else if (!skip_scalar(c)) {
+            goto done;
+        }
+    }
+    if (r < 0 || !typed || product == NULL || changes == NULL) goto done;
+    *out = PyTuple_Pack(2, product, changes);
+    status = *out == NULL ? -1 : 1;
+done:
+    Py_XDECREF(product);
+    Py_XDECREF(changes);
+    return status;
+}
+
+PyDoc_STRVAR(level_frame_doc,
+"level_frame(raw, keys, sides, max_len, /) -> (seq, timestamp, [(product, changes)]) | None\n\n"
+"A level-update frame read straight from its JSON bytes: an object with an array of events, each an\n"
+"object of the update type with a product and an array of updates, each an object with a side, a\n"
+"price and a size (keys: the frame's events, sequence number and time; the event's type, product and\n"
+"updates, and the update type's value; the update's side, price and size, all bytes). Each update as\n"
+"level_changes makes it (sides[side], price, size, their values). None when the frame is not of that\n"
+"form without any doubt (see _native.c): the venue's general decoder then reads it.");
+
+static PyObject *
+level_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!arity("level_frame", nargs, 4)) return NULL;
+    PyObject *raw = args[0], *keys = args[1], *sides = args[2];
+    if (!PyBytes_CheckExact(raw) || !PyTuple_CheckExact(keys) || PyTuple_GET_SIZE(keys) != K_COUNT - 0 ||
+        !PyDict_Check(sides)) {
+        PyErr_SetString(PyExc_TypeError, "level_frame(raw: bytes, keys: tuple of 10 bytes, sides: dict, max_len)");
+        return NULL;
+    }
+    Spec sp;
+    if (!size_arg(args[3], &sp.max_len)) return NULL;
+    for (int k = 0; k < K_COUNT; k++) {
+        sp.keys[k] = PyTuple_GET_ITEM(keys, k);
+        if (!PyBytes_CheckExact(sp.keys[k])) {
+            PyErr_SetString(PyExc_TypeError, "level_frame(): the keys are bytes");
+            return NULL;
+        }
+    }
+    sp.sides = 0;
+    Py_ssize_t at = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(sides, &at, &key, &value)) {
+        if (sp.sides == 2 || !PyUnicode_Check(key) || !PyUnicode_IS_ASCII(key)) {
+            PyErr_SetString(PyExc_TypeError, "level_frame(): sides maps at most two ASCII strings");
+            return NULL;
+        }
+        sp.side_text[sp.sides] = (const char *)PyUnicode_DATA(key);
+        sp.side_len[sp.sides] = PyUnicode_GET_LENGTH(key);
+        sp.side_name[sp.sides] = value;
+        sp.sides++;
+    }
+    /* a byte outside ASCII, or a backslash, is doubt wherever it is: in a string (STOP), or outside one
+     * (not the grammar) */
+    Scan c = {(const unsigned char *)PyBytes_AS_STRING(raw), 0, PyBytes_GET_SIZE(raw)};
+    PyObject *seq = NULL, *stamp = NULL, *events = NULL, *result = NULL;
+    int status = 0, count = 0, r, seen_seq = 0, seen_stamp = 0;
+    Py_ssize_t ks, kl, a, b;
+    if (!eat(&c, '{')) goto done;
+    while ((r = next_key(&c, &count, &ks, &kl)) == 1) {
+        if (key_is(&c, ks, kl, sp.keys[K_EVENTS])) {
+            if (events != NULL || !eat(&c, '[')) goto done;
+            events = PyList_New(0);
+            if (events == NULL) {
+                status = -1;
+                goto done;
+            }
+            int items = 0, more;
+            while ((more = next_item(&c, &items)) == 1) {
+                PyObject *event = NULL;
+                int got = read_event(&c, &sp, &event);
+                if (got <= 0) {
+                    status = got;
+                    goto done;
+                }
+                int failed = PyList_Append(events, event);
+                Py_DECREF(event);
+                if (failed < 0) {
+                    status = -1;
+                    goto done;
+                }
+            }
+            if (more < 0) goto done;
+        }
+        else if (key_is(&c, ks, kl, sp.keys[K_SEQ])) {
+            if (seen_seq) goto done;
+            seen_seq = 1;
+            ws(&c);
+            if (literal(&c, "null")) continue;
+            Py_ssize_t from = c.i;
+            if (!digits(&c) || c.i - from > 18 || (c.s[from] == '0' && c.i - from > 1)) goto done;
+            if (c.i < c.n && (c.s[c.i] == '.' || c.s[c.i] == 'e' || c.s[c.i] == 'E')) goto done;
+            long long v = 0;
+            for (Py_ssize_t i = from; i < c.i; i++) v = v * 10 + (c.s[i] - '0');
+            seq = PyLong_FromLongLong(v);
+            if (seq == NULL) {
+                status = -1;
+                goto done;
+            }
+        }
+        else if (key_is(&c, ks, kl, sp.keys[K_TIME])) {
+            if (seen_stamp) goto done;
+            seen_stamp = 1;
+            ws(&c);
+            if (literal(&c, "null")) continue;
+            if (!str_token(&c, &a, &b)) goto done;
+            stamp = ascii_str(&c, a, b);
+            if (stamp == NULL) {
+                status = -1;
+                goto done;
+            }
+        }
+        else if (!skip_scalar(&c)) {
+            goto done;
+        }
+    }
+    if (r < 0 || events == NULL) goto done;
+    ws(&c);
+    if (c.i != c.n) goto done; /* something after the object */
+    result = PyTuple_Pack(3, seq ? seq : Py_None, stamp ? stamp : Py_None, events);
+    status = result == NULL ? -1 : 1;
+done:
+    Py_XDECREF(seq);
+    Py_XDECREF(stamp);
+    Py_XDECREF(events);
+    if (status < 0) return NULL;
+    if (status == 0) Py_RETURN_NONE;
+    return result;
+}
+
 PyDoc_STRVAR(top_levels_doc,
 "top_levels(heap, levels, n, negated, /) -> (list, int)\n\n"
 "OrderBook._top's walk: a side's levels best first, read down its heap (a heap's children are never\n"
@@ -1144,6 +1558,7 @@ static PyMethodDef methods[] = {
     {"decimal_parts", (PyCFunction)(void (*)(void))decimal_parts, METH_FASTCALL, decimal_parts_doc},
     {"data_frames", (PyCFunction)(void (*)(void))data_frames, METH_FASTCALL, data_frames_doc},
     {"top_levels", (PyCFunction)(void (*)(void))top_levels, METH_FASTCALL, top_levels_doc},
+    {"level_frame", (PyCFunction)(void (*)(void))level_frame, METH_FASTCALL, level_frame_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1155,6 +1570,7 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__native(void)
 {
+    stop_init();
     str_bid = PyUnicode_InternFromString("bid");
     str_venue = PyUnicode_InternFromString("venue");
     str_product = PyUnicode_InternFromString("product");

@@ -3,9 +3,9 @@
 ``level_changes`` (a venue's level changes checked and converted), ``apply_levels`` (a book's levels
 set from them), ``check_amounts`` (a batch of trades' prices and sizes checked), ``values`` (their
 prices' values), ``decimal_sum`` (sizes summed exactly), ``rfc3339`` (a frame's time), ``fresh_trades``
-(restated trades left out), ``best_key`` (a side's best price), ``top_levels`` (its best levels) and
-``data_frames`` (a socket read's plain
-WebSocket messages) each exist twice: in
+(restated trades left out), ``best_key`` (a side's best price), ``top_levels`` (its best levels),
+``data_frames`` (a socket read's plain WebSocket messages) and ``level_frame`` (a level-update frame read
+straight from its JSON; None on the pure path, see below) each exist twice: in
 C (``tickerterm/core/_native.c``, built at install where a C compiler is found) and here in Python,
 which gives the same results more slowly (``tests/test_native.py`` checks that they agree, bad input
 included). The C loops exist because per update the Python ones make some fifteen C-API calls from
@@ -16,7 +16,9 @@ one runs.
 
 from __future__ import annotations
 
+import json
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
 from decimal import Decimal, localcontext
 from heapq import heappop, heappush
@@ -25,7 +27,7 @@ from typing import Any
 
 from tickerterm.core.events import DIGITS, MAX_DIGITS, Change, Trade
 
-API = 9
+API = 10
 """The extension's interface version this code expects; a build of another is not used."""
 
 _INF = float("inf")
@@ -244,6 +246,93 @@ def top_levels_py(
     return out, gone
 
 
+class _Signed(int):
+    """A JSON integer ``level_frame`` does not take as a sequence number (signed, or of 19+ digits)."""
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)  # NaN, Infinity: not JSON
+
+
+def _int(text: str) -> int:
+    return _Signed(text) if text.startswith("-") or len(text) > 18 else int(text)
+
+
+_SCALAR = (str, int, float, bool, type(None))
+
+
+class _Object(dict[str, Any]):
+    """A JSON object, with its members as they came (a key may come twice: the dict keeps the last)."""
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        super().__init__(pairs)
+        self.pairs = pairs
+        self.twice = {k for k, n in Counter(k for k, _ in pairs).items() if n > 1}
+
+
+def level_frame_py(
+    raw: bytes, keys: tuple[bytes, ...], sides: dict[str, Any], max_len: int
+) -> tuple[int | None, str | None, list[tuple[str, list[Change]]]] | None:
+    """A level-update frame read straight from its JSON bytes, or None when it is not of that form
+    without any doubt (the venue's general decoder then reads it): an object with an array of events,
+    each an object of the update type with a product and an array of updates, each an object with a
+    side (a key of ``sides``), a price and a size (plain decimal text of at most ``max_len``
+    characters). ``keys``: the frame's events, sequence number and time; the event's type, product and
+    updates, and the update type's value; the update's side, price and size. Doubt is also: a byte
+    outside ASCII or a backslash anywhere, a known key twice in an object, any other key's value that is
+    an object or an array, a signed or 19-digit sequence number."""
+    if type(raw) is not bytes or not raw.isascii() or b"\\" in raw:
+        return None
+    k_events, k_seq, k_time, k_type, k_product, k_updates, update, k_side, k_price, k_size = (
+        k.decode() for k in keys
+    )
+    try:
+        frame = json.loads(raw, object_pairs_hook=_Object, parse_constant=_no_constant, parse_int=_int)
+    except ValueError:
+        return None
+
+    def plain(obj: Any, mine: tuple[str, ...]) -> bool:
+        """An object of this form: none of ``mine`` twice, every other value a scalar."""
+        return (
+            type(obj) is _Object
+            and not obj.twice.intersection(mine)
+            and all(isinstance(v, _SCALAR) for k, v in obj.pairs if k not in mine)
+        )
+
+    if not plain(frame, (k_events, k_seq, k_time)):
+        return None
+    events = frame.get(k_events)
+    seq = frame.get(k_seq)
+    stamp = frame.get(k_time)
+    if type(events) is not list:
+        return None
+    if not (seq is None or type(seq) is int) or not (stamp is None or type(stamp) is str):
+        return None
+    out: list[tuple[str, list[Change]]] = []
+    for ev in events:
+        if not plain(ev, (k_type, k_product, k_updates)):
+            return None
+        product, updates = ev.get(k_product), ev.get(k_updates)
+        if ev.get(k_type) != update:
+            return None
+        if type(product) is not str or type(updates) is not list:
+            return None
+        changes: list[Change] = []
+        for u in updates:
+            if not plain(u, (k_side, k_price, k_size)):
+                return None
+            side, price, size = u.get(k_side), u.get(k_price), u.get(k_size)
+            if type(side) is not str or side not in sides:
+                return None
+            try:
+                _check(price, size, max_len)
+            except (TypeError, ValueError):
+                return None
+            changes.append((sides[side], price, size, float(price), float(size)))
+        out.append((product, changes))
+    return seq, stamp, out
+
+
 def data_frames_py(data: bytes | bytearray, pos: int, limit: int, out: list[bytes]) -> int:
     """From ``pos`` on, every whole, unfragmented, unmasked text or binary frame (first byte 0x81 or
     0x82) of at most ``limit`` payload bytes: its payload appended to ``out``. Stops at the first frame
@@ -289,13 +378,16 @@ best_key = best_key_py
 decimal_parts: Callable[[Sequence[str]], list[tuple[int, int, int]] | None] = decimal_parts_py
 data_frames = data_frames_py
 top_levels = top_levels_py
+level_frame: Callable[..., tuple[int | None, str | None, list[tuple[str, list[Change]]]] | None] | None = None
+"""The C reader of level-update frames, or None on the pure path: there a venue's decoder (msgspec, itself
+compiled) reads every frame, faster than ``level_frame_py`` would."""
 why_pure = "not loaded yet"
 """Why the Python loops run ('' when the C ones do)."""
 
 
 def _load() -> None:
     global level_changes, apply_levels, check_amounts, values, decimal_parts, rfc3339, fresh_trades, best_key
-    global data_frames, top_levels
+    global data_frames, top_levels, level_frame
     global why_pure
     if os.environ.get("TICKERTERM_PURE", "") not in ("", "0"):
         why_pure = "TICKERTERM_PURE is set"
@@ -311,7 +403,7 @@ def _load() -> None:
     level_changes, apply_levels, check_amounts = _native.changes, _native.apply_levels, _native.check_amounts
     values, decimal_parts, rfc3339 = _native.values, _native.decimal_parts, _native.rfc3339
     fresh_trades, best_key, data_frames = _native.fresh_trades, _native.best_key, _native.data_frames
-    top_levels = _native.top_levels
+    top_levels, level_frame = _native.top_levels, _native.level_frame
     why_pure = ""
 
 

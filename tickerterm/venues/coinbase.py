@@ -29,6 +29,7 @@ from tickerterm.core.events import (
     BookSnapshot,
     BookUpdate,
     Candle,
+    Change,
     Event,
     Gap,
     Heartbeat,
@@ -94,6 +95,14 @@ _decode_l2 = msgspec.json.Decoder(_L2Frame).decode
 """Typed decoding of ``l2_data`` frames, the bulk of the feed: fields we do not use are skipped in C
 instead of becoming dicts. A frame it rejects goes through the generic path, which names the fault."""
 _L2_PREFIX = b'{"channel":"l2_data",'
+_L2_KEYS = (
+    *(b"events", b"sequence_num", b"timestamp"),
+    *(b"type", b"product_id", b"updates", b"update"),
+    *(b"side", b"price_level", b"new_quantity"),
+)
+"""An ``l2_data`` frame's shape for ``native.level_frame``: the frame's events, sequence number and time;
+an event's type, product and updates, and the type it reads (updates: snapshots go to msgspec); an
+update's side, price and size."""
 
 
 class _Trade(msgspec.Struct, gc=False):
@@ -212,6 +221,11 @@ class CoinbaseParser(Parser):
         self.last_exch_ts = None
         if type(raw) is bytes:
             if raw.startswith(_L2_PREFIX):
+                scan = native.level_frame  # straight from the JSON, when it reads it without any doubt
+                if scan is not None:
+                    scanned = scan(raw, _L2_KEYS, _BOOK_SIDE, MAX_DIGITS)
+                    if scanned is not None:
+                        return self._l2_scanned(*scanned, recv_ts)
                 try:
                     frame = _decode_l2(raw)
                 except msgspec.DecodeError:  # ValidationError included
@@ -291,6 +305,23 @@ class CoinbaseParser(Parser):
                 out.append(BookUpdate(venue, recv_ts, ev.product_id, exch_ts, changes))
         except (KeyError, TypeError, ValueError) as exc:
             raise FrameError(f"l2_data: {type(exc).__name__} {exc}") from None
+        if seq is None:
+            return out
+        return self._advance(seq, last, recv_ts, out)
+
+    def _l2_scanned(
+        self, seq: int | None, ts: str | None, events: list[tuple[str, list[Change]]], recv_ts: float
+    ) -> list[Event]:
+        """``_l2_typed`` for a frame read by ``native.level_frame``: its updates are checked and converted."""
+        last = self.last_seq
+        if seq is not None and last is not None and seq <= last:
+            self.out_of_order += 1
+            return []
+        exch_ts = self.last_exch_ts = parse_rfc3339(ts) if ts is not None else None
+        venue = self.venue
+        out: list[Event] = [
+            BookUpdate(venue, recv_ts, product, exch_ts, changes) for product, changes in events
+        ]
         if seq is None:
             return out
         return self._advance(seq, last, recv_ts, out)
