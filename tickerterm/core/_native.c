@@ -20,7 +20,7 @@
 #include <string.h>
 #include <structmember.h>
 
-#define API 10 /* tickerterm/core/native.py takes this module only at this version */
+#define API 11 /* tickerterm/core/native.py takes this module only at this version */
 
 static PyObject *str_bid; /* "bid" */
 
@@ -809,7 +809,8 @@ PyDoc_STRVAR(apply_levels_doc,
 "OrderBook.apply_changes' loop: each (side, price, size, key, value) sets or removes a level; a new\n"
 "price goes on its side's heap once (negated for bids). Bit 1 of the result: a new level was not kept\n"
 "because its side already held cap levels; bit 2: a level was set at or through the other side's best\n"
-"price (its gone tops popped to find it, as best_key pops them), so the book may have crossed.");
+"price (its gone tops popped to find it, as best_key pops them), so the book may have crossed; bits 3\n"
+"and 4: the bid or the ask heap holds more than 2 * len(levels) + 64 entries (rebuild it).");
 
 static PyObject *
 apply_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -951,7 +952,10 @@ apply_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(c);
     }
     Py_DECREF(seq);
-    return PyLong_FromLong(overflow | (reach << 1));
+    /* a heap with many gone prices: the caller rebuilds it */
+    int heaped = (PyList_GET_SIZE(bid_heap) > 2 * PyDict_GET_SIZE(bids) + 64) |
+                 ((PyList_GET_SIZE(ask_heap) > 2 * PyDict_GET_SIZE(asks) + 64) << 1);
+    return PyLong_FromLong(overflow | (reach << 1) | (heaped << 2));
 fail:
     Py_DECREF(seq);
     return NULL;

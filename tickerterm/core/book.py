@@ -115,10 +115,10 @@ class OrderBook:
                 self.overflow = True
             if flags & native.REACHED:
                 self.suspect = True
-        if len(bid_heap) > 2 * len(bids) + 64:
-            self._rebuild("bid")
-        if len(ask_heap) > 2 * len(asks) + 64:
-            self._rebuild("ask")
+            if flags & native.HEAPED:  # many gone prices in a heap
+                self._rebuild("bid")
+            if flags & native.HEAPED << 1:
+                self._rebuild("ask")
         self.updates += 1
         self.version += 1
 

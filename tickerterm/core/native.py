@@ -27,7 +27,7 @@ from typing import Any
 
 from tickerterm.core.events import DIGITS, MAX_DIGITS, Change, Trade
 
-API = 10
+API = 11
 """The extension's interface version this code expects; a build of another is not used."""
 
 _INF = float("inf")
@@ -36,6 +36,8 @@ OVERFLOW = 1
 """``apply_levels``: a new level was not kept (its side held ``cap`` levels)."""
 REACHED = 2
 """``apply_levels``: a level was set at or through the other side's best price (the book may cross)."""
+HEAPED = 4
+"""``apply_levels``: a side's heap holds more than twice its levels and 64 (gone prices): rebuild it."""
 
 
 def level_changes_py(
@@ -100,7 +102,8 @@ def apply_levels_py(
     Bit 1 of the result (``OVERFLOW``): a new level was not kept because its side already held ``cap``
     levels. Bit 2 (``REACHED``): a level was set at or through the other side's best price (its gone
     tops popped to find it, as ``best_key`` pops them), so the book may have crossed; without it a book
-    that was not crossed is still not (a level that goes cannot cross a book)."""
+    that was not crossed is still not (a level that goes cannot cross a book). Bit 3 (``HEAPED``) and
+    bit 4 (``HEAPED << 1``): the bid or the ask heap holds more than ``2 * len(levels) + 64`` entries."""
     overflow = reach = False
     for side, price, size, key, value in changes:
         if side == "bid":
@@ -128,7 +131,10 @@ def apply_levels_py(
                 else:
                     best = best_key_py(bid_heap, bids, bid_held, True)
                 reach = best is not None and (key >= best if side == "bid" else key <= best)
-    return (OVERFLOW if overflow else 0) | (REACHED if reach else 0)
+    heaped = (HEAPED if len(bid_heap) > 2 * len(bids) + 64 else 0) | (
+        HEAPED << 1 if len(ask_heap) > 2 * len(asks) + 64 else 0
+    )
+    return (OVERFLOW if overflow else 0) | (REACHED if reach else 0) | heaped
 
 
 def values_py(items: Sequence[Any], attr: str) -> list[float]:
