@@ -1262,7 +1262,7 @@ level_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     if (!arity("level_frame", nargs, 4)) return NULL;
     PyObject *raw = args[0], *keys = args[1], *sides = args[2];
-    if (!PyBytes_CheckExact(raw) || !PyTuple_CheckExact(keys) || PyTuple_GET_SIZE(keys) != K_COUNT - 0 ||
+    if (!PyBytes_CheckExact(raw) || !PyTuple_CheckExact(keys) || PyTuple_GET_SIZE(keys) != K_COUNT ||
         !PyDict_Check(sides)) {
         PyErr_SetString(PyExc_TypeError, "level_frame(raw: bytes, keys: tuple of 10 bytes, sides: dict, max_len)");
         return NULL;
