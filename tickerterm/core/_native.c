@@ -1190,6 +1190,28 @@ read_update(Scan *c, const Spec *sp, PyObject **out)
     return 1;
 }
 
+/* An array of objects each read by ``read`` into a new list in *out. 1 read, 0 doubt, -1 error; *out is
+ * set (and the caller's to release) whenever the list was made. */
+typedef int (*Reader)(Scan *c, const Spec *sp, PyObject **out);
+
+static int
+read_array(Scan *c, const Spec *sp, Reader read, PyObject **out)
+{
+    if (!eat(c, '[')) return 0;
+    PyObject *list = *out = PyList_New(0);
+    if (list == NULL) return -1;
+    int items = 0, more;
+    while ((more = next_item(c, &items)) == 1) {
+        PyObject *item = NULL;
+        int got = read(c, sp, &item);
+        if (got <= 0) return got;
+        int failed = PyList_Append(list, item);
+        Py_DECREF(item);
+        if (failed < 0) return -1;
+    }
+    return more < 0 ? 0 : 1;
+}
+
 /* One event object: (product, changes) in *out. 1 read, 0 doubt, -1 error. */
 static int
 read_event(Scan *c, const Spec *sp, PyObject **out)
@@ -1212,28 +1234,10 @@ read_event(Scan *c, const Spec *sp, PyObject **out)
             }
         }
         else if (key_is(c, ks, kl, sp->keys[K_UPDATES])) {
-            if (changes != NULL || !eat(c, '[')) goto done;
-            changes = PyList_New(0);
-            if (changes == NULL) {
-                status = -1;
-                goto done;
-            }
-            int items = 0, more;
-            while ((more = next_item(c, &items)) == 1) {
-                PyObject *change = NULL;
-                int got = read_update(c, sp, &change);
-                if (got <= 0) {
-                    status = got;
-                    goto done;
-                }
-                int failed = PyList_Append(changes, change);
-                Py_DECREF(change);
-                if (failed < 0) {
-                    status = -1;
-                    goto done;
-                }
-            }
-            if (more < 0) goto done;
+            if (changes != NULL) goto done;
+            status = read_array(c, sp, read_update, &changes);
+            if (status <= 0) goto done;
+            status = 0;
         }
         else if (!skip_scalar(c)) {
             goto done;
@@ -1298,28 +1302,10 @@ level_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (!eat(&c, '{')) goto done;
     while ((r = next_key(&c, &count, &ks, &kl)) == 1) {
         if (key_is(&c, ks, kl, sp.keys[K_EVENTS])) {
-            if (events != NULL || !eat(&c, '[')) goto done;
-            events = PyList_New(0);
-            if (events == NULL) {
-                status = -1;
-                goto done;
-            }
-            int items = 0, more;
-            while ((more = next_item(&c, &items)) == 1) {
-                PyObject *event = NULL;
-                int got = read_event(&c, &sp, &event);
-                if (got <= 0) {
-                    status = got;
-                    goto done;
-                }
-                int failed = PyList_Append(events, event);
-                Py_DECREF(event);
-                if (failed < 0) {
-                    status = -1;
-                    goto done;
-                }
-            }
-            if (more < 0) goto done;
+            if (events != NULL) goto done;
+            status = read_array(&c, &sp, read_event, &events);
+            if (status <= 0) goto done;
+            status = 0;
         }
         else if (key_is(&c, ks, kl, sp.keys[K_SEQ])) {
             if (seen_seq) goto done;
