@@ -784,7 +784,12 @@ def test_the_simulators_level_frames_are_read_straight_and_its_snapshots_by_the_
     ):
         assert _native.level_frame(doubt, L2_KEYS, SIDES, MAX_DIGITS) is None
         assert native.level_frame_py(doubt, L2_KEYS, SIDES, MAX_DIGITS) is None
-    with pytest.raises(TypeError):
-        _native.level_frame(frame.decode(), L2_KEYS, SIDES, MAX_DIGITS)
-    with pytest.raises(TypeError):
-        _native.level_frame(frame, L2_KEYS[:-1], SIDES, MAX_DIGITS)
+    for fn in (_native.level_frame, native.level_frame_py):
+        with pytest.raises(TypeError):
+            fn(frame.decode(), L2_KEYS, SIDES, MAX_DIGITS)
+        with pytest.raises(TypeError):
+            fn(frame, L2_KEYS[:-1], SIDES, MAX_DIGITS)
+        with pytest.raises(TypeError):
+            fn(frame, (*L2_KEYS[:-1], "new_quantity"), SIDES, MAX_DIGITS)
+        with pytest.raises(TypeError):
+            fn(frame, L2_KEYS, {**SIDES, "mid": "mid"}, MAX_DIGITS)

@@ -287,7 +287,13 @@ def level_frame_py(
     updates, and the update type's value; the update's side, price and size. Doubt is also: a byte
     outside ASCII or a backslash anywhere, a known key twice in an object, any other key's value that is
     an object or an array, a signed or 19-digit sequence number."""
-    if type(raw) is not bytes or not raw.isascii() or b"\\" in raw:
+    if type(raw) is not bytes or type(keys) is not tuple or len(keys) != 10:
+        raise TypeError("level_frame(raw: bytes, keys: tuple of 10 bytes, sides: dict, max_len)")
+    if not all(type(k) is bytes for k in keys):
+        raise TypeError("level_frame(): the keys are bytes")
+    if len(sides) > 2 or not all(type(k) is str and k.isascii() for k in sides):
+        raise TypeError("level_frame(): sides maps at most two ASCII strings")
+    if not raw.isascii() or b"\\" in raw:
         return None
     k_events, k_seq, k_time, k_type, k_product, k_updates, update, k_side, k_price, k_size = (
         k.decode() for k in keys
