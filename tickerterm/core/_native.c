@@ -967,8 +967,8 @@ fail:
  * side, price and size strings (Coinbase Advanced Trade's l2_data). It answers only when it has no
  * doubt, and None otherwise, for the venue's general decoder (msgspec), which then names any fault:
  * so whenever it answers, the answer is what that path gives. Doubt is: a byte outside ASCII or a
- * backslash anywhere, JSON it does not read to the end exactly, a key twice in an object, an
- * object or array where a known key is not expected, an event of another type, a side not in ``sides``,
+ * backslash anywhere, JSON it does not read to the end exactly, one of the shape's keys twice in an
+ * object, an object or array as the value of any other key, a signed or 19-digit sequence number, an event of another type, a side not in ``sides``,
  * a price or size that is not plain decimal text of at most max_len characters. Every read is bounds
  * checked; the text is only read. */
 
@@ -1021,8 +1021,8 @@ str_token(Scan *c, Py_ssize_t *start, Py_ssize_t *len)
     while (n - i >= 8) {
         uint64_t w;
         memcpy(&w, s + i, 8);
-        uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
-        uint64_t stop = ((q - ones) & ~q) | ((b - ones) & ~b) | ((w - ones * 0x20) & ~w) | w;
+        uint64_t quote = w ^ (ones * '"'), slash = w ^ (ones * '\\');
+        uint64_t stop = ((quote - ones) & ~quote) | ((slash - ones) & ~slash) | ((w - ones * 0x20) & ~w) | w;
         if (stop & highs) break;
         i += 8;
     }
