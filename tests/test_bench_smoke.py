@@ -19,7 +19,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
     "args",
     [
         ["bench_pipeline.py", "--frames", "300", "--runs", "1"],
-        ["bench_e2e.py", "--seconds", "0.5", "--runs", "1"],
+        ["bench_e2e.py", "--seconds", "0.5", "--runs", "1", "--floor-frames", "300"],
         ["bench_memory.py", "--millions", "0.0005", "0.001", "--frames", "300"],
         ["bench_startup.py", "--runs", "1"],
         ["bench_screen.py", "--seconds", "0.5", "--presses", "2"],
