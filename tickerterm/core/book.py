@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from heapq import heapify, heappop, heappush, nlargest, nsmallest
+from heapq import heapify, nlargest, nsmallest
 from typing import Literal
 
 from tickerterm.core import native
@@ -189,7 +189,7 @@ class OrderBook:
         return self._top("bid", n), self._top("ask", n)
 
     def _top(self, side: BookSide, n: int) -> list[Level]:
-        # the walk down the heap (``_walk``) in one call: native.top_levels, in C where it was built
+        # ``_walk``'s first n levels in one call: native.top_levels, in C where it was built
         if side == "bid":
             self._best_bid_key()  # gone prices above the best popped first, as ``_walk`` does
             out, gone = native.top_levels(self._bid_heap, self.bids, n, True)
@@ -204,28 +204,13 @@ class OrderBook:
         return (level for level in self._walk(side) if level is not None)
 
     def _walk(self, side: BookSide) -> Iterator[Level | None]:
-        """A side's levels best first, walked down its heap (None for a price that has gone): reading the
-        top N costs O(N log N) however deep the book is (a heap's children are never better than their
-        parent, so the next best level is always among the children of those already taken). Gone
-        prices above the best are popped first; ``_top`` rebuilds a heap with many among the best."""
+        """A side's levels best first (``native.heap_walk``: None for a price that has gone), the gone
+        prices above the best popped first; ``_top`` rebuilds a heap with many among the best."""
         if side == "bid":
             self._best_bid_key()
-            heap, levels, sign = self._bid_heap, self.bids, -1.0
-        else:
-            self._best_ask_key()
-            heap, levels, sign = self._ask_heap, self.asks, 1.0
-        size = len(heap)
-        if not size:
-            return
-        frontier = [(heap[0], 0)]
-        while frontier:
-            sort_key, i = heappop(frontier)
-            yield levels.get(sign * sort_key)
-            child = 2 * i + 1
-            if child < size:
-                heappush(frontier, (heap[child], child))
-                if child + 1 < size:
-                    heappush(frontier, (heap[child + 1], child + 1))
+            return native.heap_walk(self._bid_heap, self.bids, True)
+        self._best_ask_key()
+        return native.heap_walk(self._ask_heap, self.asks, False)
 
     def spread(self) -> str | None:
         bid, ask = self.best_bid, self.best_ask

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal, localcontext
 from heapq import heappop, heappush
 from operator import attrgetter
@@ -221,34 +221,40 @@ def best_key_py(heap: list[float], levels: dict[float, Any], held: set[float], n
     return None
 
 
-def top_levels_py(
-    heap: list[float], levels: dict[float, Any], n: int, negated: bool
-) -> tuple[list[Any], int]:
-    """A side's levels best first, read down its heap (a heap's children are never better than their
-    parent, so the next best is always among the children of those taken: O(n log n) however deep the
-    book). Stops at ``n`` levels; returns them with the count of gone prices walked past on the way.
-    The heap holds floats, negated for bids (``negated``)."""
-    out: list[Any] = []
-    gone = 0
+def heap_walk(heap: list[float], levels: dict[float, Any], negated: bool) -> Iterator[Any]:
+    """A side's levels best first, read down its heap (None for a price that has gone): the next best is
+    always among the children of those taken (a heap's children are never better than their parent), so
+    reading the top N costs O(N log N) however deep the book. The heap holds floats, negated for bids
+    (``negated``); ties come in the order heapq gives (the lower index first)."""
     size = len(heap)
-    if n <= 0 or not size:
-        return out, gone
+    if not size:
+        return
     sign = -1.0 if negated else 1.0
     frontier = [(heap[0], 0)]
     while frontier:
         sort_key, i = heappop(frontier)
-        level = levels.get(sign * sort_key)
-        if level is None:
-            gone += 1
-        else:
-            out.append(level)
-            if len(out) >= n:
-                break
+        yield levels.get(sign * sort_key)
         child = 2 * i + 1
         if child < size:
             heappush(frontier, (heap[child], child))
             if child + 1 < size:
                 heappush(frontier, (heap[child + 1], child + 1))
+
+
+def top_levels_py(
+    heap: list[float], levels: dict[float, Any], n: int, negated: bool
+) -> tuple[list[Any], int]:
+    """The first ``n`` levels of ``heap_walk``, with the count of gone prices walked past on the way."""
+    out: list[Any] = []
+    gone = 0
+    if n > 0:
+        for level in heap_walk(heap, levels, negated):
+            if level is None:
+                gone += 1
+                continue
+            out.append(level)
+            if len(out) >= n:
+                break
     return out, gone
 
 
