@@ -5,6 +5,7 @@ same levels, heaps and overflow from applying them. Where the extension is not b
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import struct
@@ -92,7 +93,7 @@ hostile_text = st.one_of(
     st.lists(
         st.builds(
             Level,
-            st.sampled_from(["bid", "offer", "bid", "offer", "ask", 7]),
+            st.sampled_from(["bid", "offer", "bid", "offer", "ask", 7, None, ("bid",)]),
             st.one_of(decimal_text, decimal_text, hostile_text),
             st.one_of(decimal_text, decimal_text, hostile_text),
         ),
@@ -392,6 +393,128 @@ def test_restated_trades_are_left_out_as_the_python_twin_leaves_them(frames: lis
     assert results[0] == results[1]
 
 
+@dataclass
+class RawTrade:
+    product_id: Any
+    trade_id: Any
+    price: Any
+    size: Any
+    side: Any
+    time: Any
+
+
+TRADE_NAMES = ("product_id", "trade_id", "price", "size", "side", "time")
+AGGRESSOR = {"BUY": "sell", "SELL": "buy"}
+
+
+def made(loop: Any, items: list[Any], slots: Any, times: dict[Any, Any]) -> tuple[Any, ...]:
+    """What ``trade_events`` answers (events as plain tuples, or the error), the times it parsed and
+    the cache it left."""
+    from tickerterm.core.events import Trade
+
+    parsed: list[Any] = []
+
+    def parse(text: Any) -> float | None:
+        parsed.append(text)
+        if text == "boom":
+            raise ValueError("unreadable time")
+        return _iso(text) if isinstance(text, str) else None
+
+    try:
+        out = loop(items, Trade, slots, "cb", 5.0, 7.0, TRADE_NAMES, AGGRESSOR, times, parse, MAX_DIGITS)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        return type(exc).__name__, str(exc), parsed, times
+    import gc
+
+    shown = [(type(t), gc.is_tracked(t), *(getattr(t, f) for f in Trade.__dataclass_fields__)) for t in out]
+    return "ok", shown, parsed, times
+
+
+trade_times = st.sampled_from(
+    [None, "2024-05-01T12:00:00.5Z", "2024-05-01T12:00:01Z", "2024-05-01T12:00:00+02:00", "soon", "boom", 17]
+)
+
+
+@needs_c
+@settings(max_examples=500)
+@given(
+    st.lists(
+        st.builds(
+            RawTrade,
+            st.sampled_from(["BTC-USD", "ETH-USD"]),
+            st.one_of(st.sampled_from(["t1", "t2", ""]), st.integers(0, 10**20)),
+            st.one_of(decimal_text, decimal_text, hostile_text),
+            st.one_of(decimal_text, decimal_text, decimal_text, hostile_text),
+            st.sampled_from(["BUY", "SELL", "BUY", "SELL", "buy", None]),
+            trade_times,
+        ),
+        max_size=8,
+    ),
+    st.dictionaries(trade_times.filter(lambda t: t is not None), st.floats(0, 2e9), max_size=2),
+)
+def test_trades_are_made_events_as_the_python_twin_makes_them(
+    items: list[RawTrade], cache: dict[Any, Any]
+) -> None:
+    """The same events (each field, its type, tracked by the collector as a made one is), or the same
+    error, from any trade text; the same times parsed, in the same order, and the same cache left, whether
+    the C loop fills each event's slots or calls the class."""
+    from tickerterm.core.events import Trade
+
+    slots = native.plain_slots(Trade)
+    assert slots is not None
+    twin = made(native.trade_events_py, items, None, dict(cache))
+    assert made(_native.trade_events, items, slots, dict(cache)) == twin
+    assert made(_native.trade_events, items, None, dict(cache)) == twin
+
+
+@needs_c
+def test_only_a_plain_slotted_dataclass_is_made_by_filling_its_slots() -> None:
+    """``plain_slots`` says which classes the C loop may make without calling them; the C loop itself
+    refuses names that are not plain slots of the class."""
+    from dataclasses import field
+
+    from tickerterm.core.events import BookUpdate, Ticker, Trade
+
+    @dataclass(slots=True)
+    class Checked:
+        a: str
+
+        def __post_init__(self) -> None:
+            raise ValueError
+
+    @dataclass(slots=True)
+    class Defaulted:
+        a: str = "x"
+
+    @dataclass(slots=True)
+    class Factory:
+        a: list[str] = field(default_factory=list)
+
+    @dataclass
+    class Loose:
+        a: str
+
+    @dataclass(slots=True)
+    class OwnInit:
+        a: str
+
+        def __init__(self, a: str) -> None:
+            object.__setattr__(self, "a", a.upper())
+
+    assert native.plain_slots(Trade) == tuple(f.name for f in dataclasses.fields(Trade))
+    assert native.plain_slots(BookUpdate) == ("venue", "recv_ts", "product", "exch_ts", "changes")
+    for cls in (Checked, Defaulted, Factory, Loose, OwnInit, Ticker, Level, int):
+        assert native.plain_slots(cls) is None, cls
+    trade = RawTrade("P", "1", "1", "1", "BUY", None)
+    args = ("cb", 1.0, None, TRADE_NAMES, AGGRESSOR, {}, _iso, MAX_DIGITS)
+    named = ("venue", "recv_ts", "product", "exch_ts", "trade_id", "price", "size", "nope")
+    for slots in (("venue",) * 7, named):
+        with pytest.raises(TypeError):
+            _native.trade_events([trade], Trade, slots, *args)
+    with pytest.raises(TypeError):
+        _native.trade_events([trade], Loose, ("a",) * 8, *args)
+
+
 @needs_c
 def test_the_c_loops_keep_no_reference_they_do_not_return_even_when_they_raise() -> None:
     """Every reference taken is given back, on success and on each way out with an error: the
@@ -410,6 +533,17 @@ def test_the_c_loops_keep_no_reference_they_do_not_return_even_when_they_raise()
     refused = [Slotted(side, price, size), Slotted(side, bad, size)]
     no_side = [Slotted("".join(["mid", "dle"]), price, size)]
     trades = [Trade("v", 1.0, "P", None, "".join(["i", "d"]), price, size, "buy") for _ in range(3)]
+    when = "".join(["2024-05-01T12:00:00", ".5Z"])
+    raw_trades = [RawTrade("P", tid, price, size, "BUY", when) for tid in ("".join(["t", "1"]), 12, 13)]
+    raw_bad = [raw_trades[0], RawTrade("P", "t", price, bad, "BUY", when)]
+    raw_no_side = [raw_trades[0], RawTrade("P", "t", price, size, side, when)]
+    raw_boom = [RawTrade("P", "t", price, size, "SELL", "".join(["bo", "om"]))]
+
+    def boom(text: str) -> float | None:
+        if text == "boom":
+            raise ValueError(text)
+        return _iso(text)
+
     gone, live = float(price) + 6, float(size) + 0.5  # 7.5 and 20.5, objects of their own
     frames = b"\x81\x02ab\x82\x01c\x89\x00"
     l2 = (
@@ -426,6 +560,11 @@ def test_the_c_loops_keep_no_reference_they_do_not_return_even_when_they_raise()
         *good,
         *refused,
         *trades,
+        *raw_trades,
+        *raw_bad,
+        *raw_no_side,
+        *raw_boom,
+        when,
         gone,
         live,
         frames,
@@ -439,9 +578,13 @@ def test_the_c_loops_keep_no_reference_they_do_not_return_even_when_they_raise()
         for items in (refused, no_side, [*good, Slotted.__new__(Slotted)]):
             with pytest.raises((ValueError, KeyError, AttributeError)):
                 _native.changes(items, {side: side}, "side", "price_level", "new_quantity", 64)
-        _native.check_amounts(good, "price_level", "new_quantity", 64)
-        with pytest.raises(ValueError):
-            _native.check_amounts(refused, "price_level", "new_quantity", 64)
+        for slots in (native.plain_slots(Trade), None):
+            made_ = (Trade, slots, "cb", 1.0, None, TRADE_NAMES, AGGRESSOR)
+            _native.trade_events(raw_trades, *made_, {}, _iso, 64)
+            _native.trade_events(raw_trades, *made_, {when: 1.0}, _iso, 64)
+            for bad, caught in ((raw_bad, ValueError), (raw_no_side, KeyError), (raw_boom, ValueError)):
+                with pytest.raises(caught):
+                    _native.trade_events(bad, *made_, {}, boom, 64)
         _native.values(good, "price_level")
         with pytest.raises(ValueError):
             _native.values(refused, "price_level")

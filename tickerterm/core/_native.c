@@ -1,5 +1,5 @@
 /* The per-update loops of the hot path, in C: a venue's level changes checked and converted, a book's
- * levels set from them, a batch of trades' prices and sizes checked, their prices' values, their sizes
+ * levels set from them, a batch of trades checked and made events, their prices' values, their sizes
  * summed exactly, a frame's UTC time read, restated trades left out, a book side's best price and its top
  * levels, the plain
  * WebSocket messages of a socket read split out. Each has a pure-Python twin that
@@ -20,7 +20,7 @@
 #include <string.h>
 #include <structmember.h>
 
-#define API 11 /* tickerterm/core/native.py takes this module only at this version */
+#define API 12 /* tickerterm/core/native.py takes this module only at this version */
 
 static PyObject *str_bid; /* "bid" */
 
@@ -95,6 +95,18 @@ fast_items(PyObject *obj, const char *what, Py_ssize_t *n, PyObject ***items)
         *items = PySequence_Fast_ITEMS(seq);
     }
     return seq;
+}
+
+/* KeyError(key), as a dict lookup raises it (a key that is None or a tuple is not taken for the
+ * exception's arguments) */
+static void
+key_error(PyObject *key)
+{
+    PyObject *args = PyTuple_Pack(1, key);
+    if (args != NULL) {
+        PyErr_SetObject(PyExc_KeyError, args);
+        Py_DECREF(args);
+    }
 }
 
 /* Plain decimal text, read once: where its characters are, and its digits as an integer m (leading
@@ -251,7 +263,7 @@ changes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (side == NULL) goto fail;
         name = PyDict_GetItemWithError(sides, side);
         if (name == NULL) {
-            if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, side);
+            if (!PyErr_Occurred()) key_error(side);
             goto fail;
         }
         Py_INCREF(name); /* owned from here: reading the fields below may run Python code */
@@ -303,55 +315,153 @@ changes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return out;
 }
 
-PyDoc_STRVAR(check_amounts_doc,
-"check_amounts(items, price_attr, size_attr, max_len, /) -> None\n\n"
-"Each item's price and size checked to be plain decimal text of at most max_len characters, as\n"
-"changes() checks them (TypeError/ValueError otherwise); nothing is converted or kept.");
+PyDoc_STRVAR(trade_events_doc,
+"trade_events(items, make, slots, venue, recv_ts, default_ts, names, sides, times, parse, max_len, /) -> list\n\n"
+"A batch of a venue's trades made events, in order: make(venue, recv_ts, product, ts, trade_id, price,\n"
+"size, side) for each item, its fields read by names (product, trade_id, price, size, side, time). The\n"
+"side is sides[side] (KeyError if it is not there); price and size are checked to be plain decimal text\n"
+"of at most max_len characters (TypeError/ValueError otherwise); the id is made a string; ts is the\n"
+"time's value from the times cache, else parse(time) (kept in times, cleared past 256 entries), and\n"
+"default_ts where the time is None or its value is. slots: None, or the names of make's eight slots in\n"
+"its arguments' order when make is a type whose __init__ only sets them (each event is then made by\n"
+"filling its slots, as that __init__ would).");
 
 static PyObject *
-check_amounts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+trade_events(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!arity("check_amounts", nargs, 4)) return NULL;
-    PyObject *price_attr = args[1], *size_attr = args[2];
+    if (!arity("trade_events", nargs, 11)) return NULL;
+    PyObject *make = args[1], *slots = args[2], *venue = args[3], *recv_ts = args[4], *default_ts = args[5];
+    PyObject *names = args[6], *sides = args[7], *times = args[8], *parse = args[9];
+    if (!PyTuple_Check(names) || PyTuple_GET_SIZE(names) != 6 || !PyDict_Check(sides) || !PyDict_Check(times)) {
+        PyErr_SetString(PyExc_TypeError, "trade_events(): names is a tuple of 6, sides and times dicts");
+        return NULL;
+    }
+    Field made[8];
+    if (slots != Py_None) {
+        if (!PyType_Check(make) || !PyTuple_Check(slots) || PyTuple_GET_SIZE(slots) != 8) {
+            PyErr_SetString(PyExc_TypeError, "trade_events(): slots are None or 8 names of make's slots");
+            return NULL;
+        }
+        for (int k = 0; k < 8; k++) {
+            field_init(&made[k], (PyTypeObject *)make, PyTuple_GET_ITEM(slots, k));
+            if (made[k].type == NULL) {
+                PyErr_Format(PyExc_TypeError, "trade_events(): %R is not a plain slot", PyTuple_GET_ITEM(slots, k));
+                return NULL;
+            }
+        }
+    }
     Py_ssize_t max_len;
-    if (!size_arg(args[3], &max_len)) return NULL;
+    if (!size_arg(args[10], &max_len)) return NULL;
     Py_ssize_t n;
     PyObject **items;
     PyObject *seq = fast_items(args[0], "items must be a sequence", &n, &items);
     if (seq == NULL) return NULL;
-    Field price_f = {NULL, 0}, size_f = {NULL, 0};
-    if (n) {
-        field_init(&price_f, Py_TYPE(items[0]), price_attr);
-        field_init(&size_f, Py_TYPE(items[0]), size_attr);
+    PyObject *out = PyList_New(n);
+    if (out == NULL) {
+        Py_DECREF(seq);
+        return NULL;
     }
+    Field f[6];
+    for (int k = 0; k < 6; k++) {
+        f[k].type = NULL;
+        if (n) field_init(&f[k], Py_TYPE(items[0]), PyTuple_GET_ITEM(names, k));
+    }
+    PyObject *last_when = NULL, *last_ts = NULL; /* the previous trade's time text and value, owned */
     for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v[6] = {NULL, NULL, NULL, NULL, NULL, NULL}; /* product, id, price, size, side, time */
+        PyObject *side = NULL, *ts = NULL, *trade = NULL;
         Dec d;
-        int ok = -1;
-        PyObject *price = field_get(&price_f, items[i], price_attr);
-        PyObject *size = price ? field_get(&size_f, items[i], size_attr) : NULL;
-        if (size != NULL) {
-            if (!PyUnicode_Check(price) || !PyUnicode_Check(size)) {
-                PyErr_Format(PyExc_TypeError, "expected a decimal string, got %.50s",
-                             Py_TYPE(PyUnicode_Check(price) ? size : price)->tp_name);
+        int ok = 1;
+        for (int k = 0; k < 6 && ok; k++) {
+            v[k] = field_get(&f[k], items[i], PyTuple_GET_ITEM(names, k));
+            ok = v[k] != NULL;
+        }
+        if (!ok) goto fail;
+        side = PyDict_GetItemWithError(sides, v[4]);
+        if (side == NULL) {
+            if (!PyErr_Occurred()) key_error(v[4]);
+            goto fail;
+        }
+        Py_INCREF(side); /* owned: what follows may run Python code */
+        if (!PyUnicode_Check(v[2]) || !PyUnicode_Check(v[3])) {
+            PyErr_Format(PyExc_TypeError, "expected a decimal string, got %.50s",
+                         Py_TYPE(PyUnicode_Check(v[2]) ? v[3] : v[2])->tp_name);
+            goto fail;
+        }
+        ok = plain_decimal(v[2], max_len, &d);
+        if (ok == 1) ok = plain_decimal(v[3], max_len, &d);
+        if (ok < 0) goto fail;
+        if (ok == 0) {
+            not_plain(v[2], v[3]);
+            goto fail;
+        }
+        if (!PyUnicode_CheckExact(v[1])) { /* a venue's numeric id, as text */
+            Py_SETREF(v[1], PyObject_Str(v[1]));
+            if (v[1] == NULL) goto fail;
+        }
+        PyObject *when = v[5];
+        if (when == Py_None) {
+            ts = default_ts;
+            Py_INCREF(ts);
+        }
+        else if (last_when != NULL && (when == last_when || (PyUnicode_CheckExact(when) &&
+                                                             PyUnicode_CheckExact(last_when) &&
+                                                             PyUnicode_Compare(when, last_when) == 0))) {
+            ts = last_ts; /* a batch's trades share their time text */
+            Py_INCREF(ts);
+        }
+        else {
+            ts = PyDict_GetItemWithError(times, when);
+            if (ts != NULL && ts != Py_None) {
+                Py_INCREF(ts);
             }
             else {
-                ok = plain_decimal(price, max_len, &d);
-                if (ok == 1) ok = plain_decimal(size, max_len, &d);
-                if (ok == 0) {
-                    not_plain(price, size);
-                    ok = -1;
+                if (PyErr_Occurred()) goto fail;
+                ts = PyObject_CallOneArg(parse, when);
+                if (ts == NULL) goto fail;
+                if (PyDict_GET_SIZE(times) > 256) {
+                    PyDict_Clear(times); /* a venue's times are many only in a replay: keep it small */
                 }
+                if (PyDict_SetItem(times, when, ts) < 0) goto fail;
+            }
+            if (ts == Py_None) {
+                Py_SETREF(ts, Py_NewRef(default_ts));
+            }
+            Py_XSETREF(last_when, Py_NewRef(when));
+            Py_XSETREF(last_ts, Py_NewRef(ts));
+        }
+        PyObject *call[8] = {venue, recv_ts, v[0], ts, v[1], v[2], v[3], side};
+        if (slots == Py_None) {
+            trade = PyObject_Vectorcall(make, call, 8, NULL);
+            if (trade == NULL) goto fail;
+        }
+        else {
+            PyTypeObject *type = (PyTypeObject *)make;
+            trade = type->tp_alloc(type, 0);
+            if (trade == NULL) goto fail;
+            for (int k = 0; k < 8; k++) {
+                *(PyObject **)((char *)trade + made[k].offset) = Py_NewRef(call[k]);
             }
         }
-        Py_XDECREF(price);
-        Py_XDECREF(size);
-        if (ok < 0) {
-            Py_DECREF(seq);
-            return NULL;
-        }
+        PyList_SET_ITEM(out, i, trade);
+        for (int k = 0; k < 6; k++) Py_DECREF(v[k]);
+        Py_DECREF(side);
+        Py_DECREF(ts);
+        continue;
+    fail:
+        for (int k = 0; k < 6; k++) Py_XDECREF(v[k]);
+        Py_XDECREF(side);
+        Py_XDECREF(ts);
+        Py_XDECREF(last_when);
+        Py_XDECREF(last_ts);
+        Py_DECREF(out);
+        Py_DECREF(seq);
+        return NULL;
     }
+    Py_XDECREF(last_when);
+    Py_XDECREF(last_ts);
     Py_DECREF(seq);
-    Py_RETURN_NONE;
+    return out;
 }
 
 PyDoc_STRVAR(values_doc,
@@ -1540,7 +1650,7 @@ data_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyMethodDef methods[] = {
     {"changes", (PyCFunction)(void (*)(void))changes, METH_FASTCALL, changes_doc},
     {"apply_levels", (PyCFunction)(void (*)(void))apply_levels, METH_FASTCALL, apply_levels_doc},
-    {"check_amounts", (PyCFunction)(void (*)(void))check_amounts, METH_FASTCALL, check_amounts_doc},
+    {"trade_events", (PyCFunction)(void (*)(void))trade_events, METH_FASTCALL, trade_events_doc},
     {"values", (PyCFunction)(void (*)(void))values, METH_FASTCALL, values_doc},
     {"rfc3339", (PyCFunction)rfc3339, METH_O, rfc3339_doc},
     {"fresh_trades", (PyCFunction)(void (*)(void))fresh_trades, METH_FASTCALL, fresh_trades_doc},

@@ -1,7 +1,7 @@
 """The hot path's per-update loops, and which implementation of them runs.
 
 ``level_changes`` (a venue's level changes checked and converted), ``apply_levels`` (a book's levels
-set from them), ``check_amounts`` (a batch of trades' prices and sizes checked), ``values`` (their
+set from them), ``trade_events`` (a batch of a venue's trades checked and made events), ``values`` (their
 prices' values), ``decimal_sum`` (sizes summed exactly), ``rfc3339`` (a frame's time), ``fresh_trades``
 (restated trades left out), ``best_key`` (a side's best price), ``top_levels`` (its best levels),
 ``data_frames`` (a socket read's plain WebSocket messages) and ``level_frame`` (a level-update frame read
@@ -16,6 +16,7 @@ one runs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections import Counter
@@ -27,7 +28,7 @@ from typing import Any
 
 from tickerterm.core.events import DIGITS, MAX_DIGITS, Change, Trade
 
-API = 11
+API = 12
 """The extension's interface version this code expects; a build of another is not used."""
 
 _INF = float("inf")
@@ -66,13 +67,74 @@ def level_changes_py(
     return out
 
 
-def check_amounts_py(
-    items: Sequence[Any], price_attr: str, size_attr: str, max_len: int = MAX_DIGITS
-) -> None:
-    """Each item's price and size checked as ``level_changes_py`` checks them; nothing kept."""
-    get = attrgetter(price_attr, size_attr)
+def trade_events_py(
+    items: Sequence[Any],
+    make: Callable[..., Any],
+    slots: tuple[str, ...] | None,
+    venue: str,
+    recv_ts: float,
+    default_ts: float | None,
+    names: tuple[str, str, str, str, str, str],
+    sides: dict[Any, Any],
+    times: dict[Any, float | None],
+    parse: Callable[[Any], float | None],
+    max_len: int = MAX_DIGITS,
+) -> list[Any]:
+    """A batch of a venue's trades made events, in order: ``make(venue, recv_ts, product, ts, trade_id,
+    price, size, side)`` per item, its fields read by ``names`` (product, trade_id, price, size, side,
+    time). The side is ``sides[side]`` (KeyError if absent), price and size are checked as
+    ``level_changes_py`` checks them, the id is made a string, and ``ts`` is the time's value: from
+    ``times``, else ``parse(time)`` (kept in ``times``, cleared past 256 entries); ``default_ts`` where
+    the time is None or its value is. A batch's trades share their time text: it is looked up once.
+    ``slots`` (``plain_slots(make)``) lets the C loop fill each event's slots instead of calling ``make``:
+    the same event, as the test of the two checks."""
+    get = attrgetter(*names)
+    out: list[Any] = []
+    add = out.append
+    have_last = False
+    last_when: Any = None
+    last_ts = default_ts
     for item in items:
-        _check(*get(item), max_len)
+        product, trade_id, price, size, side, when = get(item)
+        name = sides[side]
+        _check(price, size, max_len)
+        if type(trade_id) is not str:
+            trade_id = str(trade_id)
+        if when is None:
+            ts = default_ts
+        elif have_last and (
+            when is last_when or (type(when) is str and type(last_when) is str and when == last_when)
+        ):
+            ts = last_ts
+        else:
+            ts = times.get(when)
+            if ts is None:
+                ts = parse(when)
+                if len(times) > 256:
+                    times.clear()
+                times[when] = ts
+            if ts is None:
+                ts = default_ts
+            have_last, last_when, last_ts = True, when, ts
+        add(make(venue, recv_ts, product, ts, trade_id, price, size, name))
+    return out
+
+
+def plain_slots(cls: type) -> tuple[str, ...] | None:
+    """The fields of ``cls`` in ``__init__``'s order when its instances may be made by filling their slots
+    (``trade_events``' ``slots``): a slotted dataclass whose ``__init__`` is the generated one and only
+    sets them (no defaults, no ``__post_init__``, every class of its line slotted). None otherwise, and
+    then the C loop calls ``cls``."""
+    if not dataclasses.is_dataclass(cls) or hasattr(cls, "__post_init__"):
+        return None
+    fields = dataclasses.fields(cls)
+    init = getattr(cls.__init__, "__code__", None)
+    slotted = all("__slots__" in vars(c) and "__dict__" not in vars(c) for c in cls.__mro__[:-1])
+    missing = dataclasses.MISSING
+    plain = all(f.init and f.default is missing and f.default_factory is missing for f in fields)
+    if init is None or init.co_filename != "<string>" or not slotted or not plain:
+        return None
+    return tuple(f.name for f in fields)
 
 
 def _check(price: Any, size: Any, max_len: int) -> None:
@@ -388,7 +450,7 @@ def data_frames_py(data: bytes | bytearray, pos: int, limit: int, out: list[byte
 
 level_changes = level_changes_py
 apply_levels = apply_levels_py
-check_amounts = check_amounts_py
+trade_events = trade_events_py
 values = values_py
 rfc3339: Callable[[str], float | None] = rfc3339_py
 fresh_trades = fresh_trades_py
@@ -404,7 +466,7 @@ why_pure = "not loaded yet"
 
 
 def _load() -> None:
-    global level_changes, apply_levels, check_amounts, values, decimal_parts, rfc3339, fresh_trades, best_key
+    global level_changes, apply_levels, trade_events, values, decimal_parts, rfc3339, fresh_trades, best_key
     global data_frames, top_levels, level_frame
     global why_pure
     if os.environ.get("TICKERTERM_PURE", "") not in ("", "0"):
@@ -418,7 +480,7 @@ def _load() -> None:
     if getattr(_native, "API", None) != API:
         why_pure = f"the C extension is another build (API {getattr(_native, 'API', None)}, expected {API})"
         return
-    level_changes, apply_levels, check_amounts = _native.changes, _native.apply_levels, _native.check_amounts
+    level_changes, apply_levels, trade_events = _native.changes, _native.apply_levels, _native.trade_events
     values, decimal_parts, rfc3339 = _native.values, _native.decimal_parts, _native.rfc3339
     fresh_trades, best_key, data_frames = _native.fresh_trades, _native.best_key, _native.data_frames
     top_levels, level_frame = _native.top_levels, _native.level_frame

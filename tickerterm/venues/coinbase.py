@@ -133,6 +133,9 @@ _NO_BOOK = frozenset(set(CHANNELS) - {"level2"} | {"subscriptions"})
 """Channels whose frames never change a book (``l2_data`` and anything unnamed may)."""
 _MAKER_TO_AGGRESSOR: dict[str, Side] = {"BUY": "sell", "SELL": "buy"}
 _ORDER_SIDE: dict[str, Side] = {"BUY": "buy", "SELL": "sell"}
+_TRADE_FIELDS = ("product_id", "trade_id", "price", "size", "side", "time")
+"""A ``market_trades`` trade's fields, in the order ``native.trade_events`` reads them."""
+_TRADE_SLOTS = native.plain_slots(Trade)
 _BOOK_SIDE: dict[str, BookSide] = {"bid": "bid", "offer": "ask"}
 
 
@@ -334,37 +337,23 @@ class CoinbaseParser(Parser):
             return []
         ts = frame.timestamp
         exch_ts = self.last_exch_ts = parse_rfc3339(ts) if ts is not None else None
-        venue, times, aggressor = self.venue, self._times, _MAKER_TO_AGGRESSOR
-        last_when: str | None = ""
-        t_ts: float | None = None
+        venue, times = self.venue, self._times
         out: list[Event] = []
-        add = out.append
         try:
-            for ev in frame.events:
-                native.check_amounts(ev.trades, "price", "size", MAX_DIGITS)  # plain decimal text
-                for t in ev.trades:
-                    when = t.time
-                    if when != last_when:  # a batch's trades share their time text
-                        t_ts = times.get(when) if when is not None else None
-                        if t_ts is None and when is not None:
-                            t_ts = parse_rfc3339(when)
-                            if len(times) > 256:
-                                times.clear()
-                            times[when] = t_ts
-                        last_when = when
-                    trade_id = t.trade_id
-                    add(
-                        Trade(
-                            venue,
-                            recv_ts,
-                            t.product_id,
-                            t_ts if t_ts is not None else exch_ts,
-                            trade_id if type(trade_id) is str else str(trade_id),
-                            t.price,
-                            t.size,
-                            aggressor[t.side],
-                        )
-                    )
+            for ev in frame.events:  # checked and made events in one loop (in C where it was built)
+                out += native.trade_events(
+                    ev.trades,
+                    Trade,
+                    _TRADE_SLOTS,
+                    venue,
+                    recv_ts,
+                    exch_ts,
+                    _TRADE_FIELDS,
+                    _MAKER_TO_AGGRESSOR,
+                    times,
+                    parse_rfc3339,
+                    MAX_DIGITS,
+                )
         except (KeyError, TypeError, ValueError) as exc:
             raise FrameError(f"market_trades: {type(exc).__name__} {exc}") from None
         if seq is None:
