@@ -228,19 +228,42 @@ def test_pure_path_is_forced_by_the_environment() -> None:
     assert out.stdout.strip() == "hot path in pure Python (TICKERTERM_PURE is set)"
 
 
+@dataclass
+class Timed:
+    exch_ts: Any
+    price: Any
+
+
 @needs_c
-@settings(max_examples=300)
-@given(st.lists(st.one_of(decimal_text, decimal_text, hostile_text), max_size=5))
-def test_values_are_what_float_gives_or_the_same_error(texts: list[Any]) -> None:
-    items = [Level("bid", t, "1") for t in texts]
+@settings(max_examples=500)
+@given(
+    st.lists(
+        st.builds(
+            Timed,
+            st.one_of(
+                st.sampled_from([1.0, 2.0, 2.0, 3.5, -0.0, 0.0]),
+                st.floats(allow_nan=True),
+                st.sampled_from([None, 2, "2"]),
+            ),
+            st.one_of(st.sampled_from(["1", "1.0", "2", "0.5"]), decimal_text, hostile_text),
+        ),
+        max_size=6,
+    )
+)
+def test_what_a_batch_does_to_a_bar_is_read_as_the_python_twin_reads_it(trades: list[Timed]) -> None:
+    """The same span (times and values to the bit, and which trade's price opens, closes, and sets the
+    high and low when several tie), or None for the same batches: a time that is not a float or is NaN,
+    a price that is not plain decimal text."""
 
-    def outcome(fn: Any) -> tuple[str, Any]:
-        try:
-            return "ok", [struct.pack("<d", v) for v in fn(items, "price_level")]
-        except (ValueError, TypeError) as exc:
-            return type(exc).__name__, str(exc)
+    def outcome(fn: Any) -> Any:
+        span = fn(trades)
+        if span is None:
+            return None
+        first, last, open_, close, high, high_p, low, low_p = span
+        bits = [struct.pack("<d", v) for v in (first, last, high, low)]
+        return bits, [id(open_), id(close), id(high_p), id(low_p)]
 
-    assert outcome(_native.values) == outcome(native.values_py)
+    assert outcome(_native.bar_span) == outcome(native.bar_span_py)
 
 
 @needs_c
@@ -534,6 +557,7 @@ def test_the_c_loops_keep_no_reference_they_do_not_return_even_when_they_raise()
     no_side = [Slotted("".join(["mid", "dle"]), price, size)]
     trades = [Trade("v", 1.0, "P", None, "".join(["i", "d"]), price, size, "buy") for _ in range(3)]
     when = "".join(["2024-05-01T12:00:00", ".5Z"])
+    timed = [Timed(1.5, price), Timed(0.5, size), Timed(2.5, price)]
     raw_trades = [RawTrade("P", tid, price, size, "BUY", when) for tid in ("".join(["t", "1"]), 12, 13)]
     raw_bad = [raw_trades[0], RawTrade("P", "t", price, bad, "BUY", when)]
     raw_no_side = [raw_trades[0], RawTrade("P", "t", price, size, side, when)]
@@ -560,6 +584,7 @@ def test_the_c_loops_keep_no_reference_they_do_not_return_even_when_they_raise()
         *good,
         *refused,
         *trades,
+        *timed,
         *raw_trades,
         *raw_bad,
         *raw_no_side,
@@ -585,9 +610,10 @@ def test_the_c_loops_keep_no_reference_they_do_not_return_even_when_they_raise()
             for bad, caught in ((raw_bad, ValueError), (raw_no_side, KeyError), (raw_boom, ValueError)):
                 with pytest.raises(caught):
                     _native.trade_events(bad, *made_, {}, boom, 64)
-        _native.values(good, "price_level")
-        with pytest.raises(ValueError):
-            _native.values(refused, "price_level")
+        _native.bar_span(timed)
+        assert _native.bar_span([*timed, Timed(2.0, bad)]) is None
+        with pytest.raises(AttributeError):
+            _native.bar_span([*timed, Slotted(side, price, size)])
         _native.decimal_parts([price, size])
         _native.decimal_parts([price, bad])
         _native.rfc3339("2024-05-01T12:00:00.5Z")

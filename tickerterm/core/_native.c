@@ -1,5 +1,5 @@
 /* The per-update loops of the hot path, in C: a venue's level changes checked and converted, a book's
- * levels set from them, a batch of trades checked and made events, their prices' values, their sizes
+ * levels set from them, a batch of trades checked and made events, what they do to a bar, their sizes
  * summed exactly, a frame's UTC time read, restated trades left out, a book side's best price and its top
  * levels, the plain
  * WebSocket messages of a socket read split out. Each has a pure-Python twin that
@@ -20,7 +20,7 @@
 #include <string.h>
 #include <structmember.h>
 
-#define API 12 /* tickerterm/core/native.py takes this module only at this version */
+#define API 13 /* tickerterm/core/native.py takes this module only at this version */
 
 static PyObject *str_bid; /* "bid" */
 
@@ -464,45 +464,74 @@ trade_events(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return out;
 }
 
-PyDoc_STRVAR(values_doc,
-"values(items, attr, /) -> list\n\n"
-"float(item.<attr>) for each item, in order: plain decimal text by the exact fast conversion, anything\n"
-"else by float() itself (so the same value, or the same exception, as float() gives).");
+PyDoc_STRVAR(bar_span_doc,
+"bar_span(trades, /) -> (first, last, open, close, high, high_price, low, low_price) | None\n\n"
+"What a batch of trades does to a bar, in one pass: the earliest and latest exch_ts, the price of the\n"
+"first trade at the earliest and of the last at the latest, the highest and lowest price values and\n"
+"the first trade's price at each. None when a time is not a float or a price is not plain decimal\n"
+"text (the caller adds such trades one by one).");
+
+static PyObject *str_exch_ts, *str_price;
 
 static PyObject *
-values(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+bar_span(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!arity("values", nargs, 2)) return NULL;
-    PyObject *attr = args[1];
+    if (!arity("bar_span", nargs, 1)) return NULL;
     Py_ssize_t n;
     PyObject **items;
-    PyObject *seq = fast_items(args[0], "items must be a sequence", &n, &items);
+    PyObject *seq = fast_items(args[0], "trades must be a sequence", &n, &items);
     if (seq == NULL) return NULL;
-    PyObject *out = PyList_New(n);
-    if (out == NULL) {
-        Py_DECREF(seq);
-        return NULL;
-    }
-    Field attr_f = {NULL, 0};
+    Field ts_f = {NULL, 0}, price_f = {NULL, 0};
     if (n) {
-        field_init(&attr_f, Py_TYPE(items[0]), attr);
+        field_init(&ts_f, Py_TYPE(items[0]), str_exch_ts);
+        field_init(&price_f, Py_TYPE(items[0]), str_price);
     }
+    double first = 0, last = 0, high = 0, low = 0;
+    PyObject *open = NULL, *close = NULL, *high_p = NULL, *low_p = NULL, *price = NULL; /* owned */
+    PyObject *out = NULL;
     for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *ts = field_get(&ts_f, items[i], str_exch_ts);
+        if (ts == NULL) goto done;
+        int is_float = PyFloat_CheckExact(ts);
+        double t = is_float ? PyFloat_AS_DOUBLE(ts) : 0;
+        Py_DECREF(ts);
+        Py_XSETREF(price, field_get(&price_f, items[i], str_price));
+        if (price == NULL) goto done;
         Dec d;
-        PyObject *v = NULL;
-        PyObject *text = field_get(&attr_f, items[i], attr);
-        if (text != NULL) {
-            int ok = PyUnicode_Check(text) ? plain_decimal(text, 64, &d) : 0;
-            v = ok == 1 ? to_float(&d) : ok == 0 ? PyNumber_Float(text) : NULL;
-            Py_DECREF(text);
+        int ok = PyUnicode_CheckExact(price) ? plain_decimal(price, 64, &d) : 0;
+        if (ok < 0) goto done;
+        if (!is_float || isnan(t) || !ok) {
+            out = Py_NewRef(Py_None);
+            goto done;
         }
-        if (v == NULL) {
-            Py_DECREF(out);
-            Py_DECREF(seq);
-            return NULL;
+        PyObject *v = to_float(&d);
+        if (v == NULL) goto done;
+        double p = PyFloat_AS_DOUBLE(v);
+        Py_DECREF(v);
+        if (i == 0 || t < first) {
+            first = t;
+            Py_XSETREF(open, Py_NewRef(price));
         }
-        PyList_SET_ITEM(out, i, v);
+        if (i == 0 || t >= last) {
+            last = t;
+            Py_XSETREF(close, Py_NewRef(price));
+        }
+        if (i == 0 || p > high) {
+            high = p;
+            Py_XSETREF(high_p, Py_NewRef(price));
+        }
+        if (i == 0 || p < low) {
+            low = p;
+            Py_XSETREF(low_p, Py_NewRef(price));
+        }
     }
+    out = n ? Py_BuildValue("(ddOOdOdO)", first, last, open, close, high, high_p, low, low_p) : Py_NewRef(Py_None);
+done:
+    Py_XDECREF(open);
+    Py_XDECREF(close);
+    Py_XDECREF(high_p);
+    Py_XDECREF(low_p);
+    Py_XDECREF(price);
     Py_DECREF(seq);
     return out;
 }
@@ -728,9 +757,11 @@ fresh_trades(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (trade_id == NULL) goto fail;
         int has_id = PyObject_IsTrue(trade_id);
         if (has_id > 0) {
-            int dup = PySet_Contains(recent, trade_id);
-            if (dup == 0) dup = PySet_Contains(older, trade_id);
-            if (dup == 0) dup = PySet_Add(recent, trade_id);
+            int dup = PySet_Contains(older, trade_id);
+            if (dup == 0) { /* one lookup in recent: adding an id it holds leaves its size */
+                Py_ssize_t had = PySet_GET_SIZE(recent);
+                dup = PySet_Add(recent, trade_id) < 0 ? -1 : PySet_GET_SIZE(recent) == had;
+            }
             if (dup == 0 && PySet_GET_SIZE(recent) >= limit) { /* keep the last 2-4 tape lengths of ids */
                 PyObject *done = PySet_Clear(older) < 0 ? NULL : PyObject_CallMethod(older, "update", "(O)", recent);
                 if (done == NULL || PySet_Clear(recent) < 0) {
@@ -1651,7 +1682,7 @@ static PyMethodDef methods[] = {
     {"changes", (PyCFunction)(void (*)(void))changes, METH_FASTCALL, changes_doc},
     {"apply_levels", (PyCFunction)(void (*)(void))apply_levels, METH_FASTCALL, apply_levels_doc},
     {"trade_events", (PyCFunction)(void (*)(void))trade_events, METH_FASTCALL, trade_events_doc},
-    {"values", (PyCFunction)(void (*)(void))values, METH_FASTCALL, values_doc},
+    {"bar_span", (PyCFunction)(void (*)(void))bar_span, METH_FASTCALL, bar_span_doc},
     {"rfc3339", (PyCFunction)rfc3339, METH_O, rfc3339_doc},
     {"fresh_trades", (PyCFunction)(void (*)(void))fresh_trades, METH_FASTCALL, fresh_trades_doc},
     {"best_key", (PyCFunction)(void (*)(void))best_key, METH_FASTCALL, best_key_doc},
@@ -1675,7 +1706,10 @@ PyInit__native(void)
     str_venue = PyUnicode_InternFromString("venue");
     str_product = PyUnicode_InternFromString("product");
     str_trade_id = PyUnicode_InternFromString("trade_id");
-    if (str_bid == NULL || str_venue == NULL || str_product == NULL || str_trade_id == NULL) {
+    str_exch_ts = PyUnicode_InternFromString("exch_ts");
+    str_price = PyUnicode_InternFromString("price");
+    if (str_bid == NULL || str_venue == NULL || str_product == NULL || str_trade_id == NULL || str_exch_ts == NULL ||
+        str_price == NULL) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&module_def);

@@ -20,7 +20,6 @@ INTERVALS: dict[str, int] = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600}
 """The intervals the store aggregates from trades, by display name."""
 
 
-_exch_ts = attrgetter("exch_ts")
 _size = attrgetter("size")
 
 PENDING = 256
@@ -142,29 +141,29 @@ class CandleSeries:
         """``add_trade`` for each trade in order (at its venue time, else its receive time). A batch that
         falls wholly in the bar the last trade went to (nearly every one) is added at once, with the
         result of adding its trades one by one: the first trade at the highest price sets the high, the
-        last at the latest time the close."""
+        last at the latest time the close (``native.bar_span``, in C where it was built)."""
         bar = self._last
         if bar is not None and len(trades) > 1:
-            times = list(map(_exch_ts, trades))
-            if None not in times:
-                first, last = min(times), max(times)
+            span = native.bar_span(trades)
+            if span is not None:
                 interval, start = self.interval, bar.start
-                if int(first // interval) * interval == start == int(last // interval) * interval:
-                    self._into(bar, trades, times, first, last)
+                if int(span[0] // interval) * interval == start == int(span[1] // interval) * interval:
+                    self._into(bar, trades, span)
                     return
         self._one_by_one(trades)
 
-    def _into(self, bar: Bar, trades: Sequence[Trade], times: list[float], first: float, last: float) -> None:
-        prices = native.values(trades, "price")
-        high, low = max(prices), min(prices)
+    def _into(
+        self, bar: Bar, trades: Sequence[Trade], span: tuple[float, float, str, str, float, str, float, str]
+    ) -> None:
+        first, last, open_, close, high, high_price, low, low_price = span
         if high > bar.high_v:
-            bar.high, bar.high_v = trades[prices.index(high)].price, high
+            bar.high, bar.high_v = high_price, high
         if low < bar.low_v:
-            bar.low, bar.low_v = trades[prices.index(low)].price, low
+            bar.low, bar.low_v = low_price, low
         if first < bar.open_ts:
-            bar.open, bar.open_ts = trades[times.index(first)].price, first
+            bar.open, bar.open_ts = open_, first
         if last >= bar.close_ts:
-            bar.close, bar.close_ts = trades[len(times) - 1 - times[::-1].index(last)].price, last
+            bar.close, bar.close_ts = close, last
         pending = bar._pending
         pending.extend(map(_size, trades))
         if len(pending) >= PENDING:  # nobody read the volume (headless): fold, so memory stays flat

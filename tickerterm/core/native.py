@@ -1,8 +1,8 @@
 """The hot path's per-update loops, and which implementation of them runs.
 
 ``level_changes`` (a venue's level changes checked and converted), ``apply_levels`` (a book's levels
-set from them), ``trade_events`` (a batch of a venue's trades checked and made events), ``values`` (their
-prices' values), ``decimal_sum`` (sizes summed exactly), ``rfc3339`` (a frame's time), ``fresh_trades``
+set from them), ``trade_events`` (a batch of a venue's trades checked and made events), ``bar_span`` (what
+they do to a bar), ``decimal_sum`` (sizes summed exactly), ``rfc3339`` (a frame's time), ``fresh_trades``
 (restated trades left out), ``best_key`` (a side's best price), ``top_levels`` (its best levels),
 ``data_frames`` (a socket read's plain WebSocket messages) and ``level_frame`` (a level-update frame read
 straight from its JSON; None on the pure path, see below) each exist twice: in
@@ -28,7 +28,7 @@ from typing import Any
 
 from tickerterm.core.events import DIGITS, MAX_DIGITS, Change, Trade
 
-API = 12
+API = 13
 """The extension's interface version this code expects; a build of another is not used."""
 
 _INF = float("inf")
@@ -199,9 +199,41 @@ def apply_levels_py(
     return (OVERFLOW if overflow else 0) | (REACHED if reach else 0) | heaped
 
 
-def values_py(items: Sequence[Any], attr: str) -> list[float]:
-    """``float(item.<attr>)`` for each item, in order."""
-    return list(map(float, map(attrgetter(attr), items)))
+def _plain(text: Any) -> bool:
+    """Plain decimal text of at most 64 characters (what ``_check`` takes), as a test."""
+    if type(text) is not str or len(text) > 64 or text.strip(DIGITS):
+        return False
+    points = text.count(".")
+    return points <= 1 and len(text) > points
+
+
+def bar_span_py(
+    trades: Sequence[Trade],
+) -> tuple[float, float, str, str, float, str, float, str] | None:
+    """What a batch of trades does to a bar: the earliest and latest ``exch_ts``, the price of the first
+    trade at the earliest and of the last at the latest, the highest and lowest price values and the first
+    trade's price at each. None when a time is not a float or a price is not plain decimal text (the
+    caller adds such trades one by one)."""
+    times = [t.exch_ts for t in trades]
+    prices = [t.price for t in trades]
+    if not trades or any(type(t) is not float or t != t for t in times):
+        return None
+    if not all(map(_plain, prices)):
+        return None
+    first, last = min(times), max(times)  # type: ignore[type-var]
+    values = [float(p) for p in prices]
+    high, low = max(values), min(values)
+    close = len(times) - 1 - times[::-1].index(last)
+    return (
+        first,  # type: ignore[return-value]
+        last,
+        prices[times.index(first)],
+        prices[close],
+        high,
+        prices[values.index(high)],
+        low,
+        prices[values.index(low)],
+    )
 
 
 def decimal_parts_py(texts: Sequence[str]) -> None:
@@ -451,7 +483,7 @@ def data_frames_py(data: bytes | bytearray, pos: int, limit: int, out: list[byte
 level_changes = level_changes_py
 apply_levels = apply_levels_py
 trade_events = trade_events_py
-values = values_py
+bar_span = bar_span_py
 rfc3339: Callable[[str], float | None] = rfc3339_py
 fresh_trades = fresh_trades_py
 best_key = best_key_py
@@ -466,7 +498,7 @@ why_pure = "not loaded yet"
 
 
 def _load() -> None:
-    global level_changes, apply_levels, trade_events, values, decimal_parts, rfc3339, fresh_trades, best_key
+    global level_changes, apply_levels, trade_events, bar_span, decimal_parts, rfc3339, fresh_trades, best_key
     global data_frames, top_levels, level_frame
     global why_pure
     if os.environ.get("TICKERTERM_PURE", "") not in ("", "0"):
@@ -481,7 +513,7 @@ def _load() -> None:
         why_pure = f"the C extension is another build (API {getattr(_native, 'API', None)}, expected {API})"
         return
     level_changes, apply_levels, trade_events = _native.changes, _native.apply_levels, _native.trade_events
-    values, decimal_parts, rfc3339 = _native.values, _native.decimal_parts, _native.rfc3339
+    bar_span, decimal_parts, rfc3339 = _native.bar_span, _native.decimal_parts, _native.rfc3339
     fresh_trades, best_key, data_frames = _native.fresh_trades, _native.best_key, _native.data_frames
     top_levels, level_frame = _native.top_levels, _native.level_frame
     why_pure = ""
