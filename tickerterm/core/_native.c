@@ -1074,15 +1074,14 @@ apply_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         if (!has) {
             PyObject *held = is_bid ? bid_held : ask_held;
-            int in_heap = PySet_Contains(held, key);
-            if (in_heap < 0) {
+            Py_ssize_t had = PySet_GET_SIZE(held); /* one lookup: adding a price it holds leaves its size */
+            if (PySet_Add(held, key) < 0) {
                 Py_DECREF(c);
                 goto fail;
             }
-            if (!in_heap) { /* a price that went and came back is in the heap already */
+            if (PySet_GET_SIZE(held) != had) { /* a price that went and came back is in the heap already */
                 PyObject *sort_key = is_bid ? PyNumber_Negative(key) : (Py_INCREF(key), key);
-                if (sort_key == NULL || PySet_Add(held, key) < 0 ||
-                    heap_push(is_bid ? bid_heap : ask_heap, sort_key) < 0) {
+                if (sort_key == NULL || heap_push(is_bid ? bid_heap : ask_heap, sort_key) < 0) {
                     Py_XDECREF(sort_key);
                     Py_DECREF(c);
                     goto fail;
