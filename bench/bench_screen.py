@@ -34,9 +34,9 @@ def drain(master: int, seconds: float) -> bytes:
 
 
 def measure(
-    size: tuple[int, int], seconds: float, presses: int, extra: tuple[str, ...] = ()
+    size: tuple[int, int], seconds: float, presses: int, extra: tuple[str, ...] = (), rate: float = 0.0
 ) -> dict[str, float]:
-    sim, url = start_sim(0)
+    sim, url = start_sim(rate)
     proc, master = spawn(
         [PY, "-m", "tickerterm", "--url", url, "--products", "BTC-USD,ETH-USD", *extra], *size
     )
@@ -75,11 +75,17 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--presses", type=int, default=20)
+    ap.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="simulator market steps/s (default 0: full speed, harsher than the simulator's own default, 50)",
+    )
     args = ap.parse_args()
     rows = []
     extra = {}
     for size, flags in (((80, 24), ()), ((120, 40), ()), ((120, 40), ("--ansi",))):
-        r = measure(size, args.seconds, args.presses, flags)
+        r = measure(size, args.seconds, args.presses, flags, args.rate)
         tag = f"{size[0]}x{size[1]}" + (" --ansi" if flags else "")
         extra[tag] = r
         rows += [
@@ -88,7 +94,8 @@ def main() -> None:
             (f"{tag} CPU of the dashboard", f"{r['cpu_pct']:.0f}%"),
             (f"{tag} key → screen p50 / p99", f"{r['key_p50_ms']:.0f} / {r['key_p99_ms']:.0f} ms"),
         ]
-    write_results("screen", rows, extra)
+    rows.append(("simulator rate", "full speed" if not args.rate else f"{args.rate:g} market steps/s"))
+    write_results("screen" if not args.rate else f"screen-rate-{args.rate:g}", rows, extra)
 
 
 if __name__ == "__main__":
