@@ -7,13 +7,16 @@ import json
 import os
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tickerterm.config import Config, load, resolve
-from tickerterm.core.alerts import Alerts, parse_rule
+from tickerterm.core.alerts import Alerts, Extremes, parse_rule
 from tickerterm.core.errors import ConfigError
 from tickerterm.core.events import (
     Alert,
@@ -90,6 +93,45 @@ def test_a_move_within_a_window() -> None:
     # 3000 -> 3030 is 1.00%: fires; still moved at 180 (no repeat); by 600 the window forgot 3000: re-armed;
     # 3032 -> 3000 within 60 s is 1.07%: fires again
     assert out == [[], [], ["1.00%"], [], [], ["1.07%"]]
+
+
+def test_a_move_is_seen_however_many_prices_the_window_holds() -> None:
+    """A busy product sends a price every few milliseconds: an hour holds hundreds of thousands. The low
+    at the window's start still counts (a window cut to its last 10,000 prices once forgot it and missed
+    this move), and the window's memory stays a thousand slices."""
+    store = Store()
+    rule = parse_rule("ETH-USD move 1% 1h")
+    engine = Alerts([rule], V)
+    fired = engine.check([Ticker(V, 0.0, "ETH-USD", None, price="3000")], store, 0.0)
+    for i in range(1, 40_001):
+        fired += engine.check([Ticker(V, 0.0, "ETH-USD", None, price="3010")], store, i * 0.025)
+    fired += engine.check([Ticker(V, 0.0, "ETH-USD", None, price="3031")], store, 1001.0)
+    assert [a.value for a in fired] == ["1.03%"]
+    assert rule.window is not None and len(rule.window.slices) <= Extremes.SLICES + 1
+
+
+@settings(max_examples=500)
+@given(
+    st.lists(st.tuples(st.floats(0, 5), st.integers(1, 50)), min_size=1, max_size=60),  # (time step, price)
+    st.sampled_from([0.0, 0.5, 3.0, 10.0, 60.0]),
+)
+def test_the_windows_low_and_high_are_those_of_the_window(
+    steps: list[tuple[float, int]], seconds: float
+) -> None:
+    """Against every price kept: the low and high reported lie between those of the exact window
+    ``[now - seconds, now]`` and those of the window one slice longer (what slicing may add)."""
+    window = Extremes(seconds)
+    seen: list[tuple[float, Decimal]] = []
+    now = 0.0
+    for step, value in steps:
+        now += step
+        price = Decimal(value)
+        seen.append((now, price))
+        low, high = window.add(now, price)
+        exact = [p for t, p in seen if t >= now - seconds]
+        wider = [p for t, p in seen if t >= now - seconds - window.width * 1.001]  # rounding's ulps
+        assert min(wider) <= low <= min(exact) and max(exact) <= high <= max(wider)
+    assert len(window.slices) <= Extremes.SLICES + 1
 
 
 def test_a_wide_spread_on_a_trusted_book_only() -> None:

@@ -19,6 +19,7 @@ while the price stays above); every rule re-arms once its condition has stopped 
 
 from __future__ import annotations
 
+import math
 import re
 from collections import deque
 from collections.abc import Callable
@@ -63,12 +64,62 @@ class Rule:
     armed: bool = True
     """False once fired, until the condition stops holding."""
     last: Decimal | None = None
-    prices: deque[tuple[float, Decimal]] = field(default_factory=lambda: deque(maxlen=10_000))
+    window: Extremes | None = None
+    """The lowest and highest price of the last ``seconds`` (``move`` rules)."""
     since: float | None = None
     seen: int = -1
     """Reconnects counted so far (``reconnects`` rules)."""
     times: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
     """When each reconnect was seen (``reconnects`` rules: every rule its own window)."""
+
+
+class _Slice:
+    __slots__ = ("high", "low", "number")
+
+    def __init__(self, number: int, price: Decimal) -> None:
+        self.number, self.low, self.high = number, price, price
+
+
+class Extremes:
+    """The lowest and highest price seen within the last ``seconds``, in constant memory and constant
+    time per price however many prices come: the window is cut into ``SLICES`` time slices, each keeping
+    its own low and high, and a slice goes once wholly older than the window (so the window reaches back
+    ``seconds`` and at most one slice, a thousandth of it, more). The window's own low and high are kept
+    as prices come; a slice that goes holding one of them has the rest looked over once."""
+
+    SLICES = 1000
+
+    __slots__ = ("high", "low", "seconds", "slices", "width")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.width = seconds / self.SLICES if seconds > 0 else 1.0
+        self.slices: deque[_Slice] = deque()  # oldest first
+        self.low: Decimal | None = None
+        self.high: Decimal | None = None
+
+    def add(self, now: float, price: Decimal) -> tuple[Decimal, Decimal]:
+        """``price`` seen at ``now``: the window's (low, high) with it."""
+        slices = self.slices
+        number = math.floor(now / self.width)  # as cut below is reckoned: a time in the window stays
+        if slices and number <= slices[-1].number:  # this slice (or a clock that stepped back)
+            last = slices[-1]
+            last.low, last.high = min(last.low, price), max(last.high, price)
+        else:
+            slices.append(_Slice(number, price))
+        cut = (now - self.seconds) / self.width  # a slice that ends at or before the window's start goes
+        low, high = self.low, self.high
+        stale = low is None or high is None
+        while slices[0].number + 1 <= cut:  # never the newest: it ends after now
+            gone = slices.popleft()
+            stale = stale or gone.low == low or gone.high == high
+        if stale or low is None or high is None:
+            low = min(sl.low for sl in slices)
+            high = max(sl.high for sl in slices)
+        else:
+            low, high = min(low, price), max(high, price)
+        self.low, self.high = low, high
+        return low, high
 
 
 def parse_rule(text: str) -> Rule:
@@ -199,12 +250,9 @@ class Alerts:
         return [self._alert(rule, rule.product, format(price, "f"), now)] if crossed else []
 
     def _move(self, rule: Rule, price: Decimal, now: float) -> list[Alert]:
-        window = rule.prices
-        window.append((now, price))
-        while window and now - window[0][0] > rule.seconds:
-            window.popleft()
-        low = min(p for _, p in window)
-        high = max(p for _, p in window)
+        if rule.window is None:
+            rule.window = Extremes(rule.seconds)
+        low, high = rule.window.add(now, price)
         moved = (high - low) / low * 100 if low else Decimal(0)
         return self._hold(rule, moved >= rule.level, f"{moved:.2f}%", now)
 
