@@ -512,8 +512,8 @@ bar_span(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             first = t;
             Py_XSETREF(open, Py_NewRef(price));
         }
-        if (i == 0 || t >= last) {
-            last = t;
+        if (i == 0 || t >= last) { /* the last trade at the latest time closes; max()'s value (-0.0 before 0.0) */
+            if (i == 0 || t > last) last = t;
             Py_XSETREF(close, Py_NewRef(price));
         }
         if (i == 0 || p > high) {

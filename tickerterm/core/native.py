@@ -138,15 +138,21 @@ def plain_slots(cls: type) -> tuple[str, ...] | None:
 
 
 def _check(price: Any, size: Any, max_len: int) -> None:
-    """Both plain decimal text (ASCII digits, at most one point, at least one digit, at most ``max_len``
-    characters): TypeError for anything but a string, ValueError otherwise."""
+    """Both plain decimal text (``_plain``): TypeError for anything but a string, ValueError otherwise."""
     for value in (price, size):
         if type(value) is not str:
             raise TypeError(f"expected a decimal string, got {type(value).__name__}")
-    for text in (price, size):
-        points = text.count(".")
-        if text.strip(DIGITS) or len(text) > max_len or points > 1 or len(text) == points:
-            raise ValueError(f"not plain decimal text: {price[:20]!r} / {size[:20]!r}")
+    if not (_plain(price, max_len) and _plain(size, max_len)):
+        raise ValueError(f"not plain decimal text: {price[:20]!r} / {size[:20]!r}")
+
+
+def _plain(text: Any, max_len: int = MAX_DIGITS) -> bool:
+    """Plain decimal text: a string of ASCII digits with at most one point, at least one digit and at most
+    ``max_len`` characters."""
+    if type(text) is not str or len(text) > max_len or text.strip(DIGITS):
+        return False
+    points = text.count(".")
+    return points <= 1 and len(text) > points
 
 
 def apply_levels_py(
@@ -197,14 +203,6 @@ def apply_levels_py(
         HEAPED << 1 if len(ask_heap) > 2 * len(asks) + 64 else 0
     )
     return (OVERFLOW if overflow else 0) | (REACHED if reach else 0) | heaped
-
-
-def _plain(text: Any) -> bool:
-    """Plain decimal text of at most 64 characters (what ``_check`` takes), as a test."""
-    if type(text) is not str or len(text) > 64 or text.strip(DIGITS):
-        return False
-    points = text.count(".")
-    return points <= 1 and len(text) > points
 
 
 def bar_span_py(
