@@ -145,17 +145,116 @@ a_change = st.tuples(
 ).map(lambda c: (c[0], f"{c[1] / 4}", c[2], c[1] / 4, float(c[2])))
 
 
+PAIRS = [(native.apply_levels_py, native.LevelsPy)] + (
+    [(_native.apply_levels, _native.Levels)] if _native is not None else []
+)
+"""Each ``apply_levels`` with the ``Levels`` it works on: the Python twins, and C's where it was built."""
+
+
+def read_side(side: Any) -> tuple[Any, ...]:
+    """Everything a side answers: its size, best price, best levels at several depths, every key, level
+    and item best first, membership and lookups of keys it has and has not."""
+    keys = list(side)
+    probes = [*keys[:3], 0.0, 999.0]
+    return (
+        len(side),
+        side.best(),
+        [side.top(n) for n in (-1, 0, 1, 5, 1000)],
+        keys,
+        side.keys(),
+        side.values(),
+        side.items(),
+        [(k in side, side.get(k), side.get(k, "absent")) for k in probes],
+        [side[k] for k in keys],
+    )
+
+
 @needs_c
 @settings(max_examples=300)
 @given(st.lists(st.lists(a_change, max_size=60), min_size=1, max_size=4), st.integers(1, 30))
-def test_applying_levels_leaves_the_same_book_heaps_and_overflow(frames: list[Any], cap: int) -> None:
+def test_applying_levels_leaves_the_same_sides_and_flags(frames: list[Any], cap: int) -> None:
     results = []
-    for loop in (_native.apply_levels, native.apply_levels_py):
-        state: tuple[Any, ...] = ({}, {}, [], [], set(), set())
-        flags = [loop(changes, *state, cap) for changes in frames]
-        results.append((state, flags))
-    # the levels, each heap in the very same order, the held sets, and when a level was not kept
+    for loop, levels in PAIRS:
+        bids, asks = levels(True), levels(False)
+        flags = [loop(changes, bids, asks, cap) for changes in frames]
+        # the levels best first, what each side answers, and when a level was not kept or reached across
+        results.append((read_side(bids), read_side(asks), flags))
     assert results[0] == results[1]
+
+
+a_key = st.one_of(st.integers(-3, 300).map(lambda i: i / 8), st.just(-0.0))
+a_step = st.one_of(
+    st.tuples(st.just("put"), a_key, st.sampled_from(["1", "2.5", "0.125"])),
+    st.tuples(st.just("remove"), a_key, st.just("")),
+    st.tuples(st.just("fill"), st.lists(st.integers(0, 300), max_size=90), st.just("")),
+    st.tuples(st.just("clear"), st.just(0), st.just("")),
+)
+
+
+@needs_c
+@settings(max_examples=300)
+@given(st.lists(a_step, max_size=400), st.booleans(), st.integers(1, 200))
+def test_a_sides_levels_are_kept_and_read_as_the_python_twin_keeps_and_reads_them(
+    steps: list[Any], bids: bool, cap: int
+) -> None:
+    """Levels set, removed, filled from a snapshot and cleared, thousands deep (blocks split and merge):
+    every read the same as the twin's after every step, the order best first, -0.0 and 0.0 one price."""
+    sides = [native.LevelsPy(bids), _native.Levels(bids)]
+    for op, arg, size in steps:
+        for side in sides:
+            if op == "put":
+                side.put(arg, str(arg), size, cap)
+            elif op == "remove":
+                side.remove(arg)
+            elif op == "fill":
+                side.fill({k / 4: (str(k / 4), "1") for k in arg})
+            else:
+                side.clear()
+        assert read_side(sides[1]) == read_side(sides[0])
+    c_side = sides[1]
+    assert c_side.blocks() <= len(c_side) // 16 + 2  # nearly empty blocks merge: the memory stays bounded
+
+
+@needs_c
+def test_a_side_refuses_what_is_not_a_level_as_its_twin_does() -> None:
+    """A price key that is not a number or is NaN, a price or size that is not a string: the same error
+    from C and from the twin, from every way in, and the side unchanged."""
+
+    def outcome(levels: Any, call: Any) -> tuple[str, str]:
+        side = levels(False)
+        side.fill({1.0: ("1", "1")})
+        try:
+            call(side)
+        except (TypeError, ValueError, KeyError) as exc:
+            return type(exc).__name__, str(exc)
+        finally:
+            assert side.items() == [(1.0, ("1", "1"))]
+        return "ok", ""
+
+    calls = [
+        lambda s: s.fill({float("nan"): ("1", "1")}),
+        lambda s: s.fill({"2": ("2", "1")}),
+        lambda s: s.fill({2.0: ("2", 1)}),
+        lambda s: s[float("nan")],
+        lambda s: s["1"],
+        lambda s: s[2.0],
+        lambda s: s.get(b"1"),
+    ]
+    for call in calls:
+        assert outcome(_native.Levels, call) == outcome(native.LevelsPy, call)
+    for change in [
+        ("ask", "1", "1", float("nan"), 1.0),
+        ("ask", "1", "1", "1", 1.0),
+        ("ask", 1, "1", 2.0, 1.0),
+    ]:
+        shown = []
+        for loop, levels in PAIRS:
+            with pytest.raises((TypeError, ValueError)) as caught:
+                loop([change], levels(True), levels(False), 10)
+            shown.append((caught.type, str(caught.value)))
+        assert shown[0] == shown[1]
+    with pytest.raises(TypeError):
+        _native.apply_levels([], {}, {}, 10)  # sides are Levels
 
 
 @settings(max_examples=300)
@@ -163,11 +262,10 @@ def test_applying_levels_leaves_the_same_book_heaps_and_overflow(frames: list[An
 def test_a_crossing_is_found_after_the_frame_that_made_it(frames: list[Any]) -> None:
     """The crossed-book check runs only after a frame that set a level at or through the other side's
     top: whatever the frames, it never misses a crossing the full check would find."""
-    loops = [native.apply_levels_py] + ([_native.apply_levels] if _native is not None else [])
-    in_use = native.apply_levels
+    in_use = native.apply_levels, native.Levels
     try:
-        for loop in loops:
-            native.apply_levels = loop
+        for loop, levels in PAIRS:
+            native.apply_levels, native.Levels = loop, levels
             book = OrderBook("v", "P")
             book.apply_snapshot([("5", "1")], [("5.25", "1")])
             for changes in frames:
@@ -180,16 +278,18 @@ def test_a_crossing_is_found_after_the_frame_that_made_it(frames: list[Any]) -> 
                     asks = [v for k, v in book.asks.items() if k > 5]
                     book.apply_snapshot(bids, asks)
     finally:
-        native.apply_levels = in_use
+        native.apply_levels, native.Levels = in_use
 
 
-@needs_c
 def test_a_level_away_from_the_other_side_needs_no_crossed_check() -> None:
-    for loop in (_native.apply_levels, native.apply_levels_py):
-        state: tuple[Any, ...] = ({}, {}, [-9.0], [10.0], {9.0}, {10.0})
-        assert loop([("bid", "9.5", "1", 9.5, 1.0), ("ask", "9.75", "1", 9.75, 1.0)], *state, 100) == 0
-        assert loop([("bid", "9.75", "1", 9.75, 1.0)], *state, 100) == native.REACHED  # the ask at 9.75
-        assert loop([("ask", "9.75", "0", 9.75, 0.0)], *state, 100) == 0  # a level that goes never
+    for loop, levels in PAIRS:
+        bids, asks = levels(True), levels(False)
+        bids.fill({9.0: ("9", "1")})
+        asks.fill({10.0: ("10", "1")})
+        assert loop([("bid", "9.5", "1", 9.5, 1.0), ("ask", "9.75", "1", 9.75, 1.0)], bids, asks, 100) == 0
+        assert loop([("bid", "9.75", "1", 9.75, 1.0)], bids, asks, 100) == native.REACHED  # the ask at 9.75
+        assert loop([("ask", "9.75", "0", 9.75, 0.0)], bids, asks, 100) == 0  # a level that goes never
+        assert loop([("ask", "9.5", "1", 9.5, 1.0)], bids, asks, 100) == native.REACHED  # at the best bid
 
 
 def test_the_book_on_the_path_in_use_equals_the_python_path(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -199,8 +299,9 @@ def test_the_book_on_the_path_in_use_equals_the_python_path(monkeypatch: pytest.
         [("bid", "100", "0", 100.0, 0.0), ("ask", "100.5", "1", 100.5, 1.0), ("ask", "101", "0", 101.0, 0.0)],
     ]
     shown = []
-    for loop in (native.apply_levels, native.apply_levels_py):
+    for loop, levels in [(native.apply_levels, native.Levels), (native.apply_levels_py, native.LevelsPy)]:
         monkeypatch.setattr(native, "apply_levels", loop)
+        monkeypatch.setattr(native, "Levels", levels)
         book = OrderBook("v", "P", max_levels=3)
         book.apply_snapshot([("98", "1")], [("102", "1")])
         for frame in changes:
@@ -617,20 +718,27 @@ def test_the_c_loops_keep_no_reference_they_do_not_return_even_when_they_raise()
         _native.decimal_parts([price, size])
         _native.decimal_parts([price, bad])
         _native.rfc3339("2024-05-01T12:00:00.5Z")
-        levels: tuple[Any, ...] = ({}, {}, [], [], set(), set())
-        _native.apply_levels([("bid", price, size, 1.5, 20.0), ("ask", price, "0", 1.5, 0.0)], *levels, 10)
-        _native.fresh_trades(trades, {}, 2)
-        _native.best_key([gone, live], {live: (price, size)}, {gone, live}, False)
-        _native.best_key([-gone, -live], {live: (price, size)}, {gone, live}, True)
+        book_sides = _native.Levels(True), _native.Levels(False)
+        book_sides[0].fill({gone: (price, size)})
+        _native.apply_levels(
+            [("bid", price, size, live, 20.0), ("ask", price, "0", gone, 0.0)], *book_sides, 10
+        )
+        many = [("ask", size, price, float(k), 1.0) for k in range(200)]  # blocks split, then merge
+        _native.apply_levels(many, *book_sides, 1000)
+        _native.apply_levels([(s, p, q, k, 0.0) for s, p, q, k, _ in many], *book_sides, 1000)
+        for levels in book_sides:
+            levels.best(), levels.top(3), levels.items(), list(levels), levels.get(live), live in levels
+            levels.put(gone, price, size, 5), levels.remove(gone)
         with pytest.raises(TypeError):
-            _native.best_key([gone, live, price], {}, set(), False)
+            _native.apply_levels([("bid", price, 1, live, 1.0)], *book_sides, 10)
+        with pytest.raises(KeyError):
+            book_sides[1][live]
+        book_sides[0].clear()
+        _native.fresh_trades(trades, {}, 2)
         _native.data_frames(frames, 0, 1000, [])
-        _native.top_levels([-live, -gone], {live: (price, size)}, 2, True)
         _native.level_frame(l2, L2_KEYS, sides, 64)
         for doubt in (l2[:-1], l2.replace(b"update", b"snapshot"), l2.replace(b'"1.5"', b'"1.5.5"')):
             assert _native.level_frame(doubt, L2_KEYS, sides, 64) is None
-        with pytest.raises(TypeError):
-            _native.top_levels([gone, price], {gone: (price, size)}, 2, False)
         with pytest.raises(ValueError):
             _native.data_frames(frames, -1, 1000, [])
 
@@ -639,88 +747,6 @@ def test_the_c_loops_keep_no_reference_they_do_not_return_even_when_they_raise()
     for _ in range(500):
         once()
     assert [sys.getrefcount(x) for x in watched] == before
-
-
-@needs_c
-def test_a_heap_changed_by_a_comparison_is_an_error_not_a_crash() -> None:
-    """The books' heaps hold floats; were anything else in one, and its comparison changed the heap, the
-    push stops with an error instead of touching an entry that is gone."""
-    heap: list[Any] = []
-
-    class Meddler(float):
-        def __lt__(self, other: object) -> bool:
-            heap.clear()
-            return True
-
-    heap.extend([Meddler(1.0), Meddler(2.0), Meddler(3.0)])
-    with pytest.raises(RuntimeError, match="heap changed"):
-        _native.apply_levels([("ask", "0.5", "1", Meddler(0.5), 1.0)], {}, {}, [], heap, set(), set(), 10)
-    ordinary: list[Any] = [1, 3, 2]  # ints: compared as Python compares them
-    _native.apply_levels([("ask", "0.5", "1", 0.5, 1.0)], {}, {}, [], ordinary, set(), set(), 10)
-    assert ordinary == [0.5, 1, 2, 3]
-
-
-@needs_c
-@settings(max_examples=300)
-@given(st.lists(st.lists(a_change, max_size=40), min_size=1, max_size=4), st.booleans())
-def test_the_best_price_pops_gone_levels_as_heappop_pops_them(frames: list[Any], bids: bool) -> None:
-    """After any changes, the best bid or ask: the same key, and the same heap left in the same order, as
-    heapq's own pops leave it (gone prices at the top are popped on the way)."""
-    state: tuple[Any, ...] = ({}, {}, [], [], set(), set())
-    for changes in frames:
-        native.apply_levels_py(changes, *state, 1000)
-        levels, heap, held = (state[0], state[2], state[4]) if bids else (state[1], state[3], state[5])
-        results = []
-        for loop in (_native.best_key, native.best_key_py):
-            h, s = list(heap), set(held)
-            results.append((loop(h, levels, s, bids), h, s))
-        assert results[0] == results[1]
-        best = results[1][0]
-        assert best == (max(levels) if bids else min(levels)) if levels else best is None
-
-
-@needs_c
-def test_a_heap_of_anything_but_floats_is_refused_by_the_c_best_price() -> None:
-    with pytest.raises(TypeError, match="floats only"):
-        _native.best_key([1, 2], {}, set(), False)
-    heap: list[Any] = [1.0, 2.0, "3", 4.0]
-    with pytest.raises(TypeError, match="floats only"):
-        _native.best_key(heap, {}, set(), False)
-    assert sorted(map(str, heap)) == ["2.0", "3", "4.0"]  # the gone top popped; each other entry once
-
-
-@needs_c
-@settings(max_examples=300)
-@given(st.lists(st.lists(a_change, max_size=40), min_size=1, max_size=4), st.booleans(), st.integers(-1, 45))
-def test_a_sides_best_levels_are_read_as_the_python_twin_reads_them(
-    frames: list[Any], bids: bool, n: int
-) -> None:
-    """After any changes (gone prices left in the heap on the way), the best ``n`` levels: the very same
-    level objects best first, and the same count of gone prices walked past, as the Python walk; and
-    they are the side's best ``n`` levels, sorted."""
-    state: tuple[Any, ...] = ({}, {}, [], [], set(), set())
-    for changes in frames:
-        native.apply_levels_py(changes, *state, 1000)
-        levels, heap = (state[0], state[2]) if bids else (state[1], state[3])
-        c_levels, c_gone = _native.top_levels(heap, levels, n, bids)
-        py_levels, py_gone = native.top_levels_py(heap, levels, n, bids)
-        assert c_gone == py_gone
-        assert [id(x) for x in c_levels] == [id(x) for x in py_levels]
-        best = sorted(levels, reverse=bids)[: max(n, 0)]
-        assert c_levels == [levels[k] for k in best]
-
-
-@needs_c
-def test_a_heap_of_anything_but_floats_is_refused_by_the_c_top_levels() -> None:
-    with pytest.raises(TypeError, match="floats only"):
-        _native.top_levels([1.0, "2", 3.0], {}, 5, False)
-    with pytest.raises(TypeError, match="floats only"):
-        _native.top_levels([1], {1.0: ("1", "1")}, 5, False)
-    assert _native.top_levels([1.0, 2.0], {1.0: ("1", "1"), 2.0: ("2", "1")}, 0, False) == ([], 0)
-    deep = [float(i) for i in range(5000)]  # the frontier grows past its first allocation
-    levels = {k: (str(k), "1") for k in deep}
-    assert _native.top_levels(deep, levels, 3000, False) == ([levels[k] for k in deep[:3000]], 0)
-    assert _native.top_levels(deep, {}, 3, False) == ([], 5000)
 
 
 def _ws_frame(b0: int, payload: bytes, masked: bool = False, wide: int = 0) -> bytes:

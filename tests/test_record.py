@@ -498,7 +498,7 @@ def test_a_top_that_stands_still_is_looked_at_once_per_window_and_its_change_is_
     """Frames deep in a book leave its top alone: the rows builder reads no top on a frame and a top
     once per ``TOP_EVERY`` at most, writes no row while it stands, and writes the change that comes
     later at the next look, with that frame's time and the top as it then stands."""
-    from tickerterm.core import native
+    from tickerterm.core.book import OrderBook
     from tickerterm.core.events import BookSnapshot, BookUpdate, change
     from tickerterm.core.store import Store
     from tickerterm.record.rows import Rows
@@ -507,12 +507,14 @@ def test_a_top_that_stands_still_is_looked_at_once_per_window_and_its_change_is_
     builder = Rows(lambda table, row: rows.append((table, row)))
     store = Store()
     looks = 0
-    best_key = native.best_key
 
-    def counted(*args: Any) -> Any:
-        nonlocal looks
-        looks += 1
-        return best_key(*args)
+    def counted(best: Any) -> property:
+        def read(book: OrderBook) -> Any:
+            nonlocal looks
+            looks += 1
+            return best.fget(book)
+
+        return property(read)
 
     def apply(ev: Event) -> None:
         store.apply(ev)
@@ -520,7 +522,8 @@ def test_a_top_that_stands_still_is_looked_at_once_per_window_and_its_change_is_
 
     apply(BookSnapshot("coinbase", 100.0, "BTC-USD", None, [("10", "1"), ("5", "1")], [("11", "2")]))
     builder.flush(store, 100.0)
-    monkeypatch.setattr(native, "best_key", counted)
+    monkeypatch.setattr(OrderBook, "best_bid", counted(OrderBook.best_bid))
+    monkeypatch.setattr(OrderBook, "best_ask", counted(OrderBook.best_ask))
     for i in range(200):  # 2 s of frames 10 ms apart, all at a level far from the top
         apply(BookUpdate("coinbase", 100.01 + i * 0.01, "BTC-USD", None, [change("bid", "5", str(i + 2))]))
     assert looks == 0  # no frame looks at the top

@@ -1,7 +1,7 @@
 /* The per-update loops of the hot path, in C: a venue's level changes checked and converted, a book's
  * levels set from them, a batch of trades checked and made events, what they do to a bar, their sizes
- * summed exactly, a frame's UTC time read, restated trades left out, a book side's best price and its top
- * levels, the plain
+ * summed exactly, a frame's UTC time read, restated trades left out, a book side's levels kept sorted
+ * (Levels), the plain
  * WebSocket messages of a socket read split out. Each has a pure-Python twin that
  * does the same (tickerterm/core/native.py says which one runs); tests/test_native.py checks they agree
  * on every input, bad ones included, and that every reference taken is given back.
@@ -20,7 +20,7 @@
 #include <string.h>
 #include <structmember.h>
 
-#define API 13 /* tickerterm/core/native.py takes this module only at this version */
+#define API 14 /* tickerterm/core/native.py takes this module only at this version */
 
 static PyObject *str_bid; /* "bid" */
 
@@ -792,180 +792,539 @@ fail:
     return NULL;
 }
 
-/* heapq.heappush(heap, item): the same order of entries as heapq's own sift. The heaps hold floats,
- * compared here directly; anything else is compared as Python does, and a comparison that changed the
- * heap under us is an error, never a use of an entry that is gone. */
+/* --- Levels: one side of a book, its levels in C ------------------------------------------------------
+ *
+ * A side's levels best first in sorted blocks: each block holds up to LEVEL_BLOCK levels as their sort
+ * rank (the price for asks, minus the price for bids, so the best is the lowest rank everywhere), the
+ * price's and the size's text. A level is found by two binary searches over contiguous doubles (the
+ * blocks' last ranks, then one block), set or removed by moving at most one block's entries; a full
+ * block splits in two, a block under a quarter full merges into a neighbour that can take it, so a side
+ * of n levels holds between n / LEVEL_BLOCK and about 8n / LEVEL_BLOCK + 1 blocks. Nothing is hashed, no
+ * tuple is made per level (only for what is read), and the best levels are the first ones: no heap of
+ * gone prices. The texts are exact strings: no cycle can go through a side, so it is not tracked by the
+ * collector. */
+
+#define LEVEL_BLOCK 64
+
+typedef struct {
+    Py_ssize_t n;
+    double rank[LEVEL_BLOCK];
+    PyObject *price[LEVEL_BLOCK];
+    PyObject *size[LEVEL_BLOCK];
+} Block;
+
+typedef struct {
+    PyObject_HEAD
+    int bids; /* the best is the highest price */
+    Py_ssize_t count, nblocks, room;
+    Block **blocks;
+} Levels;
+
+static PyTypeObject LevelsType;
+
+/* a key's rank (0, or -1 with TypeError/ValueError/OverflowError set) */
 static int
-heap_push(PyObject *heap, PyObject *item)
+rank_of(Levels *L, PyObject *key, double *rank)
 {
-    if (PyList_Append(heap, item) < 0) {
+    if (!PyFloat_Check(key) && !PyLong_Check(key)) {
+        PyErr_Format(PyExc_TypeError, "a price's key is a number, not %.50s", Py_TYPE(key)->tp_name);
         return -1;
     }
-    Py_ssize_t pos = PyList_GET_SIZE(heap) - 1;
-    while (pos > 0) {
-        Py_ssize_t parent_pos = (pos - 1) >> 1;
-        PyObject *parent = PyList_GET_ITEM(heap, parent_pos);
-        int lt;
-        if (PyFloat_CheckExact(item) && PyFloat_CheckExact(parent)) {
-            lt = PyFloat_AS_DOUBLE(item) < PyFloat_AS_DOUBLE(parent);
-        }
-        else {
-            Py_INCREF(parent);
-            lt = PyObject_RichCompareBool(item, parent, Py_LT);
-            int moved = PyList_GET_SIZE(heap) <= pos || PyList_GET_ITEM(heap, pos) != item ||
-                        PyList_GET_ITEM(heap, parent_pos) != parent;
-            Py_DECREF(parent);
-            if (lt < 0) {
-                return -1;
-            }
-            if (moved) {
-                PyErr_SetString(PyExc_RuntimeError, "heap changed during a push");
-                return -1;
-            }
-        }
-        if (!lt) {
-            break;
-        }
-        /* move the parent down and the item up: the list keeps the same references */
-        PyList_SET_ITEM(heap, pos, parent);
-        PyList_SET_ITEM(heap, parent_pos, item);
-        pos = parent_pos;
+    double k = PyFloat_AsDouble(key);
+    if (k == -1.0 && PyErr_Occurred()) return -1;
+    if (isnan(k)) {
+        PyErr_SetString(PyExc_ValueError, "a price's key is not a number (NaN)");
+        return -1;
     }
+    *rank = L->bids ? -k : k;
     return 0;
 }
 
-/* heapq.heappop's sift: the entry at pos moved down to a leaf along its smaller children, then up to
- * its place (the same order of entries as heapq leaves). Books' heaps hold floats; another entry stops
- * it with TypeError, every entry still in the list once. */
-static int
-heap_sift_floats(PyObject *heap, Py_ssize_t pos)
+static inline PyObject *
+key_of(Levels *L, double rank)
 {
-    Py_ssize_t end = PyList_GET_SIZE(heap), start = pos;
-    PyObject *item = PyList_GET_ITEM(heap, pos);
-    if (!PyFloat_CheckExact(item)) goto not_float;
-    double v = PyFloat_AS_DOUBLE(item);
-    Py_ssize_t child = 2 * pos + 1;
-    while (child < end) {
-        Py_ssize_t right = child + 1;
-        PyObject *c = PyList_GET_ITEM(heap, child);
-        PyObject *r = right < end ? PyList_GET_ITEM(heap, right) : NULL;
-        if (!PyFloat_CheckExact(c) || (r != NULL && !PyFloat_CheckExact(r))) {
-            PyList_SET_ITEM(heap, pos, item);
-            goto not_float;
-        }
-        if (r != NULL && !(PyFloat_AS_DOUBLE(c) < PyFloat_AS_DOUBLE(r))) {
-            child = right;
-            c = r;
-        }
-        PyList_SET_ITEM(heap, pos, c);
-        pos = child;
-        child = 2 * pos + 1;
+    return PyFloat_FromDouble(L->bids ? -rank : rank);
+}
+
+/* where rank is or would go: 1 found at (*b, *i), 0 not there (insert at (*b, *i)) */
+static int
+locate(Levels *L, double rank, Py_ssize_t *b, Py_ssize_t *i)
+{
+    if (L->nblocks == 0) {
+        *b = *i = 0;
+        return 0;
     }
-    while (pos > start) { /* then up, as heapq's _siftdown(heap, start, pos) */
-        Py_ssize_t parent = (pos - 1) >> 1;
-        PyObject *p = PyList_GET_ITEM(heap, parent);
-        if (!(v < PyFloat_AS_DOUBLE(p))) break; /* p was checked on the way down */
-        PyList_SET_ITEM(heap, pos, p);
-        pos = parent;
+    Py_ssize_t lo = 0, hi = L->nblocks - 1; /* the first block whose last rank is >= rank, else the last */
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        Block *blk = L->blocks[mid];
+        if (blk->rank[blk->n - 1] < rank) lo = mid + 1;
+        else hi = mid;
     }
-    PyList_SET_ITEM(heap, pos, item);
+    Block *blk = L->blocks[lo];
+    Py_ssize_t a = 0, z = blk->n;
+    while (a < z) {
+        Py_ssize_t mid = (a + z) / 2;
+        if (blk->rank[mid] < rank) a = mid + 1;
+        else z = mid;
+    }
+    *b = lo;
+    *i = a;
+    return a < blk->n && blk->rank[a] == rank;
+}
+
+static int
+room_for_block(Levels *L)
+{
+    if (L->nblocks < L->room) return 0;
+    Py_ssize_t room = L->room ? 2 * L->room : 8;
+    Block **grown = PyMem_Realloc(L->blocks, room * sizeof(Block *));
+    if (grown == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    L->blocks = grown;
+    L->room = room;
     return 0;
-not_float:
-    PyErr_SetString(PyExc_TypeError, "a book's heap holds floats only");
+}
+
+static void
+shift(Block *blk, Py_ssize_t from, Py_ssize_t to, Py_ssize_t count)
+{
+    memmove(&blk->rank[to], &blk->rank[from], count * sizeof(double));
+    memmove(&blk->price[to], &blk->price[from], count * sizeof(PyObject *));
+    memmove(&blk->size[to], &blk->size[from], count * sizeof(PyObject *));
+}
+
+static void
+copy_into(Block *dst, Py_ssize_t at, Block *src, Py_ssize_t from, Py_ssize_t count)
+{
+    memcpy(&dst->rank[at], &src->rank[from], count * sizeof(double));
+    memcpy(&dst->price[at], &src->price[from], count * sizeof(PyObject *));
+    memcpy(&dst->size[at], &src->size[from], count * sizeof(PyObject *));
+}
+
+/* set a level (price and size: exact strings, borrowed): 0 set, 1 not kept (the side holds cap levels
+ * and not this one), -1 error */
+static int
+levels_put(Levels *L, double rank, PyObject *price, PyObject *size, Py_ssize_t cap)
+{
+    Py_ssize_t b, i;
+    if (locate(L, rank, &b, &i)) {
+        Block *blk = L->blocks[b];
+        Py_INCREF(price);
+        Py_INCREF(size);
+        Py_SETREF(blk->price[i], price);
+        Py_SETREF(blk->size[i], size);
+        return 0;
+    }
+    if (L->count >= cap) return 1;
+    if (L->nblocks == 0) {
+        if (room_for_block(L) < 0) return -1;
+        Block *first = PyMem_Malloc(sizeof(Block));
+        if (first == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        first->n = 0;
+        L->blocks[0] = first;
+        L->nblocks = 1;
+    }
+    Block *blk = L->blocks[b];
+    if (blk->n == LEVEL_BLOCK) { /* split: the upper half to a new block after it */
+        if (room_for_block(L) < 0) return -1;
+        Block *upper = PyMem_Malloc(sizeof(Block));
+        if (upper == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        Py_ssize_t half = LEVEL_BLOCK / 2;
+        copy_into(upper, 0, blk, half, LEVEL_BLOCK - half);
+        upper->n = LEVEL_BLOCK - half;
+        blk->n = half;
+        memmove(&L->blocks[b + 2], &L->blocks[b + 1], (L->nblocks - b - 1) * sizeof(Block *));
+        L->blocks[b + 1] = upper;
+        L->nblocks++;
+        if (i > half) {
+            blk = upper;
+            i -= half;
+        }
+    }
+    shift(blk, i, i + 1, blk->n - i);
+    blk->rank[i] = rank;
+    blk->price[i] = Py_NewRef(price);
+    blk->size[i] = Py_NewRef(size);
+    blk->n++;
+    L->count++;
+    return 0;
+}
+
+static void
+drop_block(Levels *L, Py_ssize_t b)
+{
+    PyMem_Free(L->blocks[b]);
+    memmove(&L->blocks[b], &L->blocks[b + 1], (L->nblocks - b - 1) * sizeof(Block *));
+    L->nblocks--;
+}
+
+/* remove a level if the side has it */
+static void
+levels_remove(Levels *L, double rank)
+{
+    Py_ssize_t b, i;
+    if (!locate(L, rank, &b, &i)) return;
+    Block *blk = L->blocks[b];
+    PyObject *price = blk->price[i], *size = blk->size[i];
+    shift(blk, i + 1, i, blk->n - i - 1);
+    blk->n--;
+    L->count--;
+    if (blk->n == 0) {
+        drop_block(L, b);
+    }
+    else if (blk->n < LEVEL_BLOCK / 4) { /* nearly empty: into a neighbour that has room for it */
+        if (b + 1 < L->nblocks && blk->n + L->blocks[b + 1]->n <= LEVEL_BLOCK) {
+            Block *next = L->blocks[b + 1];
+            copy_into(blk, blk->n, next, 0, next->n);
+            blk->n += next->n;
+            drop_block(L, b + 1);
+        }
+        else if (b > 0 && blk->n + L->blocks[b - 1]->n <= LEVEL_BLOCK) {
+            Block *prev = L->blocks[b - 1];
+            copy_into(prev, prev->n, blk, 0, blk->n);
+            prev->n += blk->n;
+            drop_block(L, b);
+        }
+    }
+    Py_DECREF(price); /* strings: freeing them runs no Python code */
+    Py_DECREF(size);
+}
+
+static void
+levels_clear(Levels *L)
+{
+    for (Py_ssize_t b = 0; b < L->nblocks; b++) {
+        Block *blk = L->blocks[b];
+        for (Py_ssize_t i = 0; i < blk->n; i++) {
+            Py_DECREF(blk->price[i]);
+            Py_DECREF(blk->size[i]);
+        }
+        PyMem_Free(blk);
+    }
+    L->nblocks = 0;
+    L->count = 0;
+}
+
+static int
+texts(PyObject *price, PyObject *size)
+{
+    if (PyUnicode_CheckExact(price) && PyUnicode_CheckExact(size)) return 0;
+    PyErr_SetString(PyExc_TypeError, "a level's price and size are strings");
     return -1;
 }
 
-PyDoc_STRVAR(best_key_doc,
-"best_key(heap, levels, held, negated, /) -> float | None\n\n"
-"A book side's best price: the heap's top that is still a level (its value negated back for bids),\n"
-"the tops that are gone popped first (and dropped from held), as heapq.heappop pops them. None when\n"
-"the side is empty.");
-
-/* A side's best price: the heap's top that is still a level (negated back for bids), the gone tops
- * popped first as heapq.heappop pops them (and dropped from held). A new reference: the key, or None
- * when the side is empty; NULL on error. */
 static PyObject *
-live_top(PyObject *heap, PyObject *levels, PyObject *held, int negated)
+Levels_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    while (PyList_GET_SIZE(heap)) {
-        PyObject *top = PyList_GET_ITEM(heap, 0);
-        if (!PyFloat_CheckExact(top)) {
-            PyErr_SetString(PyExc_TypeError, "a book's heap holds floats only");
-            return NULL;
-        }
-        PyObject *key = negated ? PyFloat_FromDouble(-PyFloat_AS_DOUBLE(top)) : (Py_INCREF(top), top);
-        if (key == NULL) return NULL;
-        int live = PyDict_Contains(levels, key);
-        if (live != 0) {
-            if (live < 0) {
-                Py_DECREF(key);
-                return NULL;
-            }
-            return key;
-        }
-        /* a level that has gone: pop it as heapq.heappop does (the last entry to the top, sifted) */
-        Py_ssize_t last = PyList_GET_SIZE(heap) - 1;
-        PyObject *moved = PyList_GET_ITEM(heap, last);
-        Py_INCREF(moved);
-        if (PyList_SetSlice(heap, last, last + 1, NULL) < 0) {
-            Py_DECREF(moved);
-            Py_DECREF(key);
-            return NULL;
-        }
-        if (last > 0) {
-            PyObject *old = PyList_GET_ITEM(heap, 0);
-            PyList_SET_ITEM(heap, 0, moved); /* takes our reference to moved */
-            Py_DECREF(old);
-            if (heap_sift_floats(heap, 0) < 0) {
-                Py_DECREF(key);
-                return NULL;
-            }
-        }
-        else {
-            Py_DECREF(moved); /* it was the top itself */
-        }
-        int gone = PySet_Discard(held, key);
-        Py_DECREF(key);
-        if (gone < 0) return NULL;
+    static char *names[] = {"bids", NULL};
+    int bids;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "p:Levels", names, &bids)) return NULL;
+    Levels *L = (Levels *)type->tp_alloc(type, 0);
+    if (L == NULL) return NULL;
+    L->bids = bids;
+    return (PyObject *)L;
+}
+
+static void
+Levels_dealloc(Levels *L)
+{
+    levels_clear(L);
+    PyMem_Free(L->blocks);
+    Py_TYPE(L)->tp_free((PyObject *)L);
+}
+
+static Py_ssize_t
+Levels_len(Levels *L)
+{
+    return L->count;
+}
+
+/* the level at (b, i) as (price, size) */
+static PyObject *
+level_at(Levels *L, Py_ssize_t b, Py_ssize_t i)
+{
+    Block *blk = L->blocks[b];
+    PyObject *level = PyTuple_Pack(2, blk->price[i], blk->size[i]);
+    if (level != NULL) PyObject_GC_UnTrack(level); /* two strings */
+    return level;
+}
+
+static PyObject *
+Levels_getitem(Levels *L, PyObject *key)
+{
+    double rank;
+    Py_ssize_t b, i;
+    if (rank_of(L, key, &rank) < 0) return NULL;
+    if (!locate(L, rank, &b, &i)) {
+        key_error(key);
+        return NULL;
     }
+    return level_at(L, b, i);
+}
+
+static int
+Levels_contains(Levels *L, PyObject *key)
+{
+    double rank;
+    Py_ssize_t b, i;
+    if (rank_of(L, key, &rank) < 0) return -1;
+    return locate(L, rank, &b, &i);
+}
+
+/* every level best first: 0 keys, 1 (price, size), 2 (key, (price, size)); at most n */
+static PyObject *
+listed(Levels *L, int what, Py_ssize_t n)
+{
+    if (n > L->count) n = L->count;
+    if (n < 0) n = 0;
+    PyObject *out = PyList_New(n);
+    if (out == NULL) return NULL;
+    Py_ssize_t k = 0;
+    for (Py_ssize_t b = 0; b < L->nblocks && k < n; b++) {
+        for (Py_ssize_t i = 0; i < L->blocks[b]->n && k < n; i++, k++) {
+            PyObject *item;
+            if (what == 1) {
+                item = level_at(L, b, i);
+            }
+            else {
+                PyObject *key = key_of(L, L->blocks[b]->rank[i]);
+                item = key;
+                if (what == 2 && key != NULL) {
+                    PyObject *level = level_at(L, b, i);
+                    item = level ? PyTuple_Pack(2, key, level) : NULL;
+                    Py_XDECREF(level);
+                    Py_DECREF(key);
+                }
+            }
+            if (item == NULL) {
+                Py_DECREF(out);
+                return NULL;
+            }
+            PyList_SET_ITEM(out, k, item);
+        }
+    }
+    return out;
+}
+
+static PyObject *
+Levels_iter(Levels *L)
+{
+    PyObject *keys = listed(L, 0, L->count);
+    if (keys == NULL) return NULL;
+    PyObject *it = PyObject_GetIter(keys);
+    Py_DECREF(keys);
+    return it;
+}
+
+static PyObject *
+Levels_keys(Levels *L, PyObject *unused)
+{
+    return listed(L, 0, L->count);
+}
+
+static PyObject *
+Levels_values(Levels *L, PyObject *unused)
+{
+    return listed(L, 1, L->count);
+}
+
+static PyObject *
+Levels_items(Levels *L, PyObject *unused)
+{
+    return listed(L, 2, L->count);
+}
+
+static PyObject *
+Levels_top(Levels *L, PyObject *arg)
+{
+    Py_ssize_t n = PyNumber_AsSsize_t(arg, PyExc_OverflowError);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    return listed(L, 1, n);
+}
+
+static PyObject *
+Levels_best(Levels *L, PyObject *unused)
+{
+    if (L->count == 0) Py_RETURN_NONE;
+    return key_of(L, L->blocks[0]->rank[0]);
+}
+
+static PyObject *
+Levels_get(Levels *L, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "get(key, default=None)");
+        return NULL;
+    }
+    double rank;
+    Py_ssize_t b, i;
+    if (rank_of(L, args[0], &rank) < 0) return NULL;
+    if (locate(L, rank, &b, &i)) return level_at(L, b, i);
+    return Py_NewRef(nargs == 2 ? args[1] : Py_None);
+}
+
+static int
+by_rank(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+typedef struct {
+    double rank;
+    PyObject *price, *size;
+} Entry;
+
+static PyObject *
+Levels_fill(Levels *L, PyObject *levels)
+{
+    if (!PyDict_Check(levels)) {
+        PyErr_SetString(PyExc_TypeError, "fill(levels): a dict of key -> (price, size)");
+        return NULL;
+    }
+    Py_ssize_t n = PyDict_GET_SIZE(levels), k = 0, pos = 0;
+    Entry *entries = PyMem_Malloc((n ? n : 1) * sizeof(Entry));
+    if (entries == NULL) return PyErr_NoMemory();
+    PyObject *key, *value;
+    while (PyDict_Next(levels, &pos, &key, &value)) {
+        if (!PyTuple_Check(value) || PyTuple_GET_SIZE(value) != 2) {
+            PyErr_SetString(PyExc_TypeError, "a level is a (price, size) pair");
+            goto fail;
+        }
+        if (rank_of(L, key, &entries[k].rank) < 0 || texts(PyTuple_GET_ITEM(value, 0), PyTuple_GET_ITEM(value, 1)) < 0) {
+            goto fail;
+        }
+        entries[k].price = PyTuple_GET_ITEM(value, 0);
+        entries[k].size = PyTuple_GET_ITEM(value, 1);
+        k++;
+    }
+    qsort(entries, k, sizeof(Entry), by_rank); /* equal keys cannot both be in a dict */
+    levels_clear(L);
+    Py_ssize_t per = LEVEL_BLOCK * 3 / 4; /* room left in each for what comes next */
+    for (Py_ssize_t at = 0; at < k; at += per) {
+        if (room_for_block(L) < 0) goto fail;
+        Block *blk = PyMem_Malloc(sizeof(Block));
+        if (blk == NULL) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        blk->n = at + per <= k ? per : k - at;
+        for (Py_ssize_t i = 0; i < blk->n; i++) {
+            blk->rank[i] = entries[at + i].rank;
+            blk->price[i] = Py_NewRef(entries[at + i].price);
+            blk->size[i] = Py_NewRef(entries[at + i].size);
+        }
+        L->blocks[L->nblocks++] = blk;
+        L->count += blk->n;
+    }
+    PyMem_Free(entries);
+    Py_RETURN_NONE;
+fail:
+    PyMem_Free(entries);
+    return NULL;
+}
+
+static PyObject *
+Levels_put(Levels *L, PyObject *const *args, Py_ssize_t nargs)
+{
+    double rank;
+    Py_ssize_t cap;
+    if (!arity("put", nargs, 4) || rank_of(L, args[0], &rank) < 0 || texts(args[1], args[2]) < 0 ||
+        !size_arg(args[3], &cap)) {
+        return NULL;
+    }
+    int kept = levels_put(L, rank, args[1], args[2], cap);
+    return kept < 0 ? NULL : PyBool_FromLong(kept == 0);
+}
+
+static PyObject *
+Levels_remove(Levels *L, PyObject *key)
+{
+    double rank;
+    if (rank_of(L, key, &rank) < 0) return NULL;
+    levels_remove(L, rank);
     Py_RETURN_NONE;
 }
 
 static PyObject *
-best_key(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+Levels_clear_(Levels *L, PyObject *unused)
 {
-    if (nargs != 4 || !PyList_Check(args[0]) || !PyDict_Check(args[1]) || !PyAnySet_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "best_key(heap: list, levels: dict, held: set, negated: bool)");
-        return NULL;
-    }
-    int negated = PyObject_IsTrue(args[3]);
-    if (negated < 0) {
-        return NULL;
-    }
-    return live_top(args[0], args[1], args[2], negated);
+    levels_clear(L);
+    Py_RETURN_NONE;
 }
 
+static PyObject *
+Levels_blocks(Levels *L, PyObject *unused)
+{
+    return PyLong_FromSsize_t(L->nblocks);
+}
+
+static PyObject *
+Levels_sizeof(Levels *L, PyObject *unused)
+{
+    return PyLong_FromSsize_t(sizeof(Levels) + L->room * sizeof(Block *) + L->nblocks * sizeof(Block));
+}
+
+static PyMethodDef Levels_methods[] = {
+    {"best", (PyCFunction)Levels_best, METH_NOARGS, "the best price's key, or None when the side is empty"},
+    {"top", (PyCFunction)Levels_top, METH_O, "top(n): the best n levels as (price, size), best first"},
+    {"get", (PyCFunction)(void (*)(void))Levels_get, METH_FASTCALL, "get(key, default=None)"},
+    {"keys", (PyCFunction)Levels_keys, METH_NOARGS, "every price's key, best first"},
+    {"values", (PyCFunction)Levels_values, METH_NOARGS, "every level as (price, size), best first"},
+    {"items", (PyCFunction)Levels_items, METH_NOARGS, "every (key, (price, size)), best first"},
+    {"put", (PyCFunction)(void (*)(void))Levels_put, METH_FASTCALL,
+     "put(key, price, size, cap) -> bool: set a level; False when not kept (cap levels held, not this one)"},
+    {"remove", (PyCFunction)Levels_remove, METH_O, "remove(key): the level gone, if the side has it"},
+    {"fill", (PyCFunction)Levels_fill, METH_O, "fill(levels): the side made these levels (a dict)"},
+    {"clear", (PyCFunction)Levels_clear_, METH_NOARGS, "no level left"},
+    {"blocks", (PyCFunction)Levels_blocks, METH_NOARGS, "how many blocks hold the levels (for tests)"},
+    {"__sizeof__", (PyCFunction)Levels_sizeof, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMappingMethods Levels_mapping = {(lenfunc)Levels_len, (binaryfunc)Levels_getitem, NULL};
+static PySequenceMethods Levels_sequence = {.sq_length = (lenfunc)Levels_len,
+                                            .sq_contains = (objobjproc)Levels_contains};
+
+static PyTypeObject LevelsType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "tickerterm.core._native.Levels",
+    .tp_basicsize = sizeof(Levels),
+    .tp_dealloc = (destructor)Levels_dealloc,
+    .tp_as_mapping = &Levels_mapping,
+    .tp_as_sequence = &Levels_sequence,
+    .tp_iter = (getiterfunc)Levels_iter,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = PyDoc_STR("Levels(bids): one side of a book, its levels best first (see _native.c)"),
+    .tp_methods = Levels_methods,
+    .tp_new = Levels_new,
+};
+
 PyDoc_STRVAR(apply_levels_doc,
-"apply_levels(changes, bids, asks, bid_heap, ask_heap, bid_held, ask_held, cap, /) -> int\n\n"
-"OrderBook.apply_changes' loop: each (side, price, size, key, value) sets or removes a level; a new\n"
-"price goes on its side's heap once (negated for bids). Bit 1 of the result: a new level was not kept\n"
-"because its side already held cap levels; bit 2: a level was set at or through the other side's best\n"
-"price (its gone tops popped to find it, as best_key pops them), so the book may have crossed; bits 3\n"
-"and 4: the bid or the ask heap holds more than 2 * len(levels) + 64 entries (rebuild it).");
+"apply_levels(changes, bids, asks, cap, /) -> int\n\n"
+"OrderBook.apply_changes' loop: each (side, price, size, key, value) sets or removes a level of bids or\n"
+"asks (Levels). Bit 1 of the result: a new level was not kept because its side already held cap levels;\n"
+"bit 2: a level was set at or through the other side's best price, so the book may have crossed.");
 
 static PyObject *
 apply_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!arity("apply_levels", nargs, 8)) return NULL;
-    PyObject *bids = args[1], *asks = args[2], *bid_heap = args[3], *ask_heap = args[4];
-    PyObject *bid_held = args[5], *ask_held = args[6];
-    if (!PyDict_Check(bids) || !PyDict_Check(asks) || !PyList_Check(bid_heap) || !PyList_Check(ask_heap) ||
-        !PyAnySet_Check(bid_held) || !PyAnySet_Check(ask_held)) {
-        PyErr_SetString(PyExc_TypeError, "apply_levels(): dicts, lists and sets expected");
+    if (!arity("apply_levels", nargs, 4)) return NULL;
+    if (!Py_IS_TYPE(args[1], &LevelsType) || !Py_IS_TYPE(args[2], &LevelsType)) {
+        PyErr_SetString(PyExc_TypeError, "apply_levels(): bids and asks are Levels");
         return NULL;
     }
+    Levels *bids = (Levels *)args[1], *asks = (Levels *)args[2];
     Py_ssize_t cap;
-    if (!size_arg(args[7], &cap)) return NULL;
+    if (!size_arg(args[3], &cap)) return NULL;
     Py_ssize_t n;
     PyObject **items;
     PyObject *seq = fast_items(args[0], "changes must be a sequence", &n, &items);
@@ -980,7 +1339,7 @@ apply_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             goto fail;
         }
         PyObject **f = PySequence_Fast_ITEMS(c);
-        PyObject *side = f[0], *key = f[3], *value = f[4];
+        PyObject *side = f[0], *value = f[4];
         int is_bid = side == str_bid;
         if (!is_bid) {
             is_bid = PyObject_RichCompareBool(side, str_bid, Py_EQ);
@@ -989,7 +1348,7 @@ apply_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 goto fail;
             }
         }
-        PyObject *levels = is_bid ? bids : asks;
+        Levels *levels = is_bid ? bids : asks, *other = is_bid ? asks : bids;
         int zero;
         if (PyFloat_CheckExact(value)) {
             zero = PyFloat_AS_DOUBLE(value) == 0.0;
@@ -999,103 +1358,29 @@ apply_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             zero = z ? PyObject_RichCompareBool(value, z, Py_EQ) : -1;
             Py_XDECREF(z);
         }
-        if (zero < 0) {
+        double rank;
+        if (zero < 0 || rank_of(levels, f[3], &rank) < 0) {
             Py_DECREF(c);
             goto fail;
         }
-        if (zero) { /* its heap entry goes when it comes to the top, or at a rebuild */
-            if (PyDict_DelItem(levels, key) < 0) {
-                if (!PyErr_ExceptionMatches(PyExc_KeyError)) {
-                    Py_DECREF(c);
-                    goto fail;
-                }
-                PyErr_Clear();
-            }
+        if (zero) {
+            levels_remove(levels, rank);
             Py_DECREF(c);
             continue;
         }
-        PyObject *level = PyTuple_New(2);
-        if (level == NULL) {
-            Py_DECREF(c);
-            goto fail;
-        }
-        Py_INCREF(f[1]);
-        Py_INCREF(f[2]);
-        PyTuple_SET_ITEM(level, 0, f[1]);
-        PyTuple_SET_ITEM(level, 1, f[2]);
-        if (PyUnicode_CheckExact(f[1]) && PyUnicode_CheckExact(f[2])) {
-            /* two strings: no cycle can go through it, and a dict of such levels is left untracked too,
-             * so the collector never walks the book */
-            PyObject_GC_UnTrack(level);
-        }
-        Py_ssize_t before = PyDict_GET_SIZE(levels);
-        if (before >= cap) { /* full: only a level it has may change */
-            int has = PyDict_Contains(levels, key);
-            if (has <= 0) {
-                Py_DECREF(level);
-                Py_DECREF(c);
-                if (has < 0) goto fail;
-                overflow = 1; /* past any real book: not kept, and said so */
-                continue;
-            }
-        }
-        /* one lookup whether the level is new or not: the dict's size says which */
-        if (PyDict_SetItem(levels, key, level) < 0) {
-            Py_DECREF(level);
-            Py_DECREF(c);
-            goto fail;
-        }
-        Py_DECREF(level);
-        int has = PyDict_GET_SIZE(levels) == before;
-        if (!reach) { /* set at or through the other side's best: the book may have crossed */
-            PyObject *other = is_bid ? ask_heap : bid_heap;
-            if (PyList_GET_SIZE(other) > 0) {
-                PyObject *top = PyList_GET_ITEM(other, 0);
-                if (PyFloat_CheckExact(top) && PyFloat_CheckExact(key)) {
-                    double k = PyFloat_AS_DOUBLE(key), t = PyFloat_AS_DOUBLE(top);
-                    if (is_bid ? k >= t : k <= -t) { /* at or through the top: is that top still a level? */
-                        PyObject *best = live_top(other, is_bid ? asks : bids, is_bid ? ask_held : bid_held,
-                                                  !is_bid);
-                        if (best == NULL) {
-                            Py_DECREF(c);
-                            goto fail;
-                        }
-                        if (best != Py_None) {
-                            double b = PyFloat_AS_DOUBLE(best);
-                            reach = is_bid ? k >= b : k <= b;
-                        }
-                        Py_DECREF(best);
-                    }
-                }
-                else {
-                    reach = 1; /* not our floats: assume the worst, the full check decides */
-                }
-            }
-        }
-        if (!has) {
-            PyObject *held = is_bid ? bid_held : ask_held;
-            Py_ssize_t had = PySet_GET_SIZE(held); /* one lookup: adding a price it holds leaves its size */
-            if (PySet_Add(held, key) < 0) {
-                Py_DECREF(c);
-                goto fail;
-            }
-            if (PySet_GET_SIZE(held) != had) { /* a price that went and came back is in the heap already */
-                PyObject *sort_key = is_bid ? PyNumber_Negative(key) : (Py_INCREF(key), key);
-                if (sort_key == NULL || heap_push(is_bid ? bid_heap : ask_heap, sort_key) < 0) {
-                    Py_XDECREF(sort_key);
-                    Py_DECREF(c);
-                    goto fail;
-                }
-                Py_DECREF(sort_key);
-            }
-        }
+        int kept = texts(f[1], f[2]) < 0 ? -1 : levels_put(levels, rank, f[1], f[2], cap);
         Py_DECREF(c);
+        if (kept < 0) goto fail;
+        if (kept == 1) {
+            overflow = 1; /* past any real book: not kept, and said so */
+            continue;
+        }
+        if (!reach && other->count) { /* at or through the other side's best: the book may have crossed */
+            reach = -rank >= other->blocks[0]->rank[0]; /* ranks: each side's own order, so the other's negated */
+        }
     }
     Py_DECREF(seq);
-    /* a heap with many gone prices: the caller rebuilds it */
-    int heaped = (PyList_GET_SIZE(bid_heap) > 2 * PyDict_GET_SIZE(bids) + 64) |
-                 ((PyList_GET_SIZE(ask_heap) > 2 * PyDict_GET_SIZE(asks) + 64) << 1);
-    return PyLong_FromLong(overflow | (reach << 1) | (heaped << 2));
+    return PyLong_FromLong(overflow | (reach << 1));
 fail:
     Py_DECREF(seq);
     return NULL;
@@ -1493,126 +1778,6 @@ done:
     return result;
 }
 
-PyDoc_STRVAR(top_levels_doc,
-"top_levels(heap, levels, n, negated, /) -> (list, int)\n\n"
-"OrderBook._top's walk: a side's levels best first, read down its heap (a heap's children are never\n"
-"better than their parent, so the next best is always among the children of those taken: O(n log n)\n"
-"however deep the book), ties in the order heapq gives (the lower index first). Stops at n levels;\n"
-"returns them with the count of gone prices walked past on the way. The heap holds floats (negated\n"
-"for bids: ``negated``), anything else is a TypeError.");
-
-static PyObject *
-top_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (!arity("top_levels", nargs, 4)) return NULL;
-    PyObject *heap = args[0], *levels = args[1];
-    if (!PyList_Check(heap) || !PyDict_Check(levels)) {
-        PyErr_SetString(PyExc_TypeError, "top_levels(heap: list, levels: dict, n: int, negated: bool)");
-        return NULL;
-    }
-    Py_ssize_t want;
-    if (!size_arg(args[2], &want)) return NULL;
-    int negated = PyObject_IsTrue(args[3]);
-    if (negated < 0) return NULL;
-    PyObject *out = PyList_New(0);
-    if (out == NULL) return NULL;
-    Py_ssize_t gone = 0;
-    /* the frontier: a binary heap of (sort key, index) pairs, ordered as heapq orders the tuples */
-    Py_ssize_t cap = 64, count = 0;
-    double *fk = NULL;
-    Py_ssize_t *fi = NULL;
-    if (want > 0 && PyList_GET_SIZE(heap) > 0) {
-        fk = PyMem_Malloc(cap * sizeof(double));
-        fi = PyMem_Malloc(cap * sizeof(Py_ssize_t));
-        if (fk == NULL || fi == NULL) {
-            PyErr_NoMemory();
-            goto fail;
-        }
-        PyObject *top = PyList_GET_ITEM(heap, 0);
-        if (!PyFloat_CheckExact(top)) goto not_float;
-        fk[0] = PyFloat_AS_DOUBLE(top);
-        fi[0] = 0;
-        count = 1;
-    }
-    while (count > 0) {
-        double k = fk[0];
-        Py_ssize_t i = fi[0];
-        /* pop: the last pair to the root, sifted down */
-        count--;
-        if (count > 0) {
-            double lk = fk[count];
-            Py_ssize_t li = fi[count], pos = 0;
-            for (;;) {
-                Py_ssize_t c = 2 * pos + 1;
-                if (c >= count) break;
-                if (c + 1 < count && (fk[c + 1] < fk[c] || (fk[c + 1] == fk[c] && fi[c + 1] < fi[c]))) c++;
-                if (!(fk[c] < lk || (fk[c] == lk && fi[c] < li))) break;
-                fk[pos] = fk[c];
-                fi[pos] = fi[c];
-                pos = c;
-            }
-            fk[pos] = lk;
-            fi[pos] = li;
-        }
-        PyObject *key = PyFloat_FromDouble(negated ? -k : k);
-        if (key == NULL) goto fail;
-        PyObject *level = PyDict_GetItemWithError(levels, key); /* borrowed */
-        Py_DECREF(key);
-        if (level == NULL) {
-            if (PyErr_Occurred()) goto fail;
-            gone++;
-        }
-        else {
-            if (PyList_Append(out, level) < 0) goto fail;
-            if (PyList_GET_SIZE(out) >= want) break;
-        }
-        for (Py_ssize_t c = 2 * i + 1; c <= 2 * i + 2; c++) {
-            if (c >= PyList_GET_SIZE(heap)) break; /* read again: nothing may go past the list's end */
-            PyObject *child = PyList_GET_ITEM(heap, c);
-            if (!PyFloat_CheckExact(child)) goto not_float;
-            if (count == cap) {
-                Py_ssize_t more = cap * 2;
-                double *nk = PyMem_Realloc(fk, more * sizeof(double));
-                if (nk == NULL) {
-                    PyErr_NoMemory();
-                    goto fail;
-                }
-                fk = nk;
-                Py_ssize_t *ni = PyMem_Realloc(fi, more * sizeof(Py_ssize_t));
-                if (ni == NULL) {
-                    PyErr_NoMemory();
-                    goto fail;
-                }
-                fi = ni;
-                cap = more;
-            }
-            /* push: up from the end */
-            double ck = PyFloat_AS_DOUBLE(child);
-            Py_ssize_t pos = count++;
-            while (pos > 0) {
-                Py_ssize_t parent = (pos - 1) >> 1;
-                if (!(ck < fk[parent] || (ck == fk[parent] && c < fi[parent]))) break;
-                fk[pos] = fk[parent];
-                fi[pos] = fi[parent];
-                pos = parent;
-            }
-            fk[pos] = ck;
-            fi[pos] = c;
-        }
-    }
-    PyMem_Free(fk);
-    PyMem_Free(fi);
-    PyObject *result = Py_BuildValue("(Nn)", out, gone);
-    return result;
-not_float:
-    PyErr_SetString(PyExc_TypeError, "a book's heap holds floats only");
-fail:
-    PyMem_Free(fk);
-    PyMem_Free(fi);
-    Py_DECREF(out);
-    return NULL;
-}
-
 PyDoc_STRVAR(data_frames_doc,
 "data_frames(data, pos, limit, out, /) -> int\n\n"
 "FrameReader.feed's common case: from ``pos`` on, every whole, unfragmented, unmasked text or binary\n"
@@ -1684,10 +1849,8 @@ static PyMethodDef methods[] = {
     {"bar_span", (PyCFunction)(void (*)(void))bar_span, METH_FASTCALL, bar_span_doc},
     {"rfc3339", (PyCFunction)rfc3339, METH_O, rfc3339_doc},
     {"fresh_trades", (PyCFunction)(void (*)(void))fresh_trades, METH_FASTCALL, fresh_trades_doc},
-    {"best_key", (PyCFunction)(void (*)(void))best_key, METH_FASTCALL, best_key_doc},
     {"decimal_parts", (PyCFunction)(void (*)(void))decimal_parts, METH_FASTCALL, decimal_parts_doc},
     {"data_frames", (PyCFunction)(void (*)(void))data_frames, METH_FASTCALL, data_frames_doc},
-    {"top_levels", (PyCFunction)(void (*)(void))top_levels, METH_FASTCALL, top_levels_doc},
     {"level_frame", (PyCFunction)(void (*)(void))level_frame, METH_FASTCALL, level_frame_doc},
     {NULL, NULL, 0, NULL},
 };
@@ -1713,6 +1876,10 @@ PyInit__native(void)
     }
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL) {
+        return NULL;
+    }
+    if (PyType_Ready(&LevelsType) < 0 || PyModule_AddObjectRef(m, "Levels", (PyObject *)&LevelsType) < 0) {
+        Py_DECREF(m);
         return NULL;
     }
     if (PyModule_AddIntConstant(m, "API", API) < 0) {

@@ -4,22 +4,21 @@ Levels are keyed by the float value of the price (two spellings of one number, `
 ``"1.5"``, are one level), and each keeps the price and size strings exactly as the venue sent them,
 so nothing shown is a float artefact.
 
-The crossed-book check runs after every frame that set a level at or through the other side's top (the
+The crossed-book check runs after every frame that set a level at or through the other side's best (the
 C loop says so as it sets them: a level that goes cannot cross a book), the top N only when a screen
-draws.
-So each side keeps a heap of its prices beside the dict: a new level is one push, a level that goes
-costs nothing until it reaches the top (then one pop), a size change touches the dict alone. The heap
-holds each price once (a set says which), live or gone; it is rebuilt from the dict when it holds
-twice the live levels, so it stays bounded. The top N is read by walking down the heap.
-(A sorted list per side cost a bisect and a memmove of the list on every level that came or went:
-a quarter of the book's time on a 2,000-level book, bench/README.md.)
+draws. Each side is a ``native.Levels``: its levels kept sorted, best first, in blocks of a few dozen
+(in C where it was built): a level is found by binary search and set or removed by moving at most one
+block's entries, the best N are the first N, and no tuple is made per level but for what is read.
+(The first sessions kept a dict and a heap of prices per side: each update hashed its price for the
+dict and a set, and the heap kept gone prices until they reached the top; a single sorted list had
+cost a memmove of the whole list on every level that came or went. bench/README.md has the figures.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from heapq import heapify, nlargest, nsmallest
+from heapq import nlargest, nsmallest
 from typing import Literal
 
 from tickerterm.core import native
@@ -36,10 +35,6 @@ class OrderBook:
     """One product's book. ``state`` says whether it can be trusted (see ``mark_unsafe``)."""
 
     __slots__ = (
-        "_ask_heap",
-        "_ask_held",
-        "_bid_heap",
-        "_bid_held",
         "asks",
         "bids",
         "early",
@@ -64,12 +59,10 @@ class OrderBook:
         self.overflow = False
         """True once a side went past ``max_levels`` (levels were not kept); cleared by a snapshot."""
         self.product = product
-        self.bids: dict[float, Level] = {}
-        self.asks: dict[float, Level] = {}
-        self._bid_heap: list[float] = []  # negated prices: the best bid on top (see the module docstring)
-        self._ask_heap: list[float] = []  # prices: the best ask on top
-        self._bid_held: set[float] = set()  # the prices each heap holds (live or gone), each once
-        self._ask_held: set[float] = set()
+        self.bids = native.Levels(True)
+        """The bids, best (highest) first: a read-only mapping of a price's value to ``(price, size)``."""
+        self.asks = native.Levels(False)
+        """The asks, best (lowest) first."""
         self.state: BookState = "empty"
         self.suspect = True
         """The book may have crossed since ``problem`` last found it not crossed."""
@@ -84,15 +77,15 @@ class OrderBook:
 
     def apply_snapshot(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
         """Replace the whole book; the book is trustworthy again afterwards."""
-        self.bids = {float(p): (p, s) for p, s in bids if float(s) != 0.0}
-        self.asks = {float(p): (p, s) for p, s in asks if float(s) != 0.0}
+        new_bids = {float(p): (p, s) for p, s in bids if float(s) != 0.0}
+        new_asks = {float(p): (p, s) for p, s in asks if float(s) != 0.0}
         cap = self.max_levels
-        self.overflow = len(self.bids) > cap or len(self.asks) > cap
+        self.overflow = len(new_bids) > cap or len(new_asks) > cap
         if self.overflow:  # keep the best levels only; the store marks the book UNSAFE
-            self.bids = {k: self.bids[k] for k in nlargest(cap, self.bids)}
-            self.asks = {k: self.asks[k] for k in nsmallest(cap, self.asks)}
-        self._rebuild("bid")
-        self._rebuild("ask")
+            new_bids = {k: new_bids[k] for k in nlargest(cap, new_bids)}
+            new_asks = {k: new_asks[k] for k in nsmallest(cap, new_asks)}
+        self.bids.fill(new_bids)
+        self.asks.fill(new_asks)
         self.state = "ok"
         self.suspect = True
         self.reason = ""
@@ -105,33 +98,15 @@ class OrderBook:
 
     def apply_changes(self, changes: Sequence[Change]) -> None:
         """Apply level changes (one venue message) with the values the adapter already converted."""
-        bids, asks, bid_heap, ask_heap = self.bids, self.asks, self._bid_heap, self._ask_heap
         # the per-change loop: native.apply_levels (in C where it was built, else its Python twin)
-        flags = native.apply_levels(
-            changes, bids, asks, bid_heap, ask_heap, self._bid_held, self._ask_held, self.max_levels
-        )
+        flags = native.apply_levels(changes, self.bids, self.asks, self.max_levels)
         if flags:
             if flags & native.OVERFLOW:
                 self.overflow = True
             if flags & native.REACHED:
                 self.suspect = True
-            if flags & native.HEAPED:  # many gone prices in a heap
-                self._rebuild("bid")
-            if flags & native.HEAPED << 1:
-                self._rebuild("ask")
         self.updates += 1
         self.version += 1
-
-    def _rebuild(self, side: BookSide) -> None:
-        """A side's heap made again from its live levels (in place: callers may hold it)."""
-        if side == "bid":
-            heap, held, levels, sign = self._bid_heap, self._bid_held, self.bids, -1.0
-        else:
-            heap, held, levels, sign = self._ask_heap, self._ask_held, self.asks, 1.0
-        heap[:] = [sign * k for k in levels]
-        heapify(heap)
-        held.clear()
-        held.update(levels)
 
     def mark_unsafe(self, reason: str) -> None:
         self.state = "unsafe"
@@ -162,55 +137,36 @@ class OrderBook:
 
     # --- reading ---------------------------------------------------------------------------
 
-    def _best_bid_key(self) -> float | None:
-        return native.best_key(self._bid_heap, self.bids, self._bid_held, True)
-
-    def _best_ask_key(self) -> float | None:
-        return native.best_key(self._ask_heap, self.asks, self._ask_held, False)
-
     @property
     def best_bid(self) -> Level | None:
-        key = self._best_bid_key()
-        return None if key is None else self.bids[key]
+        top = self.bids.top(1)
+        return top[0] if top else None
 
     @property
     def best_ask(self) -> Level | None:
-        key = self._best_ask_key()
-        return None if key is None else self.asks[key]
+        top = self.asks.top(1)
+        return top[0] if top else None
 
     @property
     def crossed(self) -> bool:
         """True when the best bid is at or above the best ask: the book cannot be right."""
-        bid, ask = self._best_bid_key(), self._best_ask_key()
+        bid, ask = self.bids.best(), self.asks.best()
         return bid is not None and ask is not None and bid >= ask
 
     def top(self, n: int) -> tuple[list[Level], list[Level]]:
         """The best ``n`` bids (highest first) and asks (lowest first)."""
-        return self._top("bid", n), self._top("ask", n)
-
-    def _top(self, side: BookSide, n: int) -> list[Level]:
-        # ``_walk``'s first n levels in one call: native.top_levels, in C where it was built
-        if side == "bid":
-            self._best_bid_key()  # gone prices above the best popped first, as ``_walk`` does
-            out, gone = native.top_levels(self._bid_heap, self.bids, n, True)
-        else:
-            self._best_ask_key()
-            out, gone = native.top_levels(self._ask_heap, self.asks, n, False)
-        if gone > 16 + n:  # gone prices among the best levels: walked past on every read until rebuilt
-            self._rebuild(side)
-        return out
+        return self.bids.top(n), self.asks.top(n)
 
     def _in_order(self, side: BookSide) -> Iterator[Level]:
-        return (level for level in self._walk(side) if level is not None)
-
-    def _walk(self, side: BookSide) -> Iterator[Level | None]:
-        """A side's levels best first (``native.heap_walk``: None for a price that has gone), the gone
-        prices above the best popped first; ``_top`` rebuilds a heap with many among the best."""
-        if side == "bid":
-            self._best_bid_key()
-            return native.heap_walk(self._bid_heap, self.bids, True)
-        self._best_ask_key()
-        return native.heap_walk(self._ask_heap, self.asks, False)
+        """A side's levels best first, read a few at a time (a grouped ladder reads only what it shows)."""
+        levels = self.bids if side == "bid" else self.asks
+        done, n = 0, 64
+        while True:
+            batch = levels.top(n)
+            yield from batch[done:]
+            if len(batch) < n:
+                return
+            done, n = n, 4 * n
 
     def spread(self) -> str | None:
         bid, ask = self.best_bid, self.best_ask
@@ -239,8 +195,7 @@ class OrderBook:
 
     def levels(self, side: BookSide) -> dict[str, str]:
         """Every level of a side as ``{price: size}`` with the venue's strings (for checks and tests)."""
-        book = self.bids if side == "bid" else self.asks
-        return dict(book.values())
+        return dict((self.bids if side == "bid" else self.asks).values())
 
     def __len__(self) -> int:
         return len(self.bids) + len(self.asks)

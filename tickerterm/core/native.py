@@ -3,7 +3,7 @@
 ``level_changes`` (a venue's level changes checked and converted), ``apply_levels`` (a book's levels
 set from them), ``trade_events`` (a batch of a venue's trades checked and made events), ``bar_span`` (what
 they do to a bar), ``decimal_sum`` (sizes summed exactly), ``rfc3339`` (a frame's time), ``fresh_trades``
-(restated trades left out), ``best_key`` (a side's best price), ``top_levels`` (its best levels),
+(restated trades left out), ``Levels`` (a book side's levels kept sorted, best first),
 ``data_frames`` (a socket read's plain WebSocket messages) and ``level_frame`` (a level-update frame read
 straight from its JSON; None on the pure path, see below) each exist twice: in
 C (``tickerterm/core/_native.c``, built at install where a C compiler is found) and here in Python,
@@ -19,16 +19,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from bisect import bisect_left, insort
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal, localcontext
-from heapq import heappop, heappush
 from operator import attrgetter
+from operator import index as operator_index
 from typing import Any
 
 from tickerterm.core.events import DIGITS, MAX_DIGITS, Change, Trade
 
-API = 13
+API = 14
 """The extension's interface version this code expects; a build of another is not used."""
 
 _INF = float("inf")
@@ -37,8 +38,6 @@ OVERFLOW = 1
 """``apply_levels``: a new level was not kept (its side held ``cap`` levels)."""
 REACHED = 2
 """``apply_levels``: a level was set at or through the other side's best price (the book may cross)."""
-HEAPED = 4
-"""``apply_levels``: a side's heap holds more than twice its levels and 64 (gone prices): rebuild it."""
 
 
 def level_changes_py(
@@ -155,54 +154,124 @@ def _plain(text: Any, max_len: int = MAX_DIGITS) -> bool:
     return points <= 1 and len(text) > points
 
 
-def apply_levels_py(
-    changes: Sequence[Change],
-    bids: dict[float, tuple[str, str]],
-    asks: dict[float, tuple[str, str]],
-    bid_heap: list[float],
-    ask_heap: list[float],
-    bid_held: set[float],
-    ask_held: set[float],
-    cap: int,
-) -> int:
-    """``OrderBook.apply_changes``' loop: each change sets a level to an absolute size, or removes it when
-    the size is zero; a new price goes on its side's heap once (negated for bids: the best on top).
-    Bit 1 of the result (``OVERFLOW``): a new level was not kept because its side already held ``cap``
-    levels. Bit 2 (``REACHED``): a level was set at or through the other side's best price (its gone
-    tops popped to find it, as ``best_key`` pops them), so the book may have crossed; without it a book
-    that was not crossed is still not (a level that goes cannot cross a book). Bit 3 (``HEAPED``) and
-    bit 4 (``HEAPED << 1``): the bid or the ask heap holds more than ``2 * len(levels) + 64`` entries."""
+class LevelsPy:
+    """One side of a book, its levels best first (``Levels`` in C does the same with sorted blocks): a
+    dict of ``key -> (price, size)`` and the keys in a sorted list, the best last (``order``: the key for
+    bids, minus the key for asks), so a level near the best moves few entries. Texts are exact strings and
+    keys numbers, as in C."""
+
+    __slots__ = ("_bids", "_levels", "_order")
+
+    def __init__(self, bids: bool) -> None:
+        self._bids = bool(bids)
+        self._levels: dict[float, tuple[str, str]] = {}
+        self._order: list[float] = []
+
+    def _rank(self, key: Any) -> float:
+        if type(key) is not float and not isinstance(key, (int, float)):
+            raise TypeError(f"a price's key is a number, not {type(key).__name__}")
+        k = float(key)
+        if k != k:
+            raise ValueError("a price's key is not a number (NaN)")
+        return k if self._bids else -k
+
+    def _key(self, order: float) -> float:
+        return order if self._bids else -order
+
+    def put(self, key: Any, price: Any, size: Any, cap: int) -> bool:
+        """Set a level; False when it was not kept (the side holds ``cap`` levels and not this one)."""
+        order = self._rank(key)
+        _texts(price, size)
+        k = self._key(order)
+        if k in self._levels:
+            self._levels[k] = (price, size)
+            return True
+        if len(self._levels) >= cap:
+            return False
+        insort(self._order, order)
+        self._levels[k] = (price, size)
+        return True
+
+    def remove(self, key: Any) -> None:
+        order = self._rank(key)
+        k = self._key(order)
+        if self._levels.pop(k, None) is not None:
+            del self._order[bisect_left(self._order, order)]
+
+    def best(self) -> float | None:
+        return self._key(self._order[-1]) if self._order else None
+
+    def top(self, n: int) -> list[tuple[str, str]]:
+        levels, order = self._levels, self._order
+        n = max(0, min(operator_index(n), len(order)))
+        return [levels[self._key(o)] for o in order[len(order) - n :][::-1]]
+
+    def keys(self) -> list[float]:
+        return [self._key(o) for o in reversed(self._order)]
+
+    def values(self) -> list[tuple[str, str]]:
+        return self.top(len(self._order))
+
+    def items(self) -> list[tuple[float, tuple[str, str]]]:
+        return [(k, self._levels[k]) for k in self.keys()]
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self._levels.get(self._key(self._rank(key)), default)
+
+    def fill(self, levels: dict[Any, tuple[str, str]]) -> None:
+        """The side made these levels."""
+        orders = []
+        for key, (price, size) in levels.items():
+            orders.append(self._rank(key))
+            _texts(price, size)
+        self._order = sorted(orders)
+        self._levels = {self._key(o): levels[self._key(o)] for o in self._order}
+
+    def clear(self) -> None:
+        self._levels.clear()
+        self._order.clear()
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def __contains__(self, key: Any) -> bool:
+        return self._key(self._rank(key)) in self._levels
+
+    def __getitem__(self, key: Any) -> tuple[str, str]:
+        k = self._key(self._rank(key))
+        if k not in self._levels:
+            raise KeyError(key)
+        return self._levels[k]
+
+    def __iter__(self) -> Iterator[float]:
+        return iter(self.keys())
+
+
+def _texts(price: Any, size: Any) -> None:
+    if type(price) is not str or type(size) is not str:
+        raise TypeError("a level's price and size are strings")
+
+
+def apply_levels_py(changes: Sequence[Change], bids: Any, asks: Any, cap: int) -> int:
+    """``OrderBook.apply_changes``' loop: each change sets a level of ``bids`` or ``asks`` (``Levels``) to
+    an absolute size, or removes it when the size is zero. Bit 1 of the result (``OVERFLOW``): a new level
+    was not kept because its side already held ``cap`` levels. Bit 2 (``REACHED``): a level was set at or
+    through the other side's best price, so the book may have crossed; without it a book that was not
+    crossed is still not (a level that goes cannot cross a book)."""
     overflow = reach = False
     for side, price, size, key, value in changes:
-        if side == "bid":
-            levels, heap, held, sort_key, other = bids, bid_heap, bid_held, -key, ask_heap
-        else:
-            levels, heap, held, sort_key, other = asks, ask_heap, ask_held, key, bid_heap
+        is_bid = side == "bid"
+        levels, other = (bids, asks) if is_bid else (asks, bids)
         if value == 0.0:
-            levels.pop(key, None)  # its heap entry goes when it comes to the top, or at a rebuild
+            levels.remove(key)
             continue
-        if key not in levels:
-            if len(levels) >= cap:  # past any real book: not kept, and said so
-                overflow = True
-                continue
-            if key not in held:  # a price that went and came back is in the heap already
-                held.add(key)
-                heappush(heap, sort_key)
-        levels[key] = (price, size)
-        if not reach and other:
-            top = other[0]
-            if type(top) is not float or type(key) is not float:
-                reach = True
-            elif key >= top if side == "bid" else key <= -top:  # at or through the top: still a level?
-                if side == "bid":
-                    best = best_key_py(ask_heap, asks, ask_held, False)
-                else:
-                    best = best_key_py(bid_heap, bids, bid_held, True)
-                reach = best is not None and (key >= best if side == "bid" else key <= best)
-    heaped = (HEAPED if len(bid_heap) > 2 * len(bids) + 64 else 0) | (
-        HEAPED << 1 if len(ask_heap) > 2 * len(asks) + 64 else 0
-    )
-    return (OVERFLOW if overflow else 0) | (REACHED if reach else 0) | heaped
+        if not levels.put(key, price, size, cap):
+            overflow = True  # past any real book: not kept, and said so
+            continue
+        if not reach:
+            best = other.best()
+            reach = best is not None and (key >= best if is_bid else key <= best)
+    return (OVERFLOW if overflow else 0) | (REACHED if reach else 0)
 
 
 def bar_span_py(
@@ -299,55 +368,6 @@ def fresh_trades_py(
         batch.append(ev)
         kept.append(ev)
     return kept, batches
-
-
-def best_key_py(heap: list[float], levels: dict[float, Any], held: set[float], negated: bool) -> float | None:
-    """A book side's best price: the heap's top that is still a level (negated back for bids), the tops
-    that are gone popped first (and dropped from ``held``). None when the side is empty."""
-    while heap:
-        key = -heap[0] if negated else heap[0]
-        if key in levels:
-            return key
-        heappop(heap)  # a level that has gone
-        held.discard(key)
-    return None
-
-
-def heap_walk(heap: list[float], levels: dict[float, Any], negated: bool) -> Iterator[Any]:
-    """A side's levels best first, read down its heap (None for a price that has gone): the next best is
-    always among the children of those taken (a heap's children are never better than their parent), so
-    reading the top N costs O(N log N) however deep the book. The heap holds floats, negated for bids
-    (``negated``); ties come in the order heapq gives (the lower index first)."""
-    size = len(heap)
-    if not size:
-        return
-    sign = -1.0 if negated else 1.0
-    frontier = [(heap[0], 0)]
-    while frontier:
-        sort_key, i = heappop(frontier)
-        yield levels.get(sign * sort_key)
-        child = 2 * i + 1
-        if child < size:
-            heappush(frontier, (heap[child], child))
-            if child + 1 < size:
-                heappush(frontier, (heap[child + 1], child + 1))
-
-
-def top_levels_py(
-    heap: list[float], levels: dict[float, Any], n: int, negated: bool
-) -> tuple[list[Any], int]:
-    """The first ``n`` levels of ``heap_walk``, with the count of gone prices walked past on the way."""
-    out: list[Any] = []
-    gone = 0
-    if n > 0:
-        for level in heap_walk(heap, levels, negated):
-            if level is None:
-                gone += 1
-                continue
-            out.append(level)
-            if len(out) >= n:
-                break
-    return out, gone
 
 
 class _Signed(int):
@@ -484,10 +504,9 @@ trade_events = trade_events_py
 bar_span = bar_span_py
 rfc3339: Callable[[str], float | None] = rfc3339_py
 fresh_trades = fresh_trades_py
-best_key = best_key_py
+Levels: Callable[[bool], Any] = LevelsPy
 decimal_parts: Callable[[Sequence[str]], list[tuple[int, int, int]] | None] = decimal_parts_py
 data_frames = data_frames_py
-top_levels = top_levels_py
 level_frame: Callable[..., tuple[int | None, str | None, list[tuple[str, list[Change]]]] | None] | None = None
 """The C reader of level-update frames, or None on the pure path: there a venue's decoder (msgspec, itself
 compiled) reads every frame, faster than ``level_frame_py`` would."""
@@ -496,8 +515,8 @@ why_pure = "not loaded yet"
 
 
 def _load() -> None:
-    global level_changes, apply_levels, trade_events, bar_span, decimal_parts, rfc3339, fresh_trades, best_key
-    global data_frames, top_levels, level_frame
+    global level_changes, apply_levels, trade_events, bar_span, decimal_parts, rfc3339, fresh_trades, Levels
+    global data_frames, level_frame
     global why_pure
     if os.environ.get("TICKERTERM_PURE", "") not in ("", "0"):
         why_pure = "TICKERTERM_PURE is set"
@@ -512,8 +531,8 @@ def _load() -> None:
         return
     level_changes, apply_levels, trade_events = _native.changes, _native.apply_levels, _native.trade_events
     bar_span, decimal_parts, rfc3339 = _native.bar_span, _native.decimal_parts, _native.rfc3339
-    fresh_trades, best_key, data_frames = _native.fresh_trades, _native.best_key, _native.data_frames
-    top_levels, level_frame = _native.top_levels, _native.level_frame
+    fresh_trades, Levels, data_frames = _native.fresh_trades, _native.Levels, _native.data_frames
+    level_frame = _native.level_frame
     why_pure = ""
 
 
