@@ -167,47 +167,47 @@ class LevelsPy:
         self._levels: dict[float, tuple[str, str]] = {}
         self._order: list[float] = []
 
-    def _rank(self, key: Any) -> float:
-        if type(key) is not float and not isinstance(key, (int, float)):
+    def _checked(self, key: Any) -> float:
+        """The key as a float: TypeError unless a number, ValueError for NaN (as in C)."""
+        if not isinstance(key, (int, float)):
             raise TypeError(f"a price's key is a number, not {type(key).__name__}")
         k = float(key)
         if k != k:
             raise ValueError("a price's key is not a number (NaN)")
-        return k if self._bids else -k
+        return k
 
-    def _key(self, order: float) -> float:
-        return order if self._bids else -order
+    def _flip(self, value: float) -> float:
+        """A key's place in ``_order``, and back (the key for bids, minus it for asks)."""
+        return value if self._bids else -value
 
     def put(self, key: Any, price: Any, size: Any, cap: int) -> bool:
         """Set a level; False when it was not kept (the side holds ``cap`` levels and not this one)."""
-        order = self._rank(key)
+        k = self._checked(key)
         _texts(price, size)
-        k = self._key(order)
         if k in self._levels:
             self._levels[k] = (price, size)
             return True
         if len(self._levels) >= cap:
             return False
-        insort(self._order, order)
+        insort(self._order, self._flip(k))
         self._levels[k] = (price, size)
         return True
 
     def remove(self, key: Any) -> None:
-        order = self._rank(key)
-        k = self._key(order)
+        k = self._checked(key)
         if self._levels.pop(k, None) is not None:
-            del self._order[bisect_left(self._order, order)]
+            del self._order[bisect_left(self._order, self._flip(k))]
 
     def best(self) -> float | None:
-        return self._key(self._order[-1]) if self._order else None
+        return self._flip(self._order[-1]) if self._order else None
 
     def top(self, n: int) -> list[tuple[str, str]]:
         levels, order = self._levels, self._order
         n = max(0, min(operator_index(n), len(order)))
-        return [levels[self._key(o)] for o in order[len(order) - n :][::-1]]
+        return [levels[self._flip(o)] for o in order[len(order) - n :][::-1]]
 
     def keys(self) -> list[float]:
-        return [self._key(o) for o in reversed(self._order)]
+        return [self._flip(o) for o in reversed(self._order)]
 
     def values(self) -> list[tuple[str, str]]:
         return self.top(len(self._order))
@@ -216,16 +216,15 @@ class LevelsPy:
         return [(k, self._levels[k]) for k in self.keys()]
 
     def get(self, key: Any, default: Any = None) -> Any:
-        return self._levels.get(self._key(self._rank(key)), default)
+        return self._levels.get(self._checked(key), default)
 
     def fill(self, levels: dict[Any, tuple[str, str]]) -> None:
         """The side made these levels."""
-        orders = []
         for key, (price, size) in levels.items():
-            orders.append(self._rank(key))
+            self._checked(key)
             _texts(price, size)
-        self._order = sorted(orders)
-        self._levels = {self._key(o): levels[self._key(o)] for o in self._order}
+        self._order = sorted(self._flip(float(k)) for k in levels)
+        self._levels = {self._flip(o): levels[self._flip(o)] for o in self._order}
 
     def clear(self) -> None:
         self._levels.clear()
@@ -235,10 +234,10 @@ class LevelsPy:
         return len(self._order)
 
     def __contains__(self, key: Any) -> bool:
-        return self._key(self._rank(key)) in self._levels
+        return self._checked(key) in self._levels
 
     def __getitem__(self, key: Any) -> tuple[str, str]:
-        k = self._key(self._rank(key))
+        k = self._checked(key)
         if k not in self._levels:
             raise KeyError(key)
         return self._levels[k]
